@@ -1,0 +1,88 @@
+"""Database plumbing: engine/sessionmaker built at startup, a schema-bound declarative base."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def schema_metadata(schema: str) -> MetaData:
+    """MetaData for one service's schema, with the project's constraint naming convention."""
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+class UUIDPrimaryKey:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
+    )
+
+
+def make_base(schema: str) -> type[DeclarativeBase]:
+    """A declarative base whose tables all live in ``schema``."""
+
+    class Base(DeclarativeBase):
+        metadata = schema_metadata(schema)
+        type_annotation_map = {datetime: DateTime(timezone=True)}
+
+    return Base
+
+
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "runyard") -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": application_name}},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine, *, schema: str) -> async_sessionmaker[AsyncSession]:
+    """Sessions remember their service's schema (``session.info["schema"]``) for the outbox."""
+    return async_sessionmaker(engine, expire_on_commit=False, info={"schema": schema})
+
+
+async def session_scope(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction per unit of work: commits on success, rolls back on any error."""
+    async with sessionmaker() as session, session.begin():
+        yield session
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The same URL in the form asyncpg.connect() accepts (no SQLAlchemy driver suffix)."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)

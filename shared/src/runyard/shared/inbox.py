@@ -1,0 +1,192 @@
+"""Idempotent consumers: inbox table + a Kafka consumer loop with DLQ.
+
+For each record: parse the CloudEvent and its contract; in ONE transaction insert
+(consumer, event id) into the inbox and run the handler — an already-seen id means the effect is
+already stored, so the handler is skipped. Offsets are committed only after that transaction
+commits. A record that cannot be parsed, has an unknown contract, or whose handler fails
+``max_attempts`` times is published to ``<topic>.dlq`` with the error in headers, then its offset
+is committed and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from prometheus_client import Counter
+from sqlalchemy import Column, DateTime, MetaData, PrimaryKeyConstraint, Table, Text, func, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from runyard.shared.events import CloudEvent, EventPayload, parse_event
+from runyard.shared.logging import bound, get_logger
+from runyard.shared.outbox import check_identifier
+
+log = get_logger(__name__)
+
+CONSUMED = Counter("runyard_events_consumed", "Events handled", ["service", "topic", "outcome"])
+
+Handler = Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "inbox",
+        metadata,
+        Column("consumer", Text, nullable=False),
+        Column("event_id", Text, nullable=False),
+        Column("topic", Text, nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("consumer", "event_id", name="pk_inbox"),
+    )
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    handler: Handler
+
+
+class EventConsumer:
+    """One consumer group over a set of topics, one handler per topic."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        bootstrap_servers: list[str],
+        group_id: str,
+        schema: str,
+        service: str,
+        handlers: dict[str, Handler],
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.2,
+        max_records: int = 200,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.producer = producer
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id
+        self.service = service
+        self.handlers = handlers
+        self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+        self.max_records = max_records
+        s = check_identifier(schema)
+        self._mark = text(
+            f"INSERT INTO {s}.inbox (consumer, event_id, topic) VALUES (:consumer, :event_id, :topic) "
+            "ON CONFLICT DO NOTHING RETURNING event_id"
+        )
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def run(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            *self.handlers,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5000,
+        )
+        await self.consumer.start()
+        log.info("consumer.started", group=self.group_id, topics=sorted(self.handlers))
+        try:
+            while True:
+                batches = await self.consumer.getmany(timeout_ms=1000, max_records=self.max_records)
+                for tp, records in batches.items():
+                    for record in records:
+                        await self.process(record)
+                    await self.consumer.commit({tp: records[-1].offset + 1})
+        finally:
+            await self.consumer.stop()
+
+    async def process(self, record: ConsumerRecord[bytes, bytes]) -> str:
+        """Handle one record; returns the outcome (processed, duplicate, dead_lettered)."""
+        topic = record.topic
+        try:
+            event, payload = parse_event(record.value or b"")
+            if event.type != topic:
+                raise ValueError(f"event type {event.type!r} published on topic {topic!r}")
+        except ValueError as exc:
+            await self.dead_letter(record, error=exc, reason="unparseable")
+            return self._count(topic, "dead_lettered")
+        with bound(event_id=event.id, event_type=event.type):
+            last_error: BaseException | None = None
+            attempt = 0
+            while attempt < self.max_attempts:
+                attempt += 1
+                try:
+                    outcome = await self._handle_once(event, payload)
+                    return self._count(topic, outcome)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if is_transient(exc):
+                        # The database, not the record, is the problem: wait, never dead-letter.
+                        log.warning("consumer.transient.retry", error=repr(exc))
+                        await asyncio.sleep(min(self.retry_backoff_s * 10, 5.0))
+                        attempt -= 1
+                        continue
+                    last_error = exc
+                    log.warning("consumer.handler.failed", attempt=attempt, error=repr(exc))
+                    if attempt < self.max_attempts:
+                        await asyncio.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+            assert last_error is not None
+            await self.dead_letter(record, error=last_error, reason="handler_failed")
+            return self._count(topic, "dead_lettered")
+
+    async def _handle_once(self, event: CloudEvent, payload: EventPayload) -> str:
+        async with self.sessionmaker() as session, session.begin():
+            fresh = await session.execute(
+                self._mark, {"consumer": self.group_id, "event_id": event.id, "topic": event.type}
+            )
+            if fresh.first() is None:
+                log.debug("consumer.duplicate.skipped")
+                return "duplicate"
+            await self.handlers[event.type](session, event, payload)
+        return "processed"
+
+    async def dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], *, error: BaseException, reason: str
+    ) -> None:
+        detail = "".join(traceback.format_exception_only(error)).strip()[:2000]
+        headers = list(record.headers or [])
+        headers += [
+            ("dlq-reason", reason.encode()),
+            ("dlq-error", detail.encode()),
+            ("dlq-error-type", type(error).__name__.encode()),
+            ("dlq-original-topic", record.topic.encode()),
+            ("dlq-original-partition", str(record.partition).encode()),
+            ("dlq-original-offset", str(record.offset).encode()),
+            ("dlq-consumer-group", self.group_id.encode()),
+        ]
+        await self.producer.send_and_wait(
+            f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
+        )
+        log.error(
+            "consumer.dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+            error=detail,
+        )
+
+    def _count(self, topic: str, outcome: str) -> str:
+        CONSUMED.labels(self.service, topic, outcome).inc()
+        return outcome
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors that say the database is unreachable or busy, not that the record is bad."""
+    if isinstance(exc, OperationalError | OSError | ConnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+__all__ = ["EventConsumer", "Handler", "Subscription", "TopicPartition", "inbox_table"]

@@ -1,0 +1,266 @@
+"""Transactional outbox: events are rows written with the state change, a relay publishes them.
+
+``add_event`` runs inside the business transaction. ``OutboxRelay`` wakes on LISTEN/NOTIFY (a
+statement trigger on the table notifies at commit) with a polling fallback, claims batches with
+``FOR UPDATE SKIP LOCKED`` (several replicas can relay at once), publishes each row with the
+aggregate id as key, waits for the broker's acks and only then marks the rows published.
+A crash between publish and mark republishes the batch: consumers dedupe on the event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from typing import Any, Protocol
+
+import asyncpg
+from prometheus_client import Counter, Gauge
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    insert,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from runyard.shared.db import asyncpg_dsn
+from runyard.shared.events import CONTENT_TYPE, CloudEvent
+from runyard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+OUTBOX_BACKLOG = Gauge("runyard_outbox_backlog", "Unpublished outbox rows", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "runyard_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row", ["service"]
+)
+OUTBOX_PUBLISHED = Counter("runyard_outbox_published", "Outbox rows published", ["service"])
+OUTBOX_PUBLISH_ERRORS = Counter(
+    "runyard_outbox_publish_errors", "Failed outbox publish batches", ["service"]
+)
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def check_identifier(name: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"not a safe SQL identifier: {name!r}")
+    return name
+
+
+def notify_channel(schema: str) -> str:
+    return f"runyard_outbox_{check_identifier(schema)}"
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The ``outbox`` table in ``metadata``'s schema (call once per service metadata)."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", Text, nullable=False, unique=True),
+        Column("topic", Text, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("headers", JSONB, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("last_error", Text, nullable=True),
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        Index("ix_outbox_published_at", "published_at"),
+    )
+
+
+def outbox_trigger_ddl(schema: str) -> list[str]:
+    """DDL for the statement trigger that wakes relays at commit time."""
+    s = check_identifier(schema)
+    channel = notify_channel(schema)
+    return [
+        f"""CREATE OR REPLACE FUNCTION {s}.outbox_notify() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$""",
+        f"""CREATE TRIGGER outbox_notify AFTER INSERT ON {s}.outbox
+            FOR EACH STATEMENT EXECUTE FUNCTION {s}.outbox_notify()""",
+    ]
+
+
+_tables: dict[str, Table] = {}
+
+
+def _table_for(schema: str) -> Table:
+    if schema not in _tables:
+        _tables[schema] = outbox_table(MetaData(schema=check_identifier(schema)))
+    return _tables[schema]
+
+
+def session_schema(session: AsyncSession) -> str:
+    schema = session.info.get("schema")
+    if not schema:
+        raise RuntimeError("session has no schema: build it with create_sessionmaker(..., schema=)")
+    return str(schema)
+
+
+async def add_event(session: AsyncSession, event: CloudEvent, *, key: str | None = None) -> None:
+    """Write ``event`` to the outbox inside the caller's transaction (never publishes directly)."""
+    await add_events(session, [event], keys=None if key is None else [key])
+
+
+async def add_events(
+    session: AsyncSession, events: list[CloudEvent], *, keys: list[str] | None = None
+) -> None:
+    if not events:
+        return
+    table = _table_for(session_schema(session))
+    rows = [
+        {
+            "event_id": e.id,
+            "topic": e.topic,
+            "key": keys[i] if keys else e.subject,
+            "payload": e.model_dump(mode="json", exclude_none=True),
+            "headers": None,
+        }
+        for i, e in enumerate(events)
+    ]
+    await session.execute(insert(table), rows)
+
+
+class Producer(Protocol):
+    async def send(
+        self, topic: str, value: bytes | None = ..., key: bytes | None = ..., headers: Any = ...
+    ) -> Any: ...
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        producer: Producer,
+        schema: str,
+        service: str,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+        retention_hours: float = 24.0,
+        prune_every_s: float = 60.0,
+    ) -> None:
+        self.engine = engine
+        self.producer = producer
+        self.schema = check_identifier(schema)
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.retention_hours = retention_hours
+        self.prune_every_s = prune_every_s
+        self._wake = asyncio.Event()
+        self._claim = text(
+            f"SELECT id, event_id, topic, key, payload, headers FROM {self.schema}.outbox "
+            "WHERE published_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+        )
+        self._mark = text(
+            f"UPDATE {self.schema}.outbox SET published_at = now(), attempts = attempts + 1 "
+            "WHERE id = ANY(:ids)"
+        )
+        self._stats = text(
+            f"SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM {self.schema}.outbox "
+            "WHERE published_at IS NULL"
+        )
+        self._prune = text(
+            f"DELETE FROM {self.schema}.outbox WHERE id IN (SELECT id FROM {self.schema}.outbox "
+            "WHERE published_at < now() - make_interval(secs => :secs) LIMIT 5000)"
+        )
+
+    async def publish_batch(self) -> int:
+        """Publish one batch of unpublished rows; returns how many were published."""
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(self._claim, {"limit": self.batch_size})).all()
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                headers = [("content-type", CONTENT_TYPE.encode())]
+                headers += [(k, str(v).encode()) for k, v in (row.headers or {}).items()]
+                futures.append(
+                    await self.producer.send(
+                        row.topic,
+                        value=json.dumps(row.payload, separators=(",", ":")).encode(),
+                        key=row.key.encode(),
+                        headers=headers,
+                    )
+                )
+            await asyncio.gather(*futures)
+            await conn.execute(self._mark, {"ids": [r.id for r in rows]})
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    async def update_metrics(self) -> tuple[int, float]:
+        async with self.engine.connect() as conn:
+            count, age = (await conn.execute(self._stats)).one()
+        OUTBOX_BACKLOG.labels(self.service).set(count)
+        OUTBOX_OLDEST_AGE.labels(self.service).set(float(age or 0.0))
+        return int(count), float(age or 0.0)
+
+    async def prune(self) -> int:
+        total = 0
+        while True:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(self._prune, {"secs": self.retention_hours * 3600})
+            deleted = result.rowcount or 0
+            total += deleted
+            if deleted < 5000:
+                return total
+
+    async def _listen(self, dsn: str) -> asyncpg.Connection | None:
+        try:
+            conn = await asyncpg.connect(dsn)
+            await conn.add_listener(notify_channel(self.schema), lambda *_: self._wake.set())
+            return conn
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox.listen.unavailable", error=str(exc))
+            return None
+
+    async def run(self) -> None:
+        dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
+        listener = await self._listen(dsn)
+        last_prune = 0.0
+        backoff = self.poll_interval_s
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    published = await self.publish_batch()
+                    await self.update_metrics()
+                    if time.monotonic() - last_prune > self.prune_every_s:
+                        last_prune = time.monotonic()
+                        await self.prune()
+                    backoff = self.poll_interval_s
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
+                    log.warning("outbox.publish.failed", error=repr(exc))
+                    published = 0
+                    backoff = min(backoff * 2, 30.0)
+                if published >= self.batch_size:
+                    continue
+                if listener is None or listener.is_closed():
+                    listener = await self._listen(dsn)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+        finally:
+            if listener is not None and not listener.is_closed():
+                await listener.close()

@@ -1,0 +1,263 @@
+"""One process per service: HTTP (FastAPI), the outbox relay, consumers and workers.
+
+``create_service_app(spec)`` returns the ASGI app; its lifespan builds the engine, sessionmaker and
+Kafka producer, starts every background task under a supervisor (a crashed loop restarts with
+backoff), and tears everything down on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from runyard.shared import contracts
+from runyard.shared.db import create_engine, create_sessionmaker
+from runyard.shared.events import EventPayload
+from runyard.shared.http import (
+    RequestIdMiddleware,
+    install_ops_routes,
+    install_problem_handlers,
+)
+from runyard.shared.inbox import EventConsumer, Handler
+from runyard.shared.logging import configure_logging, get_logger
+from runyard.shared.outbox import OutboxRelay
+from runyard.shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+Worker = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    schema: str
+    settings: ServiceSettings
+    routers: Sequence[APIRouter] = ()
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    publishes: Sequence[type[EventPayload]] = ()
+    on_startup: Callable[[Runtime], Awaitable[None]] | None = None
+    on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None
+    description: str = ""
+
+
+@dataclass
+class Runtime:
+    spec: ServiceSpec
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> ServiceSettings:
+        return self.spec.settings
+
+
+def new_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **settings.kafka_client_options(),
+        acks="all",
+        linger_ms=5,
+        enable_idempotence=False,
+        compression_type="gzip",
+        max_request_size=4 * 1024 * 1024,
+        client_id=f"runyard-{settings.service_name}",
+    )
+
+
+async def start_producer(settings: ServiceSettings, *, attempts: int = 30) -> AIOKafkaProducer:
+    for attempt in range(1, attempts + 1):
+        producer = new_producer(settings)
+        try:
+            await producer.start()
+            return producer
+        except Exception as exc:
+            await producer.stop()
+            if attempt == attempts:
+                raise
+            log.warning("kafka.producer.retry", attempt=attempt, error=repr(exc))
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+async def supervise(name: str, make: Callable[[], Awaitable[None]]) -> None:
+    """Run a background loop forever; log and restart it (with backoff) if it crashes."""
+    backoff = 0.5
+    while True:
+        try:
+            await make()
+            log.warning("task.exited", task=name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("task.crashed", task=name, error=repr(exc))
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
+def build_consumer(runtime: Runtime) -> EventConsumer:
+    s = runtime.settings
+    return EventConsumer(
+        sessionmaker=runtime.sessionmaker,
+        producer=runtime.producer,
+        bootstrap_servers=s.kafka_client_options()["bootstrap_servers"],
+        group_id=runtime.spec.name,
+        schema=runtime.spec.schema,
+        service=runtime.spec.name,
+        handlers=runtime.spec.handlers,
+        max_attempts=s.consumer_max_attempts,
+        retry_backoff_s=s.consumer_retry_backoff_s,
+    )
+
+
+def build_relay(runtime: Runtime) -> OutboxRelay:
+    s = runtime.settings
+    return OutboxRelay(
+        engine=runtime.engine,
+        producer=runtime.producer,
+        schema=runtime.spec.schema,
+        service=runtime.spec.name,
+        batch_size=s.outbox_batch_size,
+        poll_interval_s=s.outbox_poll_interval_s,
+        retention_hours=s.outbox_retention_hours,
+    )
+
+
+def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
+    """AsyncAPI 3.0 description of what the service publishes and consumes."""
+    registry = contracts.all_contracts()
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    consumed = [c for (t, _v), c in registry.items() if t in spec.handlers]
+    for action, models in (("send", spec.publishes), ("receive", consumed)):
+        for model in models:
+            key = model.event_type.replace(".", "_")
+            channels[key] = {
+                "address": model.event_type,
+                "messages": {
+                    key: {
+                        "name": model.event_type,
+                        "contentType": "application/cloudevents+json",
+                        "payload": {
+                            "type": "object",
+                            "description": f"CloudEvents 1.0 envelope, dataschema "
+                            f"{model.dataschema()}; `data` follows the schema below",
+                            "properties": {"data": model.model_json_schema()},
+                        },
+                    }
+                },
+            }
+            operations[f"{action}_{key}"] = {
+                "action": action,
+                "channel": {"$ref": f"#/channels/{key}"},
+            }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": f"runyard {spec.name} events", "version": "1.0.0"},
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels,
+        "operations": operations,
+    }
+
+
+def create_service_app(spec: ServiceSpec) -> FastAPI:
+    settings = spec.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(service=spec.name, level=settings.log_level, json=settings.log_json)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            application_name=f"runyard-{spec.name}",
+        )
+        producer = await start_producer(settings)
+        runtime = Runtime(
+            spec=spec,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine, schema=spec.schema),
+            producer=producer,
+        )
+        app.state.runtime = runtime
+        try:
+            if spec.on_startup is not None:
+                await spec.on_startup(runtime)
+            if settings.run_workers:
+                relay = build_relay(runtime)
+                runtime.tasks.append(asyncio.create_task(supervise("outbox", relay.run)))
+                if spec.handlers:
+                    runtime.tasks.append(
+                        asyncio.create_task(
+                            supervise("consumer", lambda: build_consumer(runtime).run())
+                        )
+                    )
+                for name, worker in spec.workers.items():
+                    runtime.tasks.append(
+                        asyncio.create_task(supervise(name, lambda w=worker: w(runtime)))
+                    )
+            log.info("service.started", workers=settings.run_workers)
+            yield
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            if spec.on_shutdown is not None:
+                await spec.on_shutdown(runtime)
+            await producer.stop()
+            await engine.dispose()
+            log.info("service.stopped")
+
+    app = FastAPI(
+        title=f"Runyard {spec.name}",
+        description=spec.description,
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RequestIdMiddleware, service=spec.name)
+
+    async def check_db() -> None:
+        async with app.state.runtime.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def check_kafka() -> None:
+        producer: AIOKafkaProducer = app.state.runtime.producer
+        metadata = await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=3.0)
+        if not metadata.brokers():
+            raise ConnectionError("no Kafka broker reachable")
+
+    install_ops_routes(app, {"postgres": check_db, "kafka": check_kafka})
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi() -> dict[str, Any]:
+        return asyncapi_document(spec)
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: commits after the endpoint returns, before the response."""
+    async with get_runtime(request).sessionmaker() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

