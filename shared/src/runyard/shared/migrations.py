@@ -13,6 +13,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from runyard.shared.db import schema_metadata
 from runyard.shared.inbox import inbox_table
 from runyard.shared.outbox import check_identifier, outbox_table, outbox_trigger_ddl
 
@@ -55,7 +56,7 @@ def run_env(target_metadata: MetaData, *, schema: str, url_env: str) -> None:
             target_metadata=target_metadata,
             version_table_schema=schema,
             include_schemas=True,
-            include_name=lambda name, type_, _parent: type_ != "schema" or name == schema,
+            include_name=lambda name, type_, _parent: type_ != "schema" or name in (None, schema),
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -71,7 +72,7 @@ def run_env(target_metadata: MetaData, *, schema: str, url_env: str) -> None:
 
 def create_outbox_and_inbox(connection: Connection, schema: str) -> None:
     """Create the service's ``outbox`` (with its NOTIFY trigger) and ``inbox`` tables."""
-    metadata = MetaData(schema=check_identifier(schema))
+    metadata = schema_metadata(check_identifier(schema))
     outbox_table(metadata)
     inbox_table(metadata)
     metadata.create_all(connection)

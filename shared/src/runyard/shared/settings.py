@@ -18,10 +18,6 @@ def dev_secret(name: str) -> SecretStr:
     return SecretStr(f"{DEV_SECRET_MARKER}{name}")
 
 
-class InsecureSettingsError(ValueError):
-    pass
-
-
 class ServiceSettings(BaseSettings):
     """Settings every service shares. Subclasses set ``env_prefix`` (``AUTH_``, ``WEBHOOKS_`` ...)."""
 
@@ -53,7 +49,7 @@ class ServiceSettings(BaseSettings):
             and value.get_secret_value().startswith(DEV_SECRET_MARKER)
         ]
         if insecure:
-            raise InsecureSettingsError(
+            raise ValueError(
                 f"{', '.join(sorted(insecure))}: default development secret refused in "
                 f"environment {self.environment!r}; set a real value"
             )

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runyard.shared.logging import bound, configure_logging, get_logger
+
+
+def test_logs_are_json_lines_with_service_and_bound_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(service="demo", json=True)
+    log = get_logger("t")
+    with bound(request_id="req-1"), bound(event_id="evt-9"):
+        log.info("demo.thing.done", count=3)
+    log.info("demo.after")
+    first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
+    assert first["event"] == "demo.thing.done"
+    assert first["service"] == "demo"
+    assert first["request_id"] == "req-1"
+    assert first["event_id"] == "evt-9"
+    assert first["count"] == 3
+    assert "request_id" not in second
