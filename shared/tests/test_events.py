@@ -22,7 +22,9 @@ def completed(owner: uuid.UUID) -> ExperimentCompleted:
 
 def test_envelope_follows_cloudevents_structured_mode() -> None:
     payload = completed(uuid.uuid4())
-    event = make_event(payload, source="/runyard/experiments", subject=payload.experiment_id, sequence=3)
+    event = make_event(
+        payload, source="/runyard/experiments", subject=payload.experiment_id, sequence=3
+    )
     doc = json.loads(event.to_json())
     assert doc["specversion"] == "1.0"
     assert doc["type"] == "experiment.completed"

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from runyard.shared.logging import bound, configure_logging, get_logger
+
+
+@pytest.fixture(autouse=True)
+def restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
 def test_logs_are_json_lines_with_service_and_bound_ids(capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,9 +33,12 @@ def fresh_topic() -> str:
     return f"pipeline.t{uuid.uuid4().hex[:12]}"
 
 
-async def write_events(db: PipelineDb, contract: type[EventPayload], count: int) -> list[CloudEvent]:
+async def write_events(
+    db: PipelineDb, contract: type[EventPayload], count: int
+) -> list[CloudEvent]:
     events = [
-        make_event(contract(n=i), source="/runyard/pipeline", subject=f"agg-{i}") for i in range(count)
+        make_event(contract(n=i), source="/runyard/pipeline", subject=f"agg-{i}")
+        for i in range(count)
     ]
     async with db.sessionmaker() as session, session.begin():
         for event in events:
@@ -115,7 +118,12 @@ async def test_relay_publishes_with_aggregate_key_and_marks_rows_published(
         (e.subject, e.id) for e in events
     )
     assert dict(records[0].headers)["content-type"] == b"application/cloudevents+json"
-    assert await scalar(pipeline_db, f"SELECT count(*) FROM {SCHEMA}.outbox WHERE published_at IS NULL") == 0
+    assert (
+        await scalar(
+            pipeline_db, f"SELECT count(*) FROM {SCHEMA}.outbox WHERE published_at IS NULL"
+        )
+        == 0
+    )
     assert (await relay.update_metrics())[0] == 0
     assert await relay.publish_batch() == 0
 
@@ -157,7 +165,12 @@ async def test_relay_killed_between_publish_and_mark_republishes_and_effect_happ
 
     with pytest.raises(ConnectionResetError):
         await relay_for(pipeline_db, CrashAfterPublish(producer)).publish_batch()
-    assert await scalar(pipeline_db, f"SELECT count(*) FROM {SCHEMA}.outbox WHERE published_at IS NULL") == 1
+    assert (
+        await scalar(
+            pipeline_db, f"SELECT count(*) FROM {SCHEMA}.outbox WHERE published_at IS NULL"
+        )
+        == 1
+    )
 
     assert await relay_for(pipeline_db, producer).publish_batch() == 1  # the restarted relay
     copies = await read_topic(kafka_bootstrap, topic, 2)
@@ -166,8 +179,18 @@ async def test_relay_killed_between_publish_and_mark_republishes_and_effect_happ
     consumer = consumer_for(pipeline_db, producer, kafka_bootstrap, {topic: record_effect})
     for record in copies:
         await consumer.process(record)
-    assert await scalar(pipeline_db, f"SELECT count(*) FROM {SCHEMA}.effects WHERE event_id = :e", e=event.id) == 1
-    assert await scalar(pipeline_db, f"SELECT count(*) FROM {SCHEMA}.inbox WHERE event_id = :e", e=event.id) == 1
+    assert (
+        await scalar(
+            pipeline_db, f"SELECT count(*) FROM {SCHEMA}.effects WHERE event_id = :e", e=event.id
+        )
+        == 1
+    )
+    assert (
+        await scalar(
+            pipeline_db, f"SELECT count(*) FROM {SCHEMA}.inbox WHERE event_id = :e", e=event.id
+        )
+        == 1
+    )
 
 
 async def test_malformed_record_goes_to_dlq_and_the_next_record_is_processed(
@@ -184,7 +207,9 @@ async def test_malformed_record_goes_to_dlq_and_the_next_record_is_processed(
     try:
         await until(
             lambda: scalar(
-                pipeline_db, f"SELECT count(*) = 1 FROM {SCHEMA}.effects WHERE event_id = :e", e=good.id
+                pipeline_db,
+                f"SELECT count(*) = 1 FROM {SCHEMA}.effects WHERE event_id = :e",
+                e=good.id,
             )
         )
     finally:
@@ -221,9 +246,24 @@ async def test_handler_failing_every_attempt_goes_to_dlq_without_effect_and_cons
         await consumer.process(record)
 
     assert calls == [1, 1, 1]
-    assert await scalar(pipeline_db, f"SELECT count(*) FROM {SCHEMA}.effects WHERE event_id = :e", e=poison.id) == 0
-    assert await scalar(pipeline_db, f"SELECT count(*) FROM {SCHEMA}.inbox WHERE event_id = :e", e=poison.id) == 0
-    assert await scalar(pipeline_db, f"SELECT count(*) FROM {SCHEMA}.effects WHERE event_id = :e", e=after.id) == 1
+    assert (
+        await scalar(
+            pipeline_db, f"SELECT count(*) FROM {SCHEMA}.effects WHERE event_id = :e", e=poison.id
+        )
+        == 0
+    )
+    assert (
+        await scalar(
+            pipeline_db, f"SELECT count(*) FROM {SCHEMA}.inbox WHERE event_id = :e", e=poison.id
+        )
+        == 0
+    )
+    assert (
+        await scalar(
+            pipeline_db, f"SELECT count(*) FROM {SCHEMA}.effects WHERE event_id = :e", e=after.id
+        )
+        == 1
+    )
     (dead,) = await read_topic(kafka_bootstrap, f"{topic}.dlq", 1)
     assert dict(dead.headers)["dlq-reason"] == b"handler_failed"
     assert b"cannot handle n=1" in dict(dead.headers)["dlq-error"]

@@ -20,7 +20,9 @@ def test_settings_read_their_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_default_secret_is_accepted_in_dev() -> None:
-    assert DemoSettings(environment="dev").signing_key.get_secret_value().startswith("dev-insecure-")
+    assert (
+        DemoSettings(environment="dev").signing_key.get_secret_value().startswith("dev-insecure-")
+    )
 
 
 def test_default_secret_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,7 +43,9 @@ async def test_completing_twice_is_409_with_current_status_and_adds_no_event(cli
     exp_id = (await client.post("/api/v1/experiments", json={"name": "x"}, headers=headers)).json()[
         "id"
     ]
-    assert (await client.post(f"/api/v1/experiments/{exp_id}/complete", headers=headers)).status_code == 200
+    assert (
+        await client.post(f"/api/v1/experiments/{exp_id}/complete", headers=headers)
+    ).status_code == 200
     again = await client.post(f"/api/v1/experiments/{exp_id}/complete", headers=headers)
     assert again.status_code == 409
     assert again.headers["content-type"] == "application/problem+json"
@@ -53,9 +55,13 @@ async def test_completing_twice_is_409_with_current_status_and_adds_no_event(cli
 
 async def test_another_users_experiment_is_404(client) -> None:
     exp_id = (
-        await client.post("/api/v1/experiments", json={"name": "x"}, headers=identity_headers(uuid.uuid4()))
+        await client.post(
+            "/api/v1/experiments", json={"name": "x"}, headers=identity_headers(uuid.uuid4())
+        )
     ).json()["id"]
-    other = await client.get(f"/api/v1/experiments/{exp_id}", headers=identity_headers(uuid.uuid4()))
+    other = await client.get(
+        f"/api/v1/experiments/{exp_id}", headers=identity_headers(uuid.uuid4())
+    )
     assert other.status_code == 404
     assert other.json()["status"] == 404
 

@@ -60,7 +60,9 @@ def make_base(schema: str) -> type[DeclarativeBase]:
     return Base
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "runyard") -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, application_name: str = "runyard"
+) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=pool_size,

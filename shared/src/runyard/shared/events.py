@@ -117,4 +117,6 @@ def parse_event(raw: bytes | str) -> tuple[CloudEvent, EventPayload]:
     try:
         return event, event.payload()
     except ValidationError as exc:
-        raise ValueError(f"payload invalid for {event.dataschema}: {exc.errors(include_url=False)}") from exc
+        raise ValueError(
+            f"payload invalid for {event.dataschema}: {exc.errors(include_url=False)}"
+        ) from exc

@@ -79,7 +79,8 @@ class EventConsumer:
         self.max_records = max_records
         s = check_identifier(schema)
         self._mark = text(
-            f"INSERT INTO {s}.inbox (consumer, event_id, topic) VALUES (:consumer, :event_id, :topic) "
+            f"INSERT INTO {s}.inbox (consumer, event_id, topic) "
+            "VALUES (:consumer, :event_id, :topic) "
             "ON CONFLICT DO NOTHING RETURNING event_id"
         )
         self.consumer: AIOKafkaConsumer | None = None
@@ -99,22 +100,52 @@ class EventConsumer:
             while True:
                 batches = await self.consumer.getmany(timeout_ms=1000, max_records=self.max_records)
                 for tp, records in batches.items():
-                    for record in records:
-                        await self.process(record)
+                    await self.process_batch(records)
                     await self.consumer.commit({tp: records[-1].offset + 1})
         finally:
             await self.consumer.stop()
 
-    async def process(self, record: ConsumerRecord[bytes, bytes]) -> str:
-        """Handle one record; returns the outcome (processed, duplicate, dead_lettered)."""
-        topic = record.topic
+    async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:
+        """Handle one partition's records in order, all in one transaction when all goes well.
+
+        If any record cannot be parsed, or any handler raises, or the commit fails, nothing of
+        that transaction stands and every record of the batch is redone alone through ``process``
+        (own transaction, retries, DLQ). The inbox makes the redo safe.
+        """
+        parsed = [self._parse(record) for record in records]
+        if not any(isinstance(p, ValueError) for p in parsed):
+            try:
+                outcomes: list[tuple[str, str]] = []
+                async with self.sessionmaker() as session, session.begin():
+                    for record, item in zip(records, parsed, strict=True):
+                        assert not isinstance(item, ValueError)
+                        outcomes.append((record.topic, await self._apply(session, *item)))
+                return [self._count(topic, outcome) for topic, outcome in outcomes]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("consumer.batch.fallback", records=len(records), error=repr(exc))
+        return [await self.process(record) for record in records]
+
+    def _parse(
+        self, record: ConsumerRecord[bytes, bytes]
+    ) -> tuple[CloudEvent, EventPayload] | ValueError:
         try:
             event, payload = parse_event(record.value or b"")
-            if event.type != topic:
-                raise ValueError(f"event type {event.type!r} published on topic {topic!r}")
+            if event.type != record.topic:
+                raise ValueError(f"event type {event.type!r} published on topic {record.topic!r}")
         except ValueError as exc:
-            await self.dead_letter(record, error=exc, reason="unparseable")
+            return exc
+        return event, payload
+
+    async def process(self, record: ConsumerRecord[bytes, bytes]) -> str:
+        """Handle one record alone; returns the outcome (processed, duplicate, dead_lettered)."""
+        topic = record.topic
+        parsed = self._parse(record)
+        if isinstance(parsed, ValueError):
+            await self.dead_letter(record, error=parsed, reason="unparseable")
             return self._count(topic, "dead_lettered")
+        event, payload = parsed
         with bound(event_id=event.id, event_type=event.type):
             last_error: BaseException | None = None
             attempt = 0
@@ -142,6 +173,11 @@ class EventConsumer:
 
     async def _handle_once(self, event: CloudEvent, payload: EventPayload) -> str:
         async with self.sessionmaker() as session, session.begin():
+            return await self._apply(session, event, payload)
+
+    async def _apply(self, session: AsyncSession, event: CloudEvent, payload: EventPayload) -> str:
+        """Inbox insert + handler, inside the caller's transaction."""
+        with bound(event_id=event.id, event_type=event.type):
             fresh = await session.execute(
                 self._mark, {"consumer": self.group_id, "event_id": event.id, "topic": event.type}
             )
@@ -149,7 +185,7 @@ class EventConsumer:
                 log.debug("consumer.duplicate.skipped")
                 return "duplicate"
             await self.handlers[event.type](session, event, payload)
-        return "processed"
+            return "processed"
 
     async def dead_letter(
         self, record: ConsumerRecord[bytes, bytes], *, error: BaseException, reason: str

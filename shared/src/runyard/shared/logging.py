@@ -1,4 +1,4 @@
-"""structlog set-up: JSON lines when stdout is not a terminal, request/event ids bound per unit of work."""
+"""structlog set-up: JSON lines when stdout is not a terminal; ids bound per request or message."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool | None = 
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()

@@ -176,7 +176,8 @@ class OutboxRelay:
             "WHERE id = ANY(:ids)"
         )
         self._stats = text(
-            f"SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM {self.schema}.outbox "
+            "SELECT count(*), extract(epoch FROM now() - min(created_at)) "
+            f"FROM {self.schema}.outbox "
             "WHERE published_at IS NULL"
         )
         self._prune = text(

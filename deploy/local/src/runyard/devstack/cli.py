@@ -1,0 +1,259 @@
+"""``python -m runyard.devstack up|down|status|provision``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import httpx
+
+from runyard.devstack.paths import default_data_dir
+from runyard.devstack.services import select
+
+if TYPE_CHECKING:
+    from runyard.devstack.stack import Stack
+
+
+class _Shutdown(BaseException):
+    pass
+
+
+def _services(value: str | None) -> list[str] | None:
+    value = value or os.environ.get("RUNYARD_SERVICES") or ""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    return names or None
+
+
+def _ports(values: list[str]) -> dict[str, int]:
+    ports = {}
+    for value in values:
+        name, _, port = value.partition("=")
+        if not port.isdigit():
+            raise SystemExit(f"--port expects NAME=PORT, got {value!r}")
+        ports[name] = int(port)
+    return ports
+
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def banner(stack: Stack) -> str:
+    if stack.mail_dir is not None:
+        mail = f"mail sink: {stack.mail_dir} (smtp {stack.smtp_host}:{stack.smtp_port})"
+    else:
+        mail = f"mail: {stack.smtp_url}"
+    names = {s.name for s in stack.services}
+    if "gateway" in names:
+        head = f"gateway {stack.gateway_url}  docs {stack.gateway_url}/docs"
+    else:
+        head = "  ".join(f"{n} {u}" for n, u in stack.service_urls.items())
+    return f"Runyard is up: {head}  {mail}"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from runyard.devstack.stack import Stack, StackError
+
+    stack = Stack.from_env(
+        args.data_dir,
+        services=_services(args.services),
+        ports=_ports(args.port),
+        kafka_port=args.kafka_port,
+        smtp_port=args.smtp_port,
+        echo=not args.quiet,
+    )
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            print("runyard: already stopping ...", file=sys.stderr, flush=True)
+            return
+        stopping = True
+        raise _Shutdown(signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    pid_file = stack.data_dir / "stack.pid"
+    state_file = stack.data_dir / "stack.json"
+    code = 0
+    try:
+        stack.data_dir.mkdir(parents=True, exist_ok=True)
+        stack._acquire_lock()
+        pid_file.write_text(f"{os.getpid()}\n")
+        stack.start()
+        state_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "gateway_url": stack.gateway_url,
+                    "service_urls": stack.service_urls,
+                    "kafka_bootstrap": stack.kafka_bootstrap,
+                    "smtp_url": stack.smtp_url,
+                    "mail_dir": str(stack.mail_dir) if stack.mail_dir else None,
+                    "logs_dir": str(stack.logs_dir),
+                },
+                indent=2,
+            )
+        )
+        print(banner(stack), flush=True)
+        print(
+            f"  logs {stack.logs_dir}  kafka {stack.kafka_bootstrap}  "
+            f"started in {stack.timings['total']:.1f}s; Ctrl-C to stop",
+            flush=True,
+        )
+        reported: set[str] = set()
+        while True:
+            time.sleep(1.0)
+            for service in stack.services:
+                proc = stack.process(service.name)
+                if proc is not None and not proc.running and service.name not in reported:
+                    reported.add(service.name)
+                    print(
+                        f"runyard: {service.name} exited with code {proc.returncode} "
+                        f"(log {proc.log_path})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    except _Shutdown:
+        print("runyard: stopping ...", flush=True)
+    except StackError as exc:
+        print(f"runyard: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        stopping = True
+        stack.stop()
+        if _read_pid(pid_file) == os.getpid():
+            pid_file.unlink(missing_ok=True)
+            state_file.unlink(missing_ok=True)
+    if code == 0:
+        print("runyard: stopped", flush=True)
+    return code
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir or default_data_dir()).resolve()
+    pid_file = data_dir / "stack.pid"
+    pid = _read_pid(pid_file)
+    if pid is None or not _pid_alive(pid):
+        pid_file.unlink(missing_ok=True)
+        print(f"runyard: no stack running on {data_dir}")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            print(
+                f"runyard: stack (pid {pid}) still running after {args.timeout}s", file=sys.stderr
+            )
+            return 1
+        time.sleep(0.1)
+    print(f"runyard: stopped stack (pid {pid})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir or default_data_dir()).resolve()
+    pid = _read_pid(data_dir / "stack.pid")
+    if pid is None or not _pid_alive(pid):
+        print(f"runyard: not running ({data_dir})")
+        return 3
+    try:
+        state = json.loads((data_dir / "stack.json").read_text())
+    except FileNotFoundError:
+        print(f"runyard: starting (pid {pid})")
+        return 1
+    print(f"runyard: running (pid {pid})")
+    ok = True
+    with httpx.Client(timeout=3.0, trust_env=False) as client:
+        for name, url in state["service_urls"].items():
+            try:
+                status = str(client.get(f"{url}/ready").status_code)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            ok = ok and status == "200"
+            print(f"  {name:<14} {url:<28} ready={status}")
+    print(f"  mail {state['mail_dir'] or state['smtp_url']}   logs {state['logs_dir']}")
+    return 0 if ok else 1
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    """Provision roles/schemas and migrate, against ``DATABASE_URL`` (docker-compose's
+    one-shot ``migrate`` service). Each service's role comes from ``<PREFIX>DATABASE_URL`` when
+    set, else a generated password kept in ``<data>/secrets.json``."""
+    from runyard.devstack import provisioning
+
+    admin = os.environ.get("DATABASE_URL")
+    if not admin:
+        print("runyard: provision needs DATABASE_URL (an admin URL)", file=sys.stderr)
+        return 2
+    admin = provisioning.sqlalchemy_url(admin)
+    data_dir = Path(args.data_dir or default_data_dir()).resolve()
+    logins = []
+    for service in select(_services(args.services)):
+        url = os.environ.get(f"{service.prefix}DATABASE_URL")
+        if url:
+            logins.append(provisioning.login_from_url(service, url))
+        else:
+            passwords = provisioning.load_passwords(data_dir / "secrets.json", [service.schema])
+            logins += provisioning.logins_from_passwords(admin, [service], passwords, "runyard")
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            migrated = provisioning.provision(admin, logins)
+            break
+        except OSError as exc:  # database not accepting connections yet
+            if time.monotonic() > deadline:
+                raise
+            print(f"runyard: waiting for the database ({exc})", flush=True)
+            time.sleep(1.0)
+    roles = ", ".join(login.role for login in logins)
+    print(f"runyard: provisioned {roles}; migrated {', '.join(migrated) or 'nothing'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runyard.devstack")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--data-dir", type=Path, default=None, help="default: <repo>/.data")
+        return p
+
+    up = add("up", "start the local stack in the foreground (Ctrl-C stops it)")
+    up.add_argument(
+        "--services", help="comma-separated subset (default: all; env RUNYARD_SERVICES)"
+    )
+    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT")
+    up.add_argument("--kafka-port", type=int, default=9092)
+    up.add_argument("--smtp-port", type=int, default=2525)
+    up.add_argument("--quiet", action="store_true", help="do not echo service logs")
+    down = add("down", "stop the stack started by `up`")
+    down.add_argument("--timeout", type=float, default=60.0)
+    add("status", "show whether the stack runs and each service's readiness")
+    provision = add("provision", "create roles/schemas and migrate (against DATABASE_URL)")
+    provision.add_argument("--services", help="comma-separated subset (default: all)")
+    provision.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the DB")
+    args = parser.parse_args(argv)
+    handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "provision": cmd_provision}
+    return handler[args.command](args)

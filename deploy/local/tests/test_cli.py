@@ -1,0 +1,126 @@
+"""`python -m runyard.devstack up` runs in the foreground until `down` (SIGTERM) or Ctrl-C
+(SIGINT); a second `up` reuses the data directory (database, keys, role passwords)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from runyard.devstack import free_port
+
+pytestmark = pytest.mark.e2e
+
+OVERRIDES = ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL", "GATEWAY_PORT")
+
+
+class Up:
+    """`up` as a child process, its output read line by line."""
+
+    def __init__(self, data_dir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "runyard.devstack",
+                "up",
+                "--quiet",
+                "--data-dir",
+                str(data_dir),
+                "--services",
+                "experiments",
+                "--port",
+                f"experiments={self.port}",
+                "--kafka-port",
+                str(free_port()),
+                "--smtp-port",
+                str(free_port()),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.output.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} not printed; output:\n{''.join(self.output)}")
+
+
+def devstack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runyard.devstack", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def _admin_query(data_dir: Path, sql: str) -> object:
+    host = data_dir / "postgres"
+    conn = await asyncpg.connect(f"postgresql://postgres@/runyard?host={host}")
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+def test_up_serves_until_down_and_a_second_up_reuses_the_data(tmp_path: Path) -> None:
+    first = Up(tmp_path)
+    banner = first.wait_for("Runyard is up")
+    assert f"experiments http://127.0.0.1:{first.port}" in banner
+    assert f"mail sink: {tmp_path / 'mail'}" in banner
+    assert devstack("status", "--data-dir", str(tmp_path)).returncode == 0
+    key = (tmp_path / "keys" / "jwt-ed25519.pem").read_bytes()
+    secrets = (tmp_path / "secrets.json").read_text()
+    assert oct((tmp_path / "keys" / "jwt-ed25519.pem").stat().st_mode & 0o777) == "0o600"
+    asyncio.run(_admin_query(tmp_path, "CREATE TABLE public.kept_between_runs (x int)"))
+
+    down = devstack("down", "--data-dir", str(tmp_path))
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert first.proc.wait(30) == 0
+    assert not (tmp_path / "stack.pid").exists()
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert devstack("status", "--data-dir", str(tmp_path)).returncode == 3
+
+    second = Up(tmp_path)
+    second.wait_for("Runyard is up")
+    assert (tmp_path / "keys" / "jwt-ed25519.pem").read_bytes() == key
+    assert (tmp_path / "secrets.json").read_text() == secrets
+    assert asyncio.run(_admin_query(tmp_path, "SELECT to_regclass('public.kept_between_runs')"))
+
+    second.proc.send_signal(signal.SIGINT)  # Ctrl-C
+
+    assert second.proc.wait(30) == 0
+    second.wait_for("runyard: stopped")
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()

@@ -1,0 +1,180 @@
+"""Who is calling: bearer JWTs (EdDSA) verified against the auth service's JWKS.
+
+Public routes pass without a token; everything else needs one. API keys come later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+from fastapi import Request
+
+from runyard.gateway.config import JWKS_PATH, Settings
+from runyard.shared.http import ProblemError
+from runyard.shared.identity import Principal
+from runyard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("POST", "/api/v1/auth/register"),
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/refresh"),
+        ("GET", JWKS_PATH),
+        ("HEAD", JWKS_PATH),
+        ("GET", "/api/v1/notifications/unsubscribe"),
+        ("POST", "/api/v1/notifications/unsubscribe"),
+    }
+)
+
+ROLES = ("admin", "user", "viewer")
+ALGORITHM = "EdDSA"
+
+
+def is_public(method: str, path: str) -> bool:
+    return (method.upper(), path) in PUBLIC_ROUTES
+
+
+class JwksUnavailableError(Exception):
+    """The key set could not be fetched, so no token can be checked right now."""
+
+
+Fetch = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class JwksCache:
+    """Public keys by ``kid``. An unknown kid refetches the set, at most once per interval."""
+
+    def __init__(self, fetch: Fetch, *, min_refresh_interval_s: float, max_age_s: float) -> None:
+        self._fetch = fetch
+        self._min_interval = min_refresh_interval_s
+        self._max_age = max_age_s
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._last_attempt_failed = False
+        self._lock = asyncio.Lock()
+
+    def _stale(self, now: float) -> bool:
+        return self._fetched_at is None or now - self._fetched_at >= self._max_age
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        if kid in self._keys and not self._stale(time.monotonic()):
+            return self._keys[kid]
+        async with self._lock:
+            now = time.monotonic()
+            if kid in self._keys and not self._stale(now):
+                return self._keys[kid]
+            recently = (
+                self._attempted_at is not None and now - self._attempted_at < self._min_interval
+            )
+            if recently:
+                if self._last_attempt_failed and not self._keys:
+                    raise JwksUnavailableError("signing keys unavailable")
+                return self._keys.get(kid)
+            await self._refresh(now)
+            return self._keys.get(kid)
+
+    async def _refresh(self, now: float) -> None:
+        self._attempted_at = now
+        try:
+            document = await self._fetch()
+        except Exception as exc:
+            self._last_attempt_failed = True
+            log.warning("gateway.jwks.fetch_failed", error=repr(exc), cached_keys=len(self._keys))
+            if not self._keys:
+                raise JwksUnavailableError("signing keys unavailable") from exc
+            return  # keep serving the keys we have
+        self._last_attempt_failed = False
+        self._keys = parse_jwks(document)
+        self._fetched_at = now
+        log.info("gateway.jwks.refreshed", kids=sorted(self._keys))
+
+
+def parse_jwks(document: dict[str, Any]) -> dict[str, jwt.PyJWK]:
+    keys: dict[str, jwt.PyJWK] = {}
+    for raw in document.get("keys", []):
+        if not isinstance(raw, dict) or not raw.get("kid") or raw.get("use", "sig") != "sig":
+            continue
+        try:
+            key = jwt.PyJWK(raw)
+        except jwt.PyJWTError:
+            continue
+        if key.algorithm_name == ALGORITHM:
+            keys[str(raw["kid"])] = key
+    return keys
+
+
+def _unauthorized(detail: str, *, invalid: bool) -> ProblemError:
+    challenge = 'Bearer realm="runyard"'
+    if invalid:
+        challenge += ', error="invalid_token"'
+    return ProblemError(401, "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        if request.headers.get("x-api-key"):
+            raise _unauthorized(
+                "API key authentication is not available yet; use a bearer token.", invalid=False
+            )
+        raise _unauthorized("A bearer token is required.", invalid=False)
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("The Authorization header must be 'Bearer <token>'.", invalid=True)
+    return token
+
+
+async def authenticate(request: Request, jwks: JwksCache, settings: Settings) -> Principal:
+    """The caller of a protected route, or 401 problem+json (503 if keys cannot be fetched)."""
+    token = bearer_token(request)
+    invalid = _unauthorized("The access token is invalid or expired.", invalid=True)
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise invalid from exc
+    kid = header.get("kid")
+    if header.get("alg") != ALGORITHM or not isinstance(kid, str) or not kid:
+        raise invalid
+    try:
+        key = await jwks.key(kid)
+    except JwksUnavailableError as exc:
+        raise ProblemError(
+            503, "Service Unavailable", "Tokens cannot be verified right now; try again shortly."
+        ) from exc
+    if key is None:
+        raise invalid
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_s,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+    except jwt.PyJWTError as exc:
+        log.info("gateway.auth.rejected", reason=type(exc).__name__)
+        raise invalid from exc
+    role = claims.get("role")
+    if claims.get("typ") != "access" or role not in ROLES:
+        raise invalid
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+    except ValueError as exc:
+        raise invalid from exc
+    return Principal(
+        user_id=user_id,
+        role=role,
+        username=str(claims.get("preferred_username") or ""),
+        auth_method="jwt",
+    )

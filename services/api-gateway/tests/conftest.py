@@ -1,0 +1,255 @@
+"""The gateway under test runs on uvicorn in front of real upstream HTTP servers (echo apps).
+
+Each upstream records every request it receives and answers with what it saw. The auth upstream
+also serves a JWKS with a test Ed25519 key; tests sign real access tokens with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import create_model
+
+from runyard.gateway.config import Settings
+from runyard.gateway.main import create_app
+from runyard.shared.testing import ServiceDatabase
+
+JWKS_PATH = "/api/v1/auth/.well-known/jwks.json"
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port; yield its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=1)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server did not start")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    private: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    def jwk(self) -> dict[str, Any]:
+        public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self.private.public_key()))
+        return {**public, "kid": self.kid, "use": "sig", "alg": "EdDSA"}
+
+    def token(self, **claims: Any) -> str:
+        """An access token as auth issues it; keyword arguments override claims (None drops one)."""
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            "iss": "runyard",
+            "aud": "runyard-api",
+            "sub": str(uuid.uuid4()),
+            "role": "user",
+            "preferred_username": "ada",
+            "sid": str(uuid.uuid4()),
+            "iat": now,
+            "exp": now + 900,
+            "jti": str(uuid.uuid4()),
+            "typ": "access",
+        }
+        payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return jwt.encode(payload, self.private, algorithm="EdDSA", headers={"kid": self.kid})
+
+
+@dataclass
+class Upstream:
+    """A running echo service: what it received, and the JWKS it serves."""
+
+    name: str
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
+    jwks_fetches: int = 0
+
+    def received_headers(self, index: int = -1) -> dict[str, list[str]]:
+        """Headers of one received request, lower-cased names, every value kept."""
+        headers: dict[str, list[str]] = {}
+        for key, value in self.requests[index]["headers"]:
+            headers.setdefault(key.lower(), []).append(value)
+        return headers
+
+
+def echo_app(upstream: Upstream) -> FastAPI:
+    app = FastAPI(title=f"{upstream.name} echo")
+    name = upstream.name
+    echo_model = create_model("Echo", **{f"{name}_field": (str, ...)})  # same name everywhere
+
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.body()
+        record = {
+            "service": name,
+            "method": request.method,
+            "raw_path": request.scope["raw_path"].decode(),
+            "query": request.scope["query_string"].decode(),
+            "body": body.decode("latin-1"),
+            "headers": [[k, v] for k, v in request.headers.items()],
+        }
+        upstream.requests.append(record)
+        if "sleep" in request.query_params:
+            await asyncio.sleep(float(request.query_params["sleep"]))
+        response = JSONResponse(
+            record,
+            status_code=int(request.query_params.get("status", 200)),
+            headers={"X-Upstream": name},
+        )
+        response.raw_headers += [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
+        return response
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(JWKS_PATH)
+    async def jwks() -> dict[str, Any]:
+        upstream.jwks_fetches += 1
+        return upstream.jwks
+
+    @app.get(f"/api/v1/{name}/echo-model/{{item_id}}", response_model=echo_model)
+    async def echo_model_route(item_id: str) -> dict[str, str]:
+        return {f"{name}_field": item_id}
+
+    @app.get(f"/internal/{name}/status")
+    async def internal() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if name == "auth":
+        app.add_api_route("/api/v1/auth/register", echo, methods=["POST"])
+    app.add_api_route(
+        "/api/v1/{path:path}",
+        echo,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        include_in_schema=False,
+    )
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running_upstream(
+    name: str, jwks: dict[str, Any] | None = None
+) -> AsyncIterator[Upstream]:
+    upstream = Upstream(name=name, jwks=jwks or {"keys": []})
+    async with serve(echo_app(upstream)) as url:
+        upstream.url = url
+        yield upstream
+
+
+def unused_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def signing_key() -> SigningKey:
+    return SigningKey(kid="test-key-1")
+
+
+@pytest.fixture
+def impostor_key() -> SigningKey:
+    """Same kid as the real key, different private key."""
+    return SigningKey(kid="test-key-1")
+
+
+@pytest.fixture
+def rotated_key() -> SigningKey:
+    return SigningKey(kid="test-key-2")
+
+
+@pytest.fixture
+async def auth_upstream(signing_key: SigningKey) -> AsyncIterator[Upstream]:
+    async with running_upstream("auth", {"keys": [signing_key.jwk()]}) as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def experiments_upstream() -> AsyncIterator[Upstream]:
+    async with running_upstream("experiments") as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def notifications_upstream() -> AsyncIterator[Upstream]:
+    async with running_upstream("notifications") as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def db(make_service_database: Any) -> ServiceDatabase:
+    database: ServiceDatabase = await make_service_database("runyard.gateway", "gateway")
+    return database
+
+
+@pytest.fixture
+def settings(
+    db: ServiceDatabase,
+    kafka_bootstrap: str,
+    auth_upstream: Upstream,
+    experiments_upstream: Upstream,
+    notifications_upstream: Upstream,
+) -> Settings:
+    """Webhooks is down: nothing listens on its URL."""
+    return Settings(
+        environment="test",
+        database_url=db.url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        run_workers=False,
+        auth_url=auth_upstream.url,
+        experiments_url=experiments_upstream.url,
+        notifications_url=notifications_upstream.url,
+        webhooks_url=unused_url(),
+    )
+
+
+GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def start_gateway(settings: Settings) -> GatewayFactory:
+    """``async with start_gateway(**setting_overrides) as client`` -> a gateway on real HTTP."""
+
+    @contextlib.asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(settings.model_copy(update=overrides))
+        async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            yield client
+
+    return start
+
+
+@pytest.fixture
+async def client(start_gateway: GatewayFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with start_gateway() as c:
+        yield c

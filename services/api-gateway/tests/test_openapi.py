@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+SCHEMA_REF = "#/components/schemas/"
+
+
+def response_schema(document: dict, path: str) -> dict:
+    ref = document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]["$ref"]
+    return document["components"]["schemas"][ref.removeprefix(SCHEMA_REF)]
+
+
+async def test_merged_document_has_every_live_upstreams_paths_under_the_gateways_info(
+    client,
+) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["info"]["title"] == "Runyard API"
+    for service in ("auth", "experiments", "notifications"):
+        assert f"/api/v1/{service}/echo-model/{{item_id}}" in document["paths"]
+    assert not any(path.startswith("/internal/") for path in document["paths"])
+    assert "/api/v1/{path}" not in document["paths"]
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert document["security"] == [{"bearerAuth": []}]
+    assert document["paths"]["/api/v1/auth/register"]["post"]["security"] == []
+
+
+async def test_schemas_with_the_same_name_from_two_services_both_survive(client) -> None:
+    document = (await client.get("/openapi.json")).json()
+    fields = {
+        service: set(
+            response_schema(document, f"/api/v1/{service}/echo-model/{{item_id}}")["properties"]
+        )
+        for service in ("auth", "experiments", "notifications")
+    }
+    assert fields == {
+        "auth": {"auth_field"},
+        "experiments": {"experiments_field"},
+        "notifications": {"notifications_field"},
+    }
+
+
+async def test_docs_serve_swagger_ui_for_the_merged_document(client) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    assert "swagger-ui" in response.text
+    assert "'/openapi.json'" in response.text or '"/openapi.json"' in response.text
+
+
+async def test_fastapis_own_redoc_is_gone(client) -> None:
+    assert (await client.get("/redoc")).status_code == 404

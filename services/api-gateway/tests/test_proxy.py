@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import pytest
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@pytest.fixture
+def auth_headers(signing_key) -> dict[str, str]:
+    return {"Authorization": f"Bearer {signing_key.token()}"}
+
+
+async def test_method_path_query_and_body_are_forwarded_unchanged(
+    client, auth_headers, experiments_upstream
+) -> None:
+    response = await client.patch(
+        "/api/v1/experiments/a%20b/runs?x=1&x=2&q=%2F%C3%A9&flag",
+        content=b'{"epoch": 3}',
+        headers={**auth_headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    [seen] = experiments_upstream.requests
+    assert seen["method"] == "PATCH"
+    assert seen["raw_path"] == "/api/v1/experiments/a%20b/runs"
+    assert seen["query"] == "x=1&x=2&q=%2F%C3%A9&flag"
+    assert seen["body"] == '{"epoch": 3}'
+    assert experiments_upstream.received_headers()["content-type"] == ["application/json"]
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        ("/api/v1/auth/me", "auth"),
+        ("/api/v1/experiments/1", "experiments"),
+        ("/api/v1/datasets", "experiments"),
+        ("/api/v1/tags", "experiments"),
+        ("/api/v1/saved-searches/1/run", "experiments"),
+        ("/api/v1/hpo-campaigns", "experiments"),
+        ("/api/v1/nas-campaigns/1/trials", "experiments"),
+        ("/api/v1/dataset-generations", "experiments"),
+        ("/api/v1/dataset-imports", "experiments"),
+        ("/api/v1/notifications/inbox", "notifications"),
+    ],
+)
+async def test_each_area_goes_to_the_service_that_owns_it(
+    client, auth_headers, path, service
+) -> None:
+    response = await client.get(path, headers=auth_headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["service"] == service
+    assert response.json()["raw_path"] == path
+
+
+async def test_upstream_status_headers_and_body_are_relayed(
+    client, auth_headers, experiments_upstream
+) -> None:
+    response = await client.post("/api/v1/experiments?status=409", headers=auth_headers)
+    assert response.status_code == 409
+    assert response.headers["x-upstream"] == "experiments"
+    assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.json()["method"] == "POST"
+    assert response.headers.get_list("x-request-id") == [
+        experiments_upstream.received_headers()["x-request-id"][0]
+    ]
+
+
+async def test_head_is_relayed_without_a_body(client, auth_headers, experiments_upstream) -> None:
+    response = await client.head("/api/v1/experiments", headers=auth_headers)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert [r["method"] for r in experiments_upstream.requests] == ["HEAD"]
+
+
+@pytest.mark.parametrize("authenticated", [True, False])
+async def test_unknown_area_is_404_problem(client, auth_headers, authenticated) -> None:
+    response = await client.get("/api/v1/nowhere/1", headers=auth_headers if authenticated else {})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["instance"] == "/api/v1/nowhere/1"
+    assert "x-request-id" in response.headers
+
+
+async def test_path_outside_the_api_is_404_problem(client) -> None:
+    response = await client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_dot_segments_are_rejected_before_routing(
+    client, auth_headers, experiments_upstream
+) -> None:
+    response = await client.get("/api/v1/experiments/%2e%2e/webhooks", headers=auth_headers)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert experiments_upstream.requests == []
+
+
+async def test_upstream_down_is_502_problem(client, auth_headers) -> None:
+    response = await client.get("/api/v1/webhooks", headers=auth_headers)
+    assert response.status_code == 502
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert "webhooks" in response.json()["detail"]
+    assert "x-request-id" in response.headers
+
+
+async def test_slow_upstream_is_504_problem(start_gateway, auth_headers) -> None:
+    async with start_gateway(upstream_timeout_s=0.3) as client:
+        response = await client.get("/api/v1/experiments?sleep=2", headers=auth_headers)
+    assert response.status_code == 504
+    assert response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_oversized_body_is_413_problem_and_never_forwarded(
+    start_gateway, auth_headers, experiments_upstream
+) -> None:
+    async def chunks():
+        for _ in range(3):
+            yield b"x" * 512
+
+    async with start_gateway(max_body_bytes=1024) as client:
+        declared = await client.post(
+            "/api/v1/experiments", content=b"x" * 1025, headers=auth_headers
+        )
+        streamed = await client.post("/api/v1/experiments", content=chunks(), headers=auth_headers)
+        fits = await client.post("/api/v1/experiments", content=b"x" * 1024, headers=auth_headers)
+    assert declared.status_code == 413
+    assert declared.headers["content-type"] == PROBLEM_JSON
+    assert streamed.status_code == 413
+    assert fits.status_code == 200
+    assert [len(r["body"]) for r in experiments_upstream.requests] == [1024]

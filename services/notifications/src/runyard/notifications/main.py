@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from runyard.notifications.api import router
+from runyard.notifications.config import Settings
+from runyard.notifications.consumers import HANDLERS
+from runyard.notifications.models import SCHEMA
+from runyard.notifications.workers import run_email_sender
+from runyard.shared.contracts import notifications as contracts
+from runyard.shared.runtime import ServiceSpec, create_service_app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(
+        ServiceSpec(
+            name="notifications",
+            schema=SCHEMA,
+            settings=settings or Settings(),
+            routers=[router],
+            handlers=HANDLERS,
+            workers={"email_sender": run_email_sender},
+            publishes=[contracts.EmailSent, contracts.EmailFailed],
+            description="Emails, digests and the in-app inbox, driven by domain events.",
+        )
+    )

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from runyard.shared.db import Timestamps, UUIDPrimaryKey, make_base, utcnow
+from runyard.shared.inbox import inbox_table
+from runyard.shared.outbox import outbox_table
+
+SCHEMA = "notifications"
+Base = make_base(SCHEMA)
+outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+
+
+class User(Base):
+    """Read model of auth's users, fed by ``user.*`` events; ``sequence`` drops stale updates.
+
+    ``email`` is NULL for a user known only from ``user.deactivated`` (it overtook
+    ``user.registered`` on another topic): such a row is a tombstone that is never emailed.
+    """
+
+    __tablename__ = "users"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    full_name: Mapped[str | None] = mapped_column(String(255))
+    is_active: Mapped[bool]
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    role: Mapped[str] = mapped_column(String(20), default="user")
+    sequence: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
+    )
+
+
+class EmailLog(UUIDPrimaryKey, Timestamps, Base):
+    """One email: queued by a consumer, sent (and retried) by the ``email_sender`` worker."""
+
+    __tablename__ = "email_logs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued','sending','sent','failed')",
+            name="status",
+        ),
+        Index("ix_email_logs_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_email_logs_user_id_created_at_id", "user_id", "created_at", "id"),
+    )
+
+    user_id: Mapped[uuid.UUID | None]
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    template_name: Mapped[str | None] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    provider: Mapped[str] = mapped_column(String(50), default="smtp")
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    opened_at: Mapped[datetime | None]
+    clicked_at: Mapped[datetime | None]

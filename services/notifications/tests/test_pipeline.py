@@ -1,0 +1,93 @@
+"""The running service on the real broker: events in -> email over SMTP -> ``email.sent`` out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from notifications_helpers import experiment_completed, fetch, user_registered
+
+from runyard.notifications.main import create_app
+from runyard.shared.events import CloudEvent
+from runyard.shared.testing import running_app
+
+pytestmark = pytest.mark.pipeline
+
+
+async def until(predicate: Callable[[], Awaitable[bool]]) -> None:
+    """Poll ``predicate`` (a database row, a mail in the sink) for up to a minute."""
+    async with asyncio.timeout(60):
+        while True:
+            if await predicate():
+                return
+            await asyncio.sleep(0.1)
+
+
+async def publish(bootstrap: str, *events: CloudEvent) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                event.type,
+                value=event.to_json(),
+                key=event.subject.encode(),
+                headers=[("content-type", b"application/cloudevents+json")],
+            )
+    finally:
+        await producer.stop()
+
+
+async def find_on_topic(bootstrap: str, topic: str, match: Callable[[dict], bool]) -> dict:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        document = json.loads(record.value)
+                        if match(document):
+                            return document
+    finally:
+        await consumer.stop()
+
+
+async def test_completed_experiment_event_becomes_an_email_and_an_email_sent_event(
+    settings, kafka_bootstrap, sessionmaker, smtp_sink
+) -> None:
+    running = settings.model_copy(
+        update={"kafka_bootstrap_servers": kafka_bootstrap, "run_workers": True}
+    )
+    owner = uuid.uuid4()
+    async with running_app(create_app(running)):
+        await publish(kafka_bootstrap, user_registered(owner, email="pipeline@example.com"))
+
+        async def user_known() -> bool:
+            sql = "SELECT 1 FROM notifications.users WHERE user_id = :id"
+            return bool(await fetch(sessionmaker, sql, id=owner))
+
+        await until(user_known)
+        completed = experiment_completed(owner, name="pipeline run")
+        await publish(kafka_bootstrap, completed)
+
+        async def mail_arrived() -> bool:
+            return any(m["To"] == "pipeline@example.com" for m in smtp_sink.messages())
+
+        await until(mail_arrived)
+        sent = await find_on_topic(
+            kafka_bootstrap,
+            "email.sent",
+            lambda doc: doc["data"].get("trigger_event_id") == completed.id,
+        )
+
+    [mail] = smtp_sink.messages()
+    assert mail["Subject"] == 'Experiment "pipeline run" completed'
+    assert sent["source"] == "/runyard/notifications"
+    assert sent["data"]["to"] == "pipeline@example.com"
+    assert sent["data"]["message_id"] == mail["Message-ID"]

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from runyard.shared.db import Timestamps, UUIDPrimaryKey, make_base, utcnow
+from runyard.shared.inbox import inbox_table
+from runyard.shared.outbox import outbox_table
+
+SCHEMA = "webhooks"
+Base = make_base(SCHEMA)
+outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+
+PROVIDER_TYPES = ("generic", "slack", "teams")
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+
+
+class WebhookConfiguration(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "webhook_configurations"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "url"),
+        CheckConstraint("provider_type IN ('generic','slack','teams')", name="provider_type"),
+    )
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    provider_type: Mapped[str] = mapped_column(String(20), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    #: The ``whsec_...`` signing secret, Fernet-encrypted (see signing.SecretBox).
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    enabled_events: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    description: Mapped[str | None] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_used_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookDelivery(UUIDPrimaryKey, Timestamps, Base):
+    """One event owed to one endpoint; retried via ``next_attempt_at`` until it settles."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id"),
+        CheckConstraint("status IN ('pending','succeeded','failed')", name="status"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    webhook_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_configurations.id", ondelete="CASCADE")
+    )
+    event_id: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(100))
+    #: The CloudEvents document, as received.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class WebhookLog(UUIDPrimaryKey, Base):
+    """One row per HTTP attempt (event-driven or manual)."""
+
+    __tablename__ = "webhook_logs"
+    __table_args__ = (
+        CheckConstraint("status IN ('success','failed')", name="status"),
+        CheckConstraint("trigger_type IN ('event','manual')", name="trigger_type"),
+        Index("ix_webhook_logs_webhook_id_sent_at", "webhook_id", "sent_at"),
+    )
+
+    webhook_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_configurations.id", ondelete="CASCADE")
+    )
+    delivery_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="SET NULL")
+    )
+    owner_id: Mapped[uuid.UUID]
+    event_id: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(100))
+    provider_type: Mapped[str] = mapped_column(String(20))
+    url: Mapped[str] = mapped_column(Text)
+    attempt_number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    response_status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    trigger_type: Mapped[str] = mapped_column(String(20), default="event")
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
