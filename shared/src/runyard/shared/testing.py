@@ -187,15 +187,14 @@ async def make_service_database(
 
 
 @contextlib.asynccontextmanager
-async def running_app(app: Any) -> AsyncIterator[Any]:
+async def running_app(app: Any, *, raise_app_exceptions: bool = True) -> AsyncIterator[Any]:
     """Run an ASGI app's lifespan and give an httpx client talking to it in-process."""
     import httpx
 
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as c,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as c,
     ):
         yield c
 
