@@ -7,12 +7,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from runyard.notifications.consumers import HANDLERS
+from runyard.notifications.config import Settings
+from runyard.notifications.consumers import make_handlers
 from runyard.shared.contracts.auth import LoginFailed, UserDeactivated, UserRegistered, UserUpdated
 from runyard.shared.contracts.experiments import ExperimentCompleted
 from runyard.shared.events import CloudEvent, make_event
 
 Sessionmaker = async_sessionmaker[AsyncSession]
+
+HANDLERS = make_handlers(Settings(environment="test"))
 
 
 async def handle(sessionmaker: Sessionmaker, event: CloudEvent) -> None:
@@ -22,10 +25,22 @@ async def handle(sessionmaker: Sessionmaker, event: CloudEvent) -> None:
 
 
 def user_registered(
-    user_id: uuid.UUID, *, email: str = "ann@example.com", sequence: int = 1
+    user_id: uuid.UUID,
+    *,
+    email: str = "ann@example.com",
+    sequence: int = 1,
+    is_active: bool = True,
+    timezone: str = "UTC",
 ) -> CloudEvent:
     return make_event(
-        UserRegistered(user_id=user_id, username="ann", email=email, full_name="Ann Lee"),
+        UserRegistered(
+            user_id=user_id,
+            username="ann",
+            email=email,
+            full_name="Ann Lee",
+            is_active=is_active,
+            timezone=timezone,
+        ),
         source="/runyard/auth",
         subject=user_id,
         sequence=sequence,
@@ -96,7 +111,7 @@ async def email_rows(sessionmaker: Sessionmaker) -> list[Any]:
     return await fetch(
         sessionmaker,
         "SELECT id, user_id, to_address, subject, status, retry_count, message_id, error_message,"
-        " next_attempt_at, next_attempt_at > now() AS in_future, sent_at, body_html"
+        " next_attempt_at, next_attempt_at > now() AS in_future, sent_at, body_text, body_html"
         " FROM notifications.email_logs ORDER BY created_at",
     )
 

@@ -4,6 +4,7 @@ import uuid
 
 from aiokafka import ConsumerRecord
 from notifications_helpers import (
+    HANDLERS,
     email_rows,
     experiment_completed,
     fetch,
@@ -15,7 +16,6 @@ from notifications_helpers import (
     user_updated,
 )
 
-from runyard.notifications.consumers import HANDLERS
 from runyard.notifications.workers import send_due_emails
 from runyard.shared.events import CloudEvent
 from runyard.shared.inbox import EventConsumer
@@ -158,8 +158,7 @@ async def test_deactivation_overtaking_registration_keeps_user_inactive(sessionm
     assert await email_rows(sessionmaker) == []
 
 
-async def test_event_for_unknown_user_is_skipped(sessionmaker) -> None:
-    await handle(sessionmaker, experiment_completed(uuid.uuid4()))
+async def test_failed_login_for_an_unknown_username_is_skipped(sessionmaker) -> None:
     await handle(sessionmaker, login_failed(None))
     assert await email_rows(sessionmaker) == []
 

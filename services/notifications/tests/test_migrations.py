@@ -18,7 +18,7 @@ def owned(obj: Any, name: str | None, type_: str, _reflected: bool, _compare_to:
     return table is None or table.name in OWN_TABLES
 
 
-async def test_migration_0001_matches_the_models(db) -> None:
+async def test_migrations_match_the_models(db) -> None:
     def diff(connection: Connection) -> list[object]:
         context = MigrationContext.configure(
             connection,

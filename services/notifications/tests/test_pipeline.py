@@ -91,3 +91,32 @@ async def test_completed_experiment_event_becomes_an_email_and_an_email_sent_eve
     assert sent["source"] == "/runyard/notifications"
     assert sent["data"]["to"] == "pipeline@example.com"
     assert sent["data"]["message_id"] == mail["Message-ID"]
+
+
+async def test_experiment_completed_before_the_owner_is_known_is_emailed_when_they_register(
+    settings, kafka_bootstrap, sessionmaker, smtp_sink
+) -> None:
+    running = settings.model_copy(
+        update={"kafka_bootstrap_servers": kafka_bootstrap, "run_workers": True}
+    )
+    owner = uuid.uuid4()
+    async with running_app(create_app(running)):
+        await publish(kafka_bootstrap, experiment_completed(owner, name="overtaker"))
+
+        async def email_parked() -> bool:
+            sql = (
+                "SELECT 1 FROM notifications.email_logs"
+                " WHERE user_id = :id AND status = 'awaiting_user'"
+            )
+            return bool(await fetch(sessionmaker, sql, id=owner))
+
+        await until(email_parked)
+        await publish(kafka_bootstrap, user_registered(owner, email="overtaken@example.com"))
+
+        async def mail_arrived() -> bool:
+            return any(m["To"] == "overtaken@example.com" for m in smtp_sink.messages())
+
+        await until(mail_arrived)
+
+    [mail] = smtp_sink.messages()
+    assert mail["Subject"] == 'Experiment "overtaker" completed'

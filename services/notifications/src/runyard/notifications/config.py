@@ -23,3 +23,6 @@ class Settings(ServiceSettings):
     email_backoff_cap_s: float = 3600.0
     #: A row left in ``sending`` longer than this (the sender crashed mid-send) is queued again.
     email_sending_timeout_s: float = 300.0
+    #: An email for a user not yet known is parked until the user arrives; after this long it
+    #: is skipped (``user_never_known``) instead.
+    email_awaiting_user_max_age_s: float = 7 * 24 * 3600.0

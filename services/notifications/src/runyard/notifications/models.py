@@ -41,22 +41,33 @@ class User(Base):
 
 
 class EmailLog(UUIDPrimaryKey, Timestamps, Base):
-    """One email: queued by a consumer, sent (and retried) by the ``email_sender`` worker."""
+    """One email: queued by a consumer, sent (and retried) by the ``email_sender`` worker.
+
+    An email for a user not yet in ``users`` is parked as ``awaiting_user``, with no address,
+    subject or body; the user's arrival renders and queues it. ``skipped``: never sent nor
+    attempted, the reason in ``error_message``. ``event_data`` is the whole triggering
+    CloudEvent, so a parked email can be rendered from it later.
+    """
 
     __tablename__ = "email_logs"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued','sending','sent','failed')",
+            "status IN ('awaiting_user','queued','sending','sent','failed','skipped')",
             name="status",
+        ),
+        CheckConstraint(
+            "status IN ('awaiting_user','skipped')"
+            " OR (to_address IS NOT NULL AND subject IS NOT NULL AND body_text IS NOT NULL)",
+            name="rendered",
         ),
         Index("ix_email_logs_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_email_logs_user_id_created_at_id", "user_id", "created_at", "id"),
     )
 
     user_id: Mapped[uuid.UUID | None]
-    to_address: Mapped[str] = mapped_column(String(320))
-    subject: Mapped[str] = mapped_column(String(500))
-    body_text: Mapped[str] = mapped_column(Text)
+    to_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(500))
+    body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
     template_name: Mapped[str | None] = mapped_column(String(100))
     event_type: Mapped[str] = mapped_column(String(100))

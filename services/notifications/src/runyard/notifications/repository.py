@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,18 +48,59 @@ async def deactivate_user(
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
-    return await session.get(User, user_id)
+    """The stored row, never a copy cached earlier in the transaction (it may have changed)."""
+    return await session.get(User, user_id, populate_existing=True)
+
+
+async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Hold this user's lock until the transaction ends.
+
+    Taken by a transaction parking an email for the user and by one storing the user's state, so
+    whichever commits second sees what the first did: no email stays parked for a known user.
+    """
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"notifications.user:{user_id}"},
+    )
 
 
 async def insert_email(session: AsyncSession, *, values: dict[str, Any]) -> uuid.UUID | None:
-    """Queue an email; returns None if one with the same idempotency key already exists."""
+    """Store an email; returns None if one with the same idempotency key already exists."""
     stmt = (
         insert(EmailLog)
-        .values(**values, status="queued", retry_count=0, next_attempt_at=func.now())
+        .values(retry_count=0, **values)
         .on_conflict_do_nothing(index_elements=[EmailLog.idempotency_key])
         .returning(EmailLog.id)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def parked_emails_for_update(session: AsyncSession, user_id: uuid.UUID) -> list[EmailLog]:
+    result = await session.execute(
+        select(EmailLog)
+        .where(EmailLog.user_id == user_id, EmailLog.status == "awaiting_user")
+        .order_by(EmailLog.created_at, EmailLog.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(result.scalars())
+
+
+async def expire_parked_emails(
+    session: AsyncSession, *, older_than: timedelta, user_id: uuid.UUID | None = None
+) -> int:
+    """Parked emails waiting longer than ``older_than`` (of one user, or all) are skipped."""
+    stmt = update(EmailLog).where(
+        EmailLog.status == "awaiting_user", EmailLog.created_at < func.now() - older_than
+    )
+    if user_id is not None:
+        stmt = stmt.where(EmailLog.user_id == user_id)
+    result = await session.execute(
+        stmt.values(
+            status="skipped", error_message="user_never_known", updated_at=func.now()
+        ).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def requeue_stuck_emails(session: AsyncSession, *, older_than: timedelta) -> int:

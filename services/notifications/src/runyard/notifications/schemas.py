@@ -10,8 +10,8 @@ class EmailLogOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    to_address: str
-    subject: str
+    to_address: str | None
+    subject: str | None
     template_name: str | None
     event_type: str
     event_id: str

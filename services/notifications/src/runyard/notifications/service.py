@@ -6,7 +6,6 @@ import base64
 import binascii
 import random
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,8 +13,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.notifications import repository
-from runyard.notifications.mailer import render_email
+from runyard.notifications import notices, repository
+from runyard.notifications.mailer import RenderedEmail
 from runyard.notifications.models import EmailLog, User
 from runyard.shared.contracts.notifications import EmailFailed, EmailSent
 from runyard.shared.db import utcnow
@@ -43,8 +42,13 @@ async def apply_user_snapshot(
     is_active: bool,
     timezone: str,
     sequence: int,
+    parked_max_age: timedelta,
 ) -> bool:
-    """Store the user's state from ``user.registered``/``user.updated``; False if stale."""
+    """Store the user's state from ``user.registered``/``user.updated``; False if stale.
+
+    Emails parked for the user are released in the same transaction.
+    """
+    await repository.lock_user(session, user_id)
     applied = await repository.upsert_user(
         session,
         values={
@@ -60,17 +64,25 @@ async def apply_user_snapshot(
     )
     if not applied:
         log.info("notifications.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
+    await release_parked_emails(session, user_id=user_id, max_age=parked_max_age)
     return applied
 
 
 async def deactivate_user(
-    session: AsyncSession, *, user_id: uuid.UUID, username: str, sequence: int
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    username: str,
+    sequence: int,
+    parked_max_age: timedelta,
 ) -> bool:
+    await repository.lock_user(session, user_id)
     applied = await repository.deactivate_user(
         session, user_id=user_id, username=username, sequence=sequence
     )
     if not applied:
         log.info("notifications.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
+    await release_parked_emails(session, user_id=user_id, max_age=parked_max_age)
     return applied
 
 
@@ -82,57 +94,103 @@ def idempotency_key(event_id: str, user_id: uuid.UUID) -> str:
 
 
 async def queue_email_for_user(
-    session: AsyncSession,
-    *,
-    user_id: uuid.UUID,
-    template_name: str,
-    context: Mapping[str, Any],
-    event: CloudEvent,
+    session: AsyncSession, *, user_id: uuid.UUID, event: CloudEvent
 ) -> uuid.UUID | None:
-    """Render and queue one email for ``event``; at most one per (event, user).
+    """Render and queue the email ``event`` means for the user; at most one per (event, user).
 
-    Returns the new row's id, or None when nothing was queued (unknown, inactive or address-less
-    user, or the email for this event was queued already).
+    A user not in the read model yet (``user.registered`` travels on another topic and may come
+    later) gets the email parked as ``awaiting_user``, rendered and queued when the user arrives.
+    Returns the new row's id, or None when nothing was stored (inactive or address-less user,
+    or the email for this event exists already).
     """
     user = await repository.get_user(session, user_id)
-    if user is None or not user.is_active or not user.email:
-        log.info(
-            "notifications.email.skipped",
-            user_id=str(user_id),
-            reason="unknown_user" if user is None else "inactive_or_no_address",
-        )
+    if user is None:
+        # Whichever of this and the user's arrival commits first, the other one sees it.
+        await repository.lock_user(session, user_id)
+        user = await repository.get_user(session, user_id)
+    if user is not None and (not user.is_active or not user.email):
+        log.info("notifications.email.skipped", user_id=str(user_id), reason="user_inactive")
         return None
-    rendered = render_email(template_name, {"user": user_context(user), **context})
-    email_id = await repository.insert_email(
-        session,
-        values={
-            "user_id": user.user_id,
-            "to_address": user.email,
-            "subject": rendered.subject,
-            "body_text": rendered.text,
-            "body_html": rendered.html,
-            "template_name": template_name,
-            "event_type": event.type,
-            "event_id": event.id,
-            "event_data": event.data,
-            "idempotency_key": idempotency_key(event.id, user.user_id),
-            "provider": "smtp",
-        },
-    )
+    values: dict[str, Any] = {
+        "user_id": user_id,
+        "template_name": notices.template_name(event.type),
+        "event_type": event.type,
+        "event_id": event.id,
+        "event_data": event.model_dump(mode="json"),
+        "idempotency_key": idempotency_key(event.id, user_id),
+        "provider": "smtp",
+    }
+    if user is None:
+        values["status"] = "awaiting_user"
+    else:
+        values.update(rendered_values(notices.render_notice(event, user), user))
+    email_id = await repository.insert_email(session, values=values)
     if email_id is None:
         log.info("notifications.email.duplicate_ignored", user_id=str(user_id))
+    elif user is None:
+        log.info("notifications.email.awaiting_user", email_id=str(email_id), user_id=str(user_id))
     else:
-        log.info("notifications.email.queued", email_id=str(email_id), template=template_name)
+        log.info(
+            "notifications.email.queued", email_id=str(email_id), template=values["template_name"]
+        )
     return email_id
 
 
-def user_context(user: User) -> dict[str, Any]:
+def rendered_values(rendered: RenderedEmail, user: User) -> dict[str, Any]:
+    """The columns that make a rendered email due for sending now."""
     return {
-        "id": str(user.user_id),
-        "username": user.username,
-        "display_name": user.full_name or user.username,
-        "timezone": user.timezone,
+        "to_address": user.email,
+        "subject": rendered.subject,
+        "body_text": rendered.text,
+        "body_html": rendered.html,
+        "status": "queued",
+        "next_attempt_at": func.now(),
     }
+
+
+async def release_parked_emails(
+    session: AsyncSession, *, user_id: uuid.UUID, max_age: timedelta
+) -> int:
+    """Render and queue the emails parked for a user who is now known; returns how many.
+
+    Emails parked longer than ``max_age`` are skipped (``user_never_known``), and so are all of
+    them if the user is inactive (``user_inactive``). The caller holds ``lock_user``.
+    """
+    expired = await repository.expire_parked_emails(session, older_than=max_age, user_id=user_id)
+    if expired:
+        log.info("notifications.email.skipped", user_id=str(user_id), reason="user_never_known")
+    parked = await repository.parked_emails_for_update(session, user_id)
+    user = await repository.get_user(session, user_id) if parked else None
+    if user is None:
+        return 0
+    released = 0
+    for email in parked:
+        if not user.is_active or not user.email:
+            skip(email, "user_inactive")
+            continue
+        try:
+            rendered = notices.render_notice(CloudEvent.model_validate(email.event_data), user)
+        except Exception as exc:  # one bad stored event must not block the user's own event
+            log.exception("notifications.email.render_failed", email_id=str(email.id))
+            skip(email, f"render_failed: {type(exc).__name__}")
+            continue
+        for name, value in rendered_values(rendered, user).items():
+            setattr(email, name, value)
+        released += 1
+    await session.flush()
+    log.info(
+        "notifications.email.released",
+        user_id=str(user_id),
+        queued=released,
+        skipped=len(parked) - released,
+    )
+    return released
+
+
+def skip(email: EmailLog, reason: str) -> None:
+    email.status = "skipped"
+    email.error_message = reason
+    email.next_attempt_at = None
 
 
 # --- delivery outcomes (called by the sender worker) -------------------------------------------
@@ -149,6 +207,7 @@ async def _publish(session: AsyncSession, email: EmailLog, payload: EventPayload
 
 
 async def record_sent(session: AsyncSession, *, email: EmailLog, message_id: str) -> None:
+    assert email.to_address is not None and email.subject is not None  # sent => rendered
     email.status = "sent"
     email.message_id = message_id
     email.sent_at = utcnow()
@@ -181,6 +240,7 @@ async def record_failure(
     backoff_cap_s: float,
 ) -> bool:
     """Schedule a retry, or give up (``failed`` + ``email.failed``). Returns True if given up."""
+    assert email.to_address is not None and email.subject is not None  # sending => rendered
     email.error_message = error
     attempts = email.retry_count + 1
     if not permanent and attempts < max_attempts:

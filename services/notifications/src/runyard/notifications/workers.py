@@ -32,16 +32,27 @@ class OutgoingEmail:
 async def claim_due_emails(
     sessionmaker: async_sessionmaker[AsyncSession], *, settings: Settings
 ) -> list[OutgoingEmail]:
-    """One short transaction: requeue stuck rows, lock due ones, mark them ``sending``."""
+    """One short transaction: requeue stuck rows, lock due ones, mark them ``sending``.
+
+    Also skips the emails parked longer than allowed for a user who never arrived.
+    """
     async with sessionmaker() as session, session.begin():
         requeued = await repository.requeue_stuck_emails(
             session, older_than=timedelta(seconds=settings.email_sending_timeout_s)
         )
         if requeued:
             log.warning("notifications.email.requeued_stuck", count=requeued)
+        expired = await repository.expire_parked_emails(
+            session, older_than=timedelta(seconds=settings.email_awaiting_user_max_age_s)
+        )
+        if expired:
+            log.info("notifications.email.skipped", reason="user_never_known", count=expired)
         rows = await repository.claim_due_emails(session, limit=settings.email_batch_size)
         claimed = []
         for row in rows:
+            # ck_email_logs_rendered: a queued email has its address, subject and body.
+            assert row.to_address is not None and row.subject is not None
+            assert row.body_text is not None
             row.status = "sending"
             # Kept across attempts, so a resend after a crash carries the same Message-ID.
             row.message_id = row.message_id or new_message_id(settings.mail_from)
