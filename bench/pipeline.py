@@ -6,7 +6,7 @@ Writes N events into an outbox (in transactions of --tx-size), runs one relay an
 - end-to-end throughput (events/s from first insert to last effect committed),
 - end-to-end latency per event (insert commit -> effect commit) p50/p95/p99.
 
-Usage: uv run python bench/pipeline.py [--events 5000] [--tx-size 50]
+Usage: uv run python bench/pipeline.py [--events 5000] [--tx-size 50] [--rate 200]
 Uses DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts embedded Postgres and Tansu.
 """
 
@@ -49,7 +49,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-async def run(events: int, tx_size: int, admin_url: str, bootstrap: str) -> dict[str, Any]:
+async def run(
+    events: int, tx_size: int, admin_url: str, bootstrap: str, rate: float | None = None
+) -> dict[str, Any]:
     name = f"bench_{uuid.uuid4().hex[:8]}"
     await ensure_database(admin_url, name)
     url = _with_db(admin_url, name)
@@ -94,11 +96,21 @@ async def run(events: int, tx_size: int, admin_url: str, bootstrap: str) -> dict
         max_records=500,
     )
     consumer_task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(3)  # let the group settle before the clock starts
     relay_task = asyncio.create_task(relay.run())
+    # warm-up: one event through the whole path (topic created, partitions assigned) off the clock
+    async with sessionmaker() as session, session.begin():
+        await add_event(
+            session, make_event(Tick(n=-1, written_at=time.time()), source="/b", subject="w")
+        )
+    async with engine.connect() as conn:
+        while not (await conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.effects"))).scalar():
+            await asyncio.sleep(0.05)
+            await conn.commit()
 
     started = time.time()
     for start in range(0, events, tx_size):
+        if rate:  # paced load: measure latency below saturation
+            await asyncio.sleep(max(0.0, started + start / rate - time.time()))
         async with sessionmaker() as session, session.begin():
             for n in range(start, min(start + tx_size, events)):
                 # written_at is the insert's own clock; the commit follows within the tx
@@ -112,10 +124,19 @@ async def run(events: int, tx_size: int, admin_url: str, bootstrap: str) -> dict
     async with engine.connect() as conn:
         while (
             await conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.effects"))
-        ).scalar() < events:
+        ).scalar() <= events:  # + the warm-up row
             await asyncio.sleep(0.05)
             await conn.commit()
-        rows = (await conn.execute(text(f"SELECT written_at, done_at FROM {SCHEMA}.effects"))).all()
+        rows = (
+            await conn.execute(
+                text(f"SELECT written_at, done_at FROM {SCHEMA}.effects WHERE n >= 0 ORDER BY n")
+            )
+        ).all()
+    if os.environ.get("BENCH_TRACE"):
+        for i in range(0, len(rows), max(1, len(rows) // 30)):
+            chunk = rows[i : i + max(1, len(rows) // 30)]
+            worst = max((r.done_at - r.written_at) * 1000 for r in chunk)
+            print(f"t={chunk[0].written_at - started:6.2f}s worst={worst:8.1f}ms")
     finished = max(r.done_at for r in rows)
     latencies = [(r.done_at - r.written_at) * 1000 for r in rows]
     for task in (relay_task, consumer_task):
@@ -126,6 +147,7 @@ async def run(events: int, tx_size: int, admin_url: str, bootstrap: str) -> dict
     return {
         "events": events,
         "tx_size": tx_size,
+        "offered_rate": rate or "unpaced",
         "write_s": round(write_done - started, 2),
         "end_to_end_events_per_s": round(events / (finished - started), 1),
         "latency_ms_p50": round(percentile(latencies, 0.50), 1),
@@ -139,6 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--tx-size", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=None, help="events/s to offer (paced)")
     args = parser.parse_args()
     cleanup: list[Any] = []
     admin_url = os.environ.get("DATABASE_URL")
@@ -157,7 +180,7 @@ def main() -> None:
             proc = start_tansu(port)
             cleanup.append(proc.terminate)
             bootstrap = f"127.0.0.1:{port}"
-        result = asyncio.run(run(args.events, args.tx_size, admin_url, bootstrap))
+        result = asyncio.run(run(args.events, args.tx_size, admin_url, bootstrap, args.rate))
     finally:
         for fn in reversed(cleanup):
             fn()

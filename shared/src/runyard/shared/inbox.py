@@ -93,6 +93,7 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=5000,
+            fetch_max_wait_ms=100,
         )
         await self.consumer.start()
         log.info("consumer.started", group=self.group_id, topics=sorted(self.handlers))

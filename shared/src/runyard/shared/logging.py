@@ -13,8 +13,13 @@ import structlog
 
 def configure_logging(*, service: str, level: str = "INFO", json: bool | None = None) -> None:
     use_json = (not sys.stdout.isatty()) if json is None else json
+    def add_service(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.setdefault("service", service)
+        return event
+
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
@@ -30,7 +35,6 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool | None = 
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(service=service)
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(name)s %(message)s")
 
 

@@ -1,0 +1,406 @@
+"""Generate the field tables and example CloudEvents of docs/events.md from the contracts.
+
+    uv run python docs/gen_events.py          # rewrite the generated blocks in place
+    uv run python docs/gen_events.py --check  # exit 1 if a block is stale (tests/test_docs.py)
+
+Every event section of events.md holds one block between ``<!-- generated:<type> -->`` and
+``<!-- /generated:<type> -->``; everything outside those markers is written by hand. Each example
+is built with ``make_event`` from the registered payload model, so it is exactly what the outbox
+relay puts on Kafka. A new contract needs an entry in ``EXAMPLES`` and a section in events.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import types
+import typing
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runyard.shared import contracts
+from runyard.shared.events import CloudEvent, EventPayload, make_event
+
+EVENTS_MD = Path(__file__).with_name("events.md")
+
+USER_ID = "3f6c2a9e-8b1d-4c7a-9e25-6d0b7f4a1c83"
+SESSION_ID = "b7e1d0c4-5a2f-4f8e-8c3d-1e9a6b2f7d05"
+API_KEY_ID = "5c9e7a31-2d4b-4e6f-a8c0-7b1d3f5e9a24"
+DATASET_ID = "a1d4e8f2-6b3c-4d9e-b7a5-2c8f0e6d4b19"
+EXPERIMENT_ID = "e2b8c6d4-1f3a-4b5c-9d7e-8a0f2c4e6b13"
+EMAIL_ID = "9d3f1b7e-4c2a-4e8d-b6f0-5a7c9e1d3b28"
+WEBHOOK_ID = "c4a2e6f8-0b1d-4f3a-8e5c-7d9b1a3c5e72"
+IP = "203.0.113.24"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+USER = {
+    "user_id": USER_ID,
+    "username": "ada",
+    "email": "ada@pumplab.example",
+    "role": "user",
+    "is_active": True,
+    "timezone": "Europe/Berlin",
+    "full_name": "Ada Lindqvist",
+}
+EXPERIMENT = {
+    "experiment_id": EXPERIMENT_ID,
+    "name": "cnn1d-bearing-faults-lr3e-4",
+    "owner_id": USER_ID,
+    "model_type": "cnn1d",
+    "dataset_id": DATASET_ID,
+}
+ENDED = {
+    **EXPERIMENT,
+    "best_epoch": 41,
+    "total_epochs": 50,
+    "started_at": "2026-11-21T12:58:03.114Z",
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    subject: str
+    time: str
+    data: dict[str, Any]
+    sequence: int | None = None
+
+
+EXAMPLES: dict[str, Example] = {
+    # --- auth
+    "user.registered": Example(
+        USER_ID,
+        "2026-11-21T09:12:44.302Z",
+        {**USER, "timezone": "UTC", "full_name": None},
+        sequence=1,
+    ),
+    "user.updated": Example(USER_ID, "2026-11-21T09:20:05.918Z", USER, sequence=2),
+    "user.deactivated": Example(
+        USER_ID, "2026-11-28T17:45:10.006Z", {"user_id": USER_ID, "username": "ada"}, 5
+    ),
+    "login.succeeded": Example(
+        USER_ID,
+        "2026-11-21T09:13:02.557Z",
+        {
+            "user_id": USER_ID,
+            "username": "ada",
+            "session_id": SESSION_ID,
+            "ip_address": IP,
+            "user_agent": BROWSER,
+        },
+    ),
+    "login.failed": Example(
+        USER_ID,
+        "2026-11-21T22:41:37.090Z",
+        {
+            "username_attempted": "ada",
+            "user_id": USER_ID,
+            "ip_address": "198.51.100.77",
+            "user_agent": "python-requests/2.32.3",
+            "reason": "invalid_password",
+            "consecutive_failures": 3,
+        },
+    ),
+    "account.locked": Example(
+        USER_ID,
+        "2026-11-21T22:41:59.412Z",
+        {
+            "user_id": USER_ID,
+            "username": "ada",
+            "locked_until": "2026-11-21T22:56:59.412Z",
+            "consecutive_failures": 5,
+            "ip_address": "198.51.100.77",
+        },
+        sequence=4,
+    ),
+    "two_factor.enabled": Example(
+        USER_ID, "2026-11-21T09:31:18.720Z", {"user_id": USER_ID}, sequence=3
+    ),
+    "two_factor.disabled": Example(
+        USER_ID, "2026-11-27T08:02:51.113Z", {"user_id": USER_ID}, sequence=6
+    ),
+    "api_key.created": Example(
+        API_KEY_ID,
+        "2026-11-21T10:02:27.845Z",
+        {
+            "key_id": API_KEY_ID,
+            "user_id": USER_ID,
+            "name": "training-cluster",
+            "prefix": "ryk_7Hq2",
+            "scopes": ["experiments:write", "datasets:read"],
+            "expires_at": "2027-05-21T00:00:00Z",
+            "rate_limit": 600,
+        },
+    ),
+    "api_key.revoked": Example(
+        API_KEY_ID,
+        "2026-12-02T15:19:40.231Z",
+        {"key_id": API_KEY_ID, "user_id": USER_ID, "prefix": "ryk_7Hq2"},
+    ),
+    "session.revoked": Example(
+        SESSION_ID,
+        "2026-11-21T18:07:12.660Z",
+        {"session_id": SESSION_ID, "user_id": USER_ID, "reason": "logout"},
+    ),
+    # --- experiments
+    "dataset.created": Example(
+        DATASET_ID,
+        "2026-11-21T10:15:09.371Z",
+        {"dataset_id": DATASET_ID, "owner_id": USER_ID, "name": "cwru-bearing-12k-drive-end"},
+    ),
+    "experiment.created": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T12:57:49.006Z",
+        {**EXPERIMENT, "status": "pending"},
+        sequence=1,
+    ),
+    "experiment.started": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T12:58:03.114Z",
+        {**EXPERIMENT, "status": "running", "started_at": "2026-11-21T12:58:03.114Z"},
+        sequence=2,
+    ),
+    "experiment.paused": Example(
+        EXPERIMENT_ID, "2026-11-21T13:20:41.550Z", {**EXPERIMENT, "status": "paused"}, 3
+    ),
+    "experiment.resumed": Example(
+        EXPERIMENT_ID, "2026-11-21T13:24:02.871Z", {**EXPERIMENT, "status": "running"}, 4
+    ),
+    "experiment.completed": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T14:03:12.481Z",
+        {
+            **ENDED,
+            "status": "completed",
+            "final_metrics": {
+                "val_accuracy": 0.9731,
+                "val_loss": 0.0874,
+                "train_accuracy": 0.9912,
+                "f1_macro": 0.9688,
+            },
+            "ended_at": "2026-11-21T14:03:12.467Z",
+            "duration_seconds": 3909.353,
+        },
+        sequence=5,
+    ),
+    "experiment.failed": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T13:41:55.208Z",
+        {
+            **ENDED,
+            "status": "failed",
+            "final_metrics": {"val_accuracy": 0.8817, "val_loss": 0.3121},
+            "best_epoch": 17,
+            "total_epochs": 23,
+            "ended_at": "2026-11-21T13:41:55.190Z",
+            "duration_seconds": 2632.076,
+            "error": "CUDA out of memory. Tried to allocate 1.50 GiB (GPU 0; 15.78 GiB total)",
+        },
+        sequence=5,
+    ),
+    "experiment.cancelled": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T13:05:30.644Z",
+        {
+            **ENDED,
+            "status": "cancelled",
+            "final_metrics": {},
+            "best_epoch": None,
+            "total_epochs": 4,
+            "ended_at": "2026-11-21T13:05:30.630Z",
+            "duration_seconds": 447.516,
+        },
+        sequence=3,
+    ),
+    # --- notifications
+    "email.sent": Example(
+        EMAIL_ID,
+        "2026-11-21T14:03:13.102Z",
+        {
+            "email_id": EMAIL_ID,
+            "user_id": USER_ID,
+            "to": "ada@pumplab.example",
+            "subject": 'Experiment "cnn1d-bearing-faults-lr3e-4" completed',
+            "trigger_event_type": "experiment.completed",
+            "trigger_event_id": "0b5e6f0e-5a8c-4d51-9d0f-3c2b7a1e4f66",
+            "message_id": "<176373499310.412.4411072205197@runyard.local>",
+        },
+    ),
+    "email.failed": Example(
+        EMAIL_ID,
+        "2026-11-21T19:48:26.533Z",
+        {
+            "email_id": EMAIL_ID,
+            "user_id": USER_ID,
+            "to": "ada@pumplab.example",
+            "subject": "Failed sign-in attempt on your Runyard account",
+            "trigger_event_type": "login.failed",
+            "trigger_event_id": "7a1c3e5f-9b2d-4f6a-8c0e-1d3f5b7a9c2e",
+            "error": "450 4.2.0 <ada@pumplab.example>: Recipient address rejected: greylisted",
+            "retry_count": 8,
+        },
+    ),
+    "notification_preference.updated": Example(
+        USER_ID,
+        "2026-11-21T09:40:17.295Z",
+        {
+            "user_id": USER_ID,
+            "notification_event_type": "experiment.completed",
+            "email_enabled": True,
+            "in_app_enabled": True,
+            "slack_enabled": False,
+            "webhook_enabled": True,
+            "email_frequency": "immediate",
+        },
+    ),
+    # --- webhooks
+    "webhook.endpoint_disabled": Example(
+        WEBHOOK_ID,
+        "2026-11-23T03:12:08.740Z",
+        {
+            "webhook_id": WEBHOOK_ID,
+            "owner_id": USER_ID,
+            "name": "lab-slack",
+            "url": "https://hooks.slack.com/services/T0000/B0000/XXXXXXXX",
+            "reason": "too_many_consecutive_failures",
+            "consecutive_failures": 20,
+        },
+    ),
+    "webhook.test": Example(
+        WEBHOOK_ID,
+        "2026-11-21T10:30:00.120Z",
+        {"webhook_id": WEBHOOK_ID, "message": "This is a test event from Runyard."},
+    ),
+    # --- gateway
+    "api_key.used": Example(
+        API_KEY_ID,
+        "2026-11-21T13:02:44.918Z",
+        {
+            "key_id": API_KEY_ID,
+            "user_id": USER_ID,
+            "method": "POST",
+            "route": f"/api/v1/experiments/{EXPERIMENT_ID}/runs",
+            "status": 201,
+            "latency_ms": 18.4,
+            "ip_address": "10.20.3.17",
+        },
+    ),
+}
+
+
+def registered() -> dict[str, type[EventPayload]]:
+    """Every registered contract by event type (latest version wins)."""
+    found: dict[str, type[EventPayload]] = {}
+    for (event_type, version), model in sorted(contracts.all_contracts().items()):
+        if event_type not in found or version > found[event_type].version:
+            found[event_type] = model
+    return found
+
+
+def producer_of(model: type[EventPayload]) -> str:
+    """The service whose contracts module declares ``model`` (``runyard.shared.contracts.X``)."""
+    return model.__module__.rsplit(".", 1)[-1]
+
+
+def example_event(event_type: str) -> CloudEvent:
+    model = registered()[event_type]
+    example = EXAMPLES[event_type]
+    return make_event(
+        model.model_validate(example.data),
+        source=f"/runyard/{producer_of(model)}",
+        subject=example.subject,
+        sequence=example.sequence,
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"https://runyard.example/events/{event_type}"),
+        time=datetime.fromisoformat(example.time),
+    )
+
+
+def example_json(event_type: str) -> str:
+    """The record value as the relay publishes it, indented for reading."""
+    return json.dumps(json.loads(example_event(event_type).to_json()), indent=2)
+
+
+def type_name(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        joined = " or ".join(type_name(a) for a in args if a is not type(None))
+        return f"{joined} or null" if type(None) in args else joined
+    if origin is list:
+        return f"array of {type_name(args[0])}"
+    if origin is dict:
+        return "object"
+    names: dict[Any, str] = {
+        uuid.UUID: "uuid",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        datetime: "date-time",
+    }
+    return names.get(annotation) or str(getattr(annotation, "__name__", annotation))
+
+
+def field_table(model: type[EventPayload]) -> str:
+    rows = ["| Field | Type | Required | Default |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        required = field.is_required()
+        value = None if required else field.get_default(call_default_factory=True)
+        default = "—" if required else f"`{json.dumps(value)}`"
+        rows.append(
+            f"| `{name}` | {type_name(field.annotation)} | {'yes' if required else 'no'} "
+            f"| {default} |"
+        )
+    return "\n".join(rows)
+
+
+def render_block(event_type: str) -> str:
+    model = registered()[event_type]
+    return (
+        f"<!-- generated:{event_type} -->\n"
+        f"`dataschema` `{model.dataschema()}`\n\n"
+        f"{field_table(model)}\n\n"
+        f"```json\n{example_json(event_type)}\n```\n"
+        f"<!-- /generated:{event_type} -->"
+    )
+
+
+BLOCK = re.compile(r"<!-- generated:(?P<type>[\w.]+) -->\n.*?<!-- /generated:(?P=type) -->", re.S)
+
+
+def problems(text: str) -> list[str]:
+    """What is missing or stale in events.md ``text``; empty when it is up to date."""
+    types_ = registered()
+    found = {m["type"]: m[0] for m in BLOCK.finditer(text)}
+    out = [f"{t}: no example in EXAMPLES (docs/gen_events.py)" for t in types_ if t not in EXAMPLES]
+    out += [f"{t}: EXAMPLES entry for an unregistered type" for t in EXAMPLES if t not in types_]
+    out += [f"{t}: no generated block in events.md" for t in types_ if t not in found]
+    out += [f"{t}: generated block for an unregistered type" for t in found if t not in types_]
+    out += [
+        f"{t}: generated block is stale"
+        for t, block in found.items()
+        if t in types_ and t in EXAMPLES and block != render_block(t)
+    ]
+    return out
+
+
+def regenerate(text: str) -> str:
+    types_ = registered()
+    return BLOCK.sub(lambda m: render_block(m["type"]) if m["type"] in types_ else m[0], text)
+
+
+def main(argv: list[str]) -> int:
+    text = EVENTS_MD.read_text()
+    if "--check" not in argv:
+        text = regenerate(text)
+        EVENTS_MD.write_text(text)
+    found = problems(text)
+    for problem in found:
+        print(f"docs/events.md: {problem}", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
