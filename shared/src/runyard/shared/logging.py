@@ -13,6 +13,7 @@ import structlog
 
 def configure_logging(*, service: str, level: str = "INFO", json: bool | None = None) -> None:
     use_json = (not sys.stdout.isatty()) if json is None else json
+
     def add_service(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("service", service)
         return event
