@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,7 +14,9 @@ import structlog
 def configure_logging(*, service: str, level: str = "INFO", json: bool | None = None) -> None:
     use_json = (not sys.stdout.isatty()) if json is None else json
 
-    def add_service(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def add_service(
+        _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         event.setdefault("service", service)
         return event
 
