@@ -20,7 +20,7 @@ import pytest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-import runyard.shared.contracts  # noqa: F401 - importing it registers every contract
+from runyard.shared.contracts import all_contracts
 from runyard.shared.events import EventPayload, parse_event
 from runyard.shared.settings import ServiceSettings
 
@@ -44,12 +44,12 @@ def generator() -> ModuleType:
 
 
 def registered_types() -> set[str]:
-    return {event_type for event_type, _version in EventPayload.registry}
+    return {event_type for event_type, _version in all_contracts()}
 
 
 def contract(event_type: str) -> type[EventPayload]:
     return max(
-        (model for (t, _v), model in EventPayload.registry.items() if t == event_type),
+        (model for (t, _v), model in all_contracts().items() if t == event_type),
         key=lambda model: model.version,
     )
 

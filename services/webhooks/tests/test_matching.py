@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from runyard.shared.events import EventPayload
+from runyard.shared.contracts import all_contracts
 from runyard.webhooks.consumers import handlers
 from runyard.webhooks.delivery import RETRY_SCHEDULE, retry_delay
 from runyard.webhooks.service import event_matches, public_event_types
@@ -29,7 +29,7 @@ def test_enabled_events_match_exact_types_and_wildcards(patterns, event_type, ex
 
 
 def test_fan_out_listens_to_every_public_event_type_but_not_webhook_test() -> None:
-    registered = {t for t, _v in EventPayload.registry}
+    registered = {t for t, _v in all_contracts()}
     assert set(handlers()) == registered - {"webhook.test"}
     assert "experiment.completed" in public_event_types()
     assert "webhook.test" not in public_event_types()

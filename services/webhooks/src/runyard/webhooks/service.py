@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import runyard.shared.contracts  # noqa: F401  (registers every contract)
+from runyard.shared.contracts import all_contracts
 from runyard.shared.db import new_id
 from runyard.shared.events import CloudEvent, EventPayload
 from runyard.shared.http import ProblemError
@@ -40,7 +41,7 @@ DNS_TIMEOUT_S = 5.0
 
 
 def public_event_types() -> list[str]:
-    return sorted({t for t, _v in EventPayload.registry if t not in PRIVATE_EVENT_TYPES})
+    return sorted({t for t, _v in all_contracts() if t not in PRIVATE_EVENT_TYPES})
 
 
 def event_matches(patterns: Sequence[str], event_type: str) -> bool:

@@ -7,4 +7,9 @@ __all__ = ["EventPayload", "auth", "experiments", "gateway", "notifications", "w
 
 
 def all_contracts() -> dict[tuple[str, int], type[EventPayload]]:
-    return dict(EventPayload.registry)
+    """The project's published contracts (not payload classes that tests define on the fly)."""
+    return {
+        key: model
+        for key, model in EventPayload.registry.items()
+        if model.__module__.startswith(__name__ + ".")
+    }
