@@ -5,6 +5,9 @@ import uuid
 
 import pytest
 
+from runyard.shared.identity import verify_identity
+from runyard.shared.settings import dev_secret
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -35,8 +38,13 @@ async def test_valid_token_is_forwarded_with_identity_headers_and_request_id(
     assert seen["x-runyard-user-role"] == ["admin"]
     assert seen["x-runyard-username"] == ["ada"]
     assert seen["x-runyard-auth-method"] == ["jwt"]
-    assert "x-runyard-api-key-id" not in seen
+    assert seen["x-runyard-api-key-id"] == [""]  # the forged one is replaced
     assert "x-runyard-anything" not in seen
+    principal = verify_identity(
+        dev_secret("identity-signing").get_secret_value(),
+        {k: v[0] for k, v in seen.items()},
+    )
+    assert (principal.user_id, principal.role) == (user_id, "admin")
     assert "authorization" not in seen
     assert "cookie" not in seen
     assert seen["x-custom"] == ["kept"]

@@ -1,11 +1,17 @@
-"""The caller's identity as forwarded by the gateway.
+"""The caller's identity as forwarded by the gateway, signed so that it cannot be forged.
 
 The gateway authenticates every request (JWT or API key), strips any client-sent ``X-Runyard-*``
-headers and sets these. Services listen on the internal network only and trust them.
+headers and sets the identity headers below plus ``X-Runyard-Signature: t=<unix>,v1=<hex>``, an
+HMAC-SHA256 over the timestamp and the identity with the shared ``IDENTITY_SECRET`` (every
+service's ``<PREFIX>IDENTITY_SECRET``). A service accepts an identity only with a valid signature
+no older than ``MAX_SIGNATURE_AGE_S``: a request that bypasses the gateway is nobody.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -19,13 +25,16 @@ USER_ROLE_HEADER = "X-Runyard-User-Role"
 USERNAME_HEADER = "X-Runyard-Username"
 AUTH_METHOD_HEADER = "X-Runyard-Auth-Method"
 API_KEY_ID_HEADER = "X-Runyard-Api-Key-Id"
+SIGNATURE_HEADER = "X-Runyard-Signature"
 IDENTITY_HEADERS = (
     USER_ID_HEADER,
     USER_ROLE_HEADER,
     USERNAME_HEADER,
     AUTH_METHOD_HEADER,
     API_KEY_ID_HEADER,
+    SIGNATURE_HEADER,
 )
+MAX_SIGNATURE_AGE_S = 300
 
 Role = Literal["admin", "user", "viewer"]
 
@@ -36,29 +45,94 @@ class Principal:
     role: Role
     username: str = ""
     auth_method: str = "jwt"
+    api_key_id: str = ""
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
 
-def principal_from_request(request: Request) -> Principal:
-    raw_id = request.headers.get(USER_ID_HEADER)
-    role = request.headers.get(USER_ROLE_HEADER, "user")
+def _mac(secret: str, timestamp: int, fields: tuple[str, ...]) -> str:
+    message = "\n".join((str(timestamp), *fields)).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _fields(
+    user_id: str, role: str, username: str, auth_method: str, key_id: str
+) -> tuple[str, ...]:
+    return (user_id, role, username, auth_method, key_id)
+
+
+def signed_identity_headers(
+    secret: str, principal: Principal, *, now: float | None = None
+) -> list[tuple[str, str]]:
+    """The headers the gateway sets for an authenticated caller."""
+    timestamp = int(time.time() if now is None else now)
+    fields = _fields(
+        str(principal.user_id),
+        principal.role,
+        principal.username,
+        principal.auth_method,
+        principal.api_key_id,
+    )
+    return [
+        (USER_ID_HEADER, fields[0]),
+        (USER_ROLE_HEADER, fields[1]),
+        (USERNAME_HEADER, fields[2]),
+        (AUTH_METHOD_HEADER, fields[3]),
+        (API_KEY_ID_HEADER, fields[4]),
+        (SIGNATURE_HEADER, f"t={timestamp},v1={_mac(secret, timestamp, fields)}"),
+    ]
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(401, "Unauthorized", detail)
+
+
+def verify_identity(secret: str, headers: dict[str, str], *, now: float | None = None) -> Principal:
+    raw_id = headers.get(USER_ID_HEADER.lower())
     if not raw_id:
-        raise ProblemError(401, "Unauthorized", "Authentication required.")
+        raise _unauthorized("Authentication required.")
+    signature = headers.get(SIGNATURE_HEADER.lower(), "")
+    parts = dict(p.split("=", 1) for p in signature.split(",") if "=" in p)
+    fields = _fields(
+        raw_id,
+        headers.get(USER_ROLE_HEADER.lower(), ""),
+        headers.get(USERNAME_HEADER.lower(), ""),
+        headers.get(AUTH_METHOD_HEADER.lower(), ""),
+        headers.get(API_KEY_ID_HEADER.lower(), ""),
+    )
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        raise _unauthorized("Identity not signed by the gateway.") from None
+    expected = _mac(secret, timestamp, fields)
+    if not hmac.compare_digest(expected, parts.get("v1", "")):
+        raise _unauthorized("Identity not signed by the gateway.")
+    if abs((time.time() if now is None else now) - timestamp) > MAX_SIGNATURE_AGE_S:
+        raise _unauthorized("Identity signature expired.")
     try:
         user_id = uuid.UUID(raw_id)
-    except ValueError as exc:
-        raise ProblemError(401, "Unauthorized", "Malformed identity.") from exc
+    except ValueError:
+        raise _unauthorized("Malformed identity.") from None
+    role = fields[1]
     if role not in ("admin", "user", "viewer"):
-        raise ProblemError(401, "Unauthorized", "Malformed identity.")
+        raise _unauthorized("Malformed identity.")
     return Principal(
         user_id=user_id,
         role=role,  # type: ignore[arg-type]
-        username=request.headers.get(USERNAME_HEADER, ""),
-        auth_method=request.headers.get(AUTH_METHOD_HEADER, "jwt"),
+        username=fields[2],
+        auth_method=fields[3] or "jwt",
+        api_key_id=fields[4],
     )
+
+
+def principal_from_request(request: Request) -> Principal:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:  # no settings, no secret: fail closed
+        raise _unauthorized("Authentication required.")
+    secret: str = runtime.settings.identity_secret.get_secret_value()
+    return verify_identity(secret, {k.lower(): v for k, v in request.headers.items()})
 
 
 CurrentPrincipal = Annotated[Principal, Depends(principal_from_request)]

@@ -37,6 +37,8 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = 3
     consumer_retry_backoff_s: float = 0.2
     run_workers: bool = True
+    #: HMAC key the gateway signs forwarded identities with; the same value on every service
+    identity_secret: SecretStr = dev_secret("identity-signing")
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:

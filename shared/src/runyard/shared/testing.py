@@ -199,10 +199,17 @@ async def running_app(app: Any, *, raise_app_exceptions: bool = True) -> AsyncIt
         yield c
 
 
-def identity_headers(user_id: uuid.UUID, role: str = "user", username: str = "") -> dict[str, str]:
-    """The headers the gateway sets for an authenticated caller."""
-    return {
-        "X-Runyard-User-Id": str(user_id),
-        "X-Runyard-User-Role": role,
-        "X-Runyard-Username": username,
-    }
+def identity_headers(
+    user_id: uuid.UUID,
+    role: str = "user",
+    username: str = "",
+    *,
+    secret: str | None = None,
+) -> dict[str, str]:
+    """The headers the gateway sets for an authenticated caller, signed with the dev secret."""
+    from runyard.shared.identity import Principal, signed_identity_headers
+    from runyard.shared.settings import dev_secret
+
+    key = secret or dev_secret("identity-signing").get_secret_value()
+    principal = Principal(user_id=user_id, role=role, username=username)  # type: ignore[arg-type]
+    return dict(signed_identity_headers(key, principal))

@@ -40,15 +40,25 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def load_passwords(path: Path, schemas: Iterable[str]) -> dict[str, str]:
     """Per-schema role passwords, generated once and kept in ``path`` (0600)."""
-    stored: dict[str, str] = {}
-    if path.exists():
-        stored = dict(json.loads(path.read_text()).get("db_passwords", {}))
+    document = json.loads(path.read_text()) if path.exists() else {}
+    stored: dict[str, str] = dict(document.get("db_passwords", {}))
     missing = [s for s in schemas if s not in stored]
     if missing:
         for schema in missing:
             stored[schema] = secrets.token_urlsafe(24)
-        _write_private(path, json.dumps({"db_passwords": stored}, indent=2).encode())
+        document["db_passwords"] = stored
+        _write_private(path, json.dumps(document, indent=2).encode())
     return stored
+
+
+def load_identity_secret(path: Path) -> str:
+    """The key the gateway signs forwarded identities with (shared by all services), kept in
+    ``path`` next to the role passwords."""
+    document = json.loads(path.read_text()) if path.exists() else {}
+    if "identity_secret" not in document:
+        document["identity_secret"] = secrets.token_urlsafe(32)
+        _write_private(path, json.dumps(document, indent=2).encode())
+    return str(document["identity_secret"])
 
 
 def ensure_jwt_key(path: Path) -> Path:

@@ -379,6 +379,9 @@ class Stack:
         env["NOTIFICATIONS_SMTP_URL"] = self.smtp_url
         env["WEBHOOKS_ALLOW_PRIVATE_TARGETS"] = "true"
         env["AUTH_JWT_PRIVATE_KEY_FILE"] = str(self.jwt_key_file)
+        env[f"{service.prefix}IDENTITY_SECRET"] = provisioning.load_identity_secret(
+            self.secrets_file
+        )
         env[f"{service.prefix}DATABASE_URL"] = self.service_database_urls[service.name]
         env[f"{service.prefix}KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap
         env[f"{service.prefix}ENVIRONMENT"] = "dev"

@@ -88,4 +88,5 @@ async def proxy(request: Request, path: str) -> Response:
         base_url=state.settings.upstreams()[service],
         body=body,
         principal=principal,
+        identity_secret=state.settings.identity_secret.get_secret_value(),
     )

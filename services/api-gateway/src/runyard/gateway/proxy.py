@@ -7,13 +7,7 @@ from fastapi import Request, Response
 from yarl import URL
 
 from runyard.shared.http import REQUEST_ID_HEADER, ProblemError
-from runyard.shared.identity import (
-    AUTH_METHOD_HEADER,
-    USER_ID_HEADER,
-    USER_ROLE_HEADER,
-    USERNAME_HEADER,
-    Principal,
-)
+from runyard.shared.identity import Principal, signed_identity_headers
 from runyard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -85,7 +79,7 @@ def _connection_tokens(values: list[str]) -> set[str]:
 
 
 def upstream_request_headers(
-    request: Request, principal: Principal | None
+    request: Request, principal: Principal | None, *, identity_secret: str
 ) -> list[tuple[str, str]]:
     drop = _DROP_UPSTREAM | _connection_tokens(request.headers.getlist("connection"))
     headers = [
@@ -103,12 +97,7 @@ def upstream_request_headers(
     if host := request.headers.get("host"):
         headers.append(("X-Forwarded-Host", host))
     if principal is not None:
-        headers += [
-            (USER_ID_HEADER, str(principal.user_id)),
-            (USER_ROLE_HEADER, principal.role),
-            (USERNAME_HEADER, principal.username),
-            (AUTH_METHOD_HEADER, principal.auth_method),
-        ]
+        headers += signed_identity_headers(identity_secret, principal)
     return headers
 
 
@@ -160,13 +149,14 @@ async def forward(
     base_url: str,
     body: bytes,
     principal: Principal | None,
+    identity_secret: str,
 ) -> Response:
     method = request.method
     try:
         async with http.request(
             method,
             upstream_url(base_url, request),
-            headers=upstream_request_headers(request, principal),
+            headers=upstream_request_headers(request, principal, identity_secret=identity_secret),
             data=body or None,
             allow_redirects=False,
         ) as upstream:
