@@ -34,4 +34,5 @@ def test_default_secret_is_refused_in_production(monkeypatch: pytest.MonkeyPatch
 def test_real_secret_is_accepted_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEMO_ENVIRONMENT", "production")
     monkeypatch.setenv("DEMO_SIGNING_KEY", "a-real-secret-from-the-vault")
+    monkeypatch.setenv("DEMO_IDENTITY_SECRET", "another-real-secret")
     assert DemoSettings().signing_key.get_secret_value() == "a-real-secret-from-the-vault"
