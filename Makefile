@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 SERVICES ?=
 DOCKER_COMPOSE ?= docker compose
 
-.PHONY: help uv sync lint test up down status bench clean up-docker down-docker
+.PHONY: help uv sync lint test up down status bench clean up-docker down-docker admin
 
 help:
 	@echo "make up          run the local stack in the foreground (Ctrl-C stops it)"
@@ -26,6 +26,8 @@ help:
 	@echo "make lint        ruff check, ruff format --check, mypy"
 	@echo "make sync        uv sync --frozen"
 	@echo "make bench       run the benchmark scripts in bench/"
+	@echo "make admin       create an admin user (asks for username, email, password); uses"
+	@echo "                 AUTH_DATABASE_URL, else the local stack's database"
 	@echo "make clean       remove caches and .data (the local stack's database, keys, mail)"
 	@echo "make up-docker   the same stack on containers (Kafka, PostgreSQL 16, Mailpit)"
 	@echo "make down-docker stop it"
@@ -58,6 +60,9 @@ down: uv
 
 status: uv
 	$(RUN) python -m runyard.devstack status
+
+admin: uv
+	$(RUN) python -m runyard.auth create-admin
 
 bench: uv
 	@scripts=$$(ls bench/*.py 2>/dev/null || true); \

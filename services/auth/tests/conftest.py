@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -8,6 +11,19 @@ import pytest
 from runyard.auth.config import Settings
 from runyard.auth.main import create_app
 from runyard.shared.testing import ServiceDatabase, running_app
+
+# Test modules import ``auth_helpers`` (pytest runs with --import-mode=importlib).
+sys.path.insert(0, str(Path(__file__).parent))
+
+from auth_helpers import FakeClock
+
+#: argon2id at its cheapest, so tests spend no time hashing. test_passwords.py proves the
+#: production defaults are OWASP's.
+FAST_HASHING: dict[str, Any] = {
+    "password_hash_memory_kib": 8,
+    "password_hash_time_cost": 1,
+    "password_hash_parallelism": 1,
+}
 
 
 @pytest.fixture
@@ -17,16 +33,22 @@ async def db(make_service_database: Any) -> ServiceDatabase:
 
 
 @pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
 def settings(db: ServiceDatabase, kafka_bootstrap: str) -> Settings:
     return Settings(
         environment="test",
         database_url=db.url,
         kafka_bootstrap_servers=kafka_bootstrap,
         run_workers=False,
+        **FAST_HASHING,
     )
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Any]:
-    async with running_app(create_app(settings)) as c:
+async def client(settings: Settings, clock: FakeClock) -> AsyncIterator[Any]:
+    async with running_app(create_app(settings, clock=clock)) as c:
         yield c

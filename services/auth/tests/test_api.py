@@ -1,49 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from typing import Any
 
-import asyncpg
 import jwt
+from auth_helpers import LOGIN, PASSWORD, REGISTER, execute, fetch, outbox_events, register
 
-from runyard.shared.db import asyncpg_dsn
-from runyard.shared.testing import ServiceDatabase, identity_headers
-
-PASSWORD = "correct horse battery"
-LOGIN = "/api/v1/auth/login"
-REGISTER = "/api/v1/auth/register"
-
-
-async def fetch(db: ServiceDatabase, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(db.admin_url))
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
-
-
-async def outbox_events(db: ServiceDatabase, topic: str | None = None) -> list[dict[str, Any]]:
-    rows = await fetch(db, "SELECT topic, key, payload FROM auth.outbox ORDER BY id")
-    return [
-        {"topic": r["topic"], "key": r["key"], **json.loads(r["payload"])}
-        for r in rows
-        if topic is None or r["topic"] == topic
-    ]
-
-
-async def register(client: Any, username: str = "ada", email: str | None = None) -> Any:
-    response = await client.post(
-        REGISTER,
-        json={
-            "username": username,
-            "email": email or f"{username}@example.org",
-            "password": PASSWORD,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+from runyard.shared.testing import identity_headers
 
 
 async def test_registered_user_logs_in_and_token_verifies_against_jwks(client, db) -> None:
@@ -64,6 +27,8 @@ async def test_registered_user_logs_in_and_token_verifies_against_jwks(client, d
     body = login.json()
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 900
+    assert body["refresh_expires_in"] == 30 * 24 * 3600
+    assert len(body["refresh_token"]) >= 43
 
     jwks = await client.get("/api/v1/auth/.well-known/jwks.json")
     [jwk] = jwks.json()["keys"]
@@ -98,19 +63,20 @@ async def test_registered_user_logs_in_and_token_verifies_against_jwks(client, d
         "203.0.113.7",
     )
     assert history["user_agent"] == "pytest"
+    assert str(history["session_id"]) == claims["sid"]
+    [session] = await fetch(db, "SELECT * FROM auth.session_logs")
+    assert (str(session["id"]), str(session["user_id"]), session["ip_address"]) == (
+        claims["sid"],
+        user["id"],
+        "203.0.113.7",
+    )
+    assert body["refresh_token"] not in session["session_token"]
 
 
 async def test_user_logs_in_with_email_in_any_case(client) -> None:
     await register(client, "grace", email="Grace@Example.org")
     login = await client.post(LOGIN, json={"login": "grace@EXAMPLE.org", "password": PASSWORD})
     assert login.status_code == 200, login.text
-
-
-async def test_password_is_stored_as_argon2id_with_owasp_parameters(client, db) -> None:
-    await register(client, "ada")
-    [row] = await fetch(db, "SELECT password_hash FROM auth.users")
-    assert row["password_hash"].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
-    assert PASSWORD not in row["password_hash"]
 
 
 async def test_registration_writes_user_registered_event_with_payload(client, db) -> None:
@@ -249,11 +215,7 @@ async def test_unknown_user_login_is_recorded_without_user_id(client, db) -> Non
 
 async def test_deactivated_user_gets_the_same_401(client, db) -> None:
     await register(client, "ada")
-    conn = await asyncpg.connect(asyncpg_dsn(db.admin_url))
-    try:
-        await conn.execute("UPDATE auth.users SET is_active = false")
-    finally:
-        await conn.close()
+    await execute(db, "UPDATE auth.users SET is_active = false")
     inactive = await client.post(LOGIN, json={"login": "ada", "password": PASSWORD})
     unknown = await client.post(LOGIN, json={"login": "nobody", "password": PASSWORD})
     assert inactive.status_code == 401

@@ -2,15 +2,62 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from auth_helpers import API_KEYS, as_user, fetch, register
 
 from runyard.auth.config import Settings
 from runyard.auth.main import create_app
+from runyard.shared.contracts.gateway import ApiKeyUsed
+from runyard.shared.events import CONTENT_TYPE, make_event
 from runyard.shared.testing import running_app
 
 pytestmark = pytest.mark.pipeline
+
+
+# First in the file: the first consumer to join group ``auth`` on the session's broker
+# does not wait for an earlier member's session to time out.
+async def test_api_key_used_on_kafka_lands_in_the_keys_usage(settings: Settings, db) -> None:
+    async with running_app(create_app(settings)) as c:
+        user = await register(c, "pipeline")
+        created = await c.post(
+            API_KEYS, json={"name": "ci", "scopes": ["experiments:read"]}, headers=as_user(user)
+        )
+    key_id = created.json()["id"]
+    event = make_event(
+        ApiKeyUsed(
+            key_id=key_id, method="GET", route="/api/v1/experiments", status=200, latency_ms=3.2
+        ),
+        source="/runyard/gateway",
+        subject=key_id,
+    )
+    # Published before the consumer starts: it reads the topic from the earliest offset.
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            event.topic,
+            value=event.to_json(),
+            key=key_id.encode(),
+            headers=[("content-type", CONTENT_TYPE.encode())],
+        )
+    finally:
+        await producer.stop()
+
+    async def usage_rows() -> list[Any]:
+        while True:
+            rows = await fetch(db, "SELECT endpoint FROM auth.api_usage")
+            if rows:
+                return rows
+            await asyncio.sleep(0.2)
+
+    async with running_app(create_app(settings.model_copy(update={"run_workers": True}))):
+        [row] = await asyncio.wait_for(usage_rows(), timeout=30)
+    assert row["endpoint"] == "/api/v1/experiments"
+    [key] = await fetch(db, "SELECT last_used_at FROM auth.api_keys")
+    assert key["last_used_at"] == event.time
 
 
 async def test_registration_reaches_kafka_as_a_cloudevent(settings: Settings) -> None:

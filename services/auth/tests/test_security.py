@@ -24,6 +24,16 @@ def rfc8037_pem() -> bytes:
     )
 
 
+def production(**values: object) -> Settings:
+    """Production settings with every secret set (else they refuse to load)."""
+    return Settings(
+        environment="production",
+        identity_secret="production-identity-secret",
+        totp_encryption_key="production-totp-key",
+        **values,  # type: ignore[arg-type]
+    )
+
+
 def test_kid_is_the_rfc7638_thumbprint_of_the_public_key() -> None:
     key = SigningKey.from_pem(rfc8037_pem())
     assert key.x == RFC8037_X
@@ -33,32 +43,18 @@ def test_kid_is_the_rfc7638_thumbprint_of_the_public_key() -> None:
 def test_key_is_loaded_from_pem_file(tmp_path) -> None:
     path = tmp_path / "jwt.pem"
     path.write_bytes(rfc8037_pem())
-    key, origin = load_signing_key(
-        Settings(
-            environment="production",
-            identity_secret="a-real-identity-secret",
-            jwt_private_key_file=path,
-        )
-    )
+    key, origin = load_signing_key(production(jwt_private_key_file=path))
     assert (key.kid, origin) == (RFC8037_THUMBPRINT, "file")
 
 
 def test_key_is_loaded_from_pem_text() -> None:
-    key, origin = load_signing_key(
-        Settings(
-            environment="production",
-            identity_secret="a-real-identity-secret",
-            jwt_private_key=rfc8037_pem().decode(),
-        )
-    )
+    key, origin = load_signing_key(production(jwt_private_key=rfc8037_pem().decode()))
     assert (key.kid, origin) == (RFC8037_THUMBPRINT, "env")
 
 
 def test_production_without_a_key_refuses_to_start() -> None:
     with pytest.raises(SigningKeyError):
-        load_signing_key(
-            Settings(environment="production", identity_secret="a-real-identity-secret")
-        )
+        load_signing_key(production())
 
 
 def test_dev_without_a_key_gets_an_ephemeral_one() -> None:

@@ -3,7 +3,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from runyard.shared.settings import ServiceSettings
+from runyard.shared.settings import ServiceSettings, dev_secret
+
+#: OWASP Password Storage Cheat Sheet, argon2id: m=19 MiB, t=2, p=1.
+OWASP_ARGON2_MEMORY_KIB = 19456
+OWASP_ARGON2_TIME_COST = 2
+OWASP_ARGON2_PARALLELISM = 1
 
 
 class Settings(ServiceSettings):
@@ -15,3 +20,23 @@ class Settings(ServiceSettings):
     jwt_private_key: SecretStr | None = None
     """The same key as PEM text; use one of the two. Neither: ephemeral key (dev/test only)."""
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    refresh_token_ttl_seconds: int = Field(default=2_592_000, ge=3600)
+    """Lifetime of each refresh token (30 days); every refresh issues a new one."""
+
+    password_hash_memory_kib: int = Field(default=OWASP_ARGON2_MEMORY_KIB, ge=8)
+    password_hash_time_cost: int = Field(default=OWASP_ARGON2_TIME_COST, ge=1)
+    password_hash_parallelism: int = Field(default=OWASP_ARGON2_PARALLELISM, ge=1)
+
+    lockout_failure_factor: int = Field(default=5, ge=1)
+    """Keycloak's ``failureFactor``: consecutive failures per lock step."""
+    lockout_wait_increment_seconds: int = Field(default=60, ge=1)
+    lockout_max_wait_seconds: int = Field(default=900, ge=1)
+    lockout_failure_reset_seconds: int = Field(default=43_200, ge=1)
+    """Keycloak's ``maxDeltaTimeSeconds``: a failure this long after the last one starts anew."""
+    login_ip_max_failures: int = Field(default=30, ge=1)
+    """Failed logins one client address may make across all accounts within the window."""
+    login_ip_window_seconds: int = Field(default=900, ge=1)
+
+    totp_issuer: str = "Runyard"
+    totp_encryption_key: SecretStr = dev_secret("auth-totp-encryption-key")
+    """Encrypts stored TOTP secrets (a Fernet key is derived from it with SHA-256)."""

@@ -1,13 +1,31 @@
+"""Every query of the auth service."""
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.auth.models import LoginHistory, User
+from runyard.auth.models import (
+    ApiKey,
+    ApiUsage,
+    BackupCode,
+    LoginHistory,
+    RotatedRefreshToken,
+    SessionLog,
+    UnknownLoginFailure,
+    User,
+)
+
+#: Keyset for newest-first pages: (created_at, id) of the last row of the previous page.
+Keyset = tuple[datetime, uuid.UUID]
+
+# --- users ------------------------------------------------------------------------------------
 
 
 async def insert_user_unless_taken(session: AsyncSession, **values: Any) -> User | None:
@@ -40,6 +58,13 @@ async def taken_fields(session: AsyncSession, *, username: str, email: str) -> l
     return sorted(fields)
 
 
+async def email_taken(session: AsyncSession, *, email: str, except_user: uuid.UUID) -> bool:
+    found = await session.execute(
+        select(User.id).where(func.lower(User.email) == func.lower(email), User.id != except_user)
+    )
+    return found.first() is not None
+
+
 async def get_user_by_login_for_update(session: AsyncSession, login: str) -> User | None:
     """By email if ``login`` contains ``@`` (usernames cannot), else by username."""
     column = User.email if "@" in login else User.username
@@ -53,5 +78,266 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
+async def get_user_for_update(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    result = await session.execute(select(User).where(User.id == user_id).with_for_update())
+    return result.scalar_one_or_none()
+
+
+async def lock_active_admins(session: AsyncSession) -> list[uuid.UUID]:
+    """Active admins' ids, row-locked: two demotions cannot both pass the last-admin check."""
+    rows = await session.execute(
+        select(User.id).where(User.role == "admin", User.is_active.is_(True)).with_for_update()
+    )
+    return list(rows.scalars())
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    role: str | None,
+    is_active: bool | None,
+    q: str | None,
+    limit: int,
+    after: Keyset | None,
+) -> Sequence[User]:
+    query = select(User)
+    if role is not None:
+        query = query.where(User.role == role)
+    if is_active is not None:
+        query = query.where(User.is_active.is_(is_active))
+    if q:
+        pattern = (
+            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        query = query.where(
+            or_(func.lower(User.username).like(pattern), func.lower(User.email).like(pattern))
+        )
+    if after is not None:
+        query = query.where(tuple_(User.created_at, User.id) < tuple_(*after))
+    query = query.order_by(User.created_at.desc(), User.id.desc()).limit(limit + 1)
+    return (await session.execute(query)).scalars().all()
+
+
+# --- lockout of logins that name no user ------------------------------------------------------
+
+
+async def unknown_login_failure_for_update(
+    session: AsyncSession, login_key: str
+) -> UnknownLoginFailure:
+    await session.execute(
+        insert(UnknownLoginFailure).values(login_key=login_key, failures=0).on_conflict_do_nothing()
+    )
+    result = await session.execute(
+        select(UnknownLoginFailure)
+        .where(UnknownLoginFailure.login_key == login_key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one()
+
+
+async def delete_stale_unknown_login_failures(session: AsyncSession, *, before: datetime) -> int:
+    result = await session.execute(
+        delete(UnknownLoginFailure).where(
+            or_(
+                UnknownLoginFailure.last_failure_at < before,
+                UnknownLoginFailure.last_failure_at.is_(None),
+            ),
+            or_(
+                UnknownLoginFailure.locked_until.is_(None),
+                UnknownLoginFailure.locked_until < before,
+            ),
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- login history ----------------------------------------------------------------------------
+
+
 def add_login_history(session: AsyncSession, entry: LoginHistory) -> None:
     session.add(entry)
+
+
+async def ip_blocked_until_anchor(
+    session: AsyncSession, *, ip: str, since: datetime, reasons: Sequence[str], limit: int
+) -> datetime | None:
+    """The ``limit``-th most recent counted failure from ``ip`` since ``since``, if there is one.
+
+    The address stays blocked until that failure leaves the window.
+    """
+    result = await session.execute(
+        select(LoginHistory.created_at)
+        .where(
+            LoginHistory.ip_address == ip,
+            LoginHistory.created_at > since,
+            LoginHistory.success.is_(False),
+            LoginHistory.failure_reason.in_(reasons),
+        )
+        .order_by(LoginHistory.created_at.desc())
+        .offset(limit - 1)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def list_login_history(
+    session: AsyncSession, *, user_id: uuid.UUID, limit: int, after: Keyset | None
+) -> Sequence[LoginHistory]:
+    query = select(LoginHistory).where(LoginHistory.user_id == user_id)
+    if after is not None:
+        query = query.where(tuple_(LoginHistory.created_at, LoginHistory.id) < tuple_(*after))
+    query = query.order_by(LoginHistory.created_at.desc(), LoginHistory.id.desc()).limit(limit + 1)
+    return (await session.execute(query)).scalars().all()
+
+
+# --- sessions and refresh tokens --------------------------------------------------------------
+
+
+async def session_by_token_for_update(session: AsyncSession, token_hash: str) -> SessionLog | None:
+    result = await session.execute(
+        select(SessionLog).where(SessionLog.session_token == token_hash).with_for_update()
+    )
+    return result.scalar_one_or_none()
+
+
+async def rotated_token(session: AsyncSession, token_hash: str) -> RotatedRefreshToken | None:
+    return await session.get(RotatedRefreshToken, token_hash)
+
+
+async def session_with_user(
+    session: AsyncSession, session_id: uuid.UUID
+) -> tuple[SessionLog, User] | None:
+    row = (
+        await session.execute(
+            select(SessionLog, User)
+            .join(User, User.id == SessionLog.user_id)
+            .where(SessionLog.id == session_id)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def get_session_for_update(session: AsyncSession, session_id: uuid.UUID) -> SessionLog | None:
+    result = await session.execute(
+        select(SessionLog).where(SessionLog.id == session_id).with_for_update()
+    )
+    return result.scalar_one_or_none()
+
+
+async def active_sessions_for_update(
+    session: AsyncSession, *, user_id: uuid.UUID, keep: uuid.UUID | None = None
+) -> Sequence[SessionLog]:
+    query = select(SessionLog).where(SessionLog.user_id == user_id, SessionLog.is_active.is_(True))
+    if keep is not None:
+        query = query.where(SessionLog.id != keep)
+    return (await session.execute(query.with_for_update())).scalars().all()
+
+
+async def list_sessions(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    active_after: datetime | None,
+    limit: int,
+    after: Keyset | None,
+) -> Sequence[SessionLog]:
+    """Newest first. ``active_after``: only live sessions whose refresh token outlives it."""
+    query = select(SessionLog).where(SessionLog.user_id == user_id)
+    if active_after is not None:
+        query = query.where(
+            SessionLog.is_active.is_(True), SessionLog.refresh_expires_at > active_after
+        )
+    if after is not None:
+        query = query.where(tuple_(SessionLog.created_at, SessionLog.id) < tuple_(*after))
+    query = query.order_by(SessionLog.created_at.desc(), SessionLog.id.desc()).limit(limit + 1)
+    return (await session.execute(query)).scalars().all()
+
+
+async def delete_expired_rotated_tokens(session: AsyncSession, *, before: datetime) -> int:
+    result = await session.execute(
+        delete(RotatedRefreshToken).where(RotatedRefreshToken.expires_at < before)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- backup codes -----------------------------------------------------------------------------
+
+
+async def unused_backup_codes(session: AsyncSession, user_id: uuid.UUID) -> Sequence[BackupCode]:
+    result = await session.execute(
+        select(BackupCode)
+        .where(BackupCode.user_id == user_id, BackupCode.is_used.is_(False))
+        .order_by(BackupCode.created_at, BackupCode.id)
+    )
+    return result.scalars().all()
+
+
+async def delete_backup_codes(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(delete(BackupCode).where(BackupCode.user_id == user_id))
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+async def get_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
+async def get_api_key_for_update(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
+    result = await session.execute(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
+    return result.scalar_one_or_none()
+
+
+async def api_key_with_owner(session: AsyncSession, key_hash: str) -> tuple[ApiKey, User] | None:
+    row = (
+        await session.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == key_hash)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def list_api_keys(
+    session: AsyncSession, *, user_id: uuid.UUID, limit: int, after: Keyset | None
+) -> Sequence[ApiKey]:
+    query = select(ApiKey).where(ApiKey.user_id == user_id)
+    if after is not None:
+        query = query.where(tuple_(ApiKey.created_at, ApiKey.id) < tuple_(*after))
+    query = query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit + 1)
+    return (await session.execute(query)).scalars().all()
+
+
+async def add_api_usage(session: AsyncSession, **values: Any) -> None:
+    await session.execute(insert(ApiUsage).values(**values))
+
+
+async def touch_api_key(session: AsyncSession, *, key_id: uuid.UUID, used_at: datetime) -> None:
+    """``last_used_at`` only moves forward (usage events may arrive out of order)."""
+    await session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < used_at),
+        )
+        .values(last_used_at=used_at)
+    )
+
+
+async def api_usage_count(session: AsyncSession, key_id: uuid.UUID) -> int:
+    result = await session.execute(
+        select(func.count()).select_from(ApiUsage).where(ApiUsage.api_key_id == key_id)
+    )
+    return int(result.scalar_one())
+
+
+async def list_api_usage(
+    session: AsyncSession, *, key_id: uuid.UUID, limit: int, after: tuple[datetime, int] | None
+) -> Sequence[ApiUsage]:
+    query = select(ApiUsage).where(ApiUsage.api_key_id == key_id)
+    if after is not None:
+        query = query.where(tuple_(ApiUsage.timestamp, ApiUsage.id) < tuple_(*after))
+    query = query.order_by(ApiUsage.timestamp.desc(), ApiUsage.id.desc()).limit(limit + 1)
+    return (await session.execute(query)).scalars().all()

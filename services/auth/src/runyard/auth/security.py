@@ -1,20 +1,15 @@
-"""Password hashing (argon2id) and access-token signing (EdDSA / Ed25519)."""
+"""Access-token signing (EdDSA / Ed25519) and the signing key's JWKS form."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import functools
 import hashlib
 import json
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -23,42 +18,6 @@ from runyard.auth.config import Settings
 ISSUER = "runyard"
 AUDIENCE = "runyard-api"
 ALGORITHM = "EdDSA"
-
-# OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
-_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    return _hasher.hash(secrets.token_urlsafe(32))
-
-
-async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
-
-
-async def verify_password(password_hash: str, password: str) -> bool:
-    return await asyncio.to_thread(_verify, password_hash, password)
-
-
-async def verify_against_dummy(password: str) -> None:
-    """Spend the time a real verification takes, so unknown usernames cannot be told apart."""
-    await asyncio.to_thread(_verify, _dummy_hash(), password)
-
-
-async def warm_up() -> None:
-    await asyncio.to_thread(_dummy_hash)
-
-
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
 
 
 class SigningKeyError(RuntimeError):
