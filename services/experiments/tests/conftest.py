@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -8,6 +10,11 @@ import pytest
 from runyard.experiments.config import Settings
 from runyard.experiments.main import create_app
 from runyard.shared.testing import ServiceDatabase, running_app
+
+# Test modules import ``experiments_helpers`` (pytest runs with --import-mode=importlib).
+sys.path.insert(0, str(Path(__file__).parent))
+
+from experiments_helpers import Caller, caller
 
 
 @pytest.fixture
@@ -30,3 +37,23 @@ def settings(db: ServiceDatabase, kafka_bootstrap: str) -> Settings:
 async def client(settings: Settings) -> AsyncIterator[Any]:
     async with running_app(create_app(settings)) as c:
         yield c
+
+
+@pytest.fixture
+def alice() -> Caller:
+    return caller()
+
+
+@pytest.fixture
+def bob() -> Caller:
+    return caller()
+
+
+@pytest.fixture
+def viewer() -> Caller:
+    return caller("viewer")
+
+
+@pytest.fixture
+def admin() -> Caller:
+    return caller("admin")

@@ -74,3 +74,82 @@ async def test_invalid_body_is_422_problem_and_changes_nothing(client, db) -> No
     assert bad.json()["errors"]
     assert "x-request-id" in bad.headers
     assert await outbox_events(db) == []
+
+
+async def test_experiment_crud_with_config_paths_and_events(client, db) -> None:
+    from experiments_helpers import caller, fetch, outbox
+
+    alice = caller()
+    created = await client.post(
+        "/api/v1/experiments",
+        json={
+            "name": "resnet-a",
+            "model_type": "resnet18",
+            "config": {"epochs": 50, "augment": {"noise": 0.1}},
+            "hyperparameters": {"lr": 3e-4, "batch_size": 64},
+            "notes": "first try",
+            "model_path": "s3://models/resnet-a.pt",
+        },
+        headers=alice.headers,
+    )
+    assert created.status_code == 201, created.text
+    experiment = created.json()
+    assert experiment["config"] == {"epochs": 50, "augment": {"noise": 0.1}}
+    url = f"/api/v1/experiments/{experiment['id']}"
+    await client.post(
+        f"{url}/runs",
+        json={
+            "runs": [
+                {"epoch": 0, "val_loss": 0.5, "val_accuracy": 0.7},
+                {"epoch": 1, "val_loss": 0.4, "val_accuracy": 0.6},
+            ]
+        },
+        headers=alice.headers,
+    )
+
+    patched = await client.patch(
+        url,
+        json={
+            "onnx_path": "s3://models/resnet-a.onnx",
+            "best_metric": "val_accuracy",
+            "notes": None,
+        },
+        headers=alice.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert (body["onnx_path"], body["notes"], body["best_mode"]) == (
+        "s3://models/resnet-a.onnx",
+        None,
+        "max",
+    )
+    assert (body["best_epoch"], body["best_value"]) == (0, 0.7)  # recomputed for the new metric
+
+    other = await client.post("/api/v1/experiments", json={"name": "b"}, headers=alice.headers)
+    renamed = await client.patch(
+        f"/api/v1/experiments/{other.json()['id']}",
+        json={"name": "resnet-a"},
+        headers=alice.headers,
+    )
+    assert renamed.status_code == 409
+    assert (await client.patch(url, json={"name": None}, headers=alice.headers)).status_code == 422
+    not_finite = await client.patch(
+        url,
+        content=b'{"config": {"lr": Infinity}}',
+        headers={**alice.headers, "content-type": "application/json"},
+    )
+    assert not_finite.status_code == 422
+
+    assert (await client.delete(url, headers=alice.headers)).status_code == 204
+    assert (await client.get(url, headers=alice.headers)).status_code == 404
+    runs = await fetch(db, "SELECT count(*) AS n FROM experiments.training_runs")
+    assert runs[0]["n"] == 0
+    events = [e for e in await outbox(db) if e["subject"] == experiment["id"]]
+    assert [e["type"] for e in events] == [
+        "experiment.created",
+        "experiment.started",
+        "experiment.updated",
+        "experiment.deleted",
+    ]
+    assert events[2]["data"]["changed"] == ["best_metric", "best_mode", "notes", "onnx_path"]
+    assert [e["sequence"] for e in events] == ["1", "2", "3", "4"]

@@ -2,11 +2,28 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from runyard.experiments.api import router
+from runyard.experiments import consumers
+from runyard.experiments.api import routers
 from runyard.experiments.config import Settings
 from runyard.experiments.models import SCHEMA
 from runyard.shared.contracts import experiments as contracts
+from runyard.shared.events import EventPayload
 from runyard.shared.runtime import ServiceSpec, create_service_app
+
+PUBLISHES: list[type[EventPayload]] = [
+    contracts.DatasetCreated,
+    contracts.DatasetUpdated,
+    contracts.DatasetDeleted,
+    contracts.ExperimentCreated,
+    contracts.ExperimentUpdated,
+    contracts.ExperimentDeleted,
+    contracts.ExperimentStarted,
+    contracts.ExperimentPaused,
+    contracts.ExperimentResumed,
+    contracts.ExperimentCompleted,
+    contracts.ExperimentFailed,
+    contracts.ExperimentCancelled,
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -15,8 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             name="experiments",
             schema=SCHEMA,
             settings=settings or Settings(),
-            routers=[router],
-            publishes=[contracts.ExperimentCreated, contracts.ExperimentCompleted],
-            description="Datasets, experiments, training runs and searches.",
+            routers=routers,
+            handlers=consumers.handlers(),
+            publishes=PUBLISHES,
+            description="Datasets, signals, experiments and their lifecycle, training runs, "
+            "tags, search and saved searches.",
         )
     )

@@ -1,0 +1,52 @@
+"""Event handlers (run by the shared EventConsumer inside its inbox-guarded transaction)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runyard.experiments import users
+from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserUpdated
+from runyard.shared.events import CloudEvent
+from runyard.shared.inbox import Handler
+from runyard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def event_sequence(event: CloudEvent) -> int:
+    """The user's version that auth stamps on user events; 0 (the oldest) when absent."""
+    if event.sequence is not None and event.sequence.isdigit():
+        return int(event.sequence)
+    log.warning("experiments.event.sequence_missing", sequence=event.sequence)
+    return 0
+
+
+async def on_user_snapshot(
+    session: AsyncSession, event: CloudEvent, payload: UserRegistered | UserUpdated
+) -> None:
+    await users.apply_user_snapshot(
+        session,
+        user_id=payload.user_id,
+        username=payload.username,
+        email=payload.email,
+        full_name=payload.full_name,
+        role=payload.role,
+        is_active=payload.is_active,
+        sequence=event_sequence(event),
+    )
+
+
+async def on_user_deactivated(
+    session: AsyncSession, event: CloudEvent, payload: UserDeactivated
+) -> None:
+    await users.deactivate_user(
+        session, user_id=payload.user_id, username=payload.username, sequence=event_sequence(event)
+    )
+
+
+def handlers() -> dict[str, Handler]:
+    return {
+        UserRegistered.event_type: on_user_snapshot,
+        UserUpdated.event_type: on_user_snapshot,
+        UserDeactivated.event_type: on_user_deactivated,
+    }
