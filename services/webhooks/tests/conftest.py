@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import asyncio
+import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,6 +15,11 @@ from runyard.shared.testing import ServiceDatabase, running_app
 from runyard.webhooks.config import Settings
 from runyard.webhooks.main import create_app
 from runyard.webhooks.workers import new_http_session
+
+# Test modules import ``webhooks_helpers`` (pytest runs with --import-mode=importlib).
+sys.path.insert(0, str(Path(__file__).parent))
+
+from webhooks_helpers import SIGNING_SECRETS, Receiver, verify_signed_requests
 
 
 @pytest.fixture
@@ -31,6 +36,7 @@ def settings(db: ServiceDatabase, kafka_bootstrap: str) -> Settings:
         kafka_bootstrap_servers=kafka_bootstrap,
         run_workers=False,
         allow_private_targets=True,
+        delivery_timeout_s=2.0,
     )
 
 
@@ -55,57 +61,22 @@ async def http(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@dataclass
-class ReceivedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A real HTTP server on 127.0.0.1 that records every request.
-
-    ``statuses`` maps a path to the status it answers (default 200); a 3xx answers with a
-    ``Location`` pointing at ``/redirected``.
-    """
-
-    base_url: str = ""
-    requests: list[ReceivedRequest] = field(default_factory=list)
-    statuses: dict[str, int] = field(default_factory=dict)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def url(self, path: str) -> str:
-        return f"{self.base_url}{path}"
-
-    def received(self, path: str) -> list[ReceivedRequest]:
-        return [r for r in self.requests if r.path == path]
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append(
-            ReceivedRequest(
-                request.method, request.path, dict(request.headers), await request.read()
-            )
-        )
-        self.arrived.set()
-        status = self.statuses.get(request.path, 200)
-        headers = {"Location": self.url("/redirected")} if 300 <= status < 400 else None
-        return web.Response(status=status, text=f"answered {status}", headers=headers)
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     recorder = Receiver()
-    app = web.Application()
+    app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     recorder.base_url = f"http://{host}:{port}"
+    recorder.port = port
+    SIGNING_SECRETS.clear()
     try:
         yield recorder
     finally:
+        recorder.release.set()
         await runner.cleanup()
+    verify_signed_requests(recorder)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
+import aiohttp
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AwareDatetime
 
 from runyard.shared.identity import CurrentPrincipal, require_writer
 from runyard.shared.runtime import RuntimeDep, SessionDep
@@ -12,11 +14,21 @@ from runyard.webhooks.config import Settings
 from runyard.webhooks.schemas import (
     DeliveryAttemptOut,
     DeliveryAttemptPage,
+    DeliveryDetail,
+    DeliveryOut,
+    DeliveryPage,
+    DeliveryStatus,
+    EventPattern,
+    ReplayRequest,
+    ReplayResult,
     WebhookCreate,
     WebhookCreated,
     WebhookOut,
     WebhookPage,
+    WebhookTestResult,
+    WebhookUpdate,
 )
+from runyard.webhooks.ssrf import Lookup
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
@@ -28,19 +40,42 @@ def get_settings(runtime: RuntimeDep) -> Settings:
     return settings
 
 
+def get_lookup(runtime: RuntimeDep) -> Lookup:
+    lookup: Lookup = runtime.state["lookup"]
+    return lookup
+
+
+def get_http(runtime: RuntimeDep) -> aiohttp.ClientSession:
+    http: aiohttp.ClientSession = runtime.state["http"]
+    return http
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+LookupDep = Annotated[Lookup, Depends(get_lookup)]
+HttpDep = Annotated[aiohttp.ClientSession, Depends(get_http)]
 Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def created(webhook: object, secret: str) -> WebhookCreated:
+    return WebhookCreated(**WebhookOut.model_validate(webhook).model_dump(), secret=secret)
 
 
 @router.post("", status_code=201, response_model=WebhookCreated)
 async def create_webhook(
-    body: WebhookCreate, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
+    body: WebhookCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    lookup: LookupDep,
 ) -> WebhookCreated:
-    """Register an endpoint. The response carries the signing secret; it is never shown again."""
+    """Register an endpoint. The response carries the signing secret; it is never shown again.
+
+    The URL must be ``https`` and resolve only to public addresses (see the operations guide
+    for the development-only exception)."""
     webhook, secret = await service.create_webhook(
-        session, principal=require_writer(principal), data=body, settings=settings
+        session, principal=require_writer(principal), data=body, settings=settings, lookup=lookup
     )
-    return WebhookCreated(**WebhookOut.model_validate(webhook).model_dump(), secret=secret)
+    return created(webhook, secret)
 
 
 @router.get("", response_model=WebhookPage)
@@ -64,6 +99,27 @@ async def get_webhook(
     return WebhookOut.model_validate(webhook)
 
 
+@router.patch("/{webhook_id}", response_model=WebhookOut)
+async def update_webhook(
+    webhook_id: uuid.UUID,
+    body: WebhookUpdate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    lookup: LookupDep,
+) -> WebhookOut:
+    """Change only the fields sent. A new URL is checked like on create."""
+    webhook = await service.update_webhook(
+        session,
+        principal=require_writer(principal),
+        webhook_id=webhook_id,
+        data=body,
+        settings=settings,
+        lookup=lookup,
+    )
+    return WebhookOut.model_validate(webhook)
+
+
 @router.delete("/{webhook_id}", status_code=204)
 async def delete_webhook(
     webhook_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
@@ -74,17 +130,144 @@ async def delete_webhook(
     return Response(status_code=204)
 
 
-@router.get("/{webhook_id}/deliveries", response_model=DeliveryAttemptPage)
+@router.post("/{webhook_id}/rotate-secret", response_model=WebhookCreated)
+async def rotate_secret(
+    webhook_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
+) -> WebhookCreated:
+    """A new signing secret (shown once). Until ``previous_secret_expires_at`` (24 h by
+    default) every message carries two signatures, one per secret, so receivers can switch
+    without losing a message."""
+    webhook, secret = await service.rotate_secret(
+        session, principal=require_writer(principal), webhook_id=webhook_id, settings=settings
+    )
+    return created(webhook, secret)
+
+
+@router.post("/{webhook_id}/enable", response_model=WebhookOut)
+async def enable_webhook(
+    webhook_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+) -> WebhookOut:
+    """Switch a disabled endpoint on again; its failure record starts from zero."""
+    webhook = await service.enable_webhook(
+        session, principal=require_writer(principal), webhook_id=webhook_id
+    )
+    return WebhookOut.model_validate(webhook)
+
+
+@router.post("/{webhook_id}/test", response_model=WebhookTestResult)
+async def test_webhook(
+    webhook_id: uuid.UUID,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    http: HttpDep,
+) -> WebhookTestResult:
+    """Send a ``webhook.test`` event to the endpoint now and return what it answered.
+    Works on a disabled endpoint too; a test never changes the endpoint's state."""
+    entry, result = await service.send_test(
+        runtime.sessionmaker,
+        http,
+        principal=require_writer(principal),
+        webhook_id=webhook_id,
+        settings=settings,
+    )
+    return WebhookTestResult(
+        success=result.succeeded,
+        event_id=entry.event_id,
+        attempt_id=entry.id,
+        status_code=result.status_code,
+        response_body=result.response_body,
+        error=result.error,
+        duration_ms=result.duration_ms,
+    )
+
+
+@router.get("/{webhook_id}/deliveries", response_model=DeliveryPage)
 async def list_deliveries(
     webhook_id: uuid.UUID,
     session: SessionDep,
     principal: CurrentPrincipal,
+    status: DeliveryStatus | None = None,
+    event_type: Annotated[
+        EventPattern | None, Query(description="exact type or pattern (experiment.*)")
+    ] = None,
+    since: Annotated[AwareDatetime | None, Query(description="created at or after")] = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> DeliveryPage:
+    """Events owed to this endpoint, newest first: one per event, with its latest outcome."""
+    rows, next_cursor = await service.list_deliveries(
+        session,
+        principal=principal,
+        webhook_id=webhook_id,
+        status=status,
+        event_type=event_type,
+        since=since,
+        limit=limit,
+        cursor=cursor,
+    )
+    return DeliveryPage(
+        items=[DeliveryOut.model_validate(r) for r in rows], next_cursor=next_cursor
+    )
+
+
+@router.get("/{webhook_id}/deliveries/{delivery_id}", response_model=DeliveryDetail)
+async def get_delivery(
+    webhook_id: uuid.UUID, delivery_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+) -> DeliveryDetail:
+    """One delivery with the event and every attempt."""
+    delivery, attempts = await service.get_delivery(
+        session, principal=principal, webhook_id=webhook_id, delivery_id=delivery_id
+    )
+    return DeliveryDetail(
+        **DeliveryOut.model_validate(delivery).model_dump(),
+        payload=delivery.payload,
+        attempts=[DeliveryAttemptOut.model_validate(a) for a in attempts],
+    )
+
+
+@router.post(
+    "/{webhook_id}/deliveries/{delivery_id}/retry", status_code=202, response_model=DeliveryOut
+)
+async def retry_delivery(
+    webhook_id: uuid.UUID, delivery_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+) -> DeliveryOut:
+    """Queue this delivery to go out now. A failed (or succeeded) one gets one more attempt;
+    a pending one keeps its retry schedule."""
+    delivery = await service.retry_delivery(
+        session, principal=require_writer(principal), webhook_id=webhook_id, delivery_id=delivery_id
+    )
+    return DeliveryOut.model_validate(delivery)
+
+
+@router.post("/{webhook_id}/replay", status_code=202, response_model=ReplayResult)
+async def replay(
+    webhook_id: uuid.UUID, body: ReplayRequest, session: SessionDep, principal: CurrentPrincipal
+) -> ReplayResult:
+    """Queue every failed delivery created since ``since`` again (one attempt each)."""
+    queued = await service.replay_failed(
+        session, principal=require_writer(principal), webhook_id=webhook_id, since=body.since
+    )
+    return ReplayResult(queued=queued)
+
+
+@router.get("/{webhook_id}/attempts", response_model=DeliveryAttemptPage)
+async def list_attempts(
+    webhook_id: uuid.UUID,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    status: Literal["success", "failed"] | None = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> DeliveryAttemptPage:
-    """Delivery attempts to this endpoint, newest first (one row per HTTP attempt)."""
-    rows, next_cursor = await service.list_delivery_attempts(
-        session, principal=principal, webhook_id=webhook_id, limit=limit, cursor=cursor
+    """Every HTTP attempt to this endpoint (tests included), newest first."""
+    rows, next_cursor = await service.list_attempts(
+        session,
+        principal=principal,
+        webhook_id=webhook_id,
+        status=status,
+        limit=limit,
+        cursor=cursor,
     )
     return DeliveryAttemptPage(
         items=[DeliveryAttemptOut.model_validate(r) for r in rows], next_cursor=next_cursor

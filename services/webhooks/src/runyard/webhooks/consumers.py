@@ -1,9 +1,14 @@
-"""Fan-out: every public event becomes one pending delivery per matching endpoint of its owner."""
+"""Fan-out: every public event becomes one pending delivery per matching endpoint of its owner.
+
+``notification_preference.updated`` is also kept as a read model of the owner's mutes
+(``webhook_enabled`` / ``slack_enabled`` per event type), which fan-out honours.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runyard.shared.contracts.notifications import NotificationPreferenceUpdated
 from runyard.shared.events import CloudEvent, EventPayload
 from runyard.shared.inbox import Handler
 from runyard.shared.logging import get_logger
@@ -22,6 +27,15 @@ async def fan_out(session: AsyncSession, event: CloudEvent, payload: EventPayloa
         log.info("webhooks.fan_out.enqueued", deliveries=created)
 
 
+async def preference_updated(
+    session: AsyncSession, event: CloudEvent, payload: NotificationPreferenceUpdated
+) -> None:
+    await service.record_preference(session, event=event, payload=payload)
+    await fan_out(session, event, payload)
+
+
 def handlers() -> dict[str, Handler]:
     """One handler per public event type (topic)."""
-    return dict.fromkeys(service.public_event_types(), fan_out)
+    found: dict[str, Handler] = dict.fromkeys(service.public_event_types(), fan_out)
+    found[NotificationPreferenceUpdated.event_type] = preference_updated
+    return found

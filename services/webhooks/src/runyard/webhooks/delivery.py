@@ -1,17 +1,21 @@
-"""One HTTP attempt: render the provider's body, sign it, POST it, read a bounded answer."""
+"""One HTTP attempt (render, sign, POST, read a bounded answer) and the rules that follow it:
+when to retry, and when an answer means the endpoint is gone."""
 
 from __future__ import annotations
 
-import json
+import email.utils
 import random
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 
+from runyard.webhooks.formats import canonical_json, slack_message, teams_message
 from runyard.webhooks.signing import standard_webhook_headers
+from runyard.webhooks.ssrf import TargetPolicy, TargetRefused
 
 #: Svix's schedule: after the first attempt fails, retry after each of these delays.
 RETRY_SCHEDULE = tuple(
@@ -20,6 +24,11 @@ RETRY_SCHEDULE = tuple(
 RETRY_JITTER = 0.2
 MAX_RESPONSE_BODY = 20 * 1024
 USER_AGENT = "Runyard-Webhooks/1.0"
+#: Answers after which an endpoint is disabled at once, per provider.
+GONE_STATUSES = {"generic": {410}, "teams": {410}, "slack": {403, 404, 410}}
+
+#: ``AttemptResult.outcome`` values (also the ``outcome`` label of the metrics).
+OUTCOMES = ("success", "http_error", "redirect", "timeout", "connection_error", "refused")
 
 
 def retry_delay(attempt_number: int) -> timedelta | None:
@@ -43,101 +52,84 @@ class AttemptResult:
     response_body: str | None
     error: str | None
     duration_ms: int
+    outcome: str = "success"
+    #: Seconds the receiver asked us to wait (``Retry-After`` on a 429 or 503).
+    retry_after_s: float | None = None
+    #: When the attempt started.
+    sent_at: datetime | None = None
 
     @property
     def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+        return self.outcome == "success"
+
+    @property
+    def throttled(self) -> bool:
+        return self.status_code == 429 or self.outcome == "timeout"
 
 
-def canonical_json(document: dict[str, Any]) -> str:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+def next_retry(
+    attempt_number: int,
+    result: AttemptResult,
+    *,
+    throttled_min_s: float,
+    retry_after_max_s: float,
+) -> timedelta | None:
+    """When to try again after a failed attempt; ``None`` when the schedule is exhausted.
+
+    The schedule's delay, but at least ``throttled_min_s`` after a 429 or a timeout, and at
+    least the receiver's ``Retry-After`` (cut to ``retry_after_max_s``)."""
+    delay = retry_delay(attempt_number)
+    if delay is None:
+        return None
+    if result.throttled:
+        delay = max(delay, timedelta(seconds=throttled_min_s))
+    if result.retry_after_s is not None:
+        delay = max(delay, timedelta(seconds=min(result.retry_after_s, retry_after_max_s)))
+    return delay
 
 
-def build_request(*, provider_type: str, secret: str, event: dict[str, Any]) -> OutgoingRequest:
-    headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+def gone_reason(provider_type: str, status_code: int | None) -> str | None:
+    """The disable reason when this answer means the endpoint no longer exists."""
+    if status_code in GONE_STATUSES.get(provider_type, set()):
+        return "endpoint_gone" if status_code == 410 else "endpoint_rejected"
+    return None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def build_request(
+    *,
+    provider_type: str,
+    secrets: Sequence[str],
+    event: dict[str, Any],
+    custom_headers: Mapping[str, str] | None = None,
+    base_url: str = "http://127.0.0.1:8000",
+) -> OutgoingRequest:
+    """Generic: the CloudEvents document, signed per Standard Webhooks with ``webhook-id`` = the
+    event id. Slack and Teams: their message formats (their URLs are their credentials)."""
+    headers = dict(custom_headers or {})
+    headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
     if provider_type == "slack":
-        return OutgoingRequest(canonical_json(slack_message(event)), headers)
+        return OutgoingRequest(canonical_json(slack_message(event, base_url=base_url)), headers)
     if provider_type == "teams":
-        return OutgoingRequest(canonical_json(teams_message(event)), headers)
+        return OutgoingRequest(canonical_json(teams_message(event, base_url=base_url)), headers)
     body = canonical_json(event)
-    headers |= standard_webhook_headers(secret, msg_id=str(event["id"]), body=body)
+    headers |= standard_webhook_headers(secrets, msg_id=str(event["id"]), body=body)
     return OutgoingRequest(body, headers)
-
-
-def _title(event: dict[str, Any]) -> str:
-    data = event.get("data") or {}
-    name = data.get("name") or data.get("username") or event.get("subject", "")
-    return f"{event['type']}: {name}" if name else str(event["type"])
-
-
-def _facts(event: dict[str, Any], limit: int = 10) -> list[tuple[str, str]]:
-    """Scalar fields of ``data`` (one level of nested dicts flattened), shortened for chat."""
-    facts: list[tuple[str, str]] = []
-    for key, value in (event.get("data") or {}).items():
-        items = value.items() if isinstance(value, dict) else [(None, value)]
-        for sub, val in items:
-            if val is None or isinstance(val, dict | list):
-                continue
-            text = f"{val:.4g}" if isinstance(val, float) else str(val)
-            facts.append((key if sub is None else f"{key}.{sub}", text[:200]))
-    return facts[:limit]
-
-
-def slack_message(event: dict[str, Any]) -> dict[str, Any]:
-    title = _title(event)
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"[:3000]}}
-    ]
-    facts = _facts(event)
-    if facts:
-        blocks.append(
-            {
-                "type": "section",
-                "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in facts],
-            }
-        )
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"Runyard event `{event['id']}`"}],
-        }
-    )
-    return {"text": f"Runyard: {title}", "blocks": blocks}
-
-
-def teams_message(event: dict[str, Any]) -> dict[str, Any]:
-    card = {
-        "type": "AdaptiveCard",
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-        "version": "1.4",
-        "body": [
-            {
-                "type": "TextBlock",
-                "text": _title(event),
-                "weight": "Bolder",
-                "size": "Medium",
-                "wrap": True,
-            },
-            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(event)]},
-            {
-                "type": "TextBlock",
-                "text": f"Runyard event {event['id']}",
-                "isSubtle": True,
-                "size": "Small",
-                "wrap": True,
-            },
-        ],
-    }
-    return {
-        "type": "message",
-        "attachments": [
-            {
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": None,
-                "content": card,
-            }
-        ],
-    }
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> str:
@@ -151,15 +143,35 @@ async def _read_bounded(response: aiohttp.ClientResponse) -> str:
 
 
 async def post(
-    http: aiohttp.ClientSession, url: str, request: OutgoingRequest, *, timeout_s: float
+    http: aiohttp.ClientSession,
+    url: str,
+    request: OutgoingRequest,
+    *,
+    timeout_s: float,
+    policy: TargetPolicy,
 ) -> AttemptResult:
-    """POST once. Redirects are not followed: a 3xx is a failed attempt."""
+    """POST once. The URL is checked again first (the client's resolver checks every address
+    it connects to). Redirects are not followed: a 3xx is a failed attempt."""
+    sent_at = datetime.now(UTC)
+    result = await _post(http, url, request, timeout_s=timeout_s, policy=policy)
+    return replace(result, sent_at=sent_at)
+
+
+async def _post(
+    http: aiohttp.ClientSession,
+    url: str,
+    request: OutgoingRequest,
+    *,
+    timeout_s: float,
+    policy: TargetPolicy,
+) -> AttemptResult:
     started = time.perf_counter()
 
     def elapsed() -> int:
         return int((time.perf_counter() - started) * 1000)
 
     try:
+        policy.check_url(url)
         async with http.post(
             url,
             data=request.body.encode(),
@@ -169,14 +181,31 @@ async def post(
         ) as response:
             body = await _read_bounded(response)
             status = response.status
-            error = None
+            if 200 <= status < 300:
+                return AttemptResult(status, body, None, elapsed())
             if 300 <= status < 400:
                 location = response.headers.get("Location", "")
                 error = f"HTTP {status}: redirect to {location!r} not followed"[:1000]
-            elif not 200 <= status < 300:
-                error = f"HTTP {status}"
-            return AttemptResult(status, body, error, elapsed())
+                return AttemptResult(status, body, error, elapsed(), "redirect")
+            retry_after = None
+            if status in (429, 503):
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return AttemptResult(
+                status, body, f"HTTP {status}", elapsed(), "http_error", retry_after
+            )
+    except TargetRefused as exc:
+        return AttemptResult(None, None, f"refused: {exc}"[:1000], elapsed(), "refused")
     except TimeoutError:
-        return AttemptResult(None, None, f"timed out after {timeout_s:g}s", elapsed())
+        return AttemptResult(None, None, f"timed out after {timeout_s:g} s", elapsed(), "timeout")
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, TargetRefused):
+            return AttemptResult(
+                None, None, f"refused: {exc.os_error}"[:1000], elapsed(), "refused"
+            )
+        return AttemptResult(
+            None, None, f"{type(exc).__name__}: {exc}"[:1000], elapsed(), "connection_error"
+        )
     except Exception as exc:
-        return AttemptResult(None, None, f"{type(exc).__name__}: {exc}"[:1000], elapsed())
+        return AttemptResult(
+            None, None, f"{type(exc).__name__}: {exc}"[:1000], elapsed(), "connection_error"
+        )

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -29,6 +30,9 @@ inbox = inbox_table(Base.metadata)
 
 PROVIDER_TYPES = ("generic", "slack", "teams")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+#: What caused an attempt: fan-out (and its scheduled retries), the test endpoint, a manual
+#: retry of one delivery, or a replay of failed deliveries.
+TRIGGER_TYPES = ("event", "test", "manual_retry", "replay")
 
 
 class WebhookConfiguration(UUIDPrimaryKey, Timestamps, Base):
@@ -51,6 +55,15 @@ class WebhookConfiguration(UUIDPrimaryKey, Timestamps, Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_used_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: First failure of the current run of consecutive failures (``None`` after a success).
+    failing_since: Mapped[datetime | None]
+    #: The secret replaced by the last rotation; it keeps signing until it expires.
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    #: Rate limit and 429s: no request starts before this (durable scheduling, not sleeps).
+    next_send_at: Mapped[datetime | None]
 
 
 class WebhookDelivery(UUIDPrimaryKey, Timestamps, Base):
@@ -60,11 +73,13 @@ class WebhookDelivery(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id"),
         CheckConstraint("status IN ('pending','succeeded','failed')", name="status"),
+        CheckConstraint("trigger_type IN ('event','manual_retry','replay')", name="trigger_type"),
         Index(
             "ix_webhook_deliveries_due",
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        Index("ix_webhook_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
     )
 
     webhook_id: Mapped[uuid.UUID] = mapped_column(
@@ -78,6 +93,14 @@ class WebhookDelivery(UUIDPrimaryKey, Timestamps, Base):
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None]
+    #: The trigger the next attempt is logged with (back to ``event`` after it).
+    trigger_type: Mapped[str] = mapped_column(String(20), default="event", server_default="event")
+    #: ``False`` after a manual retry or replay of a settled delivery: one attempt, no schedule.
+    automatic_retries: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=text("true")
+    )
 
 
 class WebhookLog(UUIDPrimaryKey, Base):
@@ -86,8 +109,11 @@ class WebhookLog(UUIDPrimaryKey, Base):
     __tablename__ = "webhook_logs"
     __table_args__ = (
         CheckConstraint("status IN ('success','failed')", name="status"),
-        CheckConstraint("trigger_type IN ('event','manual')", name="trigger_type"),
+        CheckConstraint(
+            "trigger_type IN ('event','test','manual_retry','replay')", name="trigger_type"
+        ),
         Index("ix_webhook_logs_webhook_id_sent_at", "webhook_id", "sent_at"),
+        Index("ix_webhook_logs_delivery_id", "delivery_id"),
     )
 
     webhook_id: Mapped[uuid.UUID] = mapped_column(
@@ -109,3 +135,21 @@ class WebhookLog(UUIDPrimaryKey, Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     trigger_type: Mapped[str] = mapped_column(String(20), default="event")
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When the delivery is tried next after this attempt (``None``: settled).
+    next_attempt_at: Mapped[datetime | None]
+
+
+class NotificationPreference(Base):
+    """Read model of the notifications service's preferences (``notification_preference.updated``):
+    per user and event type, whether generic endpoints (``webhook_enabled``) and Slack
+    endpoints (``slack_enabled``) get it. No row: not muted."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    webhook_enabled: Mapped[bool] = mapped_column(Boolean)
+    slack_enabled: Mapped[bool] = mapped_column(Boolean)
+    #: ``time`` of the event the row came from: an older event never overwrites a newer one.
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

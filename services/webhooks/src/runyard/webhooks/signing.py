@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cryptography.fernet import Fernet
@@ -34,12 +35,18 @@ class SecretBox:
 
 
 def standard_webhook_headers(
-    secret: str, *, msg_id: str, body: str, timestamp: datetime | None = None
+    secrets_: Sequence[str], *, msg_id: str, body: str, timestamp: datetime | None = None
 ) -> dict[str, str]:
-    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` for ``body``."""
+    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` for ``body``.
+
+    One ``v1,<signature>`` per secret, space-separated (the current secret first; during a
+    rotation's overlap the previous one too): a receiver accepts the message if any matches.
+    """
+    if not secrets_:
+        raise ValueError("no signing secret")
     ts = (timestamp or datetime.now(UTC)).replace(microsecond=0)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(ts.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, ts, body),
+        "webhook-signature": " ".join(Webhook(s).sign(msg_id, ts, body) for s in secrets_),
     }

@@ -1,92 +1,207 @@
-"""The delivery worker: claim due deliveries, POST them, record the outcome."""
+"""The delivery worker: claim due deliveries, POST them, record the outcome.
+
+Claims are short transactions (``FOR UPDATE SKIP LOCKED``, a lease pushes ``next_attempt_at``
+forward); HTTP happens outside any transaction; results are recorded in batches, one
+transaction per batch (each result alone if the batch fails). The worker keeps up to
+``delivery_concurrency`` requests in flight and claims more as soon as a slot frees, so a slow
+endpoint never holds the others back.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Sequence
 from datetime import timedelta
 
 import aiohttp
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from runyard.shared.db import asyncpg_dsn
 from runyard.shared.logging import get_logger
 from runyard.shared.runtime import Runtime
 from runyard.webhooks import service
 from runyard.webhooks.config import Settings
-from runyard.webhooks.delivery import AttemptResult, build_request, post
-from runyard.webhooks.signing import SecretBox
+from runyard.webhooks.delivery import AttemptResult
+from runyard.webhooks.ssrf import Lookup, SystemLookup, VettingResolver
 
 log = get_logger(__name__)
 
+#: NOTIFY channel of the statement trigger on ``webhook_deliveries`` (migration 0002).
+DELIVERIES_CHANNEL = "runyard_webhooks_deliveries"
+#: Results recorded per transaction at most.
+RECORD_BATCH = 100
 
-def new_http_session(settings: Settings) -> aiohttp.ClientSession:
-    """No cookies carried between endpoints, no proxy settings from the environment."""
+Sessionmaker = async_sessionmaker[AsyncSession]
+Outcome = tuple[service.ClaimedDelivery, AttemptResult]
+
+
+def new_http_session(settings: Settings, lookup: Lookup | None = None) -> aiohttp.ClientSession:
+    """The delivery client. Every new connection resolves through ``VettingResolver`` (one
+    lookup, every address checked, exactly those addresses connected to; no DNS cache). No
+    cookies carried between endpoints, no proxy settings from the environment."""
+    resolver = VettingResolver(
+        lookup or SystemLookup(timeout_s=settings.dns_timeout_s), service.target_policy(settings)
+    )
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=settings.delivery_concurrency),
+        connector=aiohttp.TCPConnector(
+            limit=settings.delivery_concurrency, resolver=resolver, use_dns_cache=False
+        ),
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
     )
 
 
-async def attempt(
-    http: aiohttp.ClientSession,
-    job: service.ClaimedDelivery,
-    *,
-    box: SecretBox,
-    timeout_s: float,
-) -> AttemptResult:
-    try:
-        request = build_request(
-            provider_type=job.provider_type,
-            secret=box.decrypt(job.secret_encrypted),
-            event=job.payload,
+async def claim(
+    sessionmaker: Sessionmaker, *, settings: Settings, limit: int
+) -> list[service.ClaimedDelivery]:
+    lease = timedelta(seconds=settings.delivery_timeout_s + settings.delivery_lease_margin_s)
+    async with sessionmaker() as session, session.begin():
+        return await service.claim_due_deliveries(
+            session, limit=limit, lease=lease, slack_rate=settings.slack_rate_limit_per_second
         )
+
+
+async def record(
+    sessionmaker: Sessionmaker, outcomes: Sequence[Outcome], *, settings: Settings
+) -> None:
+    """All results in one transaction; if that fails, each alone. A result that cannot be
+    recorded is logged: its lease expires and the delivery is tried again (at-least-once)."""
+    if not outcomes:
+        return
+    try:
+        async with sessionmaker() as session, session.begin():
+            await service.record_attempts(session, outcomes, settings=settings)
+        return
     except Exception as exc:
-        return AttemptResult(None, None, f"could not build the request: {type(exc).__name__}", 0)
-    return await post(http, job.url, request, timeout_s=timeout_s)
+        if len(outcomes) == 1:
+            log.error(
+                "webhooks.delivery.record_failed",
+                delivery_id=str(outcomes[0][0].delivery_id),
+                error=repr(exc),
+            )
+            return
+        log.warning("webhooks.delivery.record_batch_failed", size=len(outcomes), error=repr(exc))
+    for outcome in outcomes:
+        await record(sessionmaker, [outcome], settings=settings)
 
 
 async def deliver_due(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    http: aiohttp.ClientSession,
-    *,
-    settings: Settings,
+    sessionmaker: Sessionmaker, http: aiohttp.ClientSession, *, settings: Settings
 ) -> int:
-    """One pass: claim up to a batch of due deliveries (short transaction), send them outside
-    any transaction, then record each result in its own transaction. Returns how many ran."""
-    lease = timedelta(seconds=settings.delivery_timeout_s + settings.delivery_lease_margin_s)
-    async with sessionmaker() as session, session.begin():
-        jobs = await service.claim_due_deliveries(
-            session, limit=settings.delivery_batch_size, lease=lease
-        )
+    """One pass (tests, tools): claim up to a batch, send them all, record the results.
+    Returns how many were attempted."""
+    jobs = await claim(sessionmaker, settings=settings, limit=settings.delivery_batch_size)
     if not jobs:
         return 0
-    box = SecretBox(settings.secret_encryption_key)
     gate = asyncio.Semaphore(settings.delivery_concurrency)
 
-    async def run(job: service.ClaimedDelivery) -> None:
+    async def send(job: service.ClaimedDelivery) -> Outcome:
         async with gate:
-            result = await attempt(http, job, box=box, timeout_s=settings.delivery_timeout_s)
-        async with sessionmaker() as session, session.begin():
-            await service.record_attempt(session, job=job, result=result)
+            return job, await service.send_once(http, job, settings=settings)
 
-    outcomes = await asyncio.gather(*(run(job) for job in jobs), return_exceptions=True)
-    for job, outcome in zip(jobs, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            # The lease expires and the delivery is tried again: at-least-once.
-            log.error(
-                "webhooks.delivery.record_failed",
-                delivery_id=str(job.delivery_id),
-                error=repr(outcome),
-            )
+    outcomes = await asyncio.gather(*(send(job) for job in jobs))
+    await record(sessionmaker, outcomes, settings=settings)
     return len(jobs)
 
 
+async def _listen(dsn: str, wake: asyncio.Event) -> asyncpg.Connection | None:
+    try:
+        conn = await asyncpg.connect(dsn)
+        await conn.add_listener(DELIVERIES_CHANNEL, lambda *_: wake.set())
+        return conn
+    except (OSError, asyncpg.PostgresError) as exc:
+        log.warning("webhooks.worker.listen_unavailable", error=str(exc))
+        return None
+
+
+class DeliveryLoop:
+    """Keeps up to ``delivery_concurrency`` attempts in flight; a recorder task writes the
+    results in batches as they come in."""
+
+    def __init__(
+        self, sessionmaker: Sessionmaker, http: aiohttp.ClientSession, settings: Settings
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.http = http
+        self.settings = settings
+        self.wake = asyncio.Event()
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.done: asyncio.Queue[Outcome] = asyncio.Queue()
+
+    async def _send(self, job: service.ClaimedDelivery) -> None:
+        result = await service.send_once(self.http, job, settings=self.settings)
+        await self.done.put((job, result))
+
+    def _drain(self, first: Outcome | None = None) -> list[Outcome]:
+        batch = [] if first is None else [first]
+        while len(batch) < RECORD_BATCH and not self.done.empty():
+            batch.append(self.done.get_nowait())
+        return batch
+
+    async def recorder(self) -> None:
+        while True:
+            batch = self._drain(await self.done.get())
+            await record(self.sessionmaker, batch, settings=self.settings)
+
+    async def fill(self) -> int:
+        """Claim as many due deliveries as there are free slots; returns how many."""
+        free = self.settings.delivery_concurrency - len(self.in_flight)
+        if free <= 0:
+            return 0
+        jobs = await claim(
+            self.sessionmaker,
+            settings=self.settings,
+            limit=min(free, self.settings.delivery_batch_size),
+        )
+        for job in jobs:
+            task = asyncio.create_task(self._send(job))
+            self.in_flight.add(task)
+            task.add_done_callback(self._finished)
+        return len(jobs)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self.wake.set()
+
+    async def run(self, dsn: str | None) -> None:
+        recorder = asyncio.create_task(self.recorder())
+        listener = await _listen(dsn, self.wake) if dsn else None
+        try:
+            while True:
+                self.wake.clear()
+                free = self.settings.delivery_concurrency - len(self.in_flight)
+                claimed = await self.fill()
+                if 0 < free == claimed:
+                    continue  # there may be more due right now
+                if dsn and (listener is None or listener.is_closed()):
+                    listener = await _listen(dsn, self.wake)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.wake.wait(), timeout=self.settings.delivery_poll_interval_s
+                    )
+        finally:
+            for task in list(self.in_flight):
+                task.cancel()
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+            # what was sent but not yet recorded: record it now rather than send it again
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    record(self.sessionmaker, self._drain(), settings=self.settings), timeout=5
+                )
+            if listener is not None and not listener.is_closed():
+                await listener.close()
+
+
 async def delivery_worker(runtime: Runtime) -> None:
+    """Wakes when fan-out commits new deliveries (NOTIFY), when a request finishes, or every
+    poll interval (scheduled retries, rate-limit slots)."""
     settings = runtime.settings
     if not isinstance(settings, Settings):
         raise TypeError("webhooks worker started without webhooks Settings")
-    async with new_http_session(settings) as http:
-        while True:
-            handled = await deliver_due(runtime.sessionmaker, http, settings=settings)
-            if handled < settings.delivery_batch_size:
-                await asyncio.sleep(settings.delivery_poll_interval_s)
+    http: aiohttp.ClientSession = runtime.state["http"]
+    dsn = asyncpg_dsn(runtime.engine.url.render_as_string(hide_password=False))
+    await DeliveryLoop(runtime.sessionmaker, http, settings).run(dsn)

@@ -1,0 +1,242 @@
+"""What each provider receives: generic CloudEvents, a Slack message, a Teams Adaptive Card.
+
+Slack and Teams get a summary a person can read at a glance: for experiments the name, status,
+model, key metrics, duration and a link; for anything else the event's scalar fields.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Metrics shown first when an experiment has them; the rest follow in their own order.
+PREFERRED_METRICS = (
+    "val_accuracy",
+    "accuracy",
+    "val_loss",
+    "loss",
+    "f1_macro",
+    "f1",
+    "precision",
+    "recall",
+    "auc",
+)
+MAX_METRICS = 4
+
+EXPERIMENT_VERBS = {
+    "experiment.created": ("created", "🆕"),
+    "experiment.started": ("started", "▶️"),
+    "experiment.paused": ("paused", "⏸️"),
+    "experiment.resumed": ("resumed", "⏯️"),
+    "experiment.completed": ("completed", "✅"),
+    "experiment.failed": ("failed", "❌"),
+    "experiment.cancelled": ("cancelled", "🚫"),
+}
+#: Links by the id field a payload carries: (field, API path under the public base URL).
+LINKS = (
+    ("experiment_id", "/api/v1/experiments/{}"),
+    ("dataset_id", "/api/v1/datasets/{}"),
+    ("webhook_id", "/api/v1/webhooks/{}"),
+)
+
+
+def canonical_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Summary:
+    title: str
+    icon: str
+    event_type: str
+    event_id: str
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    highlights: list[str] = field(default_factory=list)
+    detail: str | None = None
+    link: str | None = None
+
+
+def format_duration(seconds: float) -> str:
+    total = round(seconds)
+    if total < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{total} s"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s"
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def key_metrics(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    ordered = [k for k in PREFERRED_METRICS if k in numeric]
+    ordered += [k for k in numeric if k not in ordered]
+    return [(k, format_value(numeric[k])) for k in ordered[:MAX_METRICS]]
+
+
+def _link(data: dict[str, Any], base_url: str) -> str | None:
+    for key, path in LINKS:
+        if data.get(key):
+            return base_url.rstrip("/") + path.format(data[key])
+    return None
+
+
+def _scalar_facts(data: dict[str, Any], limit: int = 10) -> list[tuple[str, str]]:
+    """Scalar fields of ``data`` (one level of nested dicts flattened), shortened for chat."""
+    facts: list[tuple[str, str]] = []
+    for key, value in data.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, val in items:
+            if val is None or isinstance(val, dict | list):
+                continue
+            facts.append((key if sub is None else f"{key}.{sub}", format_value(val)[:200]))
+    return facts[:limit]
+
+
+def summarize(event: dict[str, Any], *, base_url: str) -> Summary:
+    data: dict[str, Any] = event.get("data") or {}
+    event_type = str(event["type"])
+    event_id = str(event["id"])
+    link = _link(data, base_url)
+    if event_type in EXPERIMENT_VERBS:
+        verb, icon = EXPERIMENT_VERBS[event_type]
+        metrics = key_metrics(data.get("final_metrics") or {})
+        facts = [("Status", str(data.get("status", verb)))]
+        if data.get("model_type"):
+            facts.append(("Model", str(data["model_type"])))
+        duration = data.get("duration_seconds")
+        if isinstance(duration, int | float):
+            facts.append(("Duration", format_duration(float(duration))))
+        if data.get("best_epoch") is not None:
+            total = data.get("total_epochs")
+            facts.append(("Best epoch", f"{data['best_epoch']} of {total}" if total else "—"))
+        facts += metrics
+        highlights = [f"{k} {v}" for k, v in metrics[:2]]
+        if isinstance(duration, int | float):
+            highlights.append(format_duration(float(duration)))
+        error = data.get("error")
+        return Summary(
+            title=f'Experiment "{data.get("name", event.get("subject", ""))}" {verb}',
+            icon=icon,
+            event_type=event_type,
+            event_id=event_id,
+            facts=facts,
+            highlights=highlights,
+            detail=str(error)[:1000] if error else None,
+            link=link,
+        )
+    name = data.get("name") or data.get("username")
+    title = f"{event_type}: {name}" if name else event_type
+    return Summary(
+        title=title,
+        icon="🔔",
+        event_type=event_type,
+        event_id=event_id,
+        facts=_scalar_facts(data),
+        link=link,
+    )
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(event: dict[str, Any], *, base_url: str) -> dict[str, Any]:
+    """``text`` (the notification line) and Block Kit ``blocks``."""
+    s = summarize(event, base_url=base_url)
+    title = _slack_escape(s.title)
+    headline = f"<{s.link}|{title}>" if s.link else title
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{s.icon} *{headline}*"[:3000]}}
+    ]
+    if s.facts:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{_slack_escape(k)}*\n{_slack_escape(v)}"[:2000]}
+                    for k, v in s.facts[:10]
+                ],
+            }
+        )
+    if s.detail:
+        detail = _slack_escape(s.detail).replace("```", "'''")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{detail}```"}})
+    if s.link:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Open in Runyard"},
+                        "url": s.link,
+                    }
+                ],
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": f"Runyard · `{s.event_type}` · event `{s.event_id}`"}
+            ],
+        }
+    )
+    text = " · ".join([f"{s.icon} {s.title}", *s.highlights])
+    return {"text": _slack_escape(text)[:3000], "blocks": blocks}
+
+
+def teams_message(event: dict[str, Any], *, base_url: str) -> dict[str, Any]:
+    """An Adaptive Card in the Teams Workflows ``message`` envelope."""
+    s = summarize(event, base_url=base_url)
+    body: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": f"{s.icon} {s.title}",
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": True,
+        }
+    ]
+    if s.facts:
+        body.append({"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in s.facts]})
+    if s.detail:
+        body.append({"type": "TextBlock", "text": s.detail, "color": "Attention", "wrap": True})
+    body.append(
+        {
+            "type": "TextBlock",
+            "text": f"Runyard · {s.event_type} · event {s.event_id}",
+            "isSubtle": True,
+            "size": "Small",
+            "wrap": True,
+        }
+    )
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": "1.4",
+        "msteams": {"width": "Full"},
+        "body": body,
+    }
+    if s.link:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": "Open in Runyard", "url": s.link}]
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": card,
+            }
+        ],
+    }
