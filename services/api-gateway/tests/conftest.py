@@ -27,6 +27,8 @@ from pydantic import create_model
 
 from runyard.gateway.config import Settings
 from runyard.gateway.main import create_app
+from runyard.shared.identity import verify_internal_call
+from runyard.shared.settings import dev_secret
 from runyard.shared.testing import ServiceDatabase
 
 JWKS_PATH = "/api/v1/auth/.well-known/jwks.json"
@@ -93,6 +95,11 @@ class Upstream:
     requests: list[dict[str, Any]] = field(default_factory=list)
     jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
     jwks_fetches: int = 0
+    #: auth only: API key -> its identity (``/internal/v1/api-keys/verify``)
+    api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: auth only: session id -> its state; sessions not listed are live
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    internal_calls: list[dict[str, str]] = field(default_factory=list)
 
     def received_headers(self, index: int = -1) -> dict[str, list[str]]:
         """Headers of one received request, lower-cased names, every value kept."""
@@ -147,6 +154,30 @@ def echo_app(upstream: Upstream) -> FastAPI:
 
     if name == "auth":
         app.add_api_route("/api/v1/auth/register", echo, methods=["POST"])
+
+        def check_internal(request: Request) -> None:
+            upstream.internal_calls.append(dict(request.headers))
+            verify_internal_call(
+                dev_secret("identity-signing").get_secret_value(),
+                method=request.method,
+                path=request.url.path,
+                header=request.headers.get("x-runyard-internal-signature", ""),
+            )
+
+        @app.post("/internal/v1/api-keys/verify")
+        async def verify_key(request: Request) -> JSONResponse:
+            check_internal(request)
+            key = (await request.json())["key"]
+            if key not in upstream.api_keys:
+                return JSONResponse({"title": "Unauthorized"}, status_code=401)
+            return JSONResponse(upstream.api_keys[key])
+
+        @app.get("/internal/v1/sessions/{sid}")
+        async def session_state(sid: str, request: Request) -> JSONResponse:
+            check_internal(request)
+            state = {"active": True, "user_active": True, "role": "", "session_id": sid}
+            return JSONResponse({**state, **upstream.sessions.get(sid, {})})
+
     app.add_api_route(
         "/api/v1/{path:path}",
         echo,

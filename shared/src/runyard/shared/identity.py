@@ -2,9 +2,10 @@
 
 The gateway authenticates every request (JWT or API key), strips any client-sent ``X-Runyard-*``
 headers and sets the identity headers below plus ``X-Runyard-Signature: t=<unix>,v1=<hex>``, an
-HMAC-SHA256 over the timestamp and the identity with the shared ``IDENTITY_SECRET`` (every
-service's ``<PREFIX>IDENTITY_SECRET``). A service accepts an identity only with a valid signature
-no older than ``MAX_SIGNATURE_AGE_S``: a request that bypasses the gateway is nobody.
+HMAC-SHA256 over the timestamp and the identity (incl. the session id) with the shared
+``IDENTITY_SECRET`` (every service's ``<PREFIX>IDENTITY_SECRET``). A service accepts an identity
+only with a valid signature no older than ``MAX_SIGNATURE_AGE_S``: a request that bypasses the
+gateway is nobody.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ USER_ROLE_HEADER = "X-Runyard-User-Role"
 USERNAME_HEADER = "X-Runyard-Username"
 AUTH_METHOD_HEADER = "X-Runyard-Auth-Method"
 API_KEY_ID_HEADER = "X-Runyard-Api-Key-Id"
+SESSION_ID_HEADER = "X-Runyard-Session-Id"
 SIGNATURE_HEADER = "X-Runyard-Signature"
 IDENTITY_HEADERS = (
     USER_ID_HEADER,
@@ -32,6 +34,7 @@ IDENTITY_HEADERS = (
     USERNAME_HEADER,
     AUTH_METHOD_HEADER,
     API_KEY_ID_HEADER,
+    SESSION_ID_HEADER,
     SIGNATURE_HEADER,
 )
 MAX_SIGNATURE_AGE_S = 300
@@ -46,6 +49,8 @@ class Principal:
     username: str = ""
     auth_method: str = "jwt"
     api_key_id: str = ""
+    #: the login session behind a bearer token (its ``sid``); empty for API keys
+    session_id: str = ""
 
     @property
     def is_admin(self) -> bool:
@@ -57,10 +62,9 @@ def _mac(secret: str, timestamp: int, fields: tuple[str, ...]) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def _fields(
-    user_id: str, role: str, username: str, auth_method: str, key_id: str
-) -> tuple[str, ...]:
-    return (user_id, role, username, auth_method, key_id)
+def _fields(*values: str) -> tuple[str, ...]:
+    """user id, role, username, auth method, API key id, session id: the signed identity."""
+    return values
 
 
 def signed_identity_headers(
@@ -74,6 +78,7 @@ def signed_identity_headers(
         principal.username,
         principal.auth_method,
         principal.api_key_id,
+        principal.session_id,
     )
     return [
         (USER_ID_HEADER, fields[0]),
@@ -81,6 +86,7 @@ def signed_identity_headers(
         (USERNAME_HEADER, fields[2]),
         (AUTH_METHOD_HEADER, fields[3]),
         (API_KEY_ID_HEADER, fields[4]),
+        (SESSION_ID_HEADER, fields[5]),
         (SIGNATURE_HEADER, f"t={timestamp},v1={_mac(secret, timestamp, fields)}"),
     ]
 
@@ -101,6 +107,7 @@ def verify_identity(secret: str, headers: dict[str, str], *, now: float | None =
         headers.get(USERNAME_HEADER.lower(), ""),
         headers.get(AUTH_METHOD_HEADER.lower(), ""),
         headers.get(API_KEY_ID_HEADER.lower(), ""),
+        headers.get(SESSION_ID_HEADER.lower(), ""),
     )
     try:
         timestamp = int(parts.get("t", ""))
@@ -124,7 +131,39 @@ def verify_identity(secret: str, headers: dict[str, str], *, now: float | None =
         username=fields[2],
         auth_method=fields[3] or "jwt",
         api_key_id=fields[4],
+        session_id=fields[5],
     )
+
+
+INTERNAL_SIGNATURE_HEADER = "X-Runyard-Internal-Signature"
+
+
+def _internal_mac(secret: str, *, method: str, path: str, timestamp: int) -> str:
+    message = f"runyard-internal\n{timestamp}\n{method.upper()}\n{path}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def internal_call_headers(
+    secret: str, *, method: str, path: str, now: float | None = None
+) -> dict[str, str]:
+    """What the gateway sends with a call to a service's ``/internal/v1/...`` endpoint."""
+    timestamp = int(time.time() if now is None else now)
+    mac = _internal_mac(secret, method=method, path=path, timestamp=timestamp)
+    return {INTERNAL_SIGNATURE_HEADER: f"t={timestamp},v1={mac}"}
+
+
+def verify_internal_call(secret: str, *, method: str, path: str, header: str) -> None:
+    """Raise 401 unless ``header`` is a fresh gateway signature for this method and path."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        raise _unauthorized("Internal call not signed.") from None
+    expected = _internal_mac(secret, method=method, path=path, timestamp=timestamp)
+    if not hmac.compare_digest(expected, parts.get("v1", "")):
+        raise _unauthorized("Internal call not signed.")
+    if abs(time.time() - timestamp) > MAX_SIGNATURE_AGE_S:
+        raise _unauthorized("Internal call signature expired.")
 
 
 def principal_from_request(request: Request) -> Principal:

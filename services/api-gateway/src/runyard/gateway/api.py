@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from runyard.gateway.auth import JwksCache, authenticate, is_public
 from runyard.gateway.config import Settings
+from runyard.gateway.credentials import CredentialChecker
 from runyard.gateway.openapi import OpenApiAggregator
 from runyard.gateway.proxy import forward, read_body, service_for
 from runyard.shared.http import problem_response
@@ -25,6 +26,7 @@ class GatewayState:
     http: aiohttp.ClientSession
     jwks: JwksCache
     openapi: OpenApiAggregator
+    credentials: CredentialChecker
 
 
 def gateway_state(request: Request) -> GatewayState:
@@ -79,7 +81,9 @@ async def proxy(request: Request, path: str) -> Response:
     service = service_for(path)
     principal = None
     if not is_public(request.method, request.url.path):
-        principal = await authenticate(request, state.jwks, state.settings)
+        principal = await authenticate(
+            request, state.jwks, state.settings, state.credentials, service=service
+        )
     body = await read_body(request, state.settings.max_body_bytes)
     return await forward(
         state.http,

@@ -1,6 +1,7 @@
-"""Who is calling: bearer JWTs (EdDSA) verified against the auth service's JWKS.
+"""Who is calling: bearer JWTs (EdDSA) verified against the auth service's JWKS, whose session
+must still be live, or API keys verified by the auth service (see credentials.py).
 
-Public routes pass without a token; everything else needs one. API keys come later.
+Public routes pass without credentials; everything else needs one.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import jwt
 from fastapi import Request
 
 from runyard.gateway.config import JWKS_PATH, Settings
+from runyard.gateway.credentials import CredentialChecker, key_allows, required_scope
 from runyard.shared.http import ProblemError
 from runyard.shared.identity import Principal
 from runyard.shared.logging import get_logger
@@ -121,11 +124,7 @@ def _unauthorized(detail: str, *, invalid: bool) -> ProblemError:
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
-        if request.headers.get("x-api-key"):
-            raise _unauthorized(
-                "API key authentication is not available yet; use a bearer token.", invalid=False
-            )
-        raise _unauthorized("A bearer token is required.", invalid=False)
+        raise _unauthorized("A bearer token or an X-API-Key is required.", invalid=False)
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -133,8 +132,61 @@ def bearer_token(request: Request) -> str:
     return token
 
 
-async def authenticate(request: Request, jwks: JwksCache, settings: Settings) -> Principal:
-    """The caller of a protected route, or 401 problem+json (503 if keys cannot be fetched)."""
+async def authenticate(
+    request: Request,
+    jwks: JwksCache,
+    settings: Settings,
+    checker: CredentialChecker,
+    *,
+    service: str,
+) -> Principal:
+    """The caller of a protected route, or 401/403 problem+json (503 if it cannot be checked)."""
+    api_key = request.headers.get("x-api-key")
+    if api_key and not request.headers.get("authorization"):
+        return await authenticate_api_key(request, checker, api_key, service=service)
+    principal, sid = await verify_access_token(request, jwks, settings)
+    session = await checker.session(sid)
+    if session is None or not session.active or not session.user_active:
+        raise _unauthorized("The session has ended; log in again.", invalid=True)
+    if session.role in ROLES and session.role != principal.role:
+        # the role changed since the token was issued: the current one counts
+        principal = replace(principal, role=session.role)
+    return replace(principal, session_id=sid)
+
+
+async def authenticate_api_key(
+    request: Request, checker: CredentialChecker, key: str, *, service: str
+) -> Principal:
+    grant = await checker.api_key(key.strip())
+    if grant is None or grant.role not in ROLES:
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "Invalid API key.",
+            headers={"WWW-Authenticate": 'Bearer realm="runyard"'},
+        )
+    scope = required_scope(service, request.method, request.url.path)
+    if not key_allows(grant, scope):
+        raise ProblemError(
+            403,
+            "Forbidden",
+            f"This API key lacks the {scope!r} scope.",
+            type_="https://runyard.dev/problems/insufficient-scope",
+            required_scope=scope,
+        )
+    return Principal(
+        user_id=uuid.UUID(grant.user_id),
+        role=grant.role,  # type: ignore[arg-type]
+        username=grant.username,
+        auth_method="api_key",
+        api_key_id=grant.key_id,
+    )
+
+
+async def verify_access_token(
+    request: Request, jwks: JwksCache, settings: Settings
+) -> tuple[Principal, str]:
+    """The token's principal and session id, or 401 (503 if keys cannot be fetched)."""
     token = bearer_token(request)
     invalid = _unauthorized("The access token is invalid or expired.", invalid=True)
     try:
@@ -166,15 +218,17 @@ async def authenticate(request: Request, jwks: JwksCache, settings: Settings) ->
         log.info("gateway.auth.rejected", reason=type(exc).__name__)
         raise invalid from exc
     role = claims.get("role")
-    if claims.get("typ") != "access" or role not in ROLES:
+    sid = claims.get("sid")
+    if claims.get("typ") != "access" or role not in ROLES or not isinstance(sid, str) or not sid:
         raise invalid
     try:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError as exc:
         raise invalid from exc
-    return Principal(
+    principal = Principal(
         user_id=user_id,
         role=role,
         username=str(claims.get("preferred_username") or ""),
         auth_method="jwt",
     )
+    return principal, sid

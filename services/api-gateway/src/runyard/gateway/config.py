@@ -28,6 +28,11 @@ class Settings(ServiceSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     openapi_cache_s: float = 5.0
     openapi_fetch_timeout_s: float = 3.0
+    #: How long auth's answer about an API key is reused: a revoked key works at most this long.
+    api_key_cache_s: float = 5.0
+    #: How long a session's state is reused: a logged-out session's token works at most this long.
+    session_cache_s: float = 5.0
+    internal_timeout_s: float = 3.0
 
     def upstreams(self) -> dict[str, str]:
         """Service name -> base URL (no trailing slash)."""

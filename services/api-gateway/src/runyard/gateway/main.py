@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from runyard.gateway.api import GatewayState, router
 from runyard.gateway.auth import JwksCache
 from runyard.gateway.config import Settings
+from runyard.gateway.credentials import CredentialChecker
 from runyard.gateway.models import SCHEMA
 from runyard.gateway.openapi import OpenApiAggregator
 from runyard.shared.runtime import Runtime, ServiceSpec, create_service_app
@@ -53,6 +54,14 @@ def build_state(settings: Settings) -> GatewayState:
         ),
         openapi=OpenApiAggregator(
             settings.upstreams(), fetch_openapi, ttl_s=settings.openapi_cache_s
+        ),
+        credentials=CredentialChecker(
+            http,
+            auth_url=settings.auth_url,
+            secret=settings.identity_secret.get_secret_value(),
+            api_key_cache_s=settings.api_key_cache_s,
+            session_cache_s=settings.session_cache_s,
+            timeout_s=settings.internal_timeout_s,
         ),
     )
 

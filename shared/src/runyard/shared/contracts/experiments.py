@@ -1,4 +1,9 @@
-"""Events published by the experiments service (source ``/runyard/experiments``)."""
+"""Events published by the experiments service (source ``/runyard/experiments``).
+
+Every payload carries ``owner_id`` (the webhooks service fans events out to the owner's
+endpoints by it). Owner names and emails come from the experiments service's read model of users
+(fed by ``user.*`` events); they are ``null`` while that model has not heard of the user yet.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,28 @@ from typing import Any
 from runyard.shared.events import EventPayload
 
 
-class DatasetCreated(EventPayload):
+class _DatasetEvent(EventPayload):
+    dataset_id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    description: str | None = None
+    num_signals: int = 0
+    fault_types: list[str] = []
+    severity_levels: list[str] = []
+
+
+class DatasetCreated(_DatasetEvent):
     event_type = "dataset.created"
+
+
+class DatasetUpdated(_DatasetEvent):
+    event_type = "dataset.updated"
+    #: names of the fields the update changed
+    changed: list[str] = []
+
+
+class DatasetDeleted(EventPayload):
+    event_type = "dataset.deleted"
     dataset_id: uuid.UUID
     owner_id: uuid.UUID
     name: str
@@ -23,10 +48,24 @@ class _ExperimentEvent(EventPayload):
     model_type: str | None = None
     dataset_id: uuid.UUID | None = None
     status: str
+    owner_username: str | None = None
+    owner_email: str | None = None
+    owner_full_name: str | None = None
+    dataset_name: str | None = None
 
 
 class ExperimentCreated(_ExperimentEvent):
     event_type = "experiment.created"
+
+
+class ExperimentUpdated(_ExperimentEvent):
+    event_type = "experiment.updated"
+    #: names of the fields the update changed
+    changed: list[str] = []
+
+
+class ExperimentDeleted(_ExperimentEvent):
+    event_type = "experiment.deleted"
 
 
 class ExperimentStarted(_ExperimentEvent):
@@ -36,10 +75,13 @@ class ExperimentStarted(_ExperimentEvent):
 
 class ExperimentPaused(_ExperimentEvent):
     event_type = "experiment.paused"
+    total_epochs: int = 0
+    latest_metrics: dict[str, Any] = {}
 
 
 class ExperimentResumed(_ExperimentEvent):
     event_type = "experiment.resumed"
+    total_epochs: int = 0
 
 
 class _ExperimentEnded(_ExperimentEvent):
@@ -62,3 +104,4 @@ class ExperimentFailed(_ExperimentEnded):
 
 class ExperimentCancelled(_ExperimentEnded):
     event_type = "experiment.cancelled"
+    reason: str | None = None

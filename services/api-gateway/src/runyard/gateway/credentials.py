@@ -1,0 +1,171 @@
+"""What the gateway asks the auth service, cached for a few seconds.
+
+- ``X-API-Key``: ``POST /internal/v1/api-keys/verify`` answers who the key acts for (user, role,
+  scopes, rate limit, expiry) or 401. Answers, good and bad, are cached by the key's SHA-256 for
+  ``API_KEY_CACHE_S``: a revoked key stops working within that many seconds.
+- Bearer tokens: the ``sid`` claim is checked with ``GET /internal/v1/sessions/{sid}`` (cached for
+  ``SESSION_CACHE_S``), so a logged-out or revoked session, or a deactivated user, is refused
+  within seconds although the JWT itself is still valid.
+Both calls carry the internal signature (runyard.shared.identity.internal_call_headers). If auth
+cannot be asked, the request is refused with 503: never fail open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from runyard.shared.http import ProblemError
+from runyard.shared.identity import internal_call_headers
+from runyard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+API_KEYS_VERIFY_PATH = "/internal/v1/api-keys/verify"
+SESSIONS_PATH = "/internal/v1/sessions/"
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Area of the API -> the scope family an API key needs for it.
+SCOPE_FAMILY = {
+    "experiments": "experiments",
+    "webhooks": "webhooks",
+    "notifications": "notifications",
+}
+
+
+@dataclass(frozen=True)
+class ApiKeyGrant:
+    key_id: str
+    user_id: str
+    username: str
+    role: str
+    scopes: frozenset[str]
+    rate_limit: int | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SessionState:
+    active: bool
+    user_active: bool
+    role: str
+
+
+def required_scope(service: str, method: str, path: str) -> str:
+    """The scope an API key needs for this request (``admin`` covers everything)."""
+    family = SCOPE_FAMILY.get(service)
+    if family is None:  # the auth area: only reading one's own account, else admin keys
+        return "any" if (method, path) == ("GET", "/api/v1/auth/me") else "admin"
+    return f"{family}:{'read' if method in READ_METHODS else 'write'}"
+
+
+def key_allows(grant: ApiKeyGrant, scope: str) -> bool:
+    return scope == "any" or "admin" in grant.scopes or scope in grant.scopes
+
+
+def _unavailable() -> ProblemError:
+    return ProblemError(
+        503, "Service Unavailable", "Credentials cannot be checked right now; try again shortly."
+    )
+
+
+class CredentialChecker:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        auth_url: str,
+        secret: str,
+        api_key_cache_s: float,
+        session_cache_s: float,
+        timeout_s: float,
+    ) -> None:
+        self._http = http
+        self._auth_url = auth_url.rstrip("/")
+        self._secret = secret
+        self._api_key_ttl = api_key_cache_s
+        self._session_ttl = session_cache_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._keys: dict[str, tuple[float, ApiKeyGrant | None]] = {}
+        self._sessions: dict[str, tuple[float, SessionState | None]] = {}
+
+    async def _call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
+        headers = internal_call_headers(self._secret, method=method, path=path)
+        try:
+            async with self._http.request(
+                method, self._auth_url + path, json=json, headers=headers, timeout=self._timeout
+            ) as response:
+                body = await response.json(content_type=None) if response.status == 200 else None
+                return response.status, body
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("gateway.credentials.unavailable", path=path, error=repr(exc))
+            raise _unavailable() from exc
+
+    async def api_key(self, key: str) -> ApiKeyGrant | None:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        cached = self._keys.get(digest)
+        now = time.monotonic()
+        if cached is None or cached[0] < now:
+            status, body = await self._call("POST", API_KEYS_VERIFY_PATH, {"key": key})
+            if status == 200 and isinstance(body, dict):
+                grant: ApiKeyGrant | None = ApiKeyGrant(
+                    key_id=str(body["key_id"]),
+                    user_id=str(body["user_id"]),
+                    username=str(body.get("username") or ""),
+                    role=str(body["role"]),
+                    scopes=frozenset(body.get("scopes") or ()),
+                    rate_limit=body.get("rate_limit"),
+                    expires_at=_parse_time(body.get("expires_at")),
+                )
+            elif status in (401, 404, 422):
+                grant = None
+            else:
+                raise _unavailable()
+            self._remember(self._keys, digest, (now + self._api_key_ttl, grant))
+            cached = self._keys[digest]
+        grant = cached[1]
+        if grant is not None and grant.expires_at is not None and grant.expires_at <= _utcnow():
+            return None
+        return grant
+
+    async def session(self, sid: str) -> SessionState | None:
+        cached = self._sessions.get(sid)
+        now = time.monotonic()
+        if cached is None or cached[0] < now:
+            status, body = await self._call("GET", SESSIONS_PATH + sid)
+            if status == 200 and isinstance(body, dict):
+                state: SessionState | None = SessionState(
+                    active=bool(body.get("active")),
+                    user_active=bool(body.get("user_active")),
+                    role=str(body.get("role") or ""),
+                )
+            elif status in (404, 422):
+                state = None
+            else:
+                raise _unavailable()
+            self._remember(self._sessions, sid, (now + self._session_ttl, state))
+            cached = self._sessions[sid]
+        return cached[1]
+
+    @staticmethod
+    def _remember(cache: dict[str, Any], key: str, value: Any, limit: int = 100_000) -> None:
+        if len(cache) >= limit:  # bounded memory: drop the oldest entries
+            for old in list(cache)[: limit // 10]:
+                del cache[old]
+        cache[key] = value
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
