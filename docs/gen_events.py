@@ -52,6 +52,16 @@ EXPERIMENT = {
     "owner_id": USER_ID,
     "model_type": "cnn1d",
     "dataset_id": DATASET_ID,
+    "owner_username": "ada",
+    "owner_email": "ada@pumplab.example",
+    "owner_full_name": "Ada Lindqvist",
+    "dataset_name": "cwru-bearing-12k-drive-end",
+}
+DATASET = {
+    "dataset_id": DATASET_ID,
+    "owner_id": USER_ID,
+    "name": "cwru-bearing-12k-drive-end",
+    "description": "CWRU bearing data, 12 kHz, drive-end accelerometer",
 }
 ENDED = {
     **EXPERIMENT,
@@ -129,8 +139,8 @@ EXAMPLES: dict[str, Example] = {
             "key_id": API_KEY_ID,
             "user_id": USER_ID,
             "name": "training-cluster",
-            "prefix": "ryk_7Hq2",
-            "scopes": ["experiments:write", "datasets:read"],
+            "prefix": "ry_7Hq2xK9p",
+            "scopes": ["experiments:read", "experiments:write"],
             "expires_at": "2027-05-21T00:00:00Z",
             "rate_limit": 600,
         },
@@ -138,7 +148,7 @@ EXAMPLES: dict[str, Example] = {
     "api_key.revoked": Example(
         API_KEY_ID,
         "2026-12-02T15:19:40.231Z",
-        {"key_id": API_KEY_ID, "user_id": USER_ID, "prefix": "ryk_7Hq2"},
+        {"key_id": API_KEY_ID, "user_id": USER_ID, "prefix": "ry_7Hq2xK9p"},
     ),
     "session.revoked": Example(
         SESSION_ID,
@@ -149,13 +159,41 @@ EXAMPLES: dict[str, Example] = {
     "dataset.created": Example(
         DATASET_ID,
         "2026-11-21T10:15:09.371Z",
+        {**DATASET, "num_signals": 0, "fault_types": [], "severity_levels": []},
+        sequence=1,
+    ),
+    "dataset.updated": Example(
+        DATASET_ID,
+        "2026-11-21T10:16:44.802Z",
+        {
+            **DATASET,
+            "num_signals": 10000,
+            "fault_types": ["ball", "inner_race", "normal", "outer_race"],
+            "severity_levels": ["0.007in", "0.014in", "0.021in"],
+            "changed": ["fault_types", "num_signals", "severity_levels"],
+        },
+        sequence=2,
+    ),
+    "dataset.deleted": Example(
+        DATASET_ID,
+        "2026-12-09T16:40:12.519Z",
         {"dataset_id": DATASET_ID, "owner_id": USER_ID, "name": "cwru-bearing-12k-drive-end"},
+        sequence=3,
     ),
     "experiment.created": Example(
         EXPERIMENT_ID,
         "2026-11-21T12:57:49.006Z",
         {**EXPERIMENT, "status": "pending"},
         sequence=1,
+    ),
+    "experiment.updated": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T14:20:31.775Z",
+        {**EXPERIMENT, "status": "completed", "changed": ["model_path", "notes", "onnx_path"]},
+        sequence=6,
+    ),
+    "experiment.deleted": Example(
+        EXPERIMENT_ID, "2026-12-09T16:39:58.140Z", {**EXPERIMENT, "status": "completed"}, 7
     ),
     "experiment.started": Example(
         EXPERIMENT_ID,
@@ -164,10 +202,26 @@ EXAMPLES: dict[str, Example] = {
         sequence=2,
     ),
     "experiment.paused": Example(
-        EXPERIMENT_ID, "2026-11-21T13:20:41.550Z", {**EXPERIMENT, "status": "paused"}, 3
+        EXPERIMENT_ID,
+        "2026-11-21T13:20:41.550Z",
+        {
+            **EXPERIMENT,
+            "status": "paused",
+            "total_epochs": 17,
+            "latest_metrics": {
+                "train_loss": 0.1422,
+                "val_loss": 0.1608,
+                "train_accuracy": 0.9511,
+                "val_accuracy": 0.9437,
+            },
+        },
+        3,
     ),
     "experiment.resumed": Example(
-        EXPERIMENT_ID, "2026-11-21T13:24:02.871Z", {**EXPERIMENT, "status": "running"}, 4
+        EXPERIMENT_ID,
+        "2026-11-21T13:24:02.871Z",
+        {**EXPERIMENT, "status": "running", "total_epochs": 17},
+        4,
     ),
     "experiment.completed": Example(
         EXPERIMENT_ID,
@@ -207,11 +261,12 @@ EXAMPLES: dict[str, Example] = {
         {
             **ENDED,
             "status": "cancelled",
-            "final_metrics": {},
-            "best_epoch": None,
+            "final_metrics": {"train_loss": 0.6931, "val_loss": 0.7012},
+            "best_epoch": 3,
             "total_epochs": 4,
             "ended_at": "2026-11-21T13:05:30.630Z",
             "duration_seconds": 447.516,
+            "reason": "wrong learning-rate schedule",
         },
         sequence=3,
     ),
@@ -264,7 +319,7 @@ EXAMPLES: dict[str, Example] = {
             "webhook_id": WEBHOOK_ID,
             "owner_id": USER_ID,
             "name": "lab-slack",
-            "url": "https://hooks.slack.com/services/T0000/B0000/XXXXXXXX",
+            "url": "https://hooks.slack.com/services/T0000/B0000/***",
             "reason": "too_many_consecutive_failures",
             "consecutive_failures": 20,
         },
