@@ -17,7 +17,8 @@ from notifications_helpers import (
 )
 
 from runyard.notifications.workers import send_due_emails
-from runyard.shared.events import CloudEvent
+from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
+from runyard.shared.events import CloudEvent, make_event
 from runyard.shared.inbox import EventConsumer
 
 
@@ -177,3 +178,32 @@ async def test_failed_login_emails_the_account_owner(
     body = mail.get_body(("plain",)).get_content()
     assert "203.0.113.9" in body
     assert "Failed attempts in a row: 3" in body
+
+
+async def test_disabled_webhook_emails_its_owner_with_the_reason(
+    sessionmaker, settings, mailer, smtp_sink
+) -> None:
+    owner = uuid.uuid4()
+    await handle(sessionmaker, user_registered(owner, email="ann@example.com"))
+    webhook_id = uuid.uuid4()
+    disabled = make_event(
+        WebhookEndpointDisabled(
+            webhook_id=webhook_id,
+            owner_id=owner,
+            name="lab slack",
+            url="https://hooks.slack.com/services/***",
+            reason="endpoint answered 410 Gone",
+            consecutive_failures=1,
+        ),
+        source="/runyard/webhooks",
+        subject=webhook_id,
+    )
+    await handle(sessionmaker, disabled)
+    assert await send_due_emails(sessionmaker, settings=settings, mailer=mailer) == 1
+
+    [mail] = smtp_sink.messages()
+    assert mail["To"] == "ann@example.com"
+    assert mail["Subject"] == 'Webhook "lab slack" was disabled'
+    text = mail.get_body(("plain",)).get_content()
+    assert "endpoint answered 410 Gone" in text
+    assert f"/api/v1/webhooks/{webhook_id}/enable" in text

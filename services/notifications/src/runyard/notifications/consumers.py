@@ -10,6 +10,7 @@ from runyard.notifications import service
 from runyard.notifications.config import Settings
 from runyard.shared.contracts.auth import LoginFailed, UserDeactivated, UserRegistered, UserUpdated
 from runyard.shared.contracts.experiments import ExperimentCompleted
+from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
 from runyard.shared.events import CloudEvent
 from runyard.shared.inbox import Handler
 from runyard.shared.logging import get_logger
@@ -27,6 +28,12 @@ def event_sequence(event: CloudEvent) -> int:
 
 async def on_experiment_completed(
     session: AsyncSession, event: CloudEvent, payload: ExperimentCompleted
+) -> None:
+    await service.queue_email_for_user(session, user_id=payload.owner_id, event=event)
+
+
+async def on_webhook_endpoint_disabled(
+    session: AsyncSession, event: CloudEvent, payload: WebhookEndpointDisabled
 ) -> None:
     await service.queue_email_for_user(session, user_id=payload.owner_id, event=event)
 
@@ -74,4 +81,5 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
         UserDeactivated.event_type: on_user_deactivated,
         ExperimentCompleted.event_type: on_experiment_completed,
         LoginFailed.event_type: on_login_failed,
+        WebhookEndpointDisabled.event_type: on_webhook_endpoint_disabled,
     }

@@ -16,6 +16,7 @@ from runyard.notifications.mailer import RenderedEmail, render_email
 from runyard.notifications.models import User
 from runyard.shared.contracts.auth import LoginFailed
 from runyard.shared.contracts.experiments import ExperimentCompleted
+from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
 from runyard.shared.events import CloudEvent
 
 
@@ -82,6 +83,21 @@ def login_failed_context(event: CloudEvent, payload: LoginFailed, user: User) ->
     }
 
 
+def endpoint_disabled_context(
+    event: CloudEvent, payload: WebhookEndpointDisabled, user: User
+) -> dict[str, Any]:
+    return {
+        "webhook": {
+            "id": str(payload.webhook_id),
+            "name": payload.name,
+            "url": payload.url,
+            "reason": payload.reason,
+            "consecutive_failures": payload.consecutive_failures,
+            "disabled_at": format_local(event.time, user.timezone),
+        }
+    }
+
+
 @dataclass(frozen=True)
 class Notice:
     template_name: str
@@ -92,6 +108,9 @@ class Notice:
 NOTICES: dict[str, Notice] = {
     ExperimentCompleted.event_type: Notice("experiment_completed", experiment_completed_context),
     LoginFailed.event_type: Notice("login_failed", login_failed_context),
+    WebhookEndpointDisabled.event_type: Notice(
+        "webhook_endpoint_disabled", endpoint_disabled_context
+    ),
 }
 
 
