@@ -109,20 +109,9 @@ async def enable(
         return refusal
     user.totp_enabled = True
     codes = await _replace_backup_codes(session, ctx, user)
-    await events.publish(
-        session,
-        TwoFactorEnabled(user_id=user.id),
-        subject=user.id,
-        sequence=events.bump_version(user),
+    await _two_factor_changed(
+        session, ctx, user, TwoFactorEnabled(user_id=user.id), current_session
     )
-    await logins.end_other_sessions(
-        session,
-        user_id=user.id,
-        keep=current_session,
-        reason="two_factor_changed",
-        now=ctx.clock.now(),
-    )
-    await session.flush()
     log.info("auth.two_factor.enabled", user_id=str(user.id))
     return codes
 
@@ -148,20 +137,9 @@ async def disable(
     user.totp_secret = None
     user.totp_last_used_step = None
     await repository.delete_backup_codes(session, user.id)
-    await events.publish(
-        session,
-        TwoFactorDisabled(user_id=user.id),
-        subject=user.id,
-        sequence=events.bump_version(user),
+    await _two_factor_changed(
+        session, ctx, user, TwoFactorDisabled(user_id=user.id), current_session
     )
-    await logins.end_other_sessions(
-        session,
-        user_id=user.id,
-        keep=current_session,
-        reason="two_factor_changed",
-        now=ctx.clock.now(),
-    )
-    await session.flush()
     log.info("auth.two_factor.disabled", user_id=str(user.id))
     return None
 
@@ -194,3 +172,22 @@ async def regenerate_backup_codes(
     await session.flush()
     log.info("auth.backup_codes.regenerated", user_id=str(user.id))
     return codes
+
+
+async def _two_factor_changed(
+    session: AsyncSession,
+    ctx: AuthContext,
+    user: User,
+    payload: TwoFactorEnabled | TwoFactorDisabled,
+    current_session: uuid.UUID | None,
+) -> None:
+    """Publish the change and end the user's other sessions (OWASP: 2FA changes revoke them)."""
+    await events.publish(session, payload, subject=user.id, sequence=events.bump_version(user))
+    await logins.end_other_sessions(
+        session,
+        user_id=user.id,
+        keep=current_session,
+        reason="two_factor_changed",
+        now=ctx.clock.now(),
+    )
+    await session.flush()
