@@ -53,7 +53,7 @@ test: sync
 	$(RUN) pytest $(PYTEST_ARGS)
 
 up: uv
-	$(RUN) python -m runyard.devstack up $(if $(SERVICES),--services $(SERVICES),)
+	$(RUN) python -m runyard.devstack up $(if $(SERVICES),--services $(SERVICES),) $(if $(REPLICAS),--replicas $(REPLICAS),) $(if $(PARTITIONS),--partitions $(PARTITIONS),)
 
 down: uv
 	$(RUN) python -m runyard.devstack down

@@ -10,12 +10,14 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from runyard.devstack.paths import default_data_dir
+from runyard.devstack.replicas import parse_replicas
 from runyard.devstack.services import select
+from runyard.devstack.topics import DEFAULT_PARTITIONS
 
 if TYPE_CHECKING:
     from runyard.devstack.stack import Stack
@@ -67,20 +69,36 @@ def banner(stack: Stack) -> str:
         head = f"gateway {stack.gateway_url}  docs {stack.gateway_url}/docs"
     else:
         head = "  ".join(f"{n} {u}" for n, u in stack.service_urls.items())
-    return f"Runyard is up: {head}  {mail}"
+    text = f"Runyard is up: {head}  {mail}"
+    extra = {n: u for n, u in stack.instance_urls.items() if n not in stack.service_urls}
+    if extra:
+        text += "\n  replicas (the gateway forwards to the first of each service): " + "  ".join(
+            f"{n} {u}" for n, u in extra.items()
+        )
+    return text
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from runyard.devstack.stack import Stack, StackError
 
-    stack = Stack.from_env(
-        args.data_dir,
-        services=_services(args.services),
-        ports=_ports(args.port),
-        kafka_port=args.kafka_port,
-        smtp_port=args.smtp_port,
-        echo=not args.quiet,
-    )
+    options: dict[str, Any] = {}
+    try:
+        if args.replicas is not None:
+            options["replica_counts"] = parse_replicas(args.replicas)
+        if args.partitions is not None:
+            options["topic_partitions"] = args.partitions
+        stack = Stack.from_env(
+            args.data_dir,
+            services=_services(args.services),
+            ports=_ports(args.port),
+            kafka_port=args.kafka_port,
+            smtp_port=args.smtp_port,
+            echo=not args.quiet,
+            **options,
+        )
+    except ValueError as exc:
+        print(f"runyard: {exc}", file=sys.stderr, flush=True)
+        return 2
     stopping = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -107,6 +125,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                     "pid": os.getpid(),
                     "gateway_url": stack.gateway_url,
                     "service_urls": stack.service_urls,
+                    "instance_urls": stack.instance_urls,
+                    "topic_partitions": stack.topic_partition_counts,
                     "kafka_bootstrap": stack.kafka_bootstrap,
                     "smtp_url": stack.smtp_url,
                     "mail_dir": str(stack.mail_dir) if stack.mail_dir else None,
@@ -124,13 +144,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         reported: set[str] = set()
         while True:
             time.sleep(1.0)
-            for service in stack.services:
-                proc = stack.process(service.name)
-                if proc is not None and not proc.running and service.name not in reported:
-                    reported.add(service.name)
+            for name in stack.instances:
+                proc = stack.process(name)
+                if proc is not None and not proc.running and name not in reported:
+                    reported.add(name)
                     print(
-                        f"runyard: {service.name} exited with code {proc.returncode} "
-                        f"(log {proc.log_path})",
+                        f"runyard: {name} exited with code {proc.returncode} (log {proc.log_path})",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -185,7 +204,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"runyard: running (pid {pid})")
     ok = True
     with httpx.Client(timeout=3.0, trust_env=False) as client:
-        for name, url in state["service_urls"].items():
+        for name, url in state.get("instance_urls", state["service_urls"]).items():
             try:
                 status = str(client.get(f"{url}/ready").status_code)
             except httpx.HTTPError as exc:
@@ -231,6 +250,78 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wait_migrated(args: argparse.Namespace) -> int:
+    """Wait until each service's schema is at its Alembic head, reached with the service's own
+    ``<PREFIX>DATABASE_URL`` (a Kubernetes initContainer runs this before the service starts)."""
+    import asyncio
+
+    from runyard.devstack import provisioning
+
+    pending = {}
+    for service in select(_services(args.services)):
+        url = os.environ.get(f"{service.prefix}DATABASE_URL")
+        if not url:
+            print(f"runyard: {service.prefix}DATABASE_URL is not set", file=sys.stderr)
+            return 2
+        pending[service.name] = (service, url)
+    deadline = time.monotonic() + args.timeout
+    while pending:
+        for name, (service, url) in list(pending.items()):
+            if asyncio.run(provisioning.migrated_to_head(service, url)):
+                print(f"runyard: {name} schema is at its migrations' head", flush=True)
+                del pending[name]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            print(
+                f"runyard: not migrated after {args.timeout:g}s: {', '.join(pending)}",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(args.interval)
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    """Create the catalog's topics and their DLQs on ``KAFKA_BOOTSTRAP_SERVERS`` (for a Kafka
+    cluster that does not auto-create topics, or to choose their partition count)."""
+    import asyncio
+
+    from aiokafka.errors import KafkaConnectionError
+
+    from runyard.devstack import topics
+
+    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        print("runyard: topics needs KAFKA_BOOTSTRAP_SERVERS or --bootstrap", file=sys.stderr)
+        return 2
+    configs = {}
+    if args.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(args.min_insync_replicas)
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            created, counts = asyncio.run(
+                topics.ensure_topics(
+                    bootstrap,
+                    topics.catalog_topics(dead_letter=not args.no_dlq),
+                    partitions=args.partitions,
+                    replication_factor=args.replication_factor,
+                    configs=configs,
+                )
+            )
+            break
+        except (OSError, KafkaConnectionError) as exc:  # broker not reachable yet
+            if time.monotonic() > deadline:
+                raise
+            print(f"runyard: waiting for the broker ({exc!r})", flush=True)
+            time.sleep(1.0)
+    for topic, count in sorted(counts.items()):
+        print(f"  {topic:<40} partitions={count}{'  (created)' if topic in created else ''}")
+    print(f"runyard: {len(created)} topics created, {len(counts) - len(created)} existed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runyard.devstack")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -248,12 +339,42 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kafka-port", type=int, default=9092)
     up.add_argument("--smtp-port", type=int, default=2525)
     up.add_argument("--quiet", action="store_true", help="do not echo service logs")
+    up.add_argument(
+        "--replicas",
+        metavar="NAME=N[,NAME=N]",
+        help="processes per service, e.g. webhooks=2,notifications=2 (env RUNYARD_REPLICAS); "
+        "replica i of a service listens on its port + 10*(i-1)",
+    )
+    up.add_argument(
+        "--partitions",
+        type=int,
+        help=f"partitions of the topics the stack creates (default "
+        f"{DEFAULT_PARTITIONS}; env RUNYARD_TOPIC_PARTITIONS)",
+    )
     down = add("down", "stop the stack started by `up`")
     down.add_argument("--timeout", type=float, default=60.0)
     add("status", "show whether the stack runs and each service's readiness")
     provision = add("provision", "create roles/schemas and migrate (against DATABASE_URL)")
     provision.add_argument("--services", help="comma-separated subset (default: all)")
     provision.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the DB")
+    topics_ = add("topics", "create the event topics and DLQs (against KAFKA_BOOTSTRAP_SERVERS)")
+    topics_.add_argument("--bootstrap", help="default: KAFKA_BOOTSTRAP_SERVERS")
+    topics_.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
+    topics_.add_argument("--replication-factor", type=int, default=1)
+    topics_.add_argument("--min-insync-replicas", type=int, default=None)
+    topics_.add_argument("--no-dlq", action="store_true", help="only the event topics")
+    topics_.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the broker")
+    wait = add("wait-migrated", "wait until each service's schema is at its migrations' head")
+    wait.add_argument("--services", help="comma-separated subset (default: all)")
+    wait.add_argument("--timeout", type=float, default=600.0, help="seconds; then exit 1")
+    wait.add_argument("--interval", type=float, default=2.0, help="seconds between checks")
     args = parser.parse_args(argv)
-    handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "provision": cmd_provision}
+    handler = {
+        "up": cmd_up,
+        "down": cmd_down,
+        "status": cmd_status,
+        "provision": cmd_provision,
+        "topics": cmd_topics,
+        "wait-migrated": cmd_wait_migrated,
+    }
     return handler[args.command](args)

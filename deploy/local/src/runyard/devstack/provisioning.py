@@ -155,3 +155,29 @@ def provision(admin_url: str, logins: Iterable[ServiceLogin]) -> list[str]:
             upgrade(login.service.package, login.url)
             migrated.append(login.service.package)
     return migrated
+
+
+async def migrated_to_head(service: ServiceDef, url: str) -> bool:
+    """Whether the service's schema (reached with its own role's ``url``) is at the head of the
+    service's Alembic history; False while the database, role, schema or table is missing."""
+    import asyncpg
+    from alembic.script import ScriptDirectory
+
+    from runyard.shared.db import asyncpg_dsn
+    from runyard.shared.migrations import alembic_config
+    from runyard.shared.outbox import check_identifier
+
+    url = sqlalchemy_url(url)
+    heads = set(ScriptDirectory.from_config(alembic_config(service.package, url)).get_heads())
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    try:
+        schema = check_identifier(service.schema)
+        rows = await conn.fetch(f"SELECT version_num FROM {schema}.alembic_version")  # noqa: S608
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return False
+    finally:
+        await conn.close()
+    return {row["version_num"] for row in rows} == heads

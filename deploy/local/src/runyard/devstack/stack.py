@@ -33,9 +33,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from runyard.devstack import provisioning
+from runyard.devstack import provisioning, replicas, topics
 from runyard.devstack.paths import default_data_dir
-from runyard.devstack.services import BY_NAME, SERVICES, ServiceDef, select
+from runyard.devstack.services import SERVICES, ServiceDef, select
 from runyard.devstack.supervisor import ManagedProcess, TerminalEcho
 
 DATABASE = "runyard"
@@ -78,14 +78,38 @@ class Stack:
         extra_env: Mapping[str, str] | None = None,
         echo: bool = False,
         ready_timeout: float = READY_TIMEOUT_S,
+        replica_counts: Mapping[str, int] | None = None,
+        topic_partitions: int = topics.DEFAULT_PARTITIONS,
     ) -> None:
         self.data_dir = Path(data_dir or default_data_dir()).resolve()
         self.logs_dir = self.data_dir / "logs"
         self.services: tuple[ServiceDef, ...] = select(services)
-        unknown_ports = set(ports or {}) - BY_NAME.keys()
+        self.replica_counts = dict(replica_counts or {})
+        replicas.check_replicas(self.replica_counts)
+        #: every process to run: replica 1 is named after its service, then ``<name>-2`` ...
+        self.instances = {i.name: i for i in replicas.expand(self.services, self.replica_counts)}
+        known = {i.name for i in replicas.expand(SERVICES, self.replica_counts)}
+        unknown_ports = set(ports or {}) - known
         if unknown_ports:
             raise ValueError(f"ports for unknown services: {', '.join(sorted(unknown_ports))}")
         self.ports: dict[str, int] = {s.name: s.port for s in SERVICES} | dict(ports or {})
+        for instance in self.instances.values():
+            self.ports.setdefault(
+                instance.name,
+                replicas.replica_port(self.ports[instance.service.name], instance.index),
+            )
+        taken: dict[int, str] = {}
+        for name in self.instances:
+            if self.ports[name] in taken:
+                raise ValueError(
+                    f"{name} and {taken[self.ports[name]]} would share port {self.ports[name]}"
+                )
+            taken[self.ports[name]] = name
+        if topic_partitions < 1:
+            raise ValueError(f"topic partitions must be at least 1, got {topic_partitions}")
+        self.topic_partitions = topic_partitions
+        #: partitions of each catalog topic, as found (or created) at start
+        self.topic_partition_counts: dict[str, int] = {}
         self.database = database
         self.extra_env = dict(extra_env or {})
         self.echo = echo
@@ -122,9 +146,7 @@ class Stack:
         self._tansu: subprocess.Popen[bytes] | None = None
         self._pg_server: Any = None
         self._lock_file: IO[str] | None = None
-        self._terminal = (
-            TerminalEcho([*(s.name for s in self.services), "mail", "stack"]) if echo else None
-        )
+        self._terminal = TerminalEcho([*self.instances, "mail", "stack"]) if echo else None
 
     # ----------------------------------------------------------------------------- factories
     @classmethod
@@ -143,6 +165,10 @@ class Stack:
         kwargs.setdefault("database_url", environ.get("DATABASE_URL") or None)
         kwargs.setdefault("kafka_bootstrap", environ.get("KAFKA_BOOTSTRAP_SERVERS") or None)
         kwargs.setdefault("smtp_url", environ.get("SMTP_URL") or None)
+        if "replica_counts" not in kwargs:
+            kwargs["replica_counts"] = replicas.replicas_from_env(environ)
+        if "topic_partitions" not in kwargs and environ.get("RUNYARD_TOPIC_PARTITIONS"):
+            kwargs["topic_partitions"] = int(environ["RUNYARD_TOPIC_PARTITIONS"])
         return cls(data_dir, ports=ports, **kwargs)
 
     @classmethod
@@ -151,7 +177,9 @@ class Stack:
     ) -> Stack:
         """For tests: free ports for everything; embedded Postgres, own Tansu and mail sink
         unless ``database_url`` / ``kafka_bootstrap`` / ``smtp_url`` are passed."""
-        kwargs.setdefault("ports", {s.name: free_port() for s in SERVICES})
+        counts = kwargs.get("replica_counts") or {}
+        instances = replicas.expand(SERVICES, counts)
+        kwargs.setdefault("ports", {i.name: free_port() for i in instances})
         kwargs.setdefault("kafka_port", free_port())
         kwargs.setdefault("smtp_port", free_port())
         return cls(data_dir, services=services, **kwargs)
@@ -166,7 +194,13 @@ class Stack:
 
     @property
     def service_urls(self) -> dict[str, str]:
+        """One URL per service: its first replica's (the one the gateway forwards to)."""
         return {s.name: self.url_of(s.name) for s in self.services}
+
+    @property
+    def instance_urls(self) -> dict[str, str]:
+        """Every process's URL, replicas included (``webhooks-2`` ...)."""
+        return {name: self.url_of(name) for name in self.instances}
 
     @property
     def admin_dsn(self) -> str:
@@ -201,11 +235,12 @@ class Stack:
             self._spawn_smtp()  # boots while PostgreSQL and the broker start
             self._timed("postgres", self._start_postgres)
             self._timed("kafka", self._start_kafka)
+            self._timed("topics", self._ensure_topics)
             self._timed("smtp", self._wait_smtp)
             self._timed("provision", self._provision)
             provisioning.ensure_jwt_key(self.jwt_key_file)
             for stage in sorted({s.stage for s in self.services}):
-                names = [s.name for s in self.services if s.stage == stage]
+                names = [n for n, i in self.instances.items() if i.service.stage == stage]
                 for name in names:
                     self.start_service(name)
                 self._timed(f"services[{stage}]", lambda names=names: self.wait_ready(*names))
@@ -310,6 +345,23 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
 
+    def _ensure_topics(self) -> None:
+        """The catalog's topics with ``topic_partitions`` partitions (missing ones only)."""
+        created, counts = topics.ensure_topics_blocking(
+            self.kafka_bootstrap, topics.catalog_topics(), partitions=self.topic_partitions
+        )
+        self.topic_partition_counts = counts
+        if created:
+            self._say(f"created {len(created)} topics with {self.topic_partitions} partitions")
+        fewest = min(counts.values(), default=self.topic_partitions)
+        selected = {s.name for s in self.services}
+        for name, count in self.replica_counts.items():
+            if name in selected and count > fewest:
+                self._say(
+                    f"warning: {count} replicas of {name} but some topics have {fewest} "
+                    f"partitions; {count - fewest} replica(s) may get no partition"
+                )
+
     # --- SMTP
     def _spawn_smtp(self) -> None:
         if self._external_smtp or self.mail_dir is None:
@@ -389,13 +441,15 @@ class Stack:
         return env
 
     def _service(self, name: str) -> ServiceDef:
-        for service in self.services:
-            if service.name == name:
-                return service
-        raise KeyError(f"service {name!r} is not part of this stack")
+        """The service a process (``webhooks`` or a replica such as ``webhooks-2``) runs."""
+        instance = self.instances.get(name)
+        if instance is None:
+            raise KeyError(f"service {name!r} is not part of this stack")
+        return instance.service
 
     def start_service(self, name: str) -> None:
-        """Start one service's process (no wait; see ``wait_ready``). No-op if it runs."""
+        """Start one service's process, or one replica's (``webhooks-2``), without waiting
+        (see ``wait_ready``). No-op if it runs."""
         service = self._service(name)
         existing = self._procs.get(name)
         if existing is not None and existing.running:
@@ -428,8 +482,9 @@ class Stack:
         self._record()
 
     def wait_ready(self, *names: str, timeout: float | None = None) -> None:
-        """Wait until each named service (default: all) answers ``GET /ready`` with 200."""
-        pending = list(names or (s.name for s in self.services))
+        """Wait until each named process (default: all, replicas included) answers
+        ``GET /ready`` with 200."""
+        pending = list(names or self.instances)
         deadline = time.monotonic() + (timeout or self.ready_timeout)
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while pending:
@@ -493,7 +548,11 @@ class Stack:
         """Stop the services (SIGTERM, SIGKILL after a grace), then the mail sink, the broker
         and PostgreSQL — only those this stack started. Safe to call twice."""
         for stage in sorted({s.stage for s in SERVICES}, reverse=True):
-            procs = [p for n, p in self._procs.items() if BY_NAME[n].stage == stage and p.running]
+            procs = [
+                p
+                for n, p in self._procs.items()
+                if self.instances[n].service.stage == stage and p.running
+            ]
             for proc in procs:
                 proc.send(signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE_S
