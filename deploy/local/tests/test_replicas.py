@@ -136,7 +136,7 @@ def test_the_stack_creates_the_catalog_topics_with_the_partitions_asked_for(
 @pytest.mark.e2e
 def test_two_webhooks_replicas_join_one_consumer_group(two_webhooks: Stack) -> None:
     deadline = time.monotonic() + 60
-    state, members = "", []
+    state, members = "", list[str]()
     while time.monotonic() < deadline:
         state, members = asyncio.run(_group_members(two_webhooks.kafka_bootstrap, "webhooks"))
         if state == "Stable" and len(members) == 2:
@@ -190,3 +190,22 @@ def test_the_topics_command_creates_topics_and_dlqs_with_the_given_partitions(
     assert partitions["experiment.completed.dlq"] == 3
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"runyard: 0 topics created, {len(catalog_topics())} existed" in again.stdout
+
+
+def test_more_replicas_than_partitions_is_warned_about(
+    fresh_broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = Stack(
+        tmp_path,
+        services=["webhooks"],
+        replica_counts={"webhooks": 3},
+        topic_partitions=2,
+        kafka_bootstrap=fresh_broker,
+        echo=True,
+    )
+
+    stack._ensure_topics()
+
+    output = capsys.readouterr().out
+    assert f"created {len(catalog_topics())} topics with 2 partitions" in output
+    assert "3 replicas of webhooks but some topics have 2 partitions" in output

@@ -2,8 +2,9 @@
 
 A consumer group spreads a topic's partitions over its members, so replicas of a service share
 the work only up to the partition count (a fifth replica of a group on 4-partition topics idles).
-Each event type is a topic; its dead-letter topic ``<type>.dlq`` gets the same partition count,
-because the consumers dead-letter a record to the partition it came from.
+Each event type is a topic; its dead-letter topic ``<type>.dlq`` (written by the consumers with
+the record's key) is created with it, with the same partition count, so that a cluster that does
+not auto-create topics has it before the first poison record.
 """
 
 from __future__ import annotations
