@@ -29,3 +29,10 @@ def test_logs_are_json_lines_with_service_and_bound_ids(capsys: pytest.CaptureFi
     assert first["event_id"] == "evt-9"
     assert first["count"] == 3
     assert "request_id" not in second
+
+
+def test_each_line_names_the_instance_when_one_is_given(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(service="webhooks", json=True, instance="webhooks-2")
+    get_logger("t").info("webhooks.delivery.sent")
+    line = json.loads(capsys.readouterr().out)
+    assert (line["service"], line["instance"]) == ("webhooks", "webhooks-2")

@@ -67,7 +67,12 @@ class EventConsumer:
         max_attempts: int = 3,
         retry_backoff_s: float = 0.2,
         max_records: int = 200,
+        client_options: dict[str, Any] | None = None,
     ) -> None:
+        #: extra aiokafka options (security, client_id); bootstrap_servers wins over theirs
+        self.client_options = {
+            k: v for k, v in (client_options or {}).items() if k != "bootstrap_servers"
+        }
         self.sessionmaker = sessionmaker
         self.producer = producer
         self.bootstrap_servers = bootstrap_servers
@@ -88,6 +93,7 @@ class EventConsumer:
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(
             *self.handlers,
+            **self.client_options,
             bootstrap_servers=self.bootstrap_servers,
             group_id=self.group_id,
             enable_auto_commit=False,

@@ -11,13 +11,17 @@ from typing import Any
 import structlog
 
 
-def configure_logging(*, service: str, level: str = "INFO", json: bool | None = None) -> None:
+def configure_logging(
+    *, service: str, level: str = "INFO", json: bool | None = None, instance: str | None = None
+) -> None:
     use_json = (not sys.stdout.isatty()) if json is None else json
 
     def add_service(
         _logger: Any, _name: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         event.setdefault("service", service)
+        if instance:
+            event.setdefault("instance", instance)
         return event
 
     shared: list[structlog.types.Processor] = [

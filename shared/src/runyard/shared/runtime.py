@@ -78,7 +78,7 @@ def new_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         enable_idempotence=False,
         compression_type="gzip",
         max_request_size=4 * 1024 * 1024,
-        client_id=f"runyard-{settings.service_name}",
+        client_id=f"runyard-{settings.service_name}-{settings.instance}",
     )
 
 
@@ -118,6 +118,10 @@ def build_consumer(runtime: Runtime) -> EventConsumer:
         sessionmaker=runtime.sessionmaker,
         producer=runtime.producer,
         bootstrap_servers=s.kafka_client_options()["bootstrap_servers"],
+        client_options={
+            **s.kafka_client_options(),
+            "client_id": f"runyard-{runtime.spec.name}-{s.instance}",
+        },
         group_id=runtime.spec.name,
         schema=runtime.spec.schema,
         service=runtime.spec.name,
@@ -182,11 +186,16 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(service=spec.name, level=settings.log_level, json=settings.log_json)
+        configure_logging(
+            service=spec.name,
+            level=settings.log_level,
+            json=settings.log_json,
+            instance=settings.instance,
+        )
         engine = create_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,
-            application_name=f"runyard-{spec.name}",
+            application_name=f"runyard-{spec.name}-{settings.instance}"[:63],
         )
         producer = await start_producer(settings)
         runtime = Runtime(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "production"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 #: Every secret's shipped default starts with this marker; outside dev/test it is refused.
 DEV_SECRET_MARKER = "dev-insecure-"
@@ -29,6 +32,16 @@ class ServiceSettings(BaseSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/runyard"
     db_pool_size: int = 10
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    #: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_PLAINTEXT / SASL_SSL)
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    #: CA bundle to verify the brokers' certificates (SSL / SASL_SSL); empty: the system's CAs
+    kafka_ssl_cafile: str = ""
+    #: names this process in logs, Kafka client ids and Postgres application_name; empty:
+    #: ``<hostname>-<pid>`` (on Kubernetes the hostname is the pod name)
+    instance_id: str = ""
     log_level: str = "INFO"
     log_json: bool | None = None
     outbox_batch_size: int = 500
@@ -57,5 +70,22 @@ class ServiceSettings(BaseSettings):
             )
         return self
 
+    @property
+    def instance(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+
     def kafka_client_options(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.kafka_bootstrap_servers.split(",")}
+        """Connection options for every aiokafka client (producer, consumer, admin)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(cafile=self.kafka_ssl_cafile or None)
+        if self.kafka_security_protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return options
