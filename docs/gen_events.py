@@ -69,6 +69,22 @@ ENDED = {
     "total_epochs": 50,
     "started_at": "2026-11-21T12:58:03.114Z",
 }
+CAMPAIGN = {
+    "campaign_id": "7e3a5c1f-9b2d-4e6f-8a0c-2d4f6b8e0a17",
+    "name": "cnn1d-lr-batch-search",
+    "owner_id": USER_ID,
+    "dataset_id": DATASET_ID,
+    "owner_username": "ada",
+    "owner_email": "ada@pumplab.example",
+    "owner_full_name": "Ada Lindqvist",
+}
+JOB = {
+    "job_id": "6a8c0e2f-4b6d-4f8a-9c1e-3f5b7d9a1c46",
+    "owner_id": USER_ID,
+    "owner_username": "ada",
+    "owner_email": "ada@pumplab.example",
+    "owner_full_name": "Ada Lindqvist",
+}
 
 
 @dataclass(frozen=True)
@@ -269,6 +285,109 @@ EXAMPLES: dict[str, Example] = {
             "reason": "wrong learning-rate schedule",
         },
         sequence=3,
+    ),
+    # --- experiments: HPO and NAS campaigns, dataset jobs
+    "hpo_campaign.started": Example(
+        "7e3a5c1f-9b2d-4e6f-8a0c-2d4f6b8e0a17",
+        "2026-11-21T15:00:02.318Z",
+        {
+            **CAMPAIGN,
+            "method": "bayesian",
+            "metric": "val_accuracy",
+            "direction": "maximize",
+            "max_trials": 40,
+        },
+        sequence=2,
+    ),
+    "hpo_campaign.completed": Example(
+        "7e3a5c1f-9b2d-4e6f-8a0c-2d4f6b8e0a17",
+        "2026-11-21T22:47:51.904Z",
+        {
+            **CAMPAIGN,
+            "method": "bayesian",
+            "metric": "val_accuracy",
+            "direction": "maximize",
+            "trials_completed": 40,
+            "trials_total": 40,
+            "best_experiment_id": EXPERIMENT_ID,
+            "best_value": 0.9812,
+            "best_params": {"learning_rate": 0.00031, "batch_size": 64, "optimizer": "adamw"},
+            "reason": "budget_trials",
+        },
+        sequence=83,
+    ),
+    "nas_campaign.completed": Example(
+        "1b9d3f5a-7c2e-4a8b-9d0f-6e2a4c8b0d35",
+        "2026-11-22T04:12:40.055Z",
+        {
+            **CAMPAIGN,
+            "campaign_id": "1b9d3f5a-7c2e-4a8b-9d0f-6e2a4c8b0d35",
+            "name": "cnn1d-nas-evolution",
+            "search_algorithm": "evolution",
+            "num_trials": 30,
+            "trials_completed": 30,
+            "best_trial_id": "4d6f8b0a-2c4e-4f6a-8b0d-3e5a7c9e1b42",
+            "best_accuracy": 0.9774,
+            "best_architecture": {
+                "layers": [
+                    {"type": "conv1d", "filters": 32, "kernel": 7},
+                    {"type": "conv1d", "filters": 64, "kernel": 5},
+                    {"type": "dense", "units": 128},
+                ]
+            },
+        },
+        sequence=31,
+    ),
+    "dataset_generation.completed": Example(
+        "6a8c0e2f-4b6d-4f8a-9c1e-3f5b7d9a1c46",
+        "2026-11-21T11:20:37.612Z",
+        {
+            **JOB,
+            "name": "synthetic-pump-5-faults",
+            "duration_seconds": 4.821,
+            "dataset_id": DATASET_ID,
+            "num_signals": 500,
+            "fault_types": ["bearing_defect", "cavitation", "imbalance", "misalignment", "normal"],
+            "output_path": "generations/6a8c0e2f-4b6d-4f8a-9c1e-3f5b7d9a1c46",
+        },
+    ),
+    "dataset_generation.failed": Example(
+        "6a8c0e2f-4b6d-4f8a-9c1e-3f5b7d9a1c46",
+        "2026-11-21T11:20:35.104Z",
+        {
+            **JOB,
+            "name": "synthetic-pump-5-faults",
+            "duration_seconds": 2.306,
+            "error": "OSError: [Errno 28] No space left on device",
+        },
+    ),
+    "dataset_import.completed": Example(
+        "8c0e2a4b-6d8f-4a0c-8e2b-5a7c9e1b3d68",
+        "2026-11-21T10:05:12.377Z",
+        {
+            **JOB,
+            "job_id": "8c0e2a4b-6d8f-4a0c-8e2b-5a7c9e1b3d68",
+            "name": "field-recordings-pump-7",
+            "duration_seconds": 1.934,
+            "dataset_id": DATASET_ID,
+            "num_files": 1,
+            "num_signals": 240,
+        },
+    ),
+    "dataset_import.failed": Example(
+        "8c0e2a4b-6d8f-4a0c-8e2b-5a7c9e1b3d68",
+        "2026-11-21T10:05:11.020Z",
+        {
+            **JOB,
+            "job_id": "8c0e2a4b-6d8f-4a0c-8e2b-5a7c9e1b3d68",
+            "name": "field-recordings-pump-7",
+            "duration_seconds": 0.412,
+            "error": "2 invalid rows; nothing was imported",
+            "errors": [
+                {"file": "pump7.csv", "row": 14, "msg": "label is empty"},
+                {"file": "pump7.csv", "row": 88, "msg": "value 'n/a' is not a number"},
+            ],
+        },
     ),
     # --- notifications
     "email.sent": Example(

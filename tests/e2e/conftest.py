@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -100,8 +101,8 @@ class Receiver:
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
+@contextlib.asynccontextmanager
+async def serving_receiver() -> AsyncIterator[Receiver]:
     """A real HTTP endpoint on loopback that records every webhook POST."""
     port = free_port()
     box = Receiver(url=f"http://127.0.0.1:{port}/hook")
@@ -119,6 +120,19 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield box
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serving_receiver() as box:
+        yield box
+
+
+@pytest.fixture
+async def slack_receiver() -> AsyncIterator[Receiver]:
+    """A second receiver, for a Slack-format endpoint."""
+    async with serving_receiver() as box:
+        yield box
 
 
 def event_ids(receiver: Receiver) -> list[str]:

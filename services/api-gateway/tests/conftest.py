@@ -16,17 +16,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import httpx
 import jwt
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import create_model
 
 from runyard.gateway.config import Settings
 from runyard.gateway.main import create_app
+from runyard.shared.db import asyncpg_dsn
 from runyard.shared.identity import verify_internal_call
 from runyard.shared.settings import dev_secret
 from runyard.shared.testing import ServiceDatabase
@@ -35,13 +37,20 @@ JWKS_PATH = "/api/v1/auth/.well-known/jwks.json"
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port; yield its base URL."""
+async def serve(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a loopback port (a free one by default); yield its URL."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=1)
+        uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+            proxy_headers=False,  # the gateway decides whom to believe (GATEWAY_TRUSTED_PROXIES)
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -55,6 +64,26 @@ async def serve(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+def pattern(size: int) -> bytes:
+    """``size`` bytes that are not all alike, so a reordered or cut body shows."""
+    block = bytes(range(256))
+    return (block * (size // 256 + 1))[:size]
+
+
+async def _eventually(predicate: Callable[[], Any], *, within_s: float = 20.0) -> Any:
+    """Poll an (async or plain) predicate until it returns something truthy."""
+    deadline = time.monotonic() + within_s
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -114,7 +143,7 @@ def echo_app(upstream: Upstream) -> FastAPI:
     name = upstream.name
     echo_model = create_model("Echo", **{f"{name}_field": (str, ...)})  # same name everywhere
 
-    async def echo(request: Request) -> JSONResponse:
+    async def echo(request: Request) -> Response:
         body = await request.body()
         record = {
             "service": name,
@@ -127,6 +156,20 @@ def echo_app(upstream: Upstream) -> FastAPI:
         upstream.requests.append(record)
         if "sleep" in request.query_params:
             await asyncio.sleep(float(request.query_params["sleep"]))
+        if "mirror" in request.query_params:  # answer with the request's JSON body
+            return JSONResponse(json.loads(body))
+        if "bytes" in request.query_params:  # a large body with a Content-Length
+            size = int(request.query_params["bytes"])
+            return Response(pattern(size), media_type="application/octet-stream")
+        if "chunked" in request.query_params:  # a large body without one
+            size = int(request.query_params["chunked"])
+
+            async def pieces() -> AsyncIterator[bytes]:
+                data = pattern(size)
+                for i in range(0, size, 10_000):
+                    yield data[i : i + 10_000]
+
+            return StreamingResponse(pieces(), media_type="application/octet-stream")
         response = JSONResponse(
             record,
             status_code=int(request.query_params.get("status", 200)),
@@ -189,11 +232,13 @@ def echo_app(upstream: Upstream) -> FastAPI:
 
 @contextlib.asynccontextmanager
 async def running_upstream(
-    name: str, jwks: dict[str, Any] | None = None
+    name: str, jwks: dict[str, Any] | None = None, *, url: str = ""
 ) -> AsyncIterator[Upstream]:
+    """An echo service; on ``url``'s port when given (to bring a stopped one back)."""
     upstream = Upstream(name=name, jwks=jwks or {"keys": []})
-    async with serve(echo_app(upstream)) as url:
-        upstream.url = url
+    port = int(url.rsplit(":", 1)[1]) if url else 0
+    async with serve(echo_app(upstream), port) as base_url:
+        upstream.url = base_url
         yield upstream
 
 
@@ -254,6 +299,7 @@ def settings(
     """Webhooks is down: nothing listens on its URL."""
     return Settings(
         environment="test",
+        request_log_flush_interval_s=0.05,
         database_url=db.url,
         kafka_bootstrap_servers=kafka_bootstrap,
         run_workers=False,
@@ -284,3 +330,30 @@ def start_gateway(settings: Settings) -> GatewayFactory:
 async def client(start_gateway: GatewayFactory) -> AsyncIterator[httpx.AsyncClient]:
     async with start_gateway() as c:
         yield c
+
+
+@pytest.fixture
+async def db_conn(db: ServiceDatabase) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the gateway's test database, to look at what was written."""
+    conn = await asyncpg.connect(asyncpg_dsn(db.admin_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def eventually() -> Callable[..., Any]:
+    """``await eventually(predicate)``: poll until it returns something truthy (20 s at most)."""
+    return _eventually
+
+
+@pytest.fixture
+def upstream_factory() -> Callable[..., contextlib.AbstractAsyncContextManager[Upstream]]:
+    """``async with upstream_factory(name, url=...)``: an echo service (on ``url``'s port)."""
+    return running_upstream
+
+
+@pytest.fixture
+def body_pattern() -> Callable[[int], bytes]:
+    return pattern

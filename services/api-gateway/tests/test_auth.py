@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 
@@ -78,7 +80,7 @@ async def test_request_without_token_is_401_problem_and_never_reaches_upstream(
     assert experiments_upstream.requests == []
 
 
-async def test_api_key_alone_is_401_until_api_keys_are_supported(
+async def test_unknown_api_key_is_401_and_never_reaches_upstream(
     client, experiments_upstream
 ) -> None:
     response = await client.get("/api/v1/experiments", headers={"X-API-Key": "ryk_abc"})
@@ -113,6 +115,29 @@ async def test_token_signed_by_another_key_with_the_same_kid_is_401(
     client, impostor_key, experiments_upstream
 ) -> None:
     response = await client.get("/api/v1/experiments", headers=bearer(impostor_key.token()))
+    assert response.status_code == 401
+    assert experiments_upstream.requests == []
+
+
+async def test_token_whose_claims_were_edited_after_signing_is_401(
+    client, signing_key, experiments_upstream
+) -> None:
+    header, payload, signature = signing_key.token(role="user").split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["role"] = "admin"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    response = await client.get(
+        "/api/v1/experiments", headers=bearer(f"{header}.{forged}.{signature}")
+    )
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert experiments_upstream.requests == []
+
+
+async def test_token_with_a_kid_auth_never_published_is_401(
+    client, rotated_key, experiments_upstream
+) -> None:
+    response = await client.get("/api/v1/experiments", headers=bearer(rotated_key.token()))
     assert response.status_code == 401
     assert experiments_upstream.requests == []
 

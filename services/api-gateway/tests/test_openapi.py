@@ -22,7 +22,7 @@ async def test_merged_document_has_every_live_upstreams_paths_under_the_gateways
     assert not any(path.startswith("/internal/") for path in document["paths"])
     assert "/api/v1/{path}" not in document["paths"]
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
-    assert document["security"] == [{"bearerAuth": []}]
+    assert document["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
     assert document["paths"]["/api/v1/auth/register"]["post"]["security"] == []
 
 
@@ -50,3 +50,33 @@ async def test_docs_serve_swagger_ui_for_the_merged_document(client) -> None:
 
 async def test_fastapis_own_redoc_is_gone(client) -> None:
     assert (await client.get("/redoc")).status_code == 404
+
+
+async def test_merged_document_is_a_valid_openapi_31_document(client) -> None:
+    from openapi_spec_validator import validate
+
+    document = (await client.get("/openapi.json")).json()
+    validate(document)  # raises on any schema violation or unresolvable $ref
+
+
+async def test_merged_document_has_the_gateways_admin_endpoints_and_both_security_schemes(
+    client,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    for path in ("request-logs", "metrics", "audit-log"):
+        assert "get" in document["paths"][f"/api/v1/admin/{path}"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKeyAuth"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    metrics = document["paths"]["/api/v1/admin/metrics"]["get"]
+    assert {p["name"] for p in metrics["parameters"]} >= {"aggregation", "cursor", "limit"}
+
+
+async def test_swagger_ui_loads_its_assets_from_the_gateway_not_a_cdn(client) -> None:
+    page = (await client.get("/docs")).text
+    assert "cdn" not in page.lower()
+    assets = ["/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"]
+    for asset in assets:
+        assert asset in page
+        response = await client.get(asset)
+        assert response.status_code == 200
+        assert len(response.content) > 1000

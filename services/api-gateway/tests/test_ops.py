@@ -5,7 +5,7 @@ import asyncpg
 from runyard.shared.db import asyncpg_dsn
 
 
-async def test_migration_creates_outbox_and_inbox_in_the_gateway_schema(db) -> None:
+async def test_migrations_create_the_gateways_tables_in_its_schema(db) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(db.admin_url))
     try:
         tables = await conn.fetch(
@@ -13,7 +13,13 @@ async def test_migration_creates_outbox_and_inbox_in_the_gateway_schema(db) -> N
         )
     finally:
         await conn.close()
-    assert {"outbox", "inbox"} <= {r["table_name"] for r in tables}
+    assert {
+        "outbox",
+        "inbox",
+        "api_request_logs",
+        "api_metrics_summary",
+        "system_logs",
+    } <= {r["table_name"] for r in tables}
 
 
 async def test_upstream_readiness_names_the_service_that_is_down(client) -> None:

@@ -129,3 +129,13 @@ async def test_oversized_body_is_413_problem_and_never_forwarded(
     assert streamed.status_code == 413
     assert fits.status_code == 200
     assert [len(r["body"]) for r in experiments_upstream.requests] == [1024]
+
+
+async def test_a_per_area_timeout_overrides_the_default_for_that_area_only(
+    start_gateway, auth_headers
+) -> None:
+    async with start_gateway(upstream_timeout_s=30, upstream_timeouts="experiments=0.3") as client:
+        short = await client.get("/api/v1/experiments?sleep=2", headers=auth_headers)
+        default = await client.get("/api/v1/datasets?sleep=0.5", headers=auth_headers)
+    assert short.status_code == 504
+    assert default.status_code == 200

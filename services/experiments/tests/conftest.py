@@ -24,12 +24,13 @@ async def db(make_service_database: Any) -> ServiceDatabase:
 
 
 @pytest.fixture
-def settings(db: ServiceDatabase, kafka_bootstrap: str) -> Settings:
+def settings(db: ServiceDatabase, kafka_bootstrap: str, tmp_path: Path) -> Settings:
     return Settings(
         environment="test",
         database_url=db.url,
         kafka_bootstrap_servers=kafka_bootstrap,
         run_workers=False,
+        data_dir=str(tmp_path / "data"),
     )
 
 

@@ -62,3 +62,51 @@ async def act(client: Any, who: Caller, experiment_id: str, action: str, **body:
     return await client.post(
         f"/api/v1/experiments/{experiment_id}/{action}", json=body or None, headers=who.headers
     )
+
+
+async def deliver_own_events(db: ServiceDatabase) -> int:
+    """What the service's consumer does with the events its outbox published: every outbox
+    event of a consumed topic, in order, through the shared inbox consumer (events handled
+    before are skipped by the inbox). Returns how many were new."""
+    from aiokafka import ConsumerRecord
+
+    from runyard.experiments.consumers import handlers
+    from runyard.shared.db import create_engine, create_sessionmaker
+    from runyard.shared.inbox import EventConsumer
+
+    rows = await fetch(db, "SELECT id, topic, payload FROM experiments.outbox ORDER BY id")
+    consumed = handlers()
+    records = [
+        ConsumerRecord(
+            topic=r["topic"],
+            partition=0,
+            offset=r["id"],
+            timestamp=0,
+            timestamp_type=0,
+            key=None,
+            value=r["payload"].encode() if isinstance(r["payload"], str) else r["payload"],
+            checksum=None,
+            serialized_key_size=0,
+            serialized_value_size=0,
+            headers=(),
+        )
+        for r in rows
+        if r["topic"] in consumed
+    ]
+    if not records:
+        return 0
+    engine = create_engine(db.url, pool_size=1)
+    try:
+        consumer = EventConsumer(
+            sessionmaker=create_sessionmaker(engine, schema="experiments"),
+            producer=None,  # type: ignore[arg-type]
+            bootstrap_servers=[],
+            group_id="experiments",
+            schema="experiments",
+            service="experiments",
+            handlers=consumed,
+        )
+        outcomes = await consumer.process_batch(records)
+    finally:
+        await engine.dispose()
+    return outcomes.count("processed")

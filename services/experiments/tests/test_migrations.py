@@ -19,6 +19,13 @@ OWN_TABLES = {
     "tags",
     "experiment_tags",
     "saved_searches",
+    "hpo_campaigns",
+    "hpo_trials",
+    "nas_campaigns",
+    "nas_trials",
+    "explanations",
+    "dataset_generations",
+    "dataset_imports",
 }
 # Indexes the migrations make that the models do not declare (expression, GIN and composite
 # search indexes: migration 0002 is their definition).
@@ -41,6 +48,11 @@ MIGRATION_ONLY_INDEXES = {
     "ix_experiments_search_vector",
     "ix_experiments_tags",
     "ix_tags_slug",
+    "ix_hpo_campaigns_owner_id_created_at",
+    "ix_hpo_campaigns_running",
+    "ix_nas_campaigns_owner_id_created_at",
+    "ix_dataset_generations_owner_id_created_at",
+    "ix_dataset_imports_owner_id_created_at",
 }
 
 

@@ -31,7 +31,11 @@ class SmtpSink:
 
     port: int
     reply: str = "250 OK"
+    #: recipient -> the reply to a message for them (else ``reply``)
+    replies: dict[str, str] = field(default_factory=dict)
     envelopes: list[Envelope] = field(default_factory=list)
+    #: the client (host, port) of each connection that delivered a message
+    sessions: set[Any] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -39,10 +43,12 @@ class SmtpSink:
         return f"smtp://127.0.0.1:{self.port}"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if not self.reply.startswith("250"):
-            return self.reply
+        reply = self.replies.get(envelope.rcpt_tos[0], self.reply)
+        if not reply.startswith("250"):
+            return reply
         with self.lock:
             self.envelopes.append(envelope)
+            self.sessions.add(session.peer)
         return "250 OK"
 
     def messages(self) -> list[EmailMessage]:

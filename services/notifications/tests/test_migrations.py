@@ -10,7 +10,14 @@ from runyard.notifications.models import SCHEMA, Base
 from runyard.shared.db import create_engine
 
 # outbox/inbox come from the shared helper and are checked there.
-OWN_TABLES = {"users", "email_logs"}
+OWN_TABLES = {
+    "users",
+    "email_logs",
+    "notification_preferences",
+    "email_digest_queue",
+    "in_app_notifications",
+    "alert_throttles",
+}
 
 
 def owned(obj: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any) -> bool:

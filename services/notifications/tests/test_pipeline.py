@@ -13,7 +13,7 @@ from notifications_helpers import experiment_completed, fetch, user_registered
 
 from runyard.notifications.main import create_app
 from runyard.shared.events import CloudEvent
-from runyard.shared.testing import running_app
+from runyard.shared.testing import identity_headers, running_app
 
 pytestmark = pytest.mark.pipeline
 
@@ -120,3 +120,37 @@ async def test_experiment_completed_before_the_owner_is_known_is_emailed_when_th
 
     [mail] = smtp_sink.messages()
     assert mail["Subject"] == 'Experiment "overtaker" completed'
+
+
+async def test_preference_change_reaches_the_broker_as_the_event_webhooks_consumes(
+    settings, kafka_bootstrap
+) -> None:
+    running = settings.model_copy(
+        update={"kafka_bootstrap_servers": kafka_bootstrap, "run_workers": True}
+    )
+    user = uuid.uuid4()
+    async with running_app(create_app(running)) as client:
+        response = await client.put(
+            "/api/v1/notifications/preferences/experiment.failed",
+            json={"slack_enabled": False, "webhook_enabled": False},
+            headers=identity_headers(user),
+        )
+        assert response.status_code == 200, response.text
+        document = await find_on_topic(
+            kafka_bootstrap,
+            "notification_preference.updated",
+            lambda doc: doc["data"]["user_id"] == str(user),
+        )
+
+    event = CloudEvent.model_validate(document)
+    payload = event.payload()
+    assert event.source == "/runyard/notifications"
+    assert event.subject == str(user)
+    # The fields the webhooks service's consumer stores to mute deliveries.
+    assert payload.model_dump(
+        include={"notification_event_type", "slack_enabled", "webhook_enabled"}
+    ) == {
+        "notification_event_type": "experiment.failed",
+        "slack_enabled": False,
+        "webhook_enabled": False,
+    }

@@ -151,3 +151,24 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
         for _ in range(50):
             delay = backoff_delay(attempt, base_s=5.0, cap_s=3600.0).total_seconds()
             assert ceiling / 2 <= delay <= ceiling
+
+
+async def test_one_batch_goes_over_one_connection_and_a_refusal_does_not_stop_the_others(
+    sessionmaker, settings, mailer, smtp_sink
+) -> None:
+    users = [uuid.uuid4() for _ in range(3)]
+    for i, user in enumerate(users):
+        await handle(sessionmaker, user_registered(user, email=f"u{i}@example.com"))
+        await handle(sessionmaker, experiment_completed(user))
+    smtp_sink.replies["u1@example.com"] = "550 5.1.1 Mailbox unavailable"
+
+    assert await send_due_emails(sessionmaker, settings=settings, mailer=mailer) == 3
+
+    assert sorted(m["To"] for m in smtp_sink.messages()) == ["u0@example.com", "u2@example.com"]
+    assert len(smtp_sink.sessions) == 1
+    rows = await email_rows(sessionmaker)
+    assert sorted((r.to_address, r.status) for r in rows) == [
+        ("u0@example.com", "sent"),
+        ("u1@example.com", "failed"),
+        ("u2@example.com", "sent"),
+    ]

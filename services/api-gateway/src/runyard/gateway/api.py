@@ -1,21 +1,29 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
+import fastapi_offline
 from fastapi import APIRouter, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from runyard.gateway.auth import JwksCache, authenticate, is_public
+from runyard.gateway.auth import IP_LIMITED_ROUTES, JwksCache, authenticate, is_public
+from runyard.gateway.breaker import CircuitBreaker
 from runyard.gateway.config import Settings
 from runyard.gateway.credentials import CredentialChecker
 from runyard.gateway.openapi import OpenApiAggregator
-from runyard.gateway.proxy import forward, read_body, service_for
+from runyard.gateway.proxy import IPNetwork, client_ip, forward, request_body, service_for
+from runyard.gateway.ratelimit import Decision, TokenBuckets, check
+from runyard.gateway.requestlog import RequestLogWriter
 from runyard.shared.http import problem_response
+from runyard.shared.identity import Principal
 
 PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+DOCS_ASSETS = "/docs-assets"
+DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 
 
 @dataclass
@@ -27,6 +35,11 @@ class GatewayState:
     jwks: JwksCache
     openapi: OpenApiAggregator
     credentials: CredentialChecker
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    buckets: TokenBuckets = field(default_factory=TokenBuckets)
+    trusted: list[IPNetwork] = field(default_factory=list)
+    timeouts: dict[str, aiohttp.ClientTimeout] = field(default_factory=dict)
+    log_writer: RequestLogWriter | None = None
 
 
 def gateway_state(request: Request) -> GatewayState:
@@ -44,16 +57,38 @@ async def merged_openapi(request: Request) -> JSONResponse:
 
 @router.get("/docs", include_in_schema=False)
 async def swagger_ui() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Runyard API")
+    """Swagger UI from the assets bundled with fastapi-offline: no CDN needed."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Runyard API",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+    )
 
 
 @router.get("/ready/upstreams", include_in_schema=False)
 async def upstreams_ready(request: Request) -> Response:
     """Whether every service behind the gateway answers its ``/health``."""
     state = gateway_state(request)
+    results = await upstream_health(state)
+    circuits = {name: b.state.name.lower() for name, b in state.breakers.items()}
+    if all(r == "ok" for r in results.values()):
+        return JSONResponse({"status": "ready", "upstreams": results, "circuits": circuits})
+    return problem_response(
+        request,
+        status=503,
+        title="Service Unavailable",
+        detail="an upstream service is not healthy",
+        upstreams=results,
+        circuits=circuits,
+    )
+
+
+async def upstream_health(state: GatewayState) -> dict[str, str]:
     timeout = aiohttp.ClientTimeout(total=state.settings.openapi_fetch_timeout_s)
 
-    async def check(base_url: str) -> str:
+    async def check_one(base_url: str) -> str:
         try:
             async with state.http.get(f"{base_url}/health", timeout=timeout) as resp:
                 return "ok" if resp.status == 200 else f"error: HTTP {resp.status}"
@@ -61,36 +96,66 @@ async def upstreams_ready(request: Request) -> Response:
             return f"error: {type(exc).__name__}"
 
     upstreams = state.settings.upstreams()
-    results = dict(
-        zip(upstreams, await asyncio.gather(*map(check, upstreams.values())), strict=True)
-    )
-    if all(r == "ok" for r in results.values()):
-        return JSONResponse({"status": "ready", "upstreams": results})
-    return problem_response(
-        request,
-        status=503,
-        title="Service Unavailable",
-        detail="an upstream service is not healthy",
-        upstreams=results,
+    answers = await asyncio.gather(*map(check_one, upstreams.values()))
+    return dict(zip(upstreams, answers, strict=True))
+
+
+def limit_caller(request: Request, state: GatewayState, principal: Principal) -> Decision | None:
+    """Per API key (its own ``rate_limit``, else the default) or per user; 429 when empty."""
+    settings = state.settings
+    if not settings.rate_limit_enabled:
+        return None
+    if principal.api_key_id:
+        limit = getattr(request.state, "api_key_rate_limit", None)
+        return check(
+            state.buckets,
+            "api_key",
+            principal.api_key_id,
+            limit or settings.rate_limit_api_key_per_minute,
+        )
+    return check(state.buckets, "user", str(principal.user_id), settings.rate_limit_user_per_minute)
+
+
+async def identify(request: Request, state: GatewayState, *, service: str) -> Principal:
+    request.state.client_ip = client_ip(request, state.trusted)
+    return await authenticate(
+        request, state.jwks, state.settings, state.credentials, service=service
     )
 
 
 @router.api_route("/api/v1/{path:path}", methods=PROXIED_METHODS, include_in_schema=False)
 async def proxy(request: Request, path: str) -> Response:
     state = gateway_state(request)
+    settings = state.settings
+    ip = client_ip(request, state.trusted)
+    request.state.client_ip = ip
     service = service_for(path)
+    request.state.service = service
     principal = None
+    decision = None
     if not is_public(request.method, request.url.path):
-        principal = await authenticate(
-            request, state.jwks, state.settings, state.credentials, service=service
-        )
-    body = await read_body(request, state.settings.max_body_bytes)
-    return await forward(
+        principal = await identify(request, state, service=service)
+        decision = limit_caller(request, state, principal)
+    elif settings.rate_limit_enabled and (request.method, request.url.path) in IP_LIMITED_ROUTES:
+        decision = check(state.buckets, "ip", ip, settings.rate_limit_login_per_ip_per_minute)
+    body = await request_body(
+        request, limit=settings.max_body_bytes, buffer_up_to=settings.stream_threshold_bytes
+    )
+    response = await forward(
         state.http,
         request,
         service=service,
-        base_url=state.settings.upstreams()[service],
+        base_url=settings.upstreams()[service],
         body=body,
         principal=principal,
-        identity_secret=state.settings.identity_secret.get_secret_value(),
+        identity_secret=settings.identity_secret.get_secret_value(),
+        upstream_timeout=state.timeouts.get(path.split("/", 1)[0]),
+        breaker=state.breakers.get(service),
+        trusted=state.trusted,
+        limit=settings.max_body_bytes,
     )
+    if decision is not None:
+        response.raw_headers += [
+            (k.lower().encode(), v.encode()) for k, v in decision.headers().items()
+        ]
+    return response

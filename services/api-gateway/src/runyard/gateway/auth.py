@@ -35,6 +35,14 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/api/v1/notifications/unsubscribe"),
     }
 )
+#: Public routes limited per client IP (credential guessing, sign-up floods).
+IP_LIMITED_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("POST", "/api/v1/auth/register"),
+        ("POST", "/api/v1/auth/login"),
+        ("POST", "/api/v1/auth/refresh"),
+    }
+)
 
 ROLES = ("admin", "user", "viewer")
 ALGORITHM = "EdDSA"
@@ -151,7 +159,9 @@ async def authenticate(
     if session.role in ROLES and session.role != principal.role:
         # the role changed since the token was issued: the current one counts
         principal = replace(principal, role=session.role)
-    return replace(principal, session_id=sid)
+    principal = replace(principal, session_id=sid)
+    request.state.principal = principal
+    return principal
 
 
 async def authenticate_api_key(
@@ -165,6 +175,15 @@ async def authenticate_api_key(
             "Invalid API key.",
             headers={"WWW-Authenticate": 'Bearer realm="runyard"'},
         )
+    principal = Principal(
+        user_id=uuid.UUID(grant.user_id),
+        role=grant.role,  # type: ignore[arg-type]
+        username=grant.username,
+        auth_method="api_key",
+        api_key_id=grant.key_id,
+    )
+    request.state.principal = principal  # the request log and audit trail name the key's owner
+    request.state.api_key_rate_limit = grant.rate_limit
     scope = required_scope(service, request.method, request.url.path)
     if not key_allows(grant, scope):
         raise ProblemError(
@@ -174,13 +193,7 @@ async def authenticate_api_key(
             type_="https://runyard.dev/problems/insufficient-scope",
             required_scope=scope,
         )
-    return Principal(
-        user_id=uuid.UUID(grant.user_id),
-        role=grant.role,  # type: ignore[arg-type]
-        username=grant.username,
-        auth_method="api_key",
-        api_key_id=grant.key_id,
-    )
+    return principal
 
 
 async def verify_access_token(

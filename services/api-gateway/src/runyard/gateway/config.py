@@ -33,6 +33,41 @@ class Settings(ServiceSettings):
     #: How long a session's state is reused: a logged-out session's token works at most this long.
     session_cache_s: float = 5.0
     internal_timeout_s: float = 3.0
+    #: Per-area whole-request timeouts, ``area=seconds`` comma-separated (``dataset-imports=300``);
+    #: areas not named use ``upstream_timeout_s``.
+    upstream_timeouts: str = ""
+    #: Request bodies up to this size are read whole before forwarding; larger ones are streamed.
+    stream_threshold_bytes: int = 1024 * 1024
+    #: Comma-separated addresses or CIDRs of proxies in front of the gateway whose
+    #: ``X-Forwarded-For`` is believed; empty: the TCP peer is the client.
+    trusted_proxies: str = ""
+    rate_limit_enabled: bool = True
+    #: Requests per minute per user (bearer tokens); the bucket holds one minute's worth.
+    rate_limit_user_per_minute: int = 12000
+    #: Requests per minute for an API key whose own ``rate_limit`` is empty.
+    rate_limit_api_key_per_minute: int = 6000
+    #: Requests per minute per client IP to login, register and refresh.
+    rate_limit_login_per_ip_per_minute: int = 30
+    request_log_enabled: bool = True
+    #: Request log entries waiting to be written; beyond it entries are dropped (and counted).
+    request_log_queue_size: int = 10000
+    request_log_batch_size: int = 500
+    request_log_flush_interval_s: float = 1.0
+    #: First bytes of request and response bodies kept (redacted) as payload samples; 0: none.
+    request_log_sample_bytes: int = 2048
+    request_log_retention_days: float = 30.0
+    metrics_rollup_interval_s: float = 15.0
+    #: Consecutive connection failures or timeouts that open an upstream's circuit.
+    circuit_failure_threshold: int = 5
+    #: How long an open circuit answers 503 before one trial request is let through.
+    circuit_open_s: float = 10.0
+    #: Comma-separated origins allowed by CORS (``*`` for any); empty: no CORS headers.
+    cors_allow_origins: str = ""
+    cors_allow_credentials: bool = False
+    cors_max_age_s: int = 600
+    security_headers_enabled: bool = True
+    #: ``Strict-Transport-Security`` max-age; 0 sends no HSTS header (set it behind TLS).
+    hsts_max_age_s: int = 0
 
     def upstreams(self) -> dict[str, str]:
         """Service name -> base URL (no trailing slash)."""
@@ -42,6 +77,17 @@ class Settings(ServiceSettings):
             "notifications": self.notifications_url.rstrip("/"),
             "webhooks": self.webhooks_url.rstrip("/"),
         }
+
+    def area_timeouts(self) -> dict[str, float]:
+        timeouts: dict[str, float] = {}
+        for item in self.upstream_timeouts.split(","):
+            area, _, seconds = item.partition("=")
+            if area.strip():
+                timeouts[area.strip()] = float(seconds)
+        return timeouts
+
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_allow_origins.split(",") if o.strip()]
 
     def jwks_endpoint(self) -> str:
         return self.jwks_url or f"{self.auth_url.rstrip('/')}{JWKS_PATH}"

@@ -17,6 +17,9 @@ log = get_logger(__name__)
 SCHEMA_REF = "#/components/schemas/"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 BEARER_SCHEME = "bearerAuth"
+API_KEY_SCHEME = "apiKeyAuth"
+#: The gateway's own paths (admin endpoints) merge in under this name.
+GATEWAY = "gateway"
 
 
 def gateway_document() -> dict[str, Any]:
@@ -26,16 +29,19 @@ def gateway_document() -> dict[str, Any]:
             "title": "Runyard API",
             "version": "1.0.0",
             "description": "Experiment tracking, notifications and webhooks. Authenticate with "
-            "`Authorization: Bearer <access token>` from `POST /api/v1/auth/login`.",
+            "`Authorization: Bearer <access token>` from `POST /api/v1/auth/login`, or with "
+            "`X-API-Key: <key>` from `POST /api/v1/auth/api-keys`. Errors are RFC 9457 "
+            "`application/problem+json`; 429 answers carry `Retry-After` and `RateLimit-*`.",
         },
         "paths": {},
         "components": {
             "schemas": {},
             "securitySchemes": {
-                BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                BEARER_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                API_KEY_SCHEME: {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
         },
-        "security": [{BEARER_SCHEME: []}],
+        "security": [{BEARER_SCHEME: []}, {API_KEY_SCHEME: []}],
     }
 
 
@@ -57,7 +63,8 @@ def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
 def _owner(path: str) -> str | None:
     if not path.startswith(API_PREFIX):
         return None
-    return AREAS.get(path[len(API_PREFIX) :].split("/", 1)[0])
+    area = path[len(API_PREFIX) :].split("/", 1)[0]
+    return GATEWAY if area == "admin" else AREAS.get(area)
 
 
 def merge_documents(documents: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -108,7 +115,15 @@ FetchDocument = Callable[[str, str], Awaitable[dict[str, Any]]]
 class OpenApiAggregator:
     """Fetches every upstream's ``/openapi.json`` (skipping those that are down), caches briefly."""
 
-    def __init__(self, upstreams: Mapping[str, str], fetch: FetchDocument, *, ttl_s: float) -> None:
+    def __init__(
+        self,
+        upstreams: Mapping[str, str],
+        fetch: FetchDocument,
+        *,
+        ttl_s: float,
+        own: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
+        self._own = own
         self._upstreams = dict(upstreams)
         self._fetch = fetch
         self._ttl = ttl_s
@@ -128,6 +143,8 @@ class OpenApiAggregator:
                 return_exceptions=True,
             )
             documents: dict[str, dict[str, Any]] = {}
+            if self._own is not None:
+                documents[GATEWAY] = await self._own()
             for name, result in zip(names, results, strict=True):
                 if isinstance(result, BaseException):
                     log.warning(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import AsyncIterator, Sequence
+
 import aiohttp
 from fastapi import Request, Response
+from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from runyard.gateway.breaker import CircuitBreaker
 from runyard.shared.http import REQUEST_ID_HEADER, ProblemError
 from runyard.shared.identity import Principal, signed_identity_headers
 from runyard.shared.logging import get_logger
@@ -78,8 +83,46 @@ def _connection_tokens(values: list[str]) -> set[str]:
     return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
 
 
+def client_ip(request: Request, trusted: Sequence[IPNetwork]) -> str:
+    """The caller's address: the TCP peer, or, when the peer is a trusted proxy, the right-most
+    ``X-Forwarded-For`` entry that is not one (entries further left are client-supplied)."""
+    peer = request.client.host if request.client else ""
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    chain = [
+        hop.strip()
+        for value in request.headers.getlist("x-forwarded-for")
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(chain):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return chain[0] if chain else peer
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> list[IPNetwork]:
+    return [ipaddress.ip_network(v.strip(), strict=False) for v in value.split(",") if v.strip()]
+
+
+def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
 def upstream_request_headers(
-    request: Request, principal: Principal | None, *, identity_secret: str
+    request: Request,
+    principal: Principal | None,
+    *,
+    identity_secret: str,
+    forwarded_for: str = "",
+    content_length: int | None = None,
 ) -> list[tuple[str, str]]:
     drop = _DROP_UPSTREAM | _connection_tokens(request.headers.getlist("connection"))
     headers = [
@@ -87,49 +130,96 @@ def upstream_request_headers(
         for k, v in request.headers.items()
         if k not in drop and not k.startswith(_IDENTITY_PREFIX)
     ]
-    client_ip = request.client.host if request.client else ""
+    if not forwarded_for and request.client:
+        forwarded_for = request.client.host
     request_id = getattr(request.state, "request_id", None)
     if request_id:
         headers.append((REQUEST_ID_HEADER, request_id))
-    if client_ip:
-        headers.append(("X-Forwarded-For", client_ip))
+    if forwarded_for:
+        headers.append(("X-Forwarded-For", forwarded_for))
     headers.append(("X-Forwarded-Proto", request.url.scheme))
     if host := request.headers.get("host"):
         headers.append(("X-Forwarded-Host", host))
+    if content_length is not None:
+        headers.append(("Content-Length", str(content_length)))
     if principal is not None:
         headers += signed_identity_headers(identity_secret, principal)
     return headers
 
 
+def forwarded_for(request: Request, trusted: Sequence[IPNetwork]) -> str:
+    """``X-Forwarded-For`` for the upstream: the trusted chain plus the peer, else the peer."""
+    peer = request.client.host if request.client else ""
+    if trusted and _is_trusted(peer, trusted):
+        chain = ", ".join(request.headers.getlist("x-forwarded-for"))
+        return f"{chain}, {peer}" if chain else peer
+    return peer
+
+
 def downstream_headers(
-    raw: tuple[tuple[bytes, bytes], ...], *, method: str, status: int, body_length: int
+    raw: tuple[tuple[bytes, bytes], ...], *, method: str, status: int, body_length: int | None
 ) -> list[tuple[bytes, bytes]]:
+    """The upstream's headers minus hop-by-hop ones; ``content-length`` is the relayed body's
+    (``None``: unknown, the response is streamed chunked)."""
     connection = [v.decode("latin-1") for k, v in raw if k.lower() == b"connection"]
     drop = _DROP_DOWNSTREAM | _connection_tokens(connection)
     headers = [(k.lower(), v) for k, v in raw if k.decode("latin-1").lower() not in drop]
     if method == "HEAD":
         headers += [(k.lower(), v) for k, v in raw if k.lower() == b"content-length"][:1]
-    elif status >= 200 and status not in (204, 304):
+    elif status >= 200 and status not in (204, 304) and body_length is not None:
         headers.append((b"content-length", str(body_length).encode()))
     return headers
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, or 413 problem+json once it passes ``limit`` bytes."""
-    too_large = ProblemError(
+class BodyTooLargeError(Exception):
+    pass
+
+
+def _too_large(limit: int) -> ProblemError:
+    return ProblemError(
         413, "Content Too Large", f"The request body must not exceed {limit} bytes.", limit=limit
     )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, or 413 problem+json once it passes ``limit`` bytes."""
+    body = await request_body(request, limit=limit, buffer_up_to=limit)
+    assert isinstance(body, bytes)
+    return body
+
+
+async def request_body(
+    request: Request, *, limit: int, buffer_up_to: int
+) -> bytes | AsyncIterator[bytes]:
+    """The body as bytes when it ends within ``buffer_up_to`` bytes; otherwise an iterator that
+    streams it (what was read first, then the rest) and raises ``BodyTooLargeError`` past
+    ``limit``. 413 at once when ``Content-Length`` announces more than ``limit``."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
+    stream = request.stream()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
+        if size > buffer_up_to:
+            return _rest(chunks, stream, size, limit)
     return b"".join(chunks)
+
+
+async def _rest(
+    head: list[bytes], stream: AsyncIterator[bytes], size: int, limit: int
+) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        yield chunk
 
 
 def upstream_url(base_url: str, request: Request) -> URL:
@@ -141,38 +231,119 @@ def upstream_url(base_url: str, request: Request) -> URL:
     return URL(url, encoded=True)
 
 
+#: Responses up to this size (by ``Content-Length``) are read whole and sent in one piece.
+SMALL_RESPONSE = 64 * 1024
+CHUNK = 64 * 1024
+
+
 async def forward(
     http: aiohttp.ClientSession,
     request: Request,
     *,
     service: str,
     base_url: str,
-    body: bytes,
+    body: bytes | AsyncIterator[bytes],
     principal: Principal | None,
     identity_secret: str,
+    upstream_timeout: aiohttp.ClientTimeout | None = None,
+    breaker: CircuitBreaker | None = None,
+    trusted: Sequence[IPNetwork] = (),
+    limit: int = 0,
 ) -> Response:
     method = request.method
+    streamed = not isinstance(body, bytes)
+    declared = request.headers.get("content-length")
+    content_length = int(declared) if streamed and declared and declared.isdigit() else None
+    headers = upstream_request_headers(
+        request,
+        principal,
+        identity_secret=identity_secret,
+        forwarded_for=forwarded_for(request, trusted),
+        content_length=content_length,
+    )
+    if breaker is not None:
+        breaker.before_call()
     try:
-        async with http.request(
+        upstream = await http.request(
             method,
             upstream_url(base_url, request),
-            headers=upstream_request_headers(request, principal, identity_secret=identity_secret),
+            headers=headers,
             data=body or None,
             allow_redirects=False,
-        ) as upstream:
-            content = await upstream.read()
-            status = upstream.status
-            raw_headers = upstream.raw_headers
+            timeout=upstream_timeout or http.timeout,
+        )
+        length = upstream.content_length
+        small = method == "HEAD" or (length is not None and length <= SMALL_RESPONSE)
+        content = await upstream.read() if small else None
     except TimeoutError as exc:
+        if breaker is not None:
+            breaker.record_failure()
         log.warning("gateway.upstream.timeout", service=service, method=method)
         raise ProblemError(
             504, "Gateway Timeout", f"The {service} service did not answer in time."
         ) from exc
     except aiohttp.ClientError as exc:
+        if isinstance(exc.__cause__, BodyTooLargeError) or _caused_by_size(exc):
+            if breaker is not None:
+                breaker.release()
+            raise _too_large(limit) from exc
+        if breaker is not None:
+            breaker.record_failure()
         log.warning("gateway.upstream.unreachable", service=service, error=repr(exc))
         raise ProblemError(502, "Bad Gateway", f"The {service} service is unreachable.") from exc
-    response = Response(content=content, status_code=status)
-    response.raw_headers = downstream_headers(
-        raw_headers, method=method, status=status, body_length=len(content)
-    )
-    return response
+    if breaker is not None:
+        breaker.record_success()
+    status = upstream.status
+    if content is not None:
+        response = Response(content=content, status_code=status)
+        response.raw_headers = downstream_headers(
+            upstream.raw_headers, method=method, status=status, body_length=len(content)
+        )
+        return response
+    return StreamedUpstreamResponse(upstream, service=service)
+
+
+def _caused_by_size(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BodyTooLargeError) or "BodyTooLargeError" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+class StreamedUpstreamResponse(Response):
+    """Relays a large or unsized upstream body chunk by chunk (never held whole in memory)."""
+
+    def __init__(self, upstream: aiohttp.ClientResponse, *, service: str) -> None:
+        self.upstream = upstream
+        self.service = service
+        self.status_code = upstream.status
+        self.background = None
+        self.raw_headers = downstream_headers(
+            upstream.raw_headers,
+            method=upstream.method,
+            status=upstream.status,
+            body_length=upstream.content_length,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            try:
+                async for chunk in self.upstream.content.iter_chunked(CHUNK):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # the status line is gone already: end the response early, the client sees a
+                # short body (Content-Length) or a broken chunked stream
+                log.warning("gateway.upstream.body_failed", service=self.service, error=repr(exc))
+                raise
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.upstream.release()

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments import users
+from runyard.experiments import hpo_results, users
 from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserUpdated
+from runyard.shared.contracts.experiments import (
+    ExperimentCancelled,
+    ExperimentCompleted,
+    ExperimentDeleted,
+    ExperimentFailed,
+)
 from runyard.shared.events import CloudEvent
 from runyard.shared.inbox import Handler
 from runyard.shared.logging import get_logger
@@ -44,9 +50,33 @@ async def on_user_deactivated(
     )
 
 
+async def on_experiment_ended(
+    session: AsyncSession,
+    event: CloudEvent,
+    payload: ExperimentCompleted | ExperimentFailed | ExperimentCancelled | ExperimentDeleted,
+) -> None:
+    """An HPO trial's experiment ended: tell the campaign (other experiments: nothing to do)."""
+    ended = {
+        ExperimentCompleted.event_type: "completed",
+        ExperimentFailed.event_type: "failed",
+        ExperimentCancelled.event_type: "cancelled",
+        ExperimentDeleted.event_type: "deleted",
+    }
+    await hpo_results.finish_trial(
+        session,
+        experiment_id=payload.experiment_id,
+        status=ended[event.type],
+        final_metrics=getattr(payload, "final_metrics", {}),
+    )
+
+
 def handlers() -> dict[str, Handler]:
     return {
         UserRegistered.event_type: on_user_snapshot,
         UserUpdated.event_type: on_user_snapshot,
         UserDeactivated.event_type: on_user_deactivated,
+        ExperimentCompleted.event_type: on_experiment_ended,
+        ExperimentFailed.event_type: on_experiment_ended,
+        ExperimentCancelled.event_type: on_experiment_ended,
+        ExperimentDeleted.event_type: on_experiment_ended,
     }

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from runyard.experiments import consumers
+from runyard.experiments import consumers, workers
 from runyard.experiments.api import routers
 from runyard.experiments.config import Settings
 from runyard.experiments.models import SCHEMA
@@ -23,6 +23,13 @@ PUBLISHES: list[type[EventPayload]] = [
     contracts.ExperimentCompleted,
     contracts.ExperimentFailed,
     contracts.ExperimentCancelled,
+    contracts.HpoCampaignStarted,
+    contracts.HpoCampaignCompleted,
+    contracts.NasCampaignCompleted,
+    contracts.DatasetGenerationCompleted,
+    contracts.DatasetGenerationFailed,
+    contracts.DatasetImportCompleted,
+    contracts.DatasetImportFailed,
 ]
 
 
@@ -35,7 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             routers=routers,
             handlers=consumers.handlers(),
             publishes=PUBLISHES,
+            workers={"dataset-jobs": workers.run_dataset_jobs},
             description="Datasets, signals, experiments and their lifecycle, training runs, "
-            "tags, search and saved searches.",
+            "tags, search and saved searches; HPO and NAS campaigns, explanations, dataset "
+            "generation and import jobs.",
         )
     )

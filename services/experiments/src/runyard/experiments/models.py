@@ -210,3 +210,180 @@ class SavedSearch(UUIDPrimaryKey, Timestamps, Base):
     is_pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     usage_count: Mapped[int] = mapped_column(Integer, default=0)
     last_used_at: Mapped[datetime | None]
+
+
+# --- issue 5: HPO and NAS campaigns, explanations, dataset jobs --------------------------------
+
+HPO_METHODS = ("grid", "random", "bayesian", "hyperband")
+CAMPAIGN_STATUSES = ("pending", "running", "completed", "cancelled")
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+
+class HpoCampaign(UUIDPrimaryKey, Timestamps, Base):
+    """A hyperparameter search. ``trials_started`` counts suggestions, ``trials_completed`` the
+    trials whose experiment ended (completed, failed or cancelled); ``trials_total`` is the trial
+    budget. The Optuna study is rebuilt from ``hpo_trials`` on every ask/tell (ADR 0007)."""
+
+    __tablename__ = "hpo_campaigns"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name"),
+        CheckConstraint("trials_started <= trials_total", name="trials_within_budget"),
+    )
+
+    owner_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    base_model_type: Mapped[str | None] = mapped_column(String(100))
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.datasets.id"))
+    search_space: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    budget: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    base_hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    metric: Mapped[str] = mapped_column(String(100))
+    direction: Mapped[str] = mapped_column(String(8))
+    pruner: Mapped[str] = mapped_column(String(20), default="none")
+    seed: Mapped[int] = mapped_column(Integer)
+    trials_started: Mapped[int] = mapped_column(Integer, default=0)
+    trials_completed: Mapped[int] = mapped_column(Integer, default=0)
+    trials_total: Mapped[int] = mapped_column(Integer)
+    best_experiment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.experiments.id", ondelete="SET NULL")
+    )
+    best_value: Mapped[float | None] = mapped_column(Float)
+    best_accuracy: Mapped[float | None] = mapped_column(Float)
+    best_params: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    completion_reason: Mapped[str | None] = mapped_column(String(30))
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class HpoTrial(Base):
+    """One suggestion of a campaign: its experiment, the sampled parameters and what Optuna
+    needs to rebuild the trial (``system_attrs``); ``state`` follows the experiment."""
+
+    __tablename__ = "hpo_trials"
+    __table_args__ = (UniqueConstraint("campaign_id", "number"), UniqueConstraint("experiment_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.hpo_campaigns.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    #: no foreign key: the trial outlives its experiment (a deleted experiment is a failed trial)
+    experiment_id: Mapped[uuid.UUID]
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    system_attrs: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    #: running | complete | pruned | fail
+    state: Mapped[str] = mapped_column(String(10), default="running")
+    value: Mapped[float | None] = mapped_column(Float)
+    #: the epoch at which should-prune first answered true
+    pruned_at_step: Mapped[int | None] = mapped_column(Integer)
+    finished_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
+    )
+
+
+class NasCampaign(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "nas_campaigns"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    owner_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.datasets.id"))
+    search_algorithm: Mapped[str] = mapped_column(String(50))
+    num_trials: Mapped[int] = mapped_column(Integer)
+    max_epochs_per_trial: Mapped[int | None] = mapped_column(Integer)
+    search_space_config: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    trials_completed: Mapped[int] = mapped_column(Integer, default=0)
+    best_trial_id: Mapped[uuid.UUID | None]
+    best_accuracy: Mapped[float | None] = mapped_column(Float)
+    task_id: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    ended_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class NasTrial(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "nas_trials"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "trial_number"),
+        UniqueConstraint("campaign_id", "architecture_hash"),
+    )
+
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.nas_campaigns.id", ondelete="CASCADE")
+    )
+    trial_number: Mapped[int] = mapped_column(Integer)
+    architecture: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    architecture_hash: Mapped[str] = mapped_column(String(64))
+    validation_accuracy: Mapped[float | None] = mapped_column(Float)
+    validation_loss: Mapped[float | None] = mapped_column(Float)
+    training_time: Mapped[float | None] = mapped_column(Float)
+    num_parameters: Mapped[int | None] = mapped_column(BigInteger)
+    flops: Mapped[int | None] = mapped_column(BigInteger)
+    model_size_mb: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class Explanation(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "explanations"
+    __table_args__ = (
+        Index("ix_explanations_experiment_id_created_at", "experiment_id", "created_at"),
+    )
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.experiments.id", ondelete="CASCADE")
+    )
+    signal_id: Mapped[str | None] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(50))
+    explanation_data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    file_path: Mapped[str | None] = mapped_column(String(1024))
+
+
+class _DatasetJob(UUIDPrimaryKey, Timestamps):
+    """A durable background job: claimed by a worker with ``FOR UPDATE SKIP LOCKED`` (a lease
+    in ``locked_until``), resumable after a restart from ``progress``."""
+
+    owner_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(String(255))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    num_signals: Mapped[int] = mapped_column(Integer, default=0)
+    output_path: Mapped[str | None] = mapped_column(String(1024))
+    #: percent done (0-100)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    #: signals (generation) or files (import) done: where a resumed job goes on
+    items_done: Mapped[int] = mapped_column(Integer, default=0)
+    #: the worker currently holding the job (the seed's ``celery_task_id``)
+    celery_task_id: Mapped[str | None] = mapped_column(String(255))
+    locked_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.datasets.id", ondelete="SET NULL")
+    )
+    error_message: Mapped[str | None] = mapped_column(Text)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class DatasetGeneration(_DatasetJob, Base):
+    __tablename__ = "dataset_generations"
+
+    num_faults: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DatasetImport(_DatasetJob, Base):
+    __tablename__ = "dataset_imports"
+
+    num_files: Mapped[int] = mapped_column(Integer, default=0)

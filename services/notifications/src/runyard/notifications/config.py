@@ -1,7 +1,7 @@
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from runyard.shared.settings import ServiceSettings
+from runyard.shared.settings import ServiceSettings, dev_secret
 
 
 class Settings(ServiceSettings):
@@ -26,3 +26,24 @@ class Settings(ServiceSettings):
     #: An email for a user not yet known is parked until the user arrives; after this long it
     #: is skipped (``user_never_known``) instead.
     email_awaiting_user_max_age_s: float = 7 * 24 * 3600.0
+
+    #: The gateway's public base URL: links in emails (unsubscribe) point at it.
+    public_url: str = "http://127.0.0.1:8000"
+    #: HMAC key of the unsubscribe tokens in emails.
+    unsubscribe_secret: SecretStr = dev_secret("unsubscribe-signing")
+    unsubscribe_token_ttl_s: float = 90 * 24 * 3600.0
+
+    #: Local hour (in the user's timezone) daily and weekly digests go out at.
+    digest_hour: int = 8
+    #: Day weekly digests go out on (0 = Monday).
+    digest_weekday: int = 0
+    #: Users whose due digest rows one scheduler pass claims.
+    digest_batch_users: int = 200
+    digest_poll_interval_s: float = 5.0
+    #: Events listed per type in one digest; the rest are counted.
+    digest_max_items_per_type: int = 20
+
+    #: A burst of the same alert (``login.failed``, ``account.locked``) for one user: the first
+    #: one is emailed at once, the others in this window are counted and summarised in one
+    #: email when the window ends.
+    alert_throttle_window_s: float = 900.0

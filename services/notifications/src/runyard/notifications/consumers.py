@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.notifications import service
+from runyard.notifications import dispatch, notices, service
 from runyard.notifications.config import Settings
-from runyard.shared.contracts.auth import LoginFailed, UserDeactivated, UserRegistered, UserUpdated
-from runyard.shared.contracts.experiments import ExperimentCompleted
-from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
+from runyard.notifications.service import Options
+from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserUpdated
+from runyard.shared.db import utcnow
 from runyard.shared.events import CloudEvent
 from runyard.shared.inbox import Handler
 from runyard.shared.logging import get_logger
@@ -26,27 +28,11 @@ def event_sequence(event: CloudEvent) -> int:
     return 0
 
 
-async def on_experiment_completed(
-    session: AsyncSession, event: CloudEvent, payload: ExperimentCompleted
-) -> None:
-    await service.queue_email_for_user(session, user_id=payload.owner_id, event=event)
-
-
-async def on_webhook_endpoint_disabled(
-    session: AsyncSession, event: CloudEvent, payload: WebhookEndpointDisabled
-) -> None:
-    await service.queue_email_for_user(session, user_id=payload.owner_id, event=event)
-
-
-async def on_login_failed(session: AsyncSession, event: CloudEvent, payload: LoginFailed) -> None:
-    if payload.user_id is None:
-        log.info("notifications.email.skipped", reason="login_failed_unknown_user")
-        return
-    await service.queue_email_for_user(session, user_id=payload.user_id, event=event)
-
-
-def make_handlers(settings: Settings) -> dict[str, Handler]:
-    parked_max_age = timedelta(seconds=settings.email_awaiting_user_max_age_s)
+def make_handlers(
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow
+) -> dict[str, Handler]:
+    """``clock`` decides digest times and throttle windows (tests pass a fixed one)."""
+    options = Options.from_settings(settings, clock=clock)
 
     async def on_user_snapshot(
         session: AsyncSession, event: CloudEvent, payload: UserRegistered | UserUpdated
@@ -61,7 +47,7 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             is_active=payload.is_active,
             timezone=payload.timezone,
             sequence=event_sequence(event),
-            parked_max_age=parked_max_age,
+            options=options,
         )
 
     async def on_user_deactivated(
@@ -72,14 +58,17 @@ def make_handlers(settings: Settings) -> dict[str, Handler]:
             user_id=payload.user_id,
             username=payload.username,
             sequence=event_sequence(event),
-            parked_max_age=parked_max_age,
+            options=options,
         )
 
-    return {
+    async def on_notifiable_event(session: AsyncSession, event: CloudEvent, payload: Any) -> None:
+        await dispatch.notify(session, event=event, payload=payload, options=options)
+
+    handlers: dict[str, Handler] = {
         UserRegistered.event_type: on_user_snapshot,
         UserUpdated.event_type: on_user_snapshot,
         UserDeactivated.event_type: on_user_deactivated,
-        ExperimentCompleted.event_type: on_experiment_completed,
-        LoginFailed.event_type: on_login_failed,
-        WebhookEndpointDisabled.event_type: on_webhook_endpoint_disabled,
     }
+    for event_type in notices.NOTICES:
+        handlers[event_type] = on_notifiable_event
+    return handlers

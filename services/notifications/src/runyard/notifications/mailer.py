@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import email.policy
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ from runyard.notifications.config import Settings
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 MAX_SUBJECT_LENGTH = 500
+#: RFC 5322's line limit: a ``List-Unsubscribe`` URL is folded nowhere, so never RFC 2047-encoded
+#: (which the stricter mail clients would not read as a URL).
+SMTP_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
+    unsubscribe_url: str | None = None
 
 
 @functools.cache
@@ -50,8 +56,9 @@ def render_email(template_name: str, context: Mapping[str, Any]) -> RenderedEmai
     return RenderedEmail(
         template_name=template_name,
         subject=subject,
-        text=env.get_template(f"{template_name}.txt").render(full),
+        text=env.get_template(f"{template_name}.txt").render(full).rstrip() + "\n",
         html=env.get_template(f"{template_name}.html").render(full),
+        unsubscribe_url=context.get("unsubscribe_url"),
     )
 
 
@@ -100,6 +107,7 @@ def build_message(
     html: str | None,
     message_id: str,
     date: datetime,
+    unsubscribe_url: str | None = None,
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = mail_from
@@ -108,6 +116,10 @@ def build_message(
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"
+    if unsubscribe_url:
+        # RFC 8058 one-click: mail clients POST "List-Unsubscribe=One-Click" to the URL.
+        message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text)
     if html:
         message.add_alternative(html, subtype="html")
@@ -148,17 +160,64 @@ class Mailer:
         )
         return cls(target, mail_from=settings.mail_from, timeout_s=settings.smtp_timeout_s)
 
+    def _client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.target.hostname,
+            port=self.target.port,
+            username=self.target.username,
+            password=self.target.password,
+            use_tls=self.target.use_tls,
+            timeout=self.timeout_s,
+        )
+
     async def send(self, message: EmailMessage) -> None:
         """Hand ``message`` to the SMTP server; raises :class:`SendError`."""
+        [error] = await self.send_many([message])
+        if error is not None:
+            raise error
+
+    async def send_many(self, messages: list[EmailMessage]) -> list[SendError | None]:
+        """Send ``messages`` over one SMTP connection; per message, None or its error.
+
+        A refused message (an SMTP reply) leaves the connection usable (RSET); a connection
+        error drops it, and the next message opens a new one.
+        """
+        results: list[SendError | None] = []
+        client: aiosmtplib.SMTP | None = None
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.target.hostname,
-                port=self.target.port,
-                username=self.target.username,
-                password=self.target.password,
-                use_tls=self.target.use_tls,
-                timeout=self.timeout_s,
-            )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise classify_smtp_error(exc) from exc
+            for message in messages:
+                sender = parseaddr(str(message["From"]))[1]
+                recipients = [parseaddr(str(message["To"]))[1]]
+                try:
+                    if client is None:
+                        client = self._client()
+                        await client.connect()
+                    await client.sendmail(sender, recipients, message.as_bytes(policy=SMTP_POLICY))
+                    results.append(None)
+                except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
+                    results.append(classify_smtp_error(exc))
+                    client = await _reset_or_drop(client)
+                except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                    results.append(classify_smtp_error(exc))
+                    client = await _drop(client)
+        finally:
+            if client is not None:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                    await client.quit()
+        return results
+
+
+async def _drop(client: aiosmtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()
+    return None
+
+
+async def _reset_or_drop(client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
+    if client is None or not client.is_connected:
+        return await _drop(client)
+    try:
+        await client.rset()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        return await _drop(client)
+    return client

@@ -6,7 +6,7 @@ from runyard.notifications.api import router
 from runyard.notifications.config import Settings
 from runyard.notifications.consumers import make_handlers
 from runyard.notifications.models import SCHEMA
-from runyard.notifications.workers import run_email_sender
+from runyard.notifications.workers import run_digest_scheduler, run_email_sender
 from runyard.shared.contracts import notifications as contracts
 from runyard.shared.runtime import ServiceSpec, create_service_app
 
@@ -20,8 +20,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             routers=[router],
             handlers=make_handlers(settings),
-            workers={"email_sender": run_email_sender},
-            publishes=[contracts.EmailSent, contracts.EmailFailed],
+            workers={"email_sender": run_email_sender, "digest_scheduler": run_digest_scheduler},
+            publishes=[
+                contracts.EmailSent,
+                contracts.EmailFailed,
+                contracts.NotificationPreferenceUpdated,
+            ],
             description="Emails, digests and the in-app inbox, driven by domain events.",
         )
     )

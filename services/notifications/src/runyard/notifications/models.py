@@ -4,7 +4,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Integer, String, Text, func
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -84,3 +95,107 @@ class EmailLog(UUIDPrimaryKey, Timestamps, Base):
     delivered_at: Mapped[datetime | None]
     opened_at: Mapped[datetime | None]
     clicked_at: Mapped[datetime | None]
+    #: One-click unsubscribe link (``List-Unsubscribe``); None for security alerts.
+    unsubscribe_url: Mapped[str | None] = mapped_column(Text)
+
+
+FREQUENCIES = ("immediate", "hourly", "daily", "weekly", "never")
+DIGEST_FREQUENCIES = ("hourly", "daily", "weekly")
+
+
+class NotificationPreference(UUIDPrimaryKey, Timestamps, Base):
+    """A user's choice for one event type; no row means the event type's default."""
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = (
+        UniqueConstraint("user_id", "event_type"),
+        CheckConstraint(
+            "email_frequency IN ('immediate','hourly','daily','weekly','never')",
+            name="email_frequency",
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(100))
+    email_enabled: Mapped[bool] = mapped_column(Boolean)
+    in_app_enabled: Mapped[bool] = mapped_column(Boolean)
+    slack_enabled: Mapped[bool] = mapped_column(Boolean)
+    webhook_enabled: Mapped[bool] = mapped_column(Boolean)
+    email_frequency: Mapped[str] = mapped_column(String(20))
+
+
+class DigestItem(UUIDPrimaryKey, Timestamps, Base):
+    """An event waiting for the user's next hourly/daily/weekly digest.
+
+    ``included_in_digest`` flips (with ``digest_email_id``) in the transaction that stores the
+    digest's ``email_logs`` row.
+    """
+
+    __tablename__ = "email_digest_queue"
+    __table_args__ = (
+        UniqueConstraint("user_id", "event_id"),
+        CheckConstraint("frequency IN ('hourly','daily','weekly')", name="frequency"),
+        Index(
+            "ix_email_digest_queue_due",
+            "scheduled_for",
+            "user_id",
+            postgresql_where=text("NOT included_in_digest"),
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    #: One line naming the event, rendered when it was queued.
+    title: Mapped[str] = mapped_column(String(500))
+    frequency: Mapped[str] = mapped_column(String(20))
+    scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    included_in_digest: Mapped[bool] = mapped_column(Boolean, default=False)
+    digest_email_id: Mapped[uuid.UUID | None]
+
+
+class InAppNotification(UUIDPrimaryKey, Base):
+    """One entry of a user's in-app inbox."""
+
+    __tablename__ = "in_app_notifications"
+    __table_args__ = (
+        UniqueConstraint("user_id", "event_id"),
+        Index("ix_in_app_notifications_user_id_created_at_id", "user_id", "created_at", "id"),
+        Index(
+            "ix_in_app_notifications_unread",
+            "user_id",
+            postgresql_where=text("read_at IS NULL"),
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    read_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow
+    )
+
+
+class AlertThrottle(Base):
+    """The open throttle window of one alert type for one user.
+
+    The first alert of a window is emailed at once; the others raise ``suppressed_count`` and
+    re-render the summary email (``summary_email_id``), queued for ``window_ends_at``.
+    """
+
+    __tablename__ = "alert_throttles"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    suppressed_count: Mapped[int] = mapped_column(Integer, default=0)
+    summary_email_id: Mapped[uuid.UUID | None]
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
+    )

@@ -1,33 +1,49 @@
-"""Which event becomes which email, and how it is rendered for its recipient.
+"""Which event becomes which notification, for whom, with which defaults, rendered how.
 
-The one place an email is rendered from an event: at once when the recipient is known, or later
-when an email parked for a user not yet known is released (see ``service``).
+The one place a notification is rendered from an event: at once when the recipient is known, or
+later when an email parked for a user not yet known is released (see ``service``). ``NOTICES``
+is also the list of event types a user has preferences for (``GET /notifications/preferences``).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runyard.notifications.mailer import RenderedEmail, render_email
 from runyard.notifications.models import User
-from runyard.shared.contracts.auth import LoginFailed
-from runyard.shared.contracts.experiments import ExperimentCompleted
+from runyard.shared.contracts.auth import AccountLocked, LoginFailed
+from runyard.shared.contracts.experiments import (
+    DatasetGenerationCompleted,
+    DatasetGenerationFailed,
+    DatasetImportCompleted,
+    DatasetImportFailed,
+    ExperimentCompleted,
+    ExperimentFailed,
+    HpoCampaignCompleted,
+    NasCampaignCompleted,
+)
 from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
 from runyard.shared.events import CloudEvent
+
+MAX_TITLE_LENGTH = 500
+
+
+def zone_of(timezone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 def format_local(moment: datetime | None, timezone: str) -> str:
     if moment is None:
         return "unknown"
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return moment.astimezone(zone_of(timezone)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def format_duration(seconds: float | None) -> str | None:
@@ -42,6 +58,10 @@ def format_metric(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def pairs(values: dict[str, Any] | None) -> list[tuple[str, str]]:
+    return [(name, format_metric(value)) for name, value in sorted((values or {}).items())]
+
+
 def user_context(user: User) -> dict[str, Any]:
     return {
         "id": str(user.user_id),
@@ -49,6 +69,14 @@ def user_context(user: User) -> dict[str, Any]:
         "display_name": user.full_name or user.username,
         "timezone": user.timezone,
     }
+
+
+def facts(*rows: tuple[str, Any]) -> list[tuple[str, str]]:
+    """The (label, value) rows of a layout template, leaving out the unknown ones."""
+    return [(label, str(value)) for label, value in rows if value not in (None, "", [])]
+
+
+# --- contexts (event, payload, recipient) -> what the template needs besides ``user`` ---------
 
 
 def experiment_completed_context(
@@ -63,11 +91,107 @@ def experiment_completed_context(
             "best_epoch": payload.best_epoch,
             "duration": format_duration(payload.duration_seconds),
             "ended_at": format_local(payload.ended_at or event.time, user.timezone),
-            "metrics": [
-                (name, format_metric(value))
-                for name, value in sorted(payload.final_metrics.items())
-            ],
+            "metrics": pairs(payload.final_metrics),
         }
+    }
+
+
+def experiment_failed_context(
+    event: CloudEvent, payload: ExperimentFailed, user: User
+) -> dict[str, Any]:
+    return {
+        "experiment": {"name": payload.name, "error": payload.error},
+        "facts": facts(
+            ("Experiment ID", payload.experiment_id),
+            ("Model type", payload.model_type),
+            ("Epochs run", payload.total_epochs),
+            ("Duration", format_duration(payload.duration_seconds)),
+            ("Failed", format_local(payload.ended_at or event.time, user.timezone)),
+            *[(f"Last {name}", value) for name, value in pairs(payload.final_metrics)],
+        ),
+    }
+
+
+def hpo_completed_context(
+    event: CloudEvent, payload: HpoCampaignCompleted, user: User
+) -> dict[str, Any]:
+    best = None if payload.best_value is None else format_metric(payload.best_value)
+    return {
+        "campaign": {"name": payload.name, "best_params": pairs(payload.best_params)},
+        "facts": facts(
+            ("Campaign ID", payload.campaign_id),
+            ("Method", payload.method),
+            ("Trials", f"{payload.trials_completed} of {payload.trials_total}"),
+            (f"Best {payload.metric}", best and f"{best} ({payload.direction})"),
+            ("Best experiment", payload.best_experiment_id),
+            ("Stopped because", payload.reason.replace("_", " ")),
+            ("Finished", format_local(event.time, user.timezone)),
+        ),
+    }
+
+
+def nas_completed_context(
+    event: CloudEvent, payload: NasCampaignCompleted, user: User
+) -> dict[str, Any]:
+    best = None if payload.best_accuracy is None else format_metric(payload.best_accuracy)
+    return {
+        "campaign": {"name": payload.name, "best_architecture": pairs(payload.best_architecture)},
+        "facts": facts(
+            ("Campaign ID", payload.campaign_id),
+            ("Search algorithm", payload.search_algorithm),
+            ("Trials", f"{payload.trials_completed} of {payload.num_trials}"),
+            ("Best accuracy", best),
+            ("Best trial", payload.best_trial_id),
+            ("Finished", format_local(event.time, user.timezone)),
+        ),
+    }
+
+
+def generation_completed_context(
+    event: CloudEvent, payload: DatasetGenerationCompleted, user: User
+) -> dict[str, Any]:
+    return {
+        "job": {"name": payload.name},
+        "facts": facts(
+            ("Dataset ID", payload.dataset_id),
+            ("Signals", payload.num_signals),
+            ("Fault types", ", ".join(payload.fault_types)),
+            ("Duration", format_duration(payload.duration_seconds)),
+            ("Finished", format_local(event.time, user.timezone)),
+        ),
+    }
+
+
+def import_completed_context(
+    event: CloudEvent, payload: DatasetImportCompleted, user: User
+) -> dict[str, Any]:
+    return {
+        "job": {"name": payload.name},
+        "facts": facts(
+            ("Dataset ID", payload.dataset_id),
+            ("Files", payload.num_files),
+            ("Signals", payload.num_signals),
+            ("Duration", format_duration(payload.duration_seconds)),
+            ("Finished", format_local(event.time, user.timezone)),
+        ),
+    }
+
+
+def job_failed_context(
+    event: CloudEvent, payload: DatasetGenerationFailed | DatasetImportFailed, user: User
+) -> dict[str, Any]:
+    errors = getattr(payload, "errors", [])[:10]
+    return {
+        "job": {
+            "name": payload.name,
+            "error": payload.error,
+            "errors": [", ".join(f"{k}: {v}" for k, v in e.items()) for e in errors],
+        },
+        "facts": facts(
+            ("Job ID", payload.job_id),
+            ("Duration", format_duration(payload.duration_seconds)),
+            ("Failed", format_local(event.time, user.timezone)),
+        ),
     }
 
 
@@ -80,6 +204,17 @@ def login_failed_context(event: CloudEvent, payload: LoginFailed, user: User) ->
             "reason": payload.reason,
             "consecutive_failures": payload.consecutive_failures,
         }
+    }
+
+
+def account_locked_context(event: CloudEvent, payload: AccountLocked, user: User) -> dict[str, Any]:
+    return {
+        "lock": {"consecutive_failures": payload.consecutive_failures},
+        "facts": facts(
+            ("Locked at", format_local(event.time, user.timezone)),
+            ("Locked until", format_local(payload.locked_until, user.timezone)),
+            ("Last IP address", payload.ip_address),
+        ),
     }
 
 
@@ -98,18 +233,113 @@ def endpoint_disabled_context(
     }
 
 
+# --- the catalog -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """A preference's values when the user has not set one (``docs/events.md`` lists them)."""
+
+    email_enabled: bool = True
+    in_app_enabled: bool = True
+    slack_enabled: bool = True
+    webhook_enabled: bool = True
+    email_frequency: str = "immediate"
+
+
 @dataclass(frozen=True)
 class Notice:
     template_name: str
+    #: what users see in preferences, digests and summaries
+    label: str
     #: (event, its validated payload, recipient) -> the template's context besides ``user``
     context: Callable[[CloudEvent, Any, User], dict[str, Any]]
+    #: payload -> one line: the in-app title, the digest line
+    title: Callable[[Any], str]
+    #: payload -> the user the notification is for (None: nobody)
+    recipient: Callable[[Any], uuid.UUID | None] = field(default=lambda p: p.owner_id)
+    defaults: Defaults = Defaults()
+    #: security alert: always emailed at once, never digested, cannot be switched off, no
+    #: unsubscribe link
+    critical: bool = False
+
+
+def _failed_title(noun: str) -> Callable[[Any], str]:
+    return lambda p: f'{noun} "{p.name}" failed: {p.error}'
 
 
 NOTICES: dict[str, Notice] = {
-    ExperimentCompleted.event_type: Notice("experiment_completed", experiment_completed_context),
-    LoginFailed.event_type: Notice("login_failed", login_failed_context),
+    ExperimentCompleted.event_type: Notice(
+        "experiment_completed",
+        "Experiment completed",
+        experiment_completed_context,
+        lambda p: f'Experiment "{p.name}" completed after {p.total_epochs} epochs',
+    ),
+    ExperimentFailed.event_type: Notice(
+        "experiment_failed",
+        "Experiment failed",
+        experiment_failed_context,
+        lambda p: f'Experiment "{p.name}" failed' + (f": {p.error}" if p.error else ""),
+    ),
+    HpoCampaignCompleted.event_type: Notice(
+        "hpo_campaign_completed",
+        "HPO campaign completed",
+        hpo_completed_context,
+        lambda p: f'HPO campaign "{p.name}" completed ({p.trials_completed} trials)',
+    ),
+    NasCampaignCompleted.event_type: Notice(
+        "nas_campaign_completed",
+        "NAS campaign completed",
+        nas_completed_context,
+        lambda p: f'NAS campaign "{p.name}" completed ({p.trials_completed} trials)',
+    ),
+    DatasetGenerationCompleted.event_type: Notice(
+        "dataset_generation_completed",
+        "Dataset generation completed",
+        generation_completed_context,
+        lambda p: f'Dataset generation "{p.name}" completed ({p.num_signals} signals)',
+        defaults=Defaults(email_frequency="daily"),
+    ),
+    DatasetGenerationFailed.event_type: Notice(
+        "dataset_generation_failed",
+        "Dataset generation failed",
+        job_failed_context,
+        _failed_title("Dataset generation"),
+    ),
+    DatasetImportCompleted.event_type: Notice(
+        "dataset_import_completed",
+        "Dataset import completed",
+        import_completed_context,
+        lambda p: f'Dataset import "{p.name}" completed ({p.num_signals} signals)',
+        defaults=Defaults(email_frequency="daily"),
+    ),
+    DatasetImportFailed.event_type: Notice(
+        "dataset_import_failed",
+        "Dataset import failed",
+        job_failed_context,
+        _failed_title("Dataset import"),
+    ),
     WebhookEndpointDisabled.event_type: Notice(
-        "webhook_endpoint_disabled", endpoint_disabled_context
+        "webhook_endpoint_disabled",
+        "Webhook endpoint disabled",
+        endpoint_disabled_context,
+        lambda p: f'Webhook "{p.name}" was disabled: {p.reason}',
+    ),
+    LoginFailed.event_type: Notice(
+        "login_failed",
+        "Failed sign-in",
+        login_failed_context,
+        lambda p: f"Failed sign-in from {p.ip_address or 'an unknown address'} ({p.reason})",
+        recipient=lambda p: p.user_id,
+        critical=True,
+    ),
+    AccountLocked.event_type: Notice(
+        "account_locked",
+        "Account locked",
+        account_locked_context,
+        lambda p: f"Account locked after {p.consecutive_failures} failed sign-in attempts",
+        recipient=lambda p: p.user_id,
+        critical=True,
     ),
 }
 
@@ -118,8 +348,22 @@ def template_name(event_type: str) -> str:
     return NOTICES[event_type].template_name
 
 
-def render_notice(event: CloudEvent, user: User) -> RenderedEmail:
+def title_of(event: CloudEvent, payload: Any) -> str:
+    title = " ".join(NOTICES[event.type].title(payload).split())
+    return title[:MAX_TITLE_LENGTH]
+
+
+def render_notice(event: CloudEvent, user: User, *, unsubscribe_url: str | None) -> RenderedEmail:
     """The email ``event`` means for ``user``; raises on a payload that does not validate."""
     notice = NOTICES[event.type]
     context = notice.context(event, event.payload(), user)
-    return render_email(notice.template_name, {"user": user_context(user), **context})
+    return render_email(
+        notice.template_name,
+        {
+            "user": user_context(user),
+            "facts": [],
+            "notice_label": notice.label,
+            "unsubscribe_url": unsubscribe_url,
+            **context,
+        },
+    )

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class EmailLogOut(BaseModel):
@@ -29,3 +30,71 @@ class EmailLogOut(BaseModel):
 class EmailLogPage(BaseModel):
     items: list[EmailLogOut]
     next_cursor: str | None
+
+
+Frequency = Literal["immediate", "hourly", "daily", "weekly", "never"]
+
+
+class PreferenceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event_type: str
+    label: str
+    email_enabled: bool
+    in_app_enabled: bool
+    slack_enabled: bool
+    webhook_enabled: bool
+    email_frequency: Frequency
+    is_default: bool = Field(description="No stored choice: these are the event type's defaults.")
+    critical: bool = Field(
+        description="Security alert: emailed at once, never digested, cannot be switched off."
+    )
+    updated_at: datetime | None
+
+
+class PreferenceList(BaseModel):
+    items: list[PreferenceOut]
+
+
+class PreferenceUpdate(BaseModel):
+    """The fields to change; the ones left out keep their current value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email_enabled: bool | None = None
+    in_app_enabled: bool | None = None
+    slack_enabled: bool | None = Field(
+        default=None, description="False: the webhooks service skips your Slack endpoints."
+    )
+    webhook_enabled: bool | None = Field(
+        default=None,
+        description="False: the webhooks service skips your generic and Teams endpoints.",
+    )
+    email_frequency: Frequency | None = None
+
+
+class InAppNotificationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    event_type: str
+    event_id: str
+    title: str
+    body: str
+    data: dict[str, Any]
+    read_at: datetime | None
+    created_at: datetime
+
+
+class InboxPage(BaseModel):
+    items: list[InAppNotificationOut]
+    next_cursor: str | None
+    unread_count: int
+
+
+class UnreadCount(BaseModel):
+    unread_count: int
+
+
+class MarkedRead(BaseModel):
+    marked_read: int

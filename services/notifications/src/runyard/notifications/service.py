@@ -6,6 +6,7 @@ import base64
 import binascii
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,8 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.notifications import notices, repository
+from runyard.notifications.config import Settings
+from runyard.notifications.links import Links
 from runyard.notifications.mailer import RenderedEmail
 from runyard.notifications.models import EmailLog, User
 from runyard.shared.contracts.notifications import EmailFailed, EmailSent
@@ -26,6 +29,31 @@ from runyard.shared.outbox import add_event
 log = get_logger(__name__)
 
 SOURCE = "/runyard/notifications"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the use cases need from the settings, plus the clock (injected by tests)."""
+
+    links: Links
+    parked_max_age: timedelta
+    throttle_window: timedelta
+    digest_hour: int = 8
+    digest_weekday: int = 0
+    clock: Callable[[], datetime] = utcnow
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, clock: Callable[[], datetime] = utcnow
+    ) -> Options:
+        return cls(
+            links=Links.from_settings(settings),
+            parked_max_age=timedelta(seconds=settings.email_awaiting_user_max_age_s),
+            throttle_window=timedelta(seconds=settings.alert_throttle_window_s),
+            digest_hour=settings.digest_hour,
+            digest_weekday=settings.digest_weekday,
+            clock=clock,
+        )
 
 
 # --- user read model -------------------------------------------------------------------------
@@ -42,7 +70,7 @@ async def apply_user_snapshot(
     is_active: bool,
     timezone: str,
     sequence: int,
-    parked_max_age: timedelta,
+    options: Options,
 ) -> bool:
     """Store the user's state from ``user.registered``/``user.updated``; False if stale.
 
@@ -64,7 +92,7 @@ async def apply_user_snapshot(
     )
     if not applied:
         log.info("notifications.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
-    await release_parked_emails(session, user_id=user_id, max_age=parked_max_age)
+    await release_parked_emails(session, user_id=user_id, options=options)
     return applied
 
 
@@ -74,7 +102,7 @@ async def deactivate_user(
     user_id: uuid.UUID,
     username: str,
     sequence: int,
-    parked_max_age: timedelta,
+    options: Options,
 ) -> bool:
     await repository.lock_user(session, user_id)
     applied = await repository.deactivate_user(
@@ -82,7 +110,7 @@ async def deactivate_user(
     )
     if not applied:
         log.info("notifications.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
-    await release_parked_emails(session, user_id=user_id, max_age=parked_max_age)
+    await release_parked_emails(session, user_id=user_id, options=options)
     return applied
 
 
@@ -93,8 +121,22 @@ def idempotency_key(event_id: str, user_id: uuid.UUID) -> str:
     return f"{event_id}:{user_id}"
 
 
+def unsubscribe_url(event_type: str, user_id: uuid.UUID, options: Options) -> str | None:
+    """The one-click unsubscribe link of an email about ``event_type``; none for alerts."""
+    if notices.NOTICES[event_type].critical:
+        return None
+    return options.links.unsubscribe_url(user_id, [event_type], now=options.clock())
+
+
+def render_for(event: CloudEvent, user: User, options: Options) -> dict[str, Any]:
+    rendered = notices.render_notice(
+        event, user, unsubscribe_url=unsubscribe_url(event.type, user.user_id, options)
+    )
+    return rendered_values(rendered, user)
+
+
 async def queue_email_for_user(
-    session: AsyncSession, *, user_id: uuid.UUID, event: CloudEvent
+    session: AsyncSession, *, user_id: uuid.UUID, event: CloudEvent, options: Options
 ) -> uuid.UUID | None:
     """Render and queue the email ``event`` means for the user; at most one per (event, user).
 
@@ -123,7 +165,7 @@ async def queue_email_for_user(
     if user is None:
         values["status"] = "awaiting_user"
     else:
-        values.update(rendered_values(notices.render_notice(event, user), user))
+        values.update(render_for(event, user, options))
     email_id = await repository.insert_email(session, values=values)
     if email_id is None:
         log.info("notifications.email.duplicate_ignored", user_id=str(user_id))
@@ -145,18 +187,21 @@ def rendered_values(rendered: RenderedEmail, user: User) -> dict[str, Any]:
         "body_html": rendered.html,
         "status": "queued",
         "next_attempt_at": func.now(),
+        "unsubscribe_url": rendered.unsubscribe_url,
     }
 
 
 async def release_parked_emails(
-    session: AsyncSession, *, user_id: uuid.UUID, max_age: timedelta
+    session: AsyncSession, *, user_id: uuid.UUID, options: Options
 ) -> int:
     """Render and queue the emails parked for a user who is now known; returns how many.
 
     Emails parked longer than ``max_age`` are skipped (``user_never_known``), and so are all of
     them if the user is inactive (``user_inactive``). The caller holds ``lock_user``.
     """
-    expired = await repository.expire_parked_emails(session, older_than=max_age, user_id=user_id)
+    expired = await repository.expire_parked_emails(
+        session, older_than=options.parked_max_age, user_id=user_id
+    )
     if expired:
         log.info("notifications.email.skipped", user_id=str(user_id), reason="user_never_known")
     parked = await repository.parked_emails_for_update(session, user_id)
@@ -169,12 +214,12 @@ async def release_parked_emails(
             skip(email, "user_inactive")
             continue
         try:
-            rendered = notices.render_notice(CloudEvent.model_validate(email.event_data), user)
+            values = render_for(CloudEvent.model_validate(email.event_data), user, options)
         except Exception as exc:  # one bad stored event must not block the user's own event
             log.exception("notifications.email.render_failed", email_id=str(email.id))
             skip(email, f"render_failed: {type(exc).__name__}")
             continue
-        for name, value in rendered_values(rendered, user).items():
+        for name, value in values.items():
             setattr(email, name, value)
         released += 1
     await session.flush()

@@ -1,16 +1,20 @@
-"""The durable email sender: queued rows in Postgres -> SMTP -> sent/retry/failed + event."""
+"""Durable background loops: the email sender (queued rows in Postgres -> SMTP ->
+sent/retry/failed + event) and the digest scheduler (due digest rows -> one digest email)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from runyard.notifications import repository, service
+from runyard.notifications import digests, repository, service
 from runyard.notifications.config import Settings
+from runyard.notifications.links import Links
 from runyard.notifications.mailer import Mailer, SendError, build_message, new_message_id
 from runyard.shared.db import utcnow
 from runyard.shared.logging import bound, get_logger
@@ -27,6 +31,7 @@ class OutgoingEmail:
     body_text: str
     body_html: str | None
     message_id: str
+    unsubscribe_url: str | None = None
 
 
 async def claim_due_emails(
@@ -64,23 +69,16 @@ async def claim_due_emails(
                     body_text=row.body_text,
                     body_html=row.body_html,
                     message_id=row.message_id,
+                    unsubscribe_url=row.unsubscribe_url,
                 )
             )
         await session.flush()
     return claimed
 
 
-async def deliver(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    email: OutgoingEmail,
-    *,
-    settings: Settings,
-    mailer: Mailer,
-) -> str:
-    """Send one claimed email and record the outcome; returns sent, retry or failed."""
-    error: SendError | None = None
+def prepare(email: OutgoingEmail, settings: Settings) -> EmailMessage | SendError:
     try:
-        message = build_message(
+        return build_message(
             mail_from=settings.mail_from,
             to=email.to_address,
             subject=email.subject,
@@ -88,53 +86,68 @@ async def deliver(
             html=email.body_html,
             message_id=email.message_id,
             date=utcnow(),
+            unsubscribe_url=email.unsubscribe_url,
         )
     except ValueError as exc:  # an address or header the email library rejects
-        error = SendError(f"invalid message: {exc}"[:2000], permanent=True)
-    else:
-        try:
-            await mailer.send(message)
-        except SendError as exc:
-            error = exc
-    async with sessionmaker() as session, session.begin():
-        row = await repository.get_email_for_update(session, email.id)
-        if row is None or row.status != "sending":
-            log.warning("notifications.email.claim_lost", status=row.status if row else None)
-            return "lost"
-        if error is None:
-            await service.record_sent(session, email=row, message_id=email.message_id)
-            log.info("notifications.email.sent", message_id=email.message_id)
-            return "sent"
-        gave_up = await service.record_failure(
-            session,
-            email=row,
-            error=error.detail,
-            permanent=error.permanent,
-            max_attempts=settings.email_max_attempts,
-            backoff_base_s=settings.email_backoff_base_s,
-            backoff_cap_s=settings.email_backoff_cap_s,
-        )
-        retry_count = row.retry_count
+        return SendError(f"invalid message: {exc}"[:2000], permanent=True)
+
+
+async def record_outcome(
+    session: AsyncSession, email: OutgoingEmail, error: SendError | None, *, settings: Settings
+) -> str:
+    """Record one send's outcome on its row; returns sent, retry, failed or lost."""
+    row = await repository.get_email_for_update(session, email.id)
+    if row is None or row.status != "sending":
+        log.warning("notifications.email.claim_lost", status=row.status if row else None)
+        return "lost"
+    if error is None:
+        await service.record_sent(session, email=row, message_id=email.message_id)
+        log.info("notifications.email.sent", message_id=email.message_id)
+        return "sent"
+    gave_up = await service.record_failure(
+        session,
+        email=row,
+        error=error.detail,
+        permanent=error.permanent,
+        max_attempts=settings.email_max_attempts,
+        backoff_base_s=settings.email_backoff_base_s,
+        backoff_cap_s=settings.email_backoff_cap_s,
+    )
     if gave_up:
         log.warning(
             "notifications.email.failed",
             error=error.detail,
             permanent=error.permanent,
-            retry_count=retry_count,
+            retry_count=row.retry_count,
         )
         return "failed"
-    log.info("notifications.email.retry_scheduled", error=error.detail, retry_count=retry_count)
+    log.info("notifications.email.retry_scheduled", error=error.detail, retry_count=row.retry_count)
     return "retry"
 
 
 async def send_due_emails(
     sessionmaker: async_sessionmaker[AsyncSession], *, settings: Settings, mailer: Mailer
 ) -> int:
-    """Claim one batch of due emails and deliver each; returns how many were claimed."""
+    """Claim one batch of due emails, send them over one SMTP connection and record the
+    outcomes in one transaction; returns how many were claimed."""
     claimed = await claim_due_emails(sessionmaker, settings=settings)
+    if not claimed:
+        return 0
+    outcomes: dict[uuid.UUID, SendError | None] = {}
+    ready: list[tuple[OutgoingEmail, EmailMessage]] = []
     for email in claimed:
-        with bound(email_id=str(email.id)):
-            await deliver(sessionmaker, email, settings=settings, mailer=mailer)
+        message = prepare(email, settings)
+        if isinstance(message, SendError):
+            outcomes[email.id] = message
+        else:
+            ready.append((email, message))
+    errors = await mailer.send_many([message for _, message in ready])
+    for (email, _), error in zip(ready, errors, strict=True):
+        outcomes[email.id] = error
+    async with sessionmaker() as session, session.begin():
+        for email in claimed:
+            with bound(email_id=str(email.id)):
+                await record_outcome(session, email, outcomes[email.id], settings=settings)
     return len(claimed)
 
 
@@ -147,3 +160,30 @@ async def run_email_sender(runtime: Runtime) -> None:
         claimed = await send_due_emails(runtime.sessionmaker, settings=settings, mailer=mailer)
         if claimed < settings.email_batch_size:
             await asyncio.sleep(settings.email_poll_interval_s)
+
+
+async def schedule_due_digests(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    settings: Settings,
+    clock: Callable[[], datetime] = utcnow,
+) -> digests.DigestRun:
+    """One transaction: build the digests due at ``clock()`` for a batch of users."""
+    async with sessionmaker() as session, session.begin():
+        return await digests.build_due_digests(
+            session,
+            now=clock(),
+            links=Links.from_settings(settings),
+            batch_users=settings.digest_batch_users,
+            max_items=settings.digest_max_items_per_type,
+        )
+
+
+async def run_digest_scheduler(runtime: Runtime) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    log.info("notifications.digest_scheduler.started")
+    while True:
+        run = await schedule_due_digests(runtime.sessionmaker, settings=settings)
+        if run.digests < settings.digest_batch_users:
+            await asyncio.sleep(settings.digest_poll_interval_s)

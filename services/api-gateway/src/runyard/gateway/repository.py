@@ -1,0 +1,244 @@
+"""Every query of the gateway: admin reads and the metrics rollup."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from runyard.gateway.models import api_metrics_summary, api_request_logs, system_logs
+from runyard.shared.http import ProblemError
+
+
+def encode_cursor(*values: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode()
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError as exc:
+        raise ProblemError(400, "Bad Request", "The cursor is not valid.") from exc
+    if not isinstance(values, list) or len(values) != arity:
+        raise ProblemError(400, "Bad Request", "The cursor is not valid.")
+    return values
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+async def _page_by_id(
+    session: AsyncSession, query: Select[Any], table: Any, limit: int, cursor: str | None
+) -> Page:
+    if cursor:
+        (last_id,) = decode_cursor(cursor, 1)
+        query = query.where(table.c.id < int(last_id))
+    rows = (await session.execute(query.order_by(table.c.id.desc()).limit(limit + 1))).mappings()
+    items = [dict(r) for r in rows]
+    more = len(items) > limit
+    items = items[:limit]
+    return Page(items, encode_cursor(items[-1]["id"]) if more else None)
+
+
+async def list_request_logs(
+    session: AsyncSession,
+    *,
+    limit: int,
+    cursor: str | None,
+    method: str | None = None,
+    status: int | None = None,
+    errors_only: bool = False,
+    service: str | None = None,
+    path_prefix: str | None = None,
+    user_id: uuid.UUID | None = None,
+    api_key_id: uuid.UUID | None = None,
+    request_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page:
+    t = api_request_logs
+    query = select(t)
+    conditions = []
+    if method:
+        conditions.append(t.c.method == method.upper())
+    if status is not None:
+        conditions.append(t.c.status_code == status)
+    if errors_only:
+        conditions.append(t.c.status_code >= 400)
+    if service:
+        conditions.append(t.c.service == service)
+    if path_prefix:
+        escaped = path_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(t.c.endpoint.like(escaped + "%", escape="\\"))
+    if user_id:
+        conditions.append(t.c.user_id == user_id)
+    if api_key_id:
+        conditions.append(t.c.api_key_id == api_key_id)
+    if request_id:
+        conditions.append(t.c.request_id == request_id)
+    if since:
+        conditions.append(t.c.request_time >= since)
+    if until:
+        conditions.append(t.c.request_time < until)
+    if conditions:
+        query = query.where(and_(*conditions))
+    return await _page_by_id(session, query, t, limit, cursor)
+
+
+async def list_audit_entries(
+    session: AsyncSession,
+    *,
+    limit: int,
+    cursor: str | None,
+    user_id: uuid.UUID | None = None,
+    action: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page:
+    t = system_logs
+    query = select(t)
+    if user_id:
+        query = query.where(t.c.user_id == user_id)
+    if action:
+        query = query.where(t.c.action.startswith(action, autoescape=True))
+    if status:
+        query = query.where(t.c.status == status)
+    if since:
+        query = query.where(t.c.created_at >= since)
+    if until:
+        query = query.where(t.c.created_at < until)
+    return await _page_by_id(session, query, t, limit, cursor)
+
+
+async def list_metrics(
+    session: AsyncSession,
+    *,
+    limit: int,
+    cursor: str | None,
+    aggregation: str,
+    endpoint: str | None = None,
+    method: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page:
+    t = api_metrics_summary
+    query = select(t).where(t.c.aggregation_type == aggregation)
+    if endpoint:
+        query = query.where(t.c.endpoint == endpoint)
+    if method:
+        query = query.where(t.c.method == method.upper())
+    if since:
+        query = query.where(t.c.period_start >= since)
+    if until:
+        query = query.where(t.c.period_start < until)
+    if cursor:
+        period, last_id = decode_cursor(cursor, 2)
+        start = datetime.fromisoformat(period)
+        query = query.where(
+            or_(
+                t.c.period_start < start,
+                and_(t.c.period_start == start, t.c.id < int(last_id)),
+            )
+        )
+    query = query.order_by(t.c.period_start.desc(), t.c.id.desc()).limit(limit + 1)
+    items = [dict(r) for r in (await session.execute(query)).mappings()]
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = None
+    if more:
+        next_cursor = encode_cursor(items[-1]["period_start"].isoformat(), items[-1]["id"])
+    return Page(items, next_cursor)
+
+
+#: One statement per period kind: every (period, method, route) group and one ``*``/``*`` row
+#: per period, recomputed from the logs and upserted, so running it twice changes nothing.
+ROLLUP = text(
+    """
+    INSERT INTO gateway.api_metrics_summary AS s (
+        aggregation_type, period_start, period_end, method, endpoint,
+        total_requests, successful_requests, failed_requests, server_errors, error_rate,
+        requests_per_second, avg_response_time_ms,
+        p50_response_time_ms, p95_response_time_ms, p99_response_time_ms)
+    SELECT CAST(:kind AS text), g.period_start,
+           g.period_start + make_interval(secs => CAST(:seconds AS float8)),
+           coalesce(g.method, '*'), coalesce(g.route, '*'),
+           g.total, g.total - g.failed, g.failed, g.server_errors,
+           g.failed::float8 / g.total, g.total / CAST(:seconds AS float8), g.avg_ms,
+           g.pct[1], g.pct[2], g.pct[3]
+    FROM (
+        SELECT l.period_start, l.method, l.route,
+               count(*) AS total,
+               count(*) FILTER (WHERE status_code >= 400) AS failed,
+               count(*) FILTER (WHERE status_code >= 500) AS server_errors,
+               avg(response_time_ms) AS avg_ms,
+               percentile_cont(ARRAY[0.5, 0.95, 0.99])
+                   WITHIN GROUP (ORDER BY response_time_ms) AS pct
+        FROM (
+            SELECT date_trunc(CAST(:kind AS text), request_time, 'UTC') AS period_start,
+                   method, route, status_code, response_time_ms
+            FROM gateway.api_request_logs
+            WHERE request_time >= :since AND request_time < :until
+        ) AS l
+        GROUP BY GROUPING SETS ((l.period_start, l.method, l.route), (l.period_start))
+    ) AS g
+    ON CONFLICT (aggregation_type, period_start, method, endpoint) DO UPDATE SET
+        period_end = excluded.period_end,
+        total_requests = excluded.total_requests,
+        successful_requests = excluded.successful_requests,
+        failed_requests = excluded.failed_requests,
+        server_errors = excluded.server_errors,
+        error_rate = excluded.error_rate,
+        requests_per_second = excluded.requests_per_second,
+        avg_response_time_ms = excluded.avg_response_time_ms,
+        p50_response_time_ms = excluded.p50_response_time_ms,
+        p95_response_time_ms = excluded.p95_response_time_ms,
+        p99_response_time_ms = excluded.p99_response_time_ms,
+        updated_at = now()
+    """
+)
+
+
+async def rollup(conn: AsyncConnection, *, kind: str, since: datetime, until: datetime) -> int:
+    seconds = 60 if kind == "minute" else 3600
+    result = await conn.execute(
+        ROLLUP, {"kind": kind, "seconds": seconds, "since": since, "until": until}
+    )
+    return result.rowcount or 0
+
+
+async def latest_period(conn: AsyncConnection, kind: str) -> datetime | None:
+    t = api_metrics_summary
+    value: datetime | None = (
+        await conn.execute(
+            select(t.c.period_start)
+            .where(t.c.aggregation_type == kind)
+            .order_by(t.c.period_start.desc())
+            .limit(1)
+        )
+    ).scalar()
+    return value
+
+
+async def earliest_log(conn: AsyncConnection) -> datetime | None:
+    t = api_request_logs
+    value: datetime | None = (
+        await conn.execute(select(t.c.request_time).order_by(t.c.request_time).limit(1))
+    ).scalar()
+    return value
+
+
+async def prune_logs(conn: AsyncConnection, *, before: datetime, batch: int = 5000) -> int:
+    t = api_request_logs
+    doomed = select(t.c.id).where(t.c.request_time < before).limit(batch).scalar_subquery()
+    result = await conn.execute(delete(t).where(t.c.id.in_(doomed)))
+    return result.rowcount or 0

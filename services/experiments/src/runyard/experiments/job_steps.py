@@ -1,0 +1,232 @@
+"""The steps of dataset generation and import jobs (see ``job_runner``)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runyard.experiments import datasets, importing, signal_model
+from runyard.experiments.job_lease import LostJob, Worker, finish, hold, job_fields, publish
+from runyard.experiments.models import DatasetGeneration, DatasetImport
+from runyard.experiments.schemas import MAX_SIGNALS_PER_REQUEST, DatasetCreate, SignalIn
+from runyard.shared.contracts.experiments import (
+    DatasetGenerationCompleted,
+    DatasetImportCompleted,
+)
+from runyard.shared.identity import Principal
+from runyard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+Job = DatasetGeneration | DatasetImport
+#: percent of a job's progress that its steps before the final transaction account for
+STEPS_SHARE = 90
+
+# --- generation ----------------------------------------------------------------------------------
+
+
+def write_chunk(directory: Path, config: dict[str, Any], specs: list[signal_model.Spec]) -> None:
+    first, last = specs[0].index, specs[-1].index
+    for stale in directory.glob("chunk-*.npz") if directory.exists() else []:
+        if int(stale.stem.split("-")[1]) >= first:  # left by a step that never committed
+            stale.unlink()
+    rows = [
+        (
+            f"sig-{spec.index:06d}",
+            spec.fault_class,
+            spec.severity,
+            signal_model.generate(
+                spec,
+                seed=config["seed"],
+                sample_rate_hz=config["sample_rate_hz"],
+                duration_s=config["duration_s"],
+                shaft_frequency_hz=config["shaft_frequency_hz"],
+                noise_std=config["noise_std"],
+            ),
+        )
+        for spec in specs
+    ]
+    importing.write_npz(
+        directory / f"chunk-{first:06d}-{last:06d}.npz", rows, config["sample_rate_hz"]
+    )
+
+
+async def generation_step(worker: Worker, job_id: uuid.UUID) -> bool:
+    async with worker.sessionmaker() as session, session.begin():
+        job = await hold(session, worker, DatasetGeneration, job_id)
+        if job is not None:
+            config, done, total = dict(job.config), job.items_done, job.num_signals
+            output = job.output_path
+    if job is None:
+        raise LostJob("cancelled")
+    assert output is not None
+    directory = worker.data_dir / output
+    if done < total:
+        specs = signal_model.plan(
+            config["fault_classes"], config["severities"], config["signals_per_combination"]
+        )
+        chunk = specs[done : done + worker.settings.generation_chunk_size]
+        await asyncio.to_thread(write_chunk, directory, config, chunk)
+        async with worker.sessionmaker() as session, session.begin():
+            job = await hold(session, worker, DatasetGeneration, job_id)
+            if job is not None:
+                job.items_done = chunk[-1].index + 1
+                job.progress = math.floor(STEPS_SHARE * job.items_done / total)
+        return job is not None
+    files = sorted(directory.glob("chunk-*.npz"))
+    signals, problems = await asyncio.to_thread(
+        importing.read_all,
+        [(f, str(f.relative_to(worker.data_dir))) for f in files],
+        default_rate=config["sample_rate_hz"],
+    )
+    if problems.total or len(signals) != total:
+        raise RuntimeError(f"generated files hold {len(signals)} valid signals, {total} expected")
+    async with worker.sessionmaker() as session, session.begin():
+        job = await hold(session, worker, DatasetGeneration, job_id)
+        if job is None:
+            return False
+        dataset_id = await store_dataset(session, job, signals, generated=True)
+        finish(job, dataset_id)
+        await publish(
+            session,
+            job,
+            DatasetGenerationCompleted(
+                **await job_fields(session, job),
+                dataset_id=dataset_id,
+                num_signals=len(signals),
+                fault_types=sorted({s.fault_class for s in signals}),
+                output_path=job.output_path,
+            ),
+        )
+    log.info("experiments.generation.completed", job_id=str(job_id), signals=len(signals))
+    return False
+
+
+# --- import --------------------------------------------------------------------------------------
+
+
+async def import_step(worker: Worker, job_id: uuid.UUID) -> bool:
+    async with worker.sessionmaker() as session, session.begin():
+        job = await hold(session, worker, DatasetImport, job_id)
+        if job is not None:
+            config, done = dict(job.config), job.items_done
+            if job_id not in worker.staged and done:
+                job.items_done = done = 0  # resumed by another worker: read every file again
+    if job is None:
+        raise LostJob("cancelled")
+    files: list[str] = config["files"]
+    staged = worker.staged.setdefault(job_id, [])
+    problems = worker.problems.setdefault(job_id, importing.Problems())
+    if done < len(files):
+        name = files[done]
+        path = worker.data_dir / name
+        if path.exists():
+            staged += await asyncio.to_thread(
+                importing.read_file,
+                path,
+                name=name,
+                default_rate=config["sample_rate_hz"],
+                problems=problems,
+            )
+        else:
+            problems.add(name, "the file is gone")
+        async with worker.sessionmaker() as session, session.begin():
+            job = await hold(session, worker, DatasetImport, job_id)
+            if job is not None:
+                job.items_done = done + 1
+                job.progress = math.floor(STEPS_SHARE * job.items_done / len(files))
+        return job is not None
+    importing.add_duplicates(staged, problems)
+    if problems.total:
+        raise ImportRefused(problems)
+    async with worker.sessionmaker() as session, session.begin():
+        job = await hold(session, worker, DatasetImport, job_id)
+        if job is None:
+            return False
+        dataset_id = await store_dataset(session, job, staged, generated=False)
+        finish(job, dataset_id)
+        await publish(
+            session,
+            job,
+            DatasetImportCompleted(
+                **await job_fields(session, job),
+                dataset_id=dataset_id,
+                num_files=len(files),
+                num_signals=len(staged),
+            ),
+        )
+    log.info("experiments.import.completed", job_id=str(job_id), signals=len(staged))
+    return False
+
+
+class ImportRefused(Exception):
+    def __init__(self, problems: importing.Problems) -> None:
+        super().__init__(f"{problems.total} problem(s) in the input; nothing was imported")
+        self.problems = problems
+
+
+# --- shared --------------------------------------------------------------------------------------
+
+
+async def store_dataset(
+    session: AsyncSession,
+    job: Job,
+    signals: list[importing.ParsedSignal],
+    *,
+    generated: bool,
+) -> uuid.UUID:
+    """The dataset and its signals with their features, as the job's owner."""
+    config = job.config
+    owner = Principal(user_id=job.owner_id, role="user")
+    meta: dict[str, Any] = {
+        "source": "generation" if generated else "import",
+        "job_id": str(job.id),
+    }
+    if generated:
+        meta["generator"] = {
+            k: config[k]
+            for k in ("sample_rate_hz", "duration_s", "shaft_frequency_hz", "noise_std", "seed")
+        }
+    dataset = await datasets.create_dataset(
+        session,
+        principal=owner,
+        data=DatasetCreate(
+            name=config["dataset_name"],
+            description=config.get("description"),
+            file_path=job.output_path,
+            meta_data=meta,
+        ),
+    )
+    rows = await asyncio.to_thread(signal_rows, signals)
+    for start in range(0, len(rows), MAX_SIGNALS_PER_REQUEST):
+        await datasets.add_signals(
+            session,
+            principal=owner,
+            dataset_id=dataset.id,
+            signals=rows[start : start + MAX_SIGNALS_PER_REQUEST],
+        )
+    job.num_signals = len(rows)
+    return dataset.id
+
+
+def signal_rows(signals: list[importing.ParsedSignal]) -> list[SignalIn]:
+    rows = []
+    for signal in signals:
+        found = signal_model.features(signal.samples, signal.sample_rate_hz)
+        rows.append(
+            SignalIn(
+                signal_id=signal.signal_id,
+                fault_class=signal.fault_class,
+                severity=signal.severity,
+                file_path=signal.file_path,
+                rms=found.rms,
+                kurtosis=found.kurtosis,
+                dominant_frequency=found.dominant_frequency,
+            )
+        )
+    return rows

@@ -1,0 +1,206 @@
+"""The whole user story of issue #9, over HTTP on the real stack.
+
+Register, enable 2FA, create an API key; with the key create a dataset and an experiment, log 50
+epochs and complete it. The owner gets the email at the SMTP sink, the generic endpoint a signed
+Standard Webhooks POST, the Slack endpoint a Slack message. Then repeated bad logins lock the
+account, and the owner gets an alert by email.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from email.message import EmailMessage
+
+import asyncpg
+import httpx
+import pyotp
+import pytest
+from standardwebhooks import Webhook
+
+from runyard.devstack import Stack
+
+from .conftest import Receiver, User, eventually, mails_to
+
+pytestmark = pytest.mark.e2e
+
+
+async def _value(value: object) -> object:
+    return value
+
+
+def body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+async def enable_two_factor(api: httpx.AsyncClient, user: User) -> pyotp.TOTP:
+    setup = await api.post("/api/v1/auth/2fa/setup", headers=user.auth)
+    assert setup.status_code == 200, setup.text
+    totp = pyotp.TOTP(setup.json()["secret"])
+    enabled = await api.post(
+        "/api/v1/auth/2fa/enable", json={"code": totp.now()}, headers=user.auth
+    )
+    assert enabled.status_code == 200, enabled.text
+    assert len(enabled.json()["backup_codes"]) >= 8
+    return totp
+
+
+async def add_webhook(
+    api: httpx.AsyncClient, user: User, receiver: Receiver, provider: str
+) -> dict[str, str]:
+    created = await api.post(
+        "/api/v1/webhooks",
+        json={
+            "name": f"{provider} hook",
+            "provider_type": provider,
+            "url": receiver.url,
+            "enabled_events": ["experiment.completed"],
+        },
+        headers=user.auth,
+    )
+    assert created.status_code == 201, created.text
+    body: dict[str, str] = created.json()
+    return body
+
+
+async def test_a_researcher_trains_with_an_api_key_and_hears_about_it_everywhere(
+    stack: Stack,
+    api: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    user: User,
+    receiver: Receiver,
+    slack_receiver: Receiver,
+) -> None:
+    totp = await enable_two_factor(api, user)
+    without_code = await api.post(
+        "/api/v1/auth/login", json={"login": user.username, "password": user.password}
+    )
+    assert without_code.status_code == 401
+    assert without_code.json()["code"] == "two_factor_required"
+    with_code = await api.post(
+        "/api/v1/auth/login",
+        # the code that enabled 2FA can't be used again: the authenticator's next one
+        json={
+            "login": user.username,
+            "password": user.password,
+            "totp_code": totp.at(time.time() + 30),
+        },
+    )
+    assert with_code.status_code == 200, with_code.text
+    user.token = with_code.json()["access_token"]
+
+    key = await api.post(
+        "/api/v1/auth/api-keys",
+        json={"name": "training box", "scopes": ["experiments:read", "experiments:write"]},
+        headers=user.auth,
+    )
+    assert key.status_code == 201, key.text
+    with_key = {"X-API-Key": key.json()["key"]}
+
+    generic = await add_webhook(api, user, receiver, "generic")
+    await add_webhook(api, user, slack_receiver, "slack")
+
+    dataset = await api.post(
+        "/api/v1/datasets",
+        json={"name": "pump-vibration-e2e", "fault_types": ["normal", "imbalance"]},
+        headers=with_key,
+    )
+    assert dataset.status_code == 201, dataset.text
+    experiment = await api.post(
+        "/api/v1/experiments",
+        json={
+            "name": "cnn1d on pump vibration",
+            "model_type": "cnn1d",
+            "dataset_id": dataset.json()["id"],
+            "hyperparameters": {"lr": 0.001, "batch_size": 64},
+        },
+        headers=with_key,
+    )
+    assert experiment.status_code == 201, experiment.text
+    experiment_id = experiment.json()["id"]
+    started = await api.post(f"/api/v1/experiments/{experiment_id}/start", headers=with_key)
+    assert started.status_code == 200, started.text
+    for epoch in range(1, 51):
+        logged = await api.post(
+            f"/api/v1/experiments/{experiment_id}/runs",
+            json={
+                "runs": [
+                    {
+                        "epoch": epoch,
+                        "train_loss": 1.0 / epoch,
+                        "val_loss": 1.1 / epoch,
+                        "val_accuracy": 0.5 + epoch / 110,
+                    }
+                ]
+            },
+            headers=with_key,
+        )
+        assert logged.status_code in (200, 201), logged.text
+    runs = await api.get(f"/api/v1/experiments/{experiment_id}/runs?limit=500", headers=with_key)
+    assert runs.status_code == 200, runs.text
+    assert len(runs.json()["items"]) == 50
+    done = await api.post(
+        f"/api/v1/experiments/{experiment_id}/complete",
+        json={"final_metrics": {"val_accuracy": 0.95}},
+        headers=with_key,
+    )
+    assert done.status_code == 200, done.text
+
+    # the owner's email
+    def completion_mails() -> list[EmailMessage]:
+        return [
+            m
+            for m in mails_to(stack.mail_dir, user.email)
+            if "cnn1d on pump vibration" in str(m["Subject"])
+        ]
+
+    (mail,) = await eventually(lambda: _value(completion_mails()))
+    assert "completed" in str(mail["Subject"]).lower()
+    assert mail["List-Unsubscribe"]
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    # the generic endpoint: one signed Standard Webhooks POST of the CloudEvent
+    await eventually(lambda: _value(receiver.requests))
+    ((headers, body),) = receiver.requests
+    Webhook(generic["secret"]).verify(body, headers)
+    event = json.loads(body)
+    assert (event["type"], event["subject"]) == ("experiment.completed", experiment_id)
+    assert event["data"]["total_epochs"] == 50
+
+    # the Slack endpoint: a Slack message, not the CloudEvent
+    await eventually(lambda: _value(slack_receiver.requests))
+    ((_slack_headers, slack_body),) = slack_receiver.requests
+    slack = json.loads(slack_body)
+    assert "cnn1d on pump vibration" in slack["text"]
+    assert isinstance(slack["blocks"], list) and slack["blocks"]
+    assert "specversion" not in slack
+
+    # exactly one email row and one successful delivery per endpoint for the event
+    sent = await eventually(
+        lambda: db.fetchval(
+            "SELECT count(*) FROM notifications.email_logs WHERE event_id = $1 AND status = 'sent'",
+            event["id"],
+        )
+    )
+    assert sent == 1
+
+    # repeated bad logins lock the account and the owner gets an alert
+    statuses = []
+    for _ in range(8):
+        refused = await api.post(
+            "/api/v1/auth/login",
+            json={"login": user.username, "password": "wrong password, again", "totp_code": "0"},
+        )
+        statuses.append(refused.status_code)
+    assert statuses[0] == 401
+    assert statuses[-1] in (423, 429)
+
+    def lock_alerts() -> list[EmailMessage]:
+        return [
+            m for m in mails_to(stack.mail_dir, user.email) if "locked" in str(m["Subject"]).lower()
+        ]
+
+    (alert,) = await eventually(lambda: _value(lock_alerts()))
+    assert user.username in body_text(alert)
