@@ -1,7 +1,7 @@
 """Benchmark: the notifications service's email sender and digest scheduler.
 
-Runs the real code in-process against a real PostgreSQL and a real SMTP server (an aiosmtpd
-sink on 127.0.0.1 that accepts and counts every message), and reports:
+Runs the real code in-process against a real PostgreSQL and a real SMTP server (aiosmtpd's
+``Sink`` handler in its own process on 127.0.0.1, as a mail server would be), and reports:
 - events handled per second: ``experiment.completed`` through the consumer's handler (one
   transaction per event: preference, in-app entry, rendered email row),
 - emails per second to the SMTP sink, with 1 and with --senders concurrent sender loops
@@ -22,14 +22,13 @@ import argparse
 import asyncio
 import os
 import platform
-import threading
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import text
 
 from runyard.notifications.config import Settings
@@ -42,18 +41,29 @@ from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.events import make_event
 from runyard.shared.migrations import upgrade
 from runyard.shared.provision import ensure_database, provision_service, role_url
-from runyard.shared.testing import _with_db, free_port, local_infrastructure
+from runyard.shared.testing import _with_db, free_port, local_infrastructure, wait_for_port
+
+SINK_COMMAND = [sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink"]
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.count = 0
-        self.lock = threading.Lock()
+def start_smtp_sink(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [*SINK_COMMAND, "-l", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port("127.0.0.1", port)
+    return proc
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        with self.lock:
-            self.count += 1
-        return "250 OK"
+
+async def count_sent(url: str) -> int:
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            sql = "SELECT count(*) FROM notifications.email_logs WHERE status = 'sent'"
+            return int((await conn.execute(text(sql))).scalar_one())
+    finally:
+        await engine.dispose()
 
 
 async def provision(admin_url: str) -> str:
@@ -111,7 +121,7 @@ async def bench_emails(url: str, settings: Settings, emails: int, senders: int) 
     try:
         for loops in sorted({1, senders}):
             queued_in = await queue(emails)
-            sink_before = SINK.count
+            sent_before = await count_sent(url)
             started = time.perf_counter()
 
             async def sender() -> None:
@@ -120,7 +130,7 @@ async def bench_emails(url: str, settings: Settings, emails: int, senders: int) 
 
             await asyncio.gather(*(sender() for _ in range(loops)))
             elapsed = time.perf_counter() - started
-            delivered = SINK.count - sink_before
+            delivered = await count_sent(url) - sent_before
             print(
                 f"events handled -> email rows: {emails / queued_in:,.0f} events/s "
                 f"({emails} in {queued_in:.2f}s)"
@@ -220,8 +230,7 @@ async def main(args: argparse.Namespace) -> None:
     )
     with local_infrastructure() as (admin_url, _bootstrap):
         port = free_port()
-        controller = Controller(SINK, hostname="127.0.0.1", port=port)
-        controller.start()
+        sink = start_smtp_sink(port)
         try:
             url = await provision(admin_url)
             settings = Settings(
@@ -233,10 +242,9 @@ async def main(args: argparse.Namespace) -> None:
             await bench_emails(url, settings, args.emails, args.senders)
             await bench_digests(admin_url, settings, args.users, args.items, args.batch)
         finally:
-            controller.stop()
+            sink.terminate()
+            sink.wait(timeout=10)
 
-
-SINK = Sink()
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -309,6 +309,43 @@ async def test_one_bad_file_in_a_directory_keeps_the_good_ones_out_too(
     ]
 
 
+async def test_an_import_cancelled_while_running_imports_nothing(
+    client, db, alice, settings, make_worker
+) -> None:
+    directory = Path(settings.data_dir) / "batch"
+    directory.mkdir(parents=True)
+    for name in ("a.csv", "b.csv"):
+        (directory / name).write_text(csv_text([(name, "normal", tone(4))]))
+    created = (
+        await client.post(
+            "/api/v1/dataset-imports",
+            json={"name": "batch", "path": "batch"},
+            headers=alice.headers,
+        )
+    ).json()
+    job_id = uuid.UUID(created["id"])
+    worker = make_worker()
+    await job_runner.claim(worker, job_runner.DatasetImport)
+    assert await job_runner.step(worker, job_runner.DatasetImport, job_id) is True
+    response = await client.post(f"/api/v1/dataset-imports/{job_id}/cancel", headers=alice.headers)
+    assert response.json()["cancel_requested"] is True
+    await job_runner.run(worker, job_runner.DatasetImport, job_id)
+    done = await job(client, alice, "dataset-imports", created["id"])
+    assert (done["status"], done["dataset_id"]) == ("cancelled", None)
+    assert await fetch(db, "SELECT id FROM experiments.signals") == []
+    assert (directory / "a.csv").exists()  # the user's files stay
+
+
+async def test_a_file_that_is_not_csv_at_all_fails_the_import_with_a_problem(
+    client, alice, make_worker
+) -> None:
+    response = await upload(client, alice, "nul.csv", b"fault_class,a\x00b\n")
+    await job_runner.run_next(make_worker())
+    done = await job(client, alice, "dataset-imports", response.json()["id"])
+    assert done["status"] == "failed"
+    assert done["errors"][0]["file"].endswith("nul.csv")
+
+
 @pytest.mark.parametrize("path", ["../outside.csv", "/etc/passwd", "nothing-here.csv", "x/../.."])
 async def test_a_server_path_outside_the_data_directory_or_missing_is_400(
     client, db, alice, path

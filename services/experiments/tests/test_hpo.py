@@ -283,6 +283,14 @@ async def test_a_campaign_is_private_to_its_owner_and_read_only_for_viewers(
         ({"search_space": {"x": {"type": "categorical", "choices": []}}}, None),
         ({"budget": {"max_trials": 0}}, ["body", "budget", "max_trials"]),
         ({"method": "annealing"}, ["body", "method"]),
+        (
+            {
+                "method": "grid",
+                "search_space": {"x": {"type": "float", "low": 0, "high": 1, "step": 1e-9}},
+            },
+            ["body", "search_space"],
+        ),
+        ({"pruner": "hyperband"}, ["body", "pruner"]),
     ],
 )
 async def test_an_unsearchable_campaign_is_refused_with_the_field_named(

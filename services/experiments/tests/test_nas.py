@@ -133,3 +133,26 @@ async def test_nas_campaigns_follow_the_ownership_rules(client, alice, bob, view
     assert (await add(client, bob, campaign["id"], ARCH)).status_code == 404
     assert (await client.get(f"{path}/trials", headers=viewer.headers)).status_code == 200
     assert (await add(client, viewer, campaign["id"], ARCH)).status_code == 403
+
+
+async def test_deleting_the_dataset_of_a_campaign_unlinks_it(client, alice) -> None:
+    dataset = (
+        await client.post("/api/v1/datasets", json={"name": "pumps"}, headers=alice.headers)
+    ).json()
+    campaign = await client.post(
+        "/api/v1/nas-campaigns",
+        json={
+            "name": "on-pumps",
+            "search_algorithm": "random",
+            "num_trials": 2,
+            "dataset_id": dataset["id"],
+        },
+        headers=alice.headers,
+    )
+    assert campaign.json()["dataset_id"] == dataset["id"]
+    deleted = await client.delete(f"/api/v1/datasets/{dataset['id']}", headers=alice.headers)
+    assert deleted.status_code == 204
+    after = await client.get(
+        f"/api/v1/nas-campaigns/{campaign.json()['id']}", headers=alice.headers
+    )
+    assert after.json()["dataset_id"] is None

@@ -100,9 +100,10 @@ async def create_campaign(
         trials_total = min(trials_total, size)
     if data.dataset_id is not None:
         await service.check_dataset(session, principal, principal.user_id, data.dataset_id)
-    pruner = "hyperband" if data.method == "hyperband" else (data.pruner or "none")
-    if data.pruner is not None and data.pruner != pruner:
+    hyperband = data.method == "hyperband"
+    if data.pruner is not None and (data.pruner == "hyperband") != hyperband:
         raise invalid(["pruner"], "the hyperband method prunes with hyperband, and only it does")
+    pruner = "hyperband" if hyperband else (data.pruner or "none")
     campaign = HpoCampaign(
         id=new_id(),
         owner_id=principal.user_id,

@@ -71,7 +71,20 @@ def grid_values(space: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
 
 
 def grid_size(space: Mapping[str, Mapping[str, Any]]) -> int:
-    return math.prod(len(values) for values in grid_values(space).values())
+    """The number of grid points, counted without enumerating them."""
+    counts = []
+    for name, spec in space.items():
+        if spec["type"] == "categorical":
+            counts.append(len(spec["choices"]))
+        elif spec["type"] == "int":
+            if spec.get("log"):
+                raise SearchSpaceError(name, "a grid cannot enumerate a log-scale int")
+            counts.append((spec["high"] - spec["low"]) // (spec.get("step") or 1) + 1)
+        elif spec.get("step") is None:
+            raise SearchSpaceError(name, "a grid needs a step for a float parameter")
+        else:
+            counts.append(math.floor((spec["high"] - spec["low"]) / spec["step"] + 1e-9) + 1)
+    return math.prod(counts)
 
 
 def distributions(campaign: HpoCampaign) -> dict[str, BaseDistribution]:

@@ -19,9 +19,10 @@ import csv
 import io
 import math
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +103,16 @@ def read_csv(
     except UnicodeDecodeError:
         problems.add(name, "not UTF-8 text")
         return []
+    try:
+        return parse_csv(text, name=name, default_rate=default_rate, problems=problems)
+    except csv.Error as exc:
+        problems.add(name, f"not readable as CSV ({exc})")
+        return []
+
+
+def parse_csv(
+    text: str, *, name: str, default_rate: float, problems: Problems
+) -> list[ParsedSignal]:
     reader = csv.reader(io.StringIO(text))
     header = [h.strip() for h in next(reader, [])]
     if not header:
@@ -235,24 +246,17 @@ def read_npz(
     ]
 
 
-def read_all(
-    files: list[tuple[Path, str]], *, default_rate: float
-) -> tuple[list[ParsedSignal], Problems]:
-    """Every file's signals, and every problem, duplicate signal ids across files included."""
-    problems = Problems()
-    signals: list[ParsedSignal] = []
-    for path, name in files:
-        signals += read_file(path, name=name, default_rate=default_rate, problems=problems)
-    add_duplicates(signals, problems)
-    return signals, problems
+class Located(Protocol):
+    signal_id: str
+    file_path: str | None
 
 
-def add_duplicates(signals: list[ParsedSignal], problems: Problems) -> None:
+def add_duplicates(signals: Sequence[Located], problems: Problems) -> None:
     seen: dict[str, str] = {}
     for signal in signals:
         if signal.signal_id in seen:
             problems.add(
-                signal.file_path.split("#")[0],
+                (signal.file_path or "").split("#")[0],
                 f"signal_id {signal.signal_id!r} appears twice (first at {seen[signal.signal_id]})",
                 at=signal.file_path,
             )

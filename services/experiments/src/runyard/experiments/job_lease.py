@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from runyard.experiments import importing, repository
 from runyard.experiments.config import Settings
 from runyard.experiments.models import DatasetGeneration, DatasetImport
+from runyard.experiments.schemas import SignalIn
 from runyard.shared.contracts.experiments import (
     DatasetGenerationFailed,
     DatasetImportFailed,
@@ -39,7 +40,7 @@ class Worker:
     settings: Settings
     worker_id: str
     #: parsed files of the import this worker is running (job id -> signals so far)
-    staged: dict[uuid.UUID, list[importing.ParsedSignal]] = field(default_factory=dict)
+    staged: dict[uuid.UUID, list[SignalIn]] = field(default_factory=dict)
     problems: dict[uuid.UUID, importing.Problems] = field(default_factory=dict)
 
     @property

@@ -78,12 +78,17 @@ async def generation_step(worker: Worker, job_id: uuid.UUID) -> bool:
                 job.items_done = chunk[-1].index + 1
                 job.progress = math.floor(STEPS_SHARE * job.items_done / total)
         return job is not None
-    files = sorted(directory.glob("chunk-*.npz"))
-    signals, problems = await asyncio.to_thread(
-        importing.read_all,
-        [(f, str(f.relative_to(worker.data_dir))) for f in files],
-        default_rate=config["sample_rate_hz"],
-    )
+    problems = importing.Problems()
+    signals: list[SignalIn] = []
+    for file in sorted(directory.glob("chunk-*.npz")):
+        signals += await asyncio.to_thread(
+            read_rows,
+            file,
+            name=str(file.relative_to(worker.data_dir)),
+            default_rate=config["sample_rate_hz"],
+            problems=problems,
+        )
+    importing.add_duplicates(signals, problems)
     if problems.total or len(signals) != total:
         raise RuntimeError(f"generated files hold {len(signals)} valid signals, {total} expected")
     async with worker.sessionmaker() as session, session.begin():
@@ -99,7 +104,7 @@ async def generation_step(worker: Worker, job_id: uuid.UUID) -> bool:
                 **await job_fields(session, job),
                 dataset_id=dataset_id,
                 num_signals=len(signals),
-                fault_types=sorted({s.fault_class for s in signals}),
+                fault_types=sorted({s.fault_class for s in signals if s.fault_class}),
                 output_path=job.output_path,
             ),
         )
@@ -127,7 +132,7 @@ async def import_step(worker: Worker, job_id: uuid.UUID) -> bool:
         path = worker.data_dir / name
         if path.exists():
             staged += await asyncio.to_thread(
-                importing.read_file,
+                read_rows,
                 path,
                 name=name,
                 default_rate=config["sample_rate_hz"],
@@ -176,7 +181,7 @@ class ImportRefused(Exception):
 async def store_dataset(
     session: AsyncSession,
     job: Job,
-    signals: list[importing.ParsedSignal],
+    rows: list[SignalIn],
     *,
     generated: bool,
 ) -> uuid.UUID:
@@ -202,7 +207,6 @@ async def store_dataset(
             meta_data=meta,
         ),
     )
-    rows = await asyncio.to_thread(signal_rows, signals)
     for start in range(0, len(rows), MAX_SIGNALS_PER_REQUEST):
         await datasets.add_signals(
             session,
@@ -214,7 +218,15 @@ async def store_dataset(
     return dataset.id
 
 
-def signal_rows(signals: list[importing.ParsedSignal]) -> list[SignalIn]:
+def read_rows(
+    path: Path, *, name: str, default_rate: float, problems: importing.Problems
+) -> list[SignalIn]:
+    """One file's signals as rows with their features (the samples are dropped here, so a job
+    holds one file's samples at a time). A file with problems gives no rows."""
+    before = problems.total
+    signals = importing.read_file(path, name=name, default_rate=default_rate, problems=problems)
+    if problems.total > before:
+        return []
     rows = []
     for signal in signals:
         found = signal_model.features(signal.samples, signal.sample_rate_hz)

@@ -236,7 +236,9 @@ class HpoCampaign(UUIDPrimaryKey, Timestamps, Base):
     method: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="pending")
     base_model_type: Mapped[str | None] = mapped_column(String(100))
-    dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.datasets.id"))
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.datasets.id", ondelete="SET NULL")
+    )
     search_space: Mapped[dict[str, Any]] = mapped_column(JSONB)
     budget: Mapped[dict[str, Any]] = mapped_column(JSONB)
     base_hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
@@ -296,7 +298,9 @@ class NasCampaign(UUIDPrimaryKey, Timestamps, Base):
     owner_id: Mapped[uuid.UUID]
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
-    dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(f"{SCHEMA}.datasets.id"))
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.datasets.id", ondelete="SET NULL")
+    )
     search_algorithm: Mapped[str] = mapped_column(String(50))
     num_trials: Mapped[int] = mapped_column(Integer)
     max_epochs_per_trial: Mapped[int | None] = mapped_column(Integer)

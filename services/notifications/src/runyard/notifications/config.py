@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from runyard.shared.settings import ServiceSettings, dev_secret
@@ -34,11 +34,11 @@ class Settings(ServiceSettings):
     unsubscribe_token_ttl_s: float = 90 * 24 * 3600.0
 
     #: Local hour (in the user's timezone) daily and weekly digests go out at.
-    digest_hour: int = 8
+    digest_hour: int = Field(default=8, ge=0, le=23)
     #: Day weekly digests go out on (0 = Monday).
-    digest_weekday: int = 0
+    digest_weekday: int = Field(default=0, ge=0, le=6)
     #: Users whose due digest rows one scheduler pass claims.
-    digest_batch_users: int = 200
+    digest_batch_users: int = Field(default=200, ge=1)
     digest_poll_interval_s: float = 5.0
     #: Events listed per type in one digest; the rest are counted.
     digest_max_items_per_type: int = 20
@@ -46,4 +46,4 @@ class Settings(ServiceSettings):
     #: A burst of the same alert (``login.failed``, ``account.locked``) for one user: the first
     #: one is emailed at once, the others in this window are counted and summarised in one
     #: email when the window ends.
-    alert_throttle_window_s: float = 900.0
+    alert_throttle_window_s: float = Field(default=900.0, ge=0)

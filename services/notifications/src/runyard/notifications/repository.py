@@ -133,11 +133,16 @@ async def claim_due_emails(session: AsyncSession, *, limit: int) -> list[EmailLo
     return list(result.scalars())
 
 
-async def get_email_for_update(session: AsyncSession, email_id: uuid.UUID) -> EmailLog | None:
+async def emails_for_update(
+    session: AsyncSession, email_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, EmailLog]:
     result = await session.execute(
-        select(EmailLog).where(EmailLog.id == email_id).with_for_update()
+        select(EmailLog)
+        .where(EmailLog.id.in_(email_ids))
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
-    return result.scalar_one_or_none()
+    return {row.id: row for row in result.scalars()}
 
 
 async def list_user_emails(

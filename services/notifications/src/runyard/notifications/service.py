@@ -24,7 +24,6 @@ from runyard.shared.db import utcnow
 from runyard.shared.events import CloudEvent, EventPayload, make_event
 from runyard.shared.http import ProblemError
 from runyard.shared.logging import get_logger
-from runyard.shared.outbox import add_event
 
 log = get_logger(__name__)
 
@@ -247,20 +246,19 @@ def backoff_delay(retry_count: int, *, base_s: float, cap_s: float) -> timedelta
     return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
-async def _publish(session: AsyncSession, email: EmailLog, payload: EventPayload) -> None:
-    await add_event(session, make_event(payload, source=SOURCE, subject=email.id))
+def _event(email: EmailLog, payload: EventPayload) -> CloudEvent:
+    return make_event(payload, source=SOURCE, subject=email.id)
 
 
-async def record_sent(session: AsyncSession, *, email: EmailLog, message_id: str) -> None:
+def mark_sent(email: EmailLog, *, message_id: str) -> CloudEvent:
+    """Set a sending email ``sent``; returns its ``email.sent`` event for the outbox."""
     assert email.to_address is not None and email.subject is not None  # sent => rendered
     email.status = "sent"
     email.message_id = message_id
     email.sent_at = utcnow()
     email.next_attempt_at = None
     email.error_message = None
-    await session.flush()
-    await _publish(
-        session,
+    return _event(
         email,
         EmailSent(
             email_id=email.id,
@@ -274,17 +272,16 @@ async def record_sent(session: AsyncSession, *, email: EmailLog, message_id: str
     )
 
 
-async def record_failure(
-    session: AsyncSession,
-    *,
+def mark_failure(
     email: EmailLog,
+    *,
     error: str,
     permanent: bool,
     max_attempts: int,
     backoff_base_s: float,
     backoff_cap_s: float,
-) -> bool:
-    """Schedule a retry, or give up (``failed`` + ``email.failed``). Returns True if given up."""
+) -> CloudEvent | None:
+    """Schedule a retry (returns None), or give up: ``failed`` and its ``email.failed`` event."""
     assert email.to_address is not None and email.subject is not None  # sending => rendered
     email.error_message = error
     attempts = email.retry_count + 1
@@ -294,15 +291,12 @@ async def record_failure(
         email.next_attempt_at = func.now() + backoff_delay(
             attempts, base_s=backoff_base_s, cap_s=backoff_cap_s
         )
-        await session.flush()
-        return False
+        return None
     if not permanent:
         email.retry_count = attempts
     email.status = "failed"
     email.next_attempt_at = None
-    await session.flush()
-    await _publish(
-        session,
+    return _event(
         email,
         EmailFailed(
             email_id=email.id,
@@ -315,7 +309,6 @@ async def record_failure(
             retry_count=email.retry_count,
         ),
     )
-    return True
 
 
 # --- reading -----------------------------------------------------------------------------------

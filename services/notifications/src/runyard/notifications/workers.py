@@ -16,8 +16,11 @@ from runyard.notifications import digests, repository, service
 from runyard.notifications.config import Settings
 from runyard.notifications.links import Links
 from runyard.notifications.mailer import Mailer, SendError, build_message, new_message_id
+from runyard.notifications.models import EmailLog
 from runyard.shared.db import utcnow
+from runyard.shared.events import CloudEvent
 from runyard.shared.logging import bound, get_logger
+from runyard.shared.outbox import add_events
 from runyard.shared.runtime import Runtime
 
 log = get_logger(__name__)
@@ -92,37 +95,34 @@ def prepare(email: OutgoingEmail, settings: Settings) -> EmailMessage | SendErro
         return SendError(f"invalid message: {exc}"[:2000], permanent=True)
 
 
-async def record_outcome(
-    session: AsyncSession, email: OutgoingEmail, error: SendError | None, *, settings: Settings
-) -> str:
-    """Record one send's outcome on its row; returns sent, retry, failed or lost."""
-    row = await repository.get_email_for_update(session, email.id)
+def record_outcome(
+    row: EmailLog | None, email: OutgoingEmail, error: SendError | None, *, settings: Settings
+) -> tuple[str, CloudEvent | None]:
+    """Record one send's outcome on its locked row: (sent | retry | failed | lost, event)."""
     if row is None or row.status != "sending":
         log.warning("notifications.email.claim_lost", status=row.status if row else None)
-        return "lost"
+        return "lost", None
     if error is None:
-        await service.record_sent(session, email=row, message_id=email.message_id)
         log.info("notifications.email.sent", message_id=email.message_id)
-        return "sent"
-    gave_up = await service.record_failure(
-        session,
-        email=row,
+        return "sent", service.mark_sent(row, message_id=email.message_id)
+    event = service.mark_failure(
+        row,
         error=error.detail,
         permanent=error.permanent,
         max_attempts=settings.email_max_attempts,
         backoff_base_s=settings.email_backoff_base_s,
         backoff_cap_s=settings.email_backoff_cap_s,
     )
-    if gave_up:
+    if event is not None:
         log.warning(
             "notifications.email.failed",
             error=error.detail,
             permanent=error.permanent,
             retry_count=row.retry_count,
         )
-        return "failed"
+        return "failed", event
     log.info("notifications.email.retry_scheduled", error=error.detail, retry_count=row.retry_count)
-    return "retry"
+    return "retry", None
 
 
 async def send_due_emails(
@@ -145,9 +145,17 @@ async def send_due_emails(
     for (email, _), error in zip(ready, errors, strict=True):
         outcomes[email.id] = error
     async with sessionmaker() as session, session.begin():
+        rows = await repository.emails_for_update(session, [email.id for email in claimed])
+        events: list[CloudEvent] = []
         for email in claimed:
             with bound(email_id=str(email.id)):
-                await record_outcome(session, email, outcomes[email.id], settings=settings)
+                _outcome, event = record_outcome(
+                    rows.get(email.id), email, outcomes[email.id], settings=settings
+                )
+            if event is not None:
+                events.append(event)
+        await session.flush()
+        await add_events(session, events)
     return len(claimed)
 
 
