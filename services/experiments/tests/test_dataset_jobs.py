@@ -358,6 +358,21 @@ async def test_a_server_path_outside_the_data_directory_or_missing_is_400(
     assert await fetch(db, "SELECT id FROM experiments.dataset_imports") == []
 
 
+async def test_a_symlink_leading_out_of_the_data_directory_is_400(
+    client, db, alice, settings, tmp_path
+) -> None:
+    outside = tmp_path / "secret.csv"
+    outside.write_text(csv_text([("s", "normal", tone(4))]))
+    directory = Path(settings.data_dir) / "linked"
+    directory.mkdir(parents=True)
+    (directory / "secret.csv").symlink_to(outside)
+    response = await client.post(
+        "/api/v1/dataset-imports", json={"name": "linked", "path": "linked"}, headers=alice.headers
+    )
+    assert response.status_code == 400
+    assert await fetch(db, "SELECT id FROM experiments.dataset_imports") == []
+
+
 async def test_an_upload_over_the_size_limit_is_413_and_leaves_no_job(settings, db, alice) -> None:
     limited = settings.model_copy(update={"upload_max_bytes": 1024})
     async with running_app(create_app(limited)) as client:

@@ -114,6 +114,8 @@ def locate(data_dir: Path, given: str) -> list[str]:
     """The files a server-side path names, relative to the data directory."""
     found = importing.files_at(importing.resolve_inside(data_dir, given))
     base = data_dir.resolve()
+    if any(not p.resolve().is_relative_to(base) for p in found):  # a symlink leading out
+        raise importing.PathRefused("the path must lie inside the service's data directory")
     return [str(p.relative_to(base)) for p in found]
 
 
