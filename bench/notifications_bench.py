@@ -11,7 +11,7 @@ Runs the real code in-process against a real PostgreSQL and a real SMTP server (
   scheduler and with two on the same database.
 
 Usage: uv run python bench/notifications_bench.py [--emails 1000] [--senders 4]
-       [--users 10000] [--items 3] [--batch 200]
+       [--users 10000] [--items 3] [--batch 200]     (--users 0: emails only)
 Uses DATABASE_URL when set, else starts an embedded PostgreSQL (and a Tansu broker it does not
 use: ``local_infrastructure`` starts both).
 """
@@ -240,7 +240,8 @@ async def main(args: argparse.Namespace) -> None:
                 email_batch_size=50,
             )
             await bench_emails(url, settings, args.emails, args.senders)
-            await bench_digests(admin_url, settings, args.users, args.items, args.batch)
+            if args.users:
+                await bench_digests(admin_url, settings, args.users, args.items, args.batch)
         finally:
             sink.terminate()
             sink.wait(timeout=10)
