@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runyard.experiments.schemas import (
+    MAX_EPOCH,
     ExperimentOut,
     Finite,
     Input,
@@ -88,10 +89,10 @@ class HpoBudget(Input):
     #: its running trials have finished
     max_duration_seconds: Finite | None = Field(default=None, gt=0)
     #: pruning: epochs every trial runs before it may be pruned (hyperband: min resource)
-    min_epochs: int = Field(default=1, ge=1)
+    min_epochs: int = Field(default=1, ge=1, le=MAX_EPOCH)
     #: hyperband: the most epochs a trial runs (its max resource); default: learnt from the
     #: first completed trial
-    max_epochs: int | None = Field(default=None, ge=1)
+    max_epochs: int | None = Field(default=None, ge=1, le=MAX_EPOCH)
 
 
 class HpoCampaignCreate(Input):
@@ -187,7 +188,7 @@ class NasCampaignCreate(Input):
     #: random | evolution | reinforcement | darts | bayesian ... (free text, as the tool names it)
     search_algorithm: Label
     num_trials: int = Field(ge=1, le=MAX_TRIALS)
-    max_epochs_per_trial: int | None = Field(default=None, ge=1)
+    max_epochs_per_trial: int | None = Field(default=None, ge=1, le=MAX_EPOCH)
     search_space_config: JsonObject = Field(default_factory=dict)
 
 

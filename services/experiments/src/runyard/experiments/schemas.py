@@ -12,6 +12,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 MAX_SIGNALS_PER_REQUEST = 10_000
 MAX_RUNS_PER_REQUEST = 1_000
 MAX_JSON_KEYS = 200
+#: the largest epoch number a run may carry (its columns are 32-bit integers)
+MAX_EPOCH = 10_000_000
 
 
 def _finite_json(value: Any, depth: int = 0) -> Any:
@@ -175,8 +177,8 @@ class ExperimentUpdate(Input):
 
 class ExperimentComplete(Input):
     final_metrics: Metrics = Field(default_factory=dict)
-    best_epoch: int | None = Field(default=None, ge=0)
-    total_epochs: int | None = Field(default=None, ge=0)
+    best_epoch: int | None = Field(default=None, ge=0, le=MAX_EPOCH)
+    total_epochs: int | None = Field(default=None, ge=0, le=MAX_EPOCH)
 
 
 class ExperimentFail(Input):
@@ -224,7 +226,7 @@ class ExperimentOut(BaseModel):
 
 
 class RunIn(Input):
-    epoch: int = Field(ge=0, le=10_000_000)
+    epoch: int = Field(ge=0, le=MAX_EPOCH)
     train_loss: Finite | None = None
     val_loss: Finite | None = None
     train_accuracy: Finite | None = None
