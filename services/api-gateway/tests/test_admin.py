@@ -190,3 +190,22 @@ async def test_metrics_endpoint_serves_the_rolled_up_summaries(
     assert sum(i["total_requests"] for i in items) == 3
     assert {i["method"] for i in items} == {"GET"}
     assert all(i["p99_response_time_ms"] >= i["p50_response_time_ms"] > 0 for i in items)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        pytest.param("nope", id="not-base64"),
+        pytest.param("WyJ4Il0=", id="not-an-id"),  # ["x"]
+        pytest.param("W3t9XQ==", id="an-object"),  # [{}]
+        pytest.param("WzEsMl0=", id="two-values"),  # [1,2]
+    ],
+)
+async def test_a_malformed_cursor_is_400_problem(client, signing_key, cursor) -> None:
+    admin = bearer(signing_key, role="admin")
+    for path in ("request-logs", "audit-log", "metrics"):
+        response = await client.get(
+            f"/api/v1/admin/{path}", params={"cursor": cursor}, headers=admin
+        )
+        assert response.status_code == 400, (path, response.text)
+        assert response.headers["content-type"] == PROBLEM_JSON

@@ -218,3 +218,16 @@ async def test_unreachable_jwks_is_503_problem(
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM_JSON
     assert experiments_upstream.requests == []
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires() -> None:
+    from runyard.gateway.auth import VerifiedTokens
+    from runyard.shared.identity import Principal
+
+    verified = VerifiedTokens(ttl_s=60)
+    principal = Principal(user_id=uuid.uuid4(), role="user")
+    verified.put("live", principal, "sid-1", exp=time.time() + 30)
+    verified.put("expired", principal, "sid-2", exp=time.time() - 1)
+    assert verified.get("live") == (principal, "sid-1")
+    assert verified.get("expired") is None
+    assert verified.get("never-seen") is None

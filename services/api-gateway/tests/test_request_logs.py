@@ -167,3 +167,24 @@ async def test_a_stalled_database_drops_and_counts_log_entries_but_never_delays_
         # once the lock is gone the writer carries on: every entry it kept is written
         await eventually(all_kept_entries_written)
     assert lost < 12
+
+
+async def test_values_postgres_cannot_store_do_not_cost_the_batch_its_rows(
+    eventually, client, db_conn, signing_key
+) -> None:
+    headers = {**bearer(signing_key), "Content-Type": "application/json"}
+    before = await dropped(client, "write_failed")
+    await client.post("/api/v1/experiments/a%00b", content=b'{"loss": NaN}', headers=headers)
+    await client.post("/api/v1/experiments", content=b'{"note": "a\\u0000b"}', headers=headers)
+    await client.get("/api/v1/experiments", headers=headers)
+
+    async def three_rows() -> list[dict]:
+        found = await rows(db_conn, "api_request_logs")
+        return found if len(found) == 3 else []
+
+    nul_path, nul_body, plain = await eventually(three_rows)
+    assert nul_path["endpoint"] == "/api/v1/experiments/ab"
+    assert json.loads(nul_path["request_payload_sample"])["sampled"] is False  # NaN: not JSON
+    assert json.loads(nul_body["request_payload_sample"]) == {"note": "ab"}
+    assert plain["method"] == "GET"
+    assert await dropped(client, "write_failed") == before

@@ -153,3 +153,19 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(
         lambda: db_conn.fetch("SELECT ip_address FROM gateway.api_request_logs ORDER BY id")
     )
     assert [r["ip_address"] for r in ips] == ["127.0.0.1", "203.0.113.9"]
+
+
+def test_a_half_open_trial_that_ends_without_a_verdict_lets_the_next_request_try() -> None:
+    from runyard.gateway.breaker import CircuitBreaker, State
+
+    breaker = CircuitBreaker("bench", threshold=1, open_s=0.0)
+    breaker.record_failure()
+    assert breaker.state == State.OPEN
+    breaker.before_call()  # open period over: this one is the trial
+    assert breaker.state == State.HALF_OPEN
+    with pytest.raises(Exception, match="unavailable"):
+        breaker.before_call()  # only one trial at a time
+    breaker.release()  # the trial's client went away
+    breaker.before_call()  # the next request becomes the trial
+    breaker.record_success()
+    assert breaker.state == State.CLOSED

@@ -34,8 +34,12 @@ async def require_admin(request: Request, response: Response) -> Principal:
 AdminDep = Annotated[Principal, Depends(require_admin)]
 SessionDep = Annotated[AsyncSession, Depends(db_session)]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size (default 50, max 500).")]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+]
 Since = Annotated[datetime | None, Query(description="From this time (inclusive).")]
+#: Free-text filters: bounded, and no NUL (PostgreSQL text cannot hold it).
+Text = Annotated[str | None, Query(max_length=256, pattern=r"^[^\x00]*$")]
 Until = Annotated[datetime | None, Query(description="Before this time.")]
 
 router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"])
@@ -47,14 +51,14 @@ async def request_logs(
     session: SessionDep,
     limit: Limit = 50,
     cursor: Cursor = None,
-    method: str | None = None,
+    method: Text = None,
     status: Annotated[int | None, Query(ge=100, le=599)] = None,
     errors_only: bool = False,
-    service: str | None = None,
-    path_prefix: Annotated[str | None, Query(max_length=2048)] = None,
+    service: Text = None,
+    path_prefix: Annotated[str | None, Query(max_length=2048, pattern=r"^[^\x00]*$")] = None,
     user_id: uuid.UUID | None = None,
     api_key_id: uuid.UUID | None = None,
-    request_id: str | None = None,
+    request_id: Text = None,
     since: Since = None,
     until: Until = None,
 ) -> RequestLogPage:
@@ -86,9 +90,13 @@ async def metrics(
     aggregation: Literal["minute", "hour"] = "minute",
     endpoint: Annotated[
         str | None,
-        Query(description="A route such as `/api/v1/experiments/{id}`; `*` for all requests."),
+        Query(
+            max_length=512,
+            pattern=r"^[^\x00]*$",
+            description="A route such as `/api/v1/experiments/{id}`; `*` for all requests.",
+        ),
     ] = None,
-    method: str | None = None,
+    method: Text = None,
     since: Since = None,
     until: Until = None,
 ) -> MetricsPage:
@@ -115,7 +123,12 @@ async def audit_log(
     cursor: Cursor = None,
     user_id: uuid.UUID | None = None,
     action: Annotated[
-        str | None, Query(description="Prefix of `<METHOD> <route>`, e.g. `DELETE`.")
+        str | None,
+        Query(
+            max_length=600,
+            pattern=r"^[^\x00]*$",
+            description="Prefix of `<METHOD> <route>`, e.g. `DELETE`.",
+        ),
     ] = None,
     status: Literal["success", "failure"] | None = None,
     since: Since = None,

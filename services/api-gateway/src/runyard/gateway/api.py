@@ -10,7 +10,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from runyard.gateway.auth import IP_LIMITED_ROUTES, JwksCache, authenticate, is_public
+from runyard.gateway.auth import (
+    IP_LIMITED_ROUTES,
+    JwksCache,
+    VerifiedTokens,
+    authenticate,
+    is_public,
+)
 from runyard.gateway.breaker import CircuitBreaker
 from runyard.gateway.config import Settings
 from runyard.gateway.credentials import CredentialChecker
@@ -40,6 +46,7 @@ class GatewayState:
     trusted: list[IPNetwork] = field(default_factory=list)
     timeouts: dict[str, aiohttp.ClientTimeout] = field(default_factory=dict)
     log_writer: RequestLogWriter | None = None
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
 
 
 def gateway_state(request: Request) -> GatewayState:
@@ -119,7 +126,12 @@ def limit_caller(request: Request, state: GatewayState, principal: Principal) ->
 async def identify(request: Request, state: GatewayState, *, service: str) -> Principal:
     request.state.client_ip = client_ip(request, state.trusted)
     return await authenticate(
-        request, state.jwks, state.settings, state.credentials, service=service
+        request,
+        state.jwks,
+        state.settings,
+        state.credentials,
+        service=service,
+        verified=state.verified,
     )
 
 

@@ -147,12 +147,13 @@ async def authenticate(
     checker: CredentialChecker,
     *,
     service: str,
+    verified: VerifiedTokens | None = None,
 ) -> Principal:
     """The caller of a protected route, or 401/403 problem+json (503 if it cannot be checked)."""
     api_key = request.headers.get("x-api-key")
     if api_key and not request.headers.get("authorization"):
         return await authenticate_api_key(request, checker, api_key, service=service)
-    principal, sid = await verify_access_token(request, jwks, settings)
+    principal, sid = await verify_access_token(request, jwks, settings, verified)
     session = await checker.session(sid)
     if session is None or not session.active or not session.user_active:
         raise _unauthorized("The session has ended; log in again.", invalid=True)
@@ -196,11 +197,40 @@ async def authenticate_api_key(
     return principal
 
 
+class VerifiedTokens:
+    """Tokens whose signature and claims were checked, for a short while: a client sends the
+    same token with every request, and the EdDSA check is the costliest step of a request.
+    An entry lives until the token expires but at most ``ttl_s`` (so a signing key that auth
+    withdrew stops counting soon after the JWKS is refetched)."""
+
+    def __init__(self, *, ttl_s: float = 60.0, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, Principal, str]] = {}
+
+    def get(self, token: str) -> tuple[Principal, str] | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry[0] <= time.time():
+            del self._entries[token]
+            return None
+        return entry[1], entry[2]
+
+    def put(self, token: str, principal: Principal, sid: str, *, exp: float) -> None:
+        if len(self._entries) >= self._max:
+            for old in list(self._entries)[: self._max // 10]:
+                del self._entries[old]
+        self._entries[token] = (min(exp, time.time() + self._ttl), principal, sid)
+
+
 async def verify_access_token(
-    request: Request, jwks: JwksCache, settings: Settings
+    request: Request, jwks: JwksCache, settings: Settings, verified: VerifiedTokens | None = None
 ) -> tuple[Principal, str]:
     """The token's principal and session id, or 401 (503 if keys cannot be fetched)."""
     token = bearer_token(request)
+    if verified is not None and (known := verified.get(token)) is not None:
+        return known
     invalid = _unauthorized("The access token is invalid or expired.", invalid=True)
     try:
         header = jwt.get_unverified_header(token)
@@ -244,4 +274,6 @@ async def verify_access_token(
         username=str(claims.get("preferred_username") or ""),
         auth_method="jwt",
     )
+    if verified is not None:
+        verified.put(token, principal, sid, exp=float(claims["exp"]))
     return principal, sid

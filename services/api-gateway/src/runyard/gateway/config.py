@@ -47,7 +47,7 @@ class Settings(ServiceSettings):
     #: Requests per minute for an API key whose own ``rate_limit`` is empty.
     rate_limit_api_key_per_minute: int = 6000
     #: Requests per minute per client IP to login, register and refresh.
-    rate_limit_login_per_ip_per_minute: int = 30
+    rate_limit_login_per_ip_per_minute: int = 60
     request_log_enabled: bool = True
     #: Request log entries waiting to be written; beyond it entries are dropped (and counted).
     request_log_queue_size: int = 10000

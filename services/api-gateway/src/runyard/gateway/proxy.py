@@ -181,13 +181,6 @@ def _too_large(limit: int) -> ProblemError:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, or 413 problem+json once it passes ``limit`` bytes."""
-    body = await request_body(request, limit=limit, buffer_up_to=limit)
-    assert isinstance(body, bytes)
-    return body
-
-
 async def request_body(
     request: Request, *, limit: int, buffer_up_to: int
 ) -> bytes | AsyncIterator[bytes]:
@@ -291,6 +284,12 @@ async def forward(
             breaker.record_failure()
         log.warning("gateway.upstream.unreachable", service=service, error=repr(exc))
         raise ProblemError(502, "Bad Gateway", f"The {service} service is unreachable.") from exc
+    except BaseException:
+        # cancelled (client gone) or anything unforeseen: says nothing about the service, but a
+        # half-open circuit must not wait forever for this trial's verdict
+        if breaker is not None:
+            breaker.release()
+        raise
     if breaker is not None:
         breaker.record_success()
     status = upstream.status

@@ -20,14 +20,24 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode()
 
 
+def _bad_cursor() -> ProblemError:
+    return ProblemError(400, "Bad Request", "The cursor is not valid.")
+
+
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except ValueError as exc:
-        raise ProblemError(400, "Bad Request", "The cursor is not valid.") from exc
+        raise _bad_cursor() from exc
     if not isinstance(values, list) or len(values) != arity:
-        raise ProblemError(400, "Bad Request", "The cursor is not valid.")
+        raise _bad_cursor()
     return values
+
+
+def cursor_id(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+        raise _bad_cursor()
+    return value
 
 
 @dataclass
@@ -41,7 +51,7 @@ async def _page_by_id(
 ) -> Page:
     if cursor:
         (last_id,) = decode_cursor(cursor, 1)
-        query = query.where(table.c.id < int(last_id))
+        query = query.where(table.c.id < cursor_id(last_id))
     rows = (await session.execute(query.order_by(table.c.id.desc()).limit(limit + 1))).mappings()
     items = [dict(r) for r in rows]
     more = len(items) > limit
@@ -143,11 +153,16 @@ async def list_metrics(
         query = query.where(t.c.period_start < until)
     if cursor:
         period, last_id = decode_cursor(cursor, 2)
-        start = datetime.fromisoformat(period)
+        try:
+            start = datetime.fromisoformat(period)
+        except (TypeError, ValueError) as exc:
+            raise _bad_cursor() from exc
+        if start.tzinfo is None:
+            raise _bad_cursor()
         query = query.where(
             or_(
                 t.c.period_start < start,
-                and_(t.c.period_start == start, t.c.id < int(last_id)),
+                and_(t.c.period_start == start, t.c.id < cursor_id(last_id)),
             )
         )
     query = query.order_by(t.c.period_start.desc(), t.c.id.desc()).limit(limit + 1)

@@ -63,11 +63,26 @@ def route_of(path: str) -> str:
 
 
 def redact(value: Any) -> Any:
+    """Secret-looking fields replaced; NUL characters (which PostgreSQL text and jsonb refuse,
+    and which would fail the whole batch) removed."""
     if isinstance(value, dict):
-        return {k: REDACTED if _SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
+        return {
+            _text_safe(str(k)): REDACTED if _SECRET_KEY.search(str(k)) else redact(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _text_safe(value)
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} cannot be stored in jsonb")
+
+
+def _text_safe(value: str) -> str:
+    return value.replace("\x00", "")
 
 
 def payload_sample(raw: bytes, total: int, content_type: str) -> Any:
@@ -76,7 +91,7 @@ def payload_sample(raw: bytes, total: int, content_type: str) -> Any:
         return None
     if "json" in content_type and len(raw) == total:
         with contextlib.suppress(ValueError):
-            return redact(json.loads(raw))
+            return redact(json.loads(raw, parse_constant=_refuse_constant))
     return {"content_type": content_type or None, "size": total, "sampled": False}
 
 
@@ -162,9 +177,20 @@ class RequestLogWriter:
                 LOGS_DROPPED.labels("shutdown").inc(len(batch))
                 raise
             except Exception as exc:
-                LOGS_DROPPED.labels("write_failed").inc(len(batch))
                 log.warning("gateway.request_log.write_failed", error=repr(exc), rows=len(batch))
-                await asyncio.sleep(self._interval)
+                await self._write_one_by_one(batch)
+
+    async def _write_one_by_one(self, batch: list[RequestRecord]) -> None:
+        """After a failed batch: one entry that the database refuses must not take the others
+        with it (while the database is down, every entry fails and is counted)."""
+        for record in batch:
+            try:
+                await self.flush([record])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                LOGS_DROPPED.labels("write_failed").inc()
+                await asyncio.sleep(self._interval / 10)
 
     async def flush(self, batch: list[RequestRecord]) -> None:
         if not batch:
@@ -201,18 +227,18 @@ def error_message(record: RequestRecord) -> str | None:
 def log_row(r: RequestRecord) -> dict[str, Any]:
     p = r.principal
     return {
-        "request_id": r.request_id[:128],
+        "request_id": _text_safe(r.request_id)[:128],
         "request_time": r.request_time,
         "method": r.method[:10],
-        "endpoint": r.path[:2048],
-        "route": route_of(r.path),
+        "endpoint": _text_safe(r.path)[:2048],
+        "route": _text_safe(route_of(r.path)),
         "service": r.service,
         "status_code": r.status,
         "response_time_ms": round(r.latency_ms, 3),
         "request_size_bytes": r.request_size,
         "response_size_bytes": r.response_size,
         "ip_address": (r.ip_address or None) and r.ip_address[:45],
-        "user_agent": r.user_agent[:1000] if r.user_agent else None,
+        "user_agent": _text_safe(r.user_agent)[:1000] if r.user_agent else None,
         "user_id": p.user_id if p else None,
         "api_key_id": _uuid(p.api_key_id) if p and p.api_key_id else None,
         "auth_method": p.auth_method if p else None,
@@ -236,12 +262,12 @@ def audit_row(r: RequestRecord) -> dict[str, Any]:
     return {
         "user_id": p.user_id,
         "username": p.username[:150] or None,
-        "action": f"{r.method} {route_of(r.path)}"[:600],
+        "action": _text_safe(f"{r.method} {route_of(r.path)}")[:600],
         "status": "success" if r.status < 400 else "failure",
         "status_code": r.status,
         "details": {
             "request_id": r.request_id,
-            "path": r.path,
+            "path": _text_safe(r.path),
             "service": r.service,
             "auth_method": p.auth_method,
             "api_key_id": p.api_key_id or None,
@@ -262,7 +288,7 @@ def api_key_used_event(r: RequestRecord) -> CloudEvent | None:
         key_id=key_id,
         user_id=p.user_id,
         method=r.method,
-        route=r.path[:500],
+        route=_text_safe(r.path)[:500],
         status=r.status,
         latency_ms=round(r.latency_ms, 3),
         ip_address=r.ip_address,
