@@ -148,12 +148,11 @@ def upstream_request_headers(
 
 
 def forwarded_for(request: Request, trusted: Sequence[IPNetwork]) -> str:
-    """``X-Forwarded-For`` for the upstream: the trusted chain plus the peer, else the peer."""
-    peer = request.client.host if request.client else ""
-    if trusted and _is_trusted(peer, trusted):
-        chain = ", ".join(request.headers.getlist("x-forwarded-for"))
-        return f"{chain}, {peer}" if chain else peer
-    return peer
+    """``X-Forwarded-For`` for the upstream: the one client address the gateway resolved.
+
+    Not the chain: entries left of the right-most untrusted hop are whatever the client wrote,
+    and the services (auth's per-IP lockout) take the first entry as the client."""
+    return client_ip(request, trusted)
 
 
 def downstream_headers(
