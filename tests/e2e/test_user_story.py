@@ -186,6 +186,18 @@ async def test_a_researcher_trains_with_an_api_key_and_hears_about_it_everywhere
     )
     assert sent == 1
 
+    # every API-key request became an api_key.used event that auth counts (55: dataset,
+    # experiment, start, 50 epochs, the runs list and complete)
+    key_id = key.json()["id"]
+
+    async def usage_total() -> int:
+        usage = await api.get(f"/api/v1/auth/api-keys/{key_id}/usage", headers=user.auth)
+        assert usage.status_code == 200, usage.text
+        total: int = usage.json()["total_requests"]
+        return total if total >= 55 else 0
+
+    assert await eventually(usage_total) == 55
+
     # repeated bad logins lock the account and the owner gets an alert
     statuses = []
     for _ in range(8):
