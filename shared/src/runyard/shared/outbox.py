@@ -5,6 +5,12 @@ statement trigger on the table notifies at commit) with a polling fallback, clai
 ``FOR UPDATE SKIP LOCKED`` (several replicas can relay at once), publishes each row with the
 aggregate id as key, waits for the broker's acks and only then marks the rows published.
 A crash between publish and mark republishes the batch: consumers dedupe on the event id.
+
+A broker that comes back without the records it acknowledged (an in-memory broker restarted, a
+topic deleted and created again, an unclean leader election) shows itself in the acks: a
+partition hands out an offset at or below one it already acknowledged to this relay. The relay
+then marks the rows it published in the last ``replay_window_s`` unpublished again, so they are
+published anew (docs/decisions/0010-outbox-replay-after-broker-reset.md).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import json
 import re
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
@@ -47,6 +54,16 @@ OUTBOX_OLDEST_AGE = Gauge(
 OUTBOX_PUBLISHED = Counter("runyard_outbox_published", "Outbox rows published", ["service"])
 OUTBOX_PUBLISH_ERRORS = Counter(
     "runyard_outbox_publish_errors", "Failed outbox publish batches", ["service"]
+)
+OUTBOX_BROKER_RESETS = Counter(
+    "runyard_outbox_broker_resets",
+    "Times a partition's offsets went backwards (the broker lost acknowledged records)",
+    ["service"],
+)
+OUTBOX_REPLAYED = Counter(
+    "runyard_outbox_replayed",
+    "Published outbox rows queued again after a broker reset",
+    ["service"],
 )
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -145,6 +162,43 @@ class Producer(Protocol):
     ) -> Any: ...
 
 
+@dataclass(frozen=True)
+class OffsetsWentBack:
+    """A partition acknowledged ``offset`` after it had acknowledged ``previous`` >= offset."""
+
+    topic: str
+    partition: int
+    offset: int
+    previous: int
+
+
+def offsets_after(
+    acked: dict[tuple[str, int], int], acks: list[Any]
+) -> tuple[OffsetsWentBack | None, dict[tuple[str, int], int]]:
+    """The highest acknowledged offset per (topic, partition) once ``acks`` (RecordMetadata of
+    a batch, in send order) are counted, and the first partition whose offset went back, if any.
+
+    Offsets of a partition only grow, so going back means the broker lost records it had
+    acknowledged. After that the memory of every partition is dropped (the whole broker may be
+    new): later batches compare with the new logs only, so one reset is reported once."""
+    after = dict(acked)
+    reset = None
+    for ack in acks:
+        topic = getattr(ack, "topic", None)
+        partition = getattr(ack, "partition", None)
+        offset = getattr(ack, "offset", None)
+        if not isinstance(topic, str) or not isinstance(partition, int):
+            continue
+        if not isinstance(offset, int) or offset < 0:
+            continue
+        previous = after.get((topic, partition))
+        if reset is None and previous is not None and offset <= previous:
+            reset = OffsetsWentBack(topic, partition, offset, previous)
+            after.clear()
+        after[(topic, partition)] = max(offset, after.get((topic, partition), -1))
+    return reset, after
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -157,6 +211,7 @@ class OutboxRelay:
         poll_interval_s: float = 1.0,
         retention_hours: float = 24.0,
         prune_every_s: float = 60.0,
+        replay_window_s: float = 600.0,
     ) -> None:
         self.engine = engine
         self.producer = producer
@@ -166,6 +221,10 @@ class OutboxRelay:
         self.poll_interval_s = poll_interval_s
         self.retention_hours = retention_hours
         self.prune_every_s = prune_every_s
+        #: rows published this long before a detected broker reset are published again (0: never)
+        self.replay_window_s = replay_window_s
+        #: the highest offset the broker acknowledged to this relay, per (topic, partition)
+        self._acked_offsets: dict[tuple[str, int], int] = {}
         self._wake = asyncio.Event()
         self._claim = text(
             f"SELECT id, event_id, topic, key, payload, headers FROM {self.schema}.outbox "
@@ -179,6 +238,10 @@ class OutboxRelay:
             "SELECT count(*), extract(epoch FROM now() - min(created_at)) "
             f"FROM {self.schema}.outbox "
             "WHERE published_at IS NULL"
+        )
+        self._replay = text(
+            f"UPDATE {self.schema}.outbox SET published_at = NULL "
+            "WHERE published_at >= now() - make_interval(secs => :secs)"
         )
         self._prune = text(
             f"DELETE FROM {self.schema}.outbox WHERE id IN (SELECT id FROM {self.schema}.outbox "
@@ -203,8 +266,30 @@ class OutboxRelay:
                         headers=headers,
                     )
                 )
-            await asyncio.gather(*futures)
+            acks = await asyncio.gather(*futures)
             await conn.execute(self._mark, {"ids": [r.id for r in rows]})
+            reset, acked_offsets = offsets_after(self._acked_offsets, acks)
+            if reset is not None and self.replay_window_s > 0:
+                # This batch too: part of it may have been acked by the broker that was lost.
+                replayed = (
+                    await conn.execute(self._replay, {"secs": self.replay_window_s})
+                ).rowcount
+                log.warning(
+                    "outbox.broker_reset.replay",
+                    topic=reset.topic,
+                    partition=reset.partition,
+                    offset=reset.offset,
+                    previously_acked=reset.previous,
+                    replayed=replayed,
+                    window_s=self.replay_window_s,
+                )
+        # Only once the marks (and the replay) are committed: a failed transaction publishes
+        # the batch again and must find the same reset again.
+        self._acked_offsets = acked_offsets
+        if reset is not None:
+            OUTBOX_BROKER_RESETS.labels(self.service).inc()
+            if self.replay_window_s > 0:
+                OUTBOX_REPLAYED.labels(self.service).inc(replayed or 0)
         OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
 

