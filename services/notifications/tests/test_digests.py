@@ -62,6 +62,22 @@ def test_digest_time_is_a_local_wall_clock_time_across_dst(
     assert next_digest_at(now, frequency, timezone) == expected
 
 
+def test_a_shorter_hourly_period_ends_at_the_next_boundary_of_that_period() -> None:
+    now = datetime(2026, 5, 1, 10, 10, 7, 500_000, tzinfo=UTC)
+    assert next_digest_at(now, "hourly", "UTC", hourly_period_s=10) == utc(2026, 5, 1, 10, 10, 10)
+    assert next_digest_at(now, "hourly", "UTC", hourly_period_s=900) == utc(2026, 5, 1, 10, 15)
+
+
+def test_an_hourly_period_that_does_not_divide_an_hour_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from runyard.notifications.config import Settings
+
+    with pytest.raises(ValidationError, match="must divide 3600"):
+        Settings(digest_hourly_period_s=7)
+    assert Settings(digest_hourly_period_s=10).digest_hourly_period_s == 10
+
+
 async def test_daily_digest_goes_out_at_eight_local_on_the_day_dst_starts(
     sessionmaker, settings, mailer, smtp_sink
 ) -> None:

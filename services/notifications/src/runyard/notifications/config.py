@@ -1,4 +1,4 @@
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from runyard.shared.settings import ServiceSettings, dev_secret
@@ -37,6 +37,17 @@ class Settings(ServiceSettings):
     digest_hour: int = Field(default=8, ge=0, le=23)
     #: Day weekly digests go out on (0 = Monday).
     digest_weekday: int = Field(default=0, ge=0, le=6)
+    #: Length of an "hourly" digest period in seconds; a divisor of 3600. Less than an hour is
+    #: for demos and end-to-end tests (the next period boundary after the event).
+    digest_hourly_period_s: int = Field(default=3600, ge=1, le=3600)
+
+    @field_validator("digest_hourly_period_s")
+    @classmethod
+    def _divides_an_hour(cls, value: int) -> int:
+        if 3600 % value:
+            raise ValueError("must divide 3600 (an hour) evenly")
+        return value
+
     #: Users whose due digest rows one scheduler pass claims.
     digest_batch_users: int = Field(default=200, ge=1)
     digest_poll_interval_s: float = 5.0

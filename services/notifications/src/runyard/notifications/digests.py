@@ -27,15 +27,25 @@ FREQUENCY_NAMES = {"hourly": "hourly", "daily": "daily", "weekly": "weekly"}
 
 
 def next_digest_at(
-    now: datetime, frequency: str, timezone: str, *, hour: int = 8, weekday: int = 0
+    now: datetime,
+    frequency: str,
+    timezone: str,
+    *,
+    hour: int = 8,
+    weekday: int = 0,
+    hourly_period_s: int = 3600,
 ) -> datetime:
-    """The first digest time of ``frequency`` strictly after ``now``, in UTC."""
+    """The first digest time of ``frequency`` strictly after ``now``, in UTC.
+
+    ``hourly_period_s`` (a divisor of 3600) shortens the hourly period for demos and tests."""
     zone = notices.zone_of(timezone)
     local = now.astimezone(zone)
     if frequency == "hourly":
         top = local.replace(minute=0, second=0, microsecond=0)
-        # One hour of real time, not of wall time: 01:00 + 1h is 03:00 on a spring-forward day.
-        return (top.astimezone(UTC) + timedelta(hours=1)).astimezone(UTC)
+        into_hour = (local - top).total_seconds()
+        periods = int(into_hour // hourly_period_s) + 1
+        # Real time, not wall time: 01:00 + 1h is 03:00 on a spring-forward day.
+        return (top.astimezone(UTC) + timedelta(seconds=periods * hourly_period_s)).astimezone(UTC)
     if frequency not in ("daily", "weekly"):
         raise ValueError(f"not a digest frequency: {frequency!r}")
     day = local.date()
@@ -59,9 +69,12 @@ async def queue_for_digest(
     now: datetime,
     hour: int,
     weekday: int,
+    hourly_period_s: int = 3600,
 ) -> uuid.UUID | None:
     """Put an event in the user's next digest; None if it is there already (redelivery)."""
-    scheduled_for = next_digest_at(now, frequency, timezone, hour=hour, weekday=weekday)
+    scheduled_for = next_digest_at(
+        now, frequency, timezone, hour=hour, weekday=weekday, hourly_period_s=hourly_period_s
+    )
     item_id = await repository.insert_digest_item(
         session,
         values={

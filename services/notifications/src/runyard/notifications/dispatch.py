@@ -60,6 +60,7 @@ async def notify(
             now=now,
             hour=options.digest_hour,
             weekday=options.digest_weekday,
+            hourly_period_s=options.digest_hourly_period_s,
         )
         return
     if (

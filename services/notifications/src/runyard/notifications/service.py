@@ -39,6 +39,7 @@ class Options:
     throttle_window: timedelta
     digest_hour: int = 8
     digest_weekday: int = 0
+    digest_hourly_period_s: int = 3600
     clock: Callable[[], datetime] = utcnow
 
     @classmethod
@@ -51,6 +52,7 @@ class Options:
             throttle_window=timedelta(seconds=settings.alert_throttle_window_s),
             digest_hour=settings.digest_hour,
             digest_weekday=settings.digest_weekday,
+            digest_hourly_period_s=settings.digest_hourly_period_s,
             clock=clock,
         )
 

@@ -105,3 +105,88 @@ class ExperimentFailed(_ExperimentEnded):
 class ExperimentCancelled(_ExperimentEnded):
     event_type = "experiment.cancelled"
     reason: str | None = None
+
+
+class _CampaignEvent(EventPayload):
+    campaign_id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID
+    dataset_id: uuid.UUID | None = None
+    owner_username: str | None = None
+    owner_email: str | None = None
+    owner_full_name: str | None = None
+
+
+class HpoCampaignStarted(_CampaignEvent):
+    """The first trial of an HPO campaign was suggested."""
+
+    event_type = "hpo_campaign.started"
+    method: str
+    metric: str
+    direction: str
+    max_trials: int
+
+
+class HpoCampaignCompleted(_CampaignEvent):
+    """An HPO campaign's budget (trials or duration) is spent."""
+
+    event_type = "hpo_campaign.completed"
+    method: str
+    metric: str
+    direction: str
+    trials_completed: int
+    trials_total: int
+    best_experiment_id: uuid.UUID | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = {}
+    #: "budget_trials" | "budget_duration"
+    reason: str = "budget_trials"
+
+
+class NasCampaignCompleted(_CampaignEvent):
+    """A NAS campaign reached its trial budget."""
+
+    event_type = "nas_campaign.completed"
+    search_algorithm: str
+    num_trials: int
+    trials_completed: int
+    best_trial_id: uuid.UUID | None = None
+    best_accuracy: float | None = None
+    best_architecture: dict[str, Any] | None = None
+
+
+class _DatasetJobEvent(EventPayload):
+    job_id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID
+    owner_username: str | None = None
+    owner_email: str | None = None
+    owner_full_name: str | None = None
+    duration_seconds: float | None = None
+
+
+class DatasetGenerationCompleted(_DatasetJobEvent):
+    event_type = "dataset_generation.completed"
+    dataset_id: uuid.UUID
+    num_signals: int
+    fault_types: list[str] = []
+    output_path: str | None = None
+
+
+class DatasetGenerationFailed(_DatasetJobEvent):
+    event_type = "dataset_generation.failed"
+    error: str
+
+
+class DatasetImportCompleted(_DatasetJobEvent):
+    event_type = "dataset_import.completed"
+    dataset_id: uuid.UUID
+    num_files: int
+    num_signals: int
+
+
+class DatasetImportFailed(_DatasetJobEvent):
+    event_type = "dataset_import.failed"
+    error: str
+    #: per-row / per-file validation errors (first ones), when validation failed
+    errors: list[dict[str, Any]] = []
