@@ -141,6 +141,7 @@ def build_relay(runtime: Runtime) -> OutboxRelay:
         batch_size=s.outbox_batch_size,
         poll_interval_s=s.outbox_poll_interval_s,
         retention_hours=s.outbox_retention_hours,
+        replay_window_s=s.outbox_replay_window_s,
     )
 
 

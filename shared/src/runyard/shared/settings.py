@@ -47,6 +47,8 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 500
     outbox_poll_interval_s: float = 1.0
     outbox_retention_hours: float = 24.0
+    #: after the broker lost acknowledged records, republish the rows published this long ago
+    outbox_replay_window_s: float = 600.0
     consumer_max_attempts: int = 3
     consumer_retry_backoff_s: float = 0.2
     run_workers: bool = True
