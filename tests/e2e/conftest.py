@@ -26,7 +26,12 @@ from runyard.shared.testing import free_port
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack.isolated(tmp_path_factory.mktemp("e2e-stack")) as running:
+    # "hourly" digests every 10 s, so a digest user gets one within the test
+    short_digests = {
+        "NOTIFICATIONS_DIGEST_HOURLY_PERIOD_S": "10",
+        "NOTIFICATIONS_DIGEST_POLL_INTERVAL_S": "1",
+    }
+    with Stack.isolated(tmp_path_factory.mktemp("e2e-stack"), extra_env=short_digests) as running:
         yield running
 
 

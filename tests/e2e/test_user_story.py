@@ -8,8 +8,10 @@ account, and the owner gets an alert by email.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 from email.message import EmailMessage
 
 import asyncpg
@@ -216,3 +218,40 @@ async def test_a_researcher_trains_with_an_api_key_and_hears_about_it_everywhere
 
     (alert,) = await eventually(lambda: _value(lock_alerts()))
     assert user.username in body_text(alert)
+
+
+async def test_a_digest_user_gets_one_email_for_several_completions_after_the_window(
+    stack: Stack, api: httpx.AsyncClient, db: asyncpg.Connection, user: User
+) -> None:
+    hourly = await api.put(
+        "/api/v1/notifications/preferences/experiment.completed",
+        json={"email_frequency": "hourly"},
+        headers=user.auth,
+    )
+    assert hourly.status_code == 200, hourly.text
+    names = ["digest run a", "digest run b", "digest run c"]
+    for name in names:
+        created = await api.post(
+            "/api/v1/experiments", json={"name": name, "model_type": "cnn1d"}, headers=user.auth
+        )
+        assert created.status_code == 201, created.text
+        done = await api.post(
+            f"/api/v1/experiments/{created.json()['id']}/complete",
+            json={"final_metrics": {"val_accuracy": 0.9}},
+            headers=user.auth,
+        )
+        assert done.status_code == 200, done.text
+
+    # the e2e stack's "hourly" period is 10 s (conftest)
+    (digest,) = await eventually(lambda: _value(mails_to(stack.mail_dir, user.email)))
+    assert "digest" in str(digest["Subject"]).lower()
+    text = body_text(digest)
+    assert all(name in text for name in names)
+    await asyncio.sleep(3)  # nothing else follows: no per-event email
+    assert len(mails_to(stack.mail_dir, user.email)) == 1
+    included = await db.fetchval(
+        "SELECT count(*) FROM notifications.email_digest_queue "
+        "WHERE user_id = $1 AND included_in_digest",
+        uuid.UUID(user.id),
+    )
+    assert included == 3
