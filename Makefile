@@ -20,6 +20,8 @@ help:
 	@echo "make up          run the local stack in the foreground (Ctrl-C stops it)"
 	@echo "                 SERVICES=experiments,auth starts a subset; GATEWAY_PORT, DATABASE_URL,"
 	@echo "                 KAFKA_BOOTSTRAP_SERVERS, SMTP_URL use existing ones"
+	@echo "                 REPLICAS=webhooks=2,notifications=2 runs several processes of a service;"
+	@echo "                 PARTITIONS=8 creates the topics with 8 partitions (default 4)"
 	@echo "make down        stop the stack started by 'make up' (from another terminal)"
 	@echo "make status      is it running, is every service ready"
 	@echo "make test        lint + all tests (installs uv if missing, uv sync --frozen)"
