@@ -14,8 +14,9 @@ class Settings(ServiceSettings):
     #: where generated and imported signal files live (``generations/<job>``, ``imports/<job>``);
     #: server-side import paths must lie inside it
     data_dir: str = ".data/experiments"
-    #: a multipart upload to POST /dataset-imports larger than this is refused: 413
-    upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    #: a multipart upload to POST /dataset-imports larger than this is refused: 413. The same as
+    #: the gateway's GATEWAY_MAX_BODY_BYTES; raise both together (larger files: import by path)
+    upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     #: the largest ``explanation_data`` document stored (serialized JSON): 413 beyond
     explanation_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: pause of the dataset-job worker when it found nothing to do
