@@ -89,6 +89,34 @@ _TITLES = {
 }
 
 
+#: PostgreSQL refuses U+0000 in text (22021 character_not_in_repertoire: "invalid byte sequence
+#: for encoding UTF8: 0x00") and in jsonb (22P05 untranslatable_character: "unsupported Unicode
+#: escape sequence"). Such a request carried it in: it is the client's input, not a server fault.
+NUL_CHARACTER_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+def database_error_code(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error anywhere in ``exc``'s chain (SQLAlchemy's ``orig``,
+    ``__cause__``, ``__context__``), without importing a driver."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
+        orig = getattr(current, "orig", None)
+        pending += [
+            orig if isinstance(orig, BaseException) else None,
+            current.__cause__,
+            current.__context__,
+        ]
+    return None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ProblemError)
@@ -128,6 +156,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        if database_error_code(exc) in NUL_CHARACTER_SQLSTATES:
+            log.info("http.nul_character.refused", path=request.url.path)
+            return problem_response(
+                request,
+                status=422,
+                title="Unsupported character",
+                detail="Text may not contain the NUL character (U+0000).",
+            )
         log.exception("http.unhandled", path=request.url.path)
         return problem_response(request, status=500, title="Internal Server Error")
 

@@ -3,9 +3,11 @@
 For each record: parse the CloudEvent and its contract; in ONE transaction insert
 (consumer, event id) into the inbox and run the handler — an already-seen id means the effect is
 already stored, so the handler is skipped. Offsets are committed only after that transaction
-commits. A record that cannot be parsed, has an unknown contract, or whose handler fails
-``max_attempts`` times is published to ``<topic>.dlq`` with the error in headers, then its offset
-is committed and the consumer moves on.
+commits. A record that cannot be parsed, has an unknown contract, is bigger than
+``max_record_bytes``, or whose handler fails ``max_attempts`` times is published to
+``<topic>.dlq`` with the error in headers, then its offset is committed and the consumer moves on.
+A dead letter too big for the producer is published without its value (header
+``dlq-value-dropped``), so that no record can stop the consumer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import Counter
 from sqlalchemy import Column, DateTime, MetaData, PrimaryKeyConstraint, Table, Text, func, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -31,6 +34,14 @@ log = get_logger(__name__)
 CONSUMED = Counter("runyard_events_consumed", "Events handled", ["service", "topic", "outcome"])
 
 Handler = Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]
+
+#: Apache Kafka's default ``message.max.bytes`` is about this (1048588): no Runyard producer
+#: publishes an event this big, so a bigger record value is refused unread.
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+
+
+class OversizedRecordError(ValueError):
+    """A record value bigger than the consumer accepts; it goes to the DLQ unparsed."""
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -68,6 +79,7 @@ class EventConsumer:
         retry_backoff_s: float = 0.2,
         max_records: int = 200,
         client_options: dict[str, Any] | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         #: extra aiokafka options (security, client_id); bootstrap_servers wins over theirs
         self.client_options = {
@@ -82,6 +94,9 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.max_records = max_records
+        if max_record_bytes < 1:
+            raise ValueError(f"max_record_bytes must be positive, got {max_record_bytes}")
+        self.max_record_bytes = max_record_bytes
         s = check_identifier(schema)
         self._mark = text(
             f"INSERT INTO {s}.inbox (consumer, event_id, topic) "
@@ -137,6 +152,11 @@ class EventConsumer:
     def _parse(
         self, record: ConsumerRecord[bytes, bytes]
     ) -> tuple[CloudEvent, EventPayload] | ValueError:
+        size = len(record.value or b"")
+        if size > self.max_record_bytes:
+            return OversizedRecordError(
+                f"record value is {size} bytes, more than the {self.max_record_bytes} accepted"
+            )
         try:
             event, payload = parse_event(record.value or b"")
             if event.type != record.topic:
@@ -150,7 +170,8 @@ class EventConsumer:
         topic = record.topic
         parsed = self._parse(record)
         if isinstance(parsed, ValueError):
-            await self.dead_letter(record, error=parsed, reason="unparseable")
+            reason = "oversized" if isinstance(parsed, OversizedRecordError) else "unparseable"
+            await self.dead_letter(record, error=parsed, reason=reason)
             return self._count(topic, "dead_lettered")
         event, payload = parsed
         with bound(event_id=event.id, event_type=event.type):
@@ -198,8 +219,7 @@ class EventConsumer:
         self, record: ConsumerRecord[bytes, bytes], *, error: BaseException, reason: str
     ) -> None:
         detail = "".join(traceback.format_exception_only(error)).strip()[:2000]
-        headers = list(record.headers or [])
-        headers += [
+        dlq_headers = [
             ("dlq-reason", reason.encode()),
             ("dlq-error", detail.encode()),
             ("dlq-error-type", type(error).__name__.encode()),
@@ -208,9 +228,24 @@ class EventConsumer:
             ("dlq-original-offset", str(record.offset).encode()),
             ("dlq-consumer-group", self.group_id.encode()),
         ]
-        await self.producer.send_and_wait(
-            f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
-        )
+        topic = f"{record.topic}.dlq"
+        try:
+            await self.producer.send_and_wait(
+                topic,
+                value=record.value,
+                key=record.key,
+                headers=[*(record.headers or []), *dlq_headers],
+            )
+        except MessageSizeTooLargeError:
+            # Still dead-letter it, without value and original headers: retrying would fail the
+            # same way forever and stop the consumer on this record.
+            size = str(len(record.value or b"")).encode()
+            await self.producer.send_and_wait(
+                topic,
+                value=None,
+                key=record.key,
+                headers=[*dlq_headers, ("dlq-value-dropped", size)],
+            )
         log.error(
             "consumer.dead_lettered",
             topic=record.topic,
@@ -232,4 +267,12 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-__all__ = ["EventConsumer", "Handler", "Subscription", "TopicPartition", "inbox_table"]
+__all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
+    "EventConsumer",
+    "Handler",
+    "OversizedRecordError",
+    "Subscription",
+    "TopicPartition",
+    "inbox_table",
+]
