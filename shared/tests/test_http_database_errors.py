@@ -107,3 +107,35 @@ def test_database_error_code_is_found_through_the_exception_chain() -> None:
     except RuntimeError as outer:
         assert database_error_code(outer) == "22021"
     assert database_error_code(ValueError("no database here")) is None
+
+
+async def test_a_database_that_went_away_mid_request_is_a_503_to_retry_not_a_500(
+    pipeline_db: PipelineDb,
+) -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/terminated")
+    async def terminated() -> None:
+        # what a PostgreSQL restart does to a pooled connection: 57P01 admin_shutdown
+        async with pipeline_db.sessionmaker() as session:
+            await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    @app.get("/unreachable")
+    async def unreachable() -> None:
+        from runyard.shared.db import create_engine
+        from runyard.shared.testing import free_port
+
+        engine = create_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    async with running_app(app, raise_app_exceptions=False) as c:
+        for path in ("/terminated", "/unreachable"):
+            response = await c.get(path)
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["content-type"] == PROBLEM_JSON
+            assert response.headers["retry-after"] == "1"

@@ -80,3 +80,25 @@ async def test_swagger_ui_loads_its_assets_from_the_gateway_not_a_cdn(client) ->
         response = await client.get(asset)
         assert response.status_code == 200
         assert len(response.content) > 1000
+
+
+async def test_a_service_that_stops_answering_keeps_its_last_document_in_the_merge() -> None:
+    from runyard.gateway.openapi import OpenApiAggregator
+
+    answering = {"experiments": True}
+
+    async def fetch(name: str, url: str) -> dict[str, object]:
+        if not answering[name]:
+            raise TimeoutError(f"{name} is busy")
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": name, "version": "1"},
+            "paths": {
+                "/api/v1/experiments": {"get": {"responses": {"200": {"description": "ok"}}}}
+            },
+        }
+
+    aggregator = OpenApiAggregator({"experiments": "http://x"}, fetch, ttl_s=0.0)
+    assert "/api/v1/experiments" in (await aggregator.document())["paths"]
+    answering["experiments"] = False
+    assert "/api/v1/experiments" in (await aggregator.document())["paths"]

@@ -117,6 +117,48 @@ def database_error_code(exc: BaseException) -> str | None:
     return None
 
 
+#: The database is unreachable, shutting down or starting up: 08xxx connection exceptions,
+#: 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections.
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached (worth retrying), not that the
+    request was wrong: a 503 with ``Retry-After``, not a 500."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    code = database_error_code(exc)
+    if code is not None and (code.startswith("08") or code in UNAVAILABLE_SQLSTATES):
+        return True
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(
+            current,
+            ConnectionError
+            | TimeoutError
+            | asyncpg.exceptions.InterfaceError
+            | asyncpg.exceptions.InternalClientError,
+        ):
+            return True
+        if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        orig = getattr(current, "orig", None)
+        pending += [
+            orig if isinstance(orig, BaseException) else None,
+            current.__cause__,
+            current.__context__,
+        ]
+    return False
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ProblemError)
@@ -163,6 +205,15 @@ def install_problem_handlers(app: FastAPI) -> None:
                 status=422,
                 title="Unsupported character",
                 detail="Text may not contain the NUL character (U+0000).",
+            )
+        if database_unavailable(exc):
+            log.warning("http.database_unavailable", path=request.url.path, error=repr(exc))
+            return problem_response(
+                request,
+                status=503,
+                title="Service Unavailable",
+                detail="The service's database is unavailable; try again shortly.",
+                headers={"Retry-After": "1"},
             )
         log.exception("http.unhandled", path=request.url.path)
         return problem_response(request, status=500, title="Internal Server Error")

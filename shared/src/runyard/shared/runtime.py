@@ -128,6 +128,7 @@ def build_consumer(runtime: Runtime) -> EventConsumer:
         handlers=runtime.spec.handlers,
         max_attempts=s.consumer_max_attempts,
         retry_backoff_s=s.consumer_retry_backoff_s,
+        max_record_bytes=s.consumer_max_record_bytes,
     )
 
 

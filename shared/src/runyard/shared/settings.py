@@ -51,6 +51,8 @@ class ServiceSettings(BaseSettings):
     outbox_replay_window_s: float = 600.0
     consumer_max_attempts: int = 3
     consumer_retry_backoff_s: float = 0.2
+    #: a record value larger than this goes to the DLQ (reason ``oversized``) unread
+    consumer_max_record_bytes: int = 1024 * 1024
     run_workers: bool = True
     #: HMAC key the gateway signs forwarded identities with; the same value on every service
     identity_secret: SecretStr = dev_secret("identity-signing")

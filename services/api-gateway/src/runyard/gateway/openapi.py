@@ -113,7 +113,9 @@ FetchDocument = Callable[[str, str], Awaitable[dict[str, Any]]]
 
 
 class OpenApiAggregator:
-    """Fetches every upstream's ``/openapi.json`` (skipping those that are down), caches briefly."""
+    """Fetches every upstream's ``/openapi.json``, caches briefly. A service that does not answer
+    keeps its last fetched document (a busy service never makes its paths vanish); one never
+    fetched is left out until it answers."""
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class OpenApiAggregator:
         self._fetch = fetch
         self._ttl = ttl_s
         self._document: dict[str, Any] | None = None
+        self._last_good: dict[str, dict[str, Any]] = {}
         self._built_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -148,10 +151,15 @@ class OpenApiAggregator:
             for name, result in zip(names, results, strict=True):
                 if isinstance(result, BaseException):
                     log.warning(
-                        "gateway.openapi.upstream_skipped", service=name, error=repr(result)
+                        "gateway.openapi.upstream_skipped",
+                        service=name,
+                        error=repr(result),
+                        stale=name in self._last_good,
                     )
+                    if name in self._last_good:
+                        documents[name] = self._last_good[name]
                 else:
-                    documents[name] = result
+                    documents[name] = self._last_good[name] = result
             self._document = merge_documents(documents)
             self._built_at = time.monotonic()
             return self._document
