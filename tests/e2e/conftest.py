@@ -24,7 +24,7 @@ from runyard.devstack import Stack
 from runyard.shared.testing import free_port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # "hourly" digests every 10 s, so a digest user gets one within the test
     short_digests = {

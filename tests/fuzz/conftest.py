@@ -43,7 +43,7 @@ class FuzzIdentities:
     admin_token: Credentials
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with Stack.isolated(tmp_path_factory.mktemp("fuzz-stack")) as running:
         yield running
@@ -65,7 +65,7 @@ def _login(client: httpx.Client, login: str) -> str:
     return token
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def identities(stack: Stack) -> FuzzIdentities:
     """A normal user (bearer token), an API key of that user with every scope a user may hold,
     and an admin made the way operators make one (``python -m runyard.auth create-admin``)."""
@@ -116,7 +116,7 @@ EXPECTED_PATHS = (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def openapi_document(stack: Stack) -> dict[str, Any]:
     """The gateway's merged document, as a client downloads it. The gateway leaves out an
     upstream that does not answer within ``GATEWAY_OPENAPI_FETCH_TIMEOUT_S`` (and caches that
