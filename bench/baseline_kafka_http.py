@@ -33,6 +33,7 @@ import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from report import machine, write_block
 
 from runyard.shared.testing import free_port, local_infrastructure
 
@@ -232,6 +233,9 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=8, help="POSTs in flight per consumer batch"
     )
+    parser.add_argument(
+        "--write-docs", action="store_true", help="replace this bench's block in performance.md"
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     with local_infrastructure() as (_admin_url, bootstrap):
@@ -243,6 +247,21 @@ def main() -> None:
             f"{r['offered']:>10} {r['events_per_s']:>9} {r['p50_ms']:>9} "
             f"{r['p95_ms']:>9} {r['p99_ms']:>9} {r['duplicates']:>4}"
         )
+    if args.write_docs:
+        rows = [
+            "| offered | events/s | latency p50 / p95 / p99 | duplicates |",
+            "|---|---|---|---|",
+            *(
+                f"| {r['offered']} | {r['events_per_s']} | {r['p50_ms']} / {r['p95_ms']} / "
+                f"{r['p99_ms']} ms | {r['duplicates']} |"
+                for r in results
+            ),
+        ]
+        command = (
+            f"`uv run python bench/baseline_kafka_http.py --events {args.events} --rates "
+            f"{args.rates} --concurrency {args.concurrency} --write-docs` ({machine()}):"
+        )
+        write_block("baseline_kafka_http", "latest", "\n".join([command, "", *rows]))
 
 
 if __name__ == "__main__":

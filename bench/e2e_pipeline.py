@@ -18,32 +18,27 @@ Usage:
         [--replicas webhooks=2,notifications=2] [--write-docs]
 
 --write-docs replaces this bench's block in docs/performance.md (between the
-``<!-- bench:e2e_pipeline:<label> -->`` markers) with the printed table.
+``<!-- bench:e2e_pipeline:<label> -->`` markers, see bench/report.py) with the printed table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
-import re
 import statistics
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from aiohttp import web
+from report import machine, write_block
 
 from runyard.devstack import Stack
 from runyard.shared.testing import free_port
-
-PERFORMANCE_MD = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -239,19 +234,6 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(label: str, body: str) -> None:
-    begin, end = f"<!-- bench:e2e_pipeline:{label} -->", f"<!-- /bench:e2e_pipeline:{label} -->"
-    text = PERFORMANCE_MD.read_text()
-    block = f"{begin}\n{body}\n{end}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    PERFORMANCE_MD.write_text(text)
-    print(f"wrote the {label} block of {PERFORMANCE_MD}")
-
-
 def parse_replicas(value: str) -> dict[str, int]:
     if not value:
         return {}
@@ -309,16 +291,13 @@ def main() -> None:
         with stack:
             print(f"stack up in {time.time() - t0:.1f} s ({label})", flush=True)
             results = asyncio.run(bench(args, stack))
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        "every service, PostgreSQL, Tansu and the SMTP sink on the same machine"
-    )
+    where = f"{machine()}; every service, PostgreSQL, Tansu and the SMTP sink on this machine"
     body = "\n".join(
         [
             f"`uv run python bench/e2e_pipeline.py --rates {args.rates} --seconds "
             f"{args.seconds:g} --users {args.users}"
             + (f" --replicas {args.replicas}" if args.replicas else "")
-            + f" --write-docs` on {time.strftime('%Y-%m-%d')} ({machine}):",
+            + f" --write-docs` ({where}):",
             "",
             table(results),
         ]
@@ -328,7 +307,7 @@ def main() -> None:
     mean_p50 = statistics.fmean(r["hook_ms"][0] for r in results) if results else 0.0
     print(f"\nmean webhook p50 across steps: {mean_p50:.0f} ms")
     if args.write_docs:
-        write_docs(label, body)
+        write_block("e2e_pipeline", label, body)
 
 
 if __name__ == "__main__":
