@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -26,7 +27,11 @@ OVERRIDES = ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL", "GATEWAY_POR
 class Up:
     """`up` as a child process, its output read line by line."""
 
+    #: every `up` started by a test, stopped at teardown if the test failed half-way
+    started: list[tuple[Up, Path]] = []
+
     def __init__(self, data_dir: Path) -> None:
+        Up.started.append((self, data_dir))
         env = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
         self.port = free_port()
         self.proc = subprocess.Popen(
@@ -74,6 +79,24 @@ class Up:
             if text in line:
                 return line
         raise AssertionError(f"{text!r} not printed; output:\n{''.join(self.output)}")
+
+
+@pytest.fixture(autouse=True)
+def stop_what_a_failed_test_left_running() -> Iterator[None]:
+    """A test that fails while `up` runs must not leave a stack (Postgres, Tansu, services) behind
+    for the rest of the suite."""
+    yield
+    while Up.started:
+        up, data_dir = Up.started.pop()
+        if up.proc.poll() is not None:
+            continue
+        up.proc.send_signal(signal.SIGINT)
+        try:
+            up.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            devstack("down", "--data-dir", str(data_dir))
+            up.proc.kill()
+            up.proc.wait(10)
 
 
 def devstack(*args: str) -> subprocess.CompletedProcess[str]:
