@@ -139,3 +139,18 @@ async def test_a_database_that_went_away_mid_request_is_a_503_to_retry_not_a_500
             assert response.status_code == 503, (path, response.text)
             assert response.headers["content-type"] == PROBLEM_JSON
             assert response.headers["retry-after"] == "1"
+
+
+def test_a_database_starting_up_is_transient_for_consumers_too() -> None:
+    """57P03 reaches the consumer as a plain DBAPIError (no connection_invalidated); it must be
+    retried, not dead-lettered: the PostgreSQL-restart fault test lost an event that way."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    from runyard.shared.inbox import is_transient
+
+    starting = asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+    wrapped = DBAPIError("SELECT 1", {}, starting)
+    assert not wrapped.connection_invalidated
+    assert is_transient(wrapped)
+    assert not is_transient(DBAPIError("SELECT 1", {}, asyncpg.exceptions.DivisionByZeroError()))

@@ -88,3 +88,67 @@ async def session_scope(
 def asyncpg_dsn(url: str) -> str:
     """The same URL in the form asyncpg.connect() accepts (no SQLAlchemy driver suffix)."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def database_error_code(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error anywhere in ``exc``'s chain (SQLAlchemy's ``orig``,
+    ``__cause__``, ``__context__``), without importing a driver."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
+        orig = getattr(current, "orig", None)
+        pending += [
+            orig if isinstance(orig, BaseException) else None,
+            current.__cause__,
+            current.__context__,
+        ]
+    return None
+
+
+#: The database is unreachable, shutting down or starting up: 08xxx connection exceptions,
+#: 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 53300 too_many_connections.
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached (worth retrying), not that the
+    request was wrong: a 503 with ``Retry-After``, not a 500."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    code = database_error_code(exc)
+    if code is not None and (code.startswith("08") or code in UNAVAILABLE_SQLSTATES):
+        return True
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(
+            current,
+            ConnectionError
+            | TimeoutError
+            | asyncpg.exceptions.InterfaceError
+            | asyncpg.exceptions.InternalClientError,
+        ):
+            return True
+        if isinstance(current, OSError) and not isinstance(current, FileNotFoundError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        orig = getattr(current, "orig", None)
+        pending += [
+            orig if isinstance(orig, BaseException) else None,
+            current.__cause__,
+            current.__context__,
+        ]
+    return False

@@ -25,6 +25,7 @@ from sqlalchemy import Column, DateTime, MetaData, PrimaryKeyConstraint, Table, 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from runyard.shared.db import database_unavailable
 from runyard.shared.events import CloudEvent, EventPayload, parse_event
 from runyard.shared.logging import bound, get_logger
 from runyard.shared.outbox import check_identifier
@@ -261,10 +262,14 @@ class EventConsumer:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors that say the database is unreachable or busy, not that the record is bad."""
+    """Errors that say the database is unreachable, restarting or busy, not that the record is
+    bad: never dead-lettered. "the database system is starting up" (57P03) arrives as a plain
+    ``DBAPIError``; dead-lettering it lost an event in the PostgreSQL-restart fault test."""
     if isinstance(exc, OperationalError | OSError | ConnectionError):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if isinstance(exc, DBAPIError) and bool(exc.connection_invalidated):
+        return True
+    return database_unavailable(exc)
 
 
 __all__ = [
