@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments import access, bookkeeping, hpo_study, listing, repository, service
+from runyard.experiments import bookkeeping, hpo_study, listing, repository, service
 from runyard.experiments.campaign_schemas import MAX_GRID_POINTS, HpoCampaignCreate
 from runyard.experiments.models import Experiment, HpoCampaign, HpoTrial, TrainingRun
 from runyard.experiments.schemas import ExperimentCreate
@@ -135,13 +135,14 @@ async def create_campaign(
 async def get_campaign(
     session: AsyncSession, *, principal: Principal, campaign_id: uuid.UUID, write: bool = False
 ) -> HpoCampaign:
-    query = select(HpoCampaign).where(HpoCampaign.id == campaign_id)
-    if write:
-        require_writer(principal)
-        query = query.with_for_update().execution_options(populate_existing=True)
-    campaign = (await session.execute(query)).scalar_one_or_none()
-    (access.check_write if write else access.check_read)(principal, campaign, "HPO campaign")
-    assert campaign is not None
+    campaign: HpoCampaign = await listing.get_owned(
+        session,
+        HpoCampaign,
+        principal=principal,
+        row_id=campaign_id,
+        what="HPO campaign",
+        write=write,
+    )
     return campaign
 
 
@@ -154,14 +155,15 @@ async def list_campaigns(
     status: str | None = None,
     owner_id: uuid.UUID | None = None,
 ) -> tuple[Sequence[HpoCampaign], str | None]:
-    query = select(HpoCampaign)
-    scope = access.owner_scope(HpoCampaign.owner_id, principal, owner_id)
-    if scope is not None:
-        query = query.where(scope)
-    if status is not None:
-        query = query.where(HpoCampaign.status == status)
-    return await listing.newest_first(
-        session, query, HpoCampaign, kind="hpo", limit=limit, cursor=cursor
+    return await listing.list_owned(
+        session,
+        HpoCampaign,
+        principal=principal,
+        kind="hpo",
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        owner_id=owner_id,
     )
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments import access, importing, listing, signal_model
+from runyard.experiments import importing, listing, signal_model
 from runyard.experiments.job_schemas import MAX_GENERATED_SIGNALS, GenerationCreate, ImportFromPath
 from runyard.experiments.models import Dataset, DatasetGeneration, DatasetImport
 from runyard.shared.db import new_id, utcnow
@@ -200,13 +200,9 @@ async def get_job(
     job_id: uuid.UUID,
     write: bool = False,
 ) -> Any:
-    query = select(model).where(model.id == job_id)
-    if write:
-        require_writer(principal)
-        query = query.with_for_update().execution_options(populate_existing=True)
-    job = (await session.execute(query)).scalar_one_or_none()
-    (access.check_write if write else access.check_read)(principal, job, WHAT[model])
-    return job
+    return await listing.get_owned(
+        session, model, principal=principal, row_id=job_id, what=WHAT[model], write=write
+    )
 
 
 async def list_jobs(
@@ -219,14 +215,15 @@ async def list_jobs(
     status: str | None = None,
     owner_id: uuid.UUID | None = None,
 ) -> tuple[Sequence[Any], str | None]:
-    query = select(model)
-    scope = access.owner_scope(model.owner_id, principal, owner_id)
-    if scope is not None:
-        query = query.where(scope)
-    if status is not None:
-        query = query.where(model.status == status)
-    return await listing.newest_first(
-        session, query, model, kind=model.__tablename__, limit=limit, cursor=cursor
+    return await listing.list_owned(
+        session,
+        model,
+        principal=principal,
+        kind=model.__tablename__,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        owner_id=owner_id,
     )
 
 

@@ -1,4 +1,5 @@
-"""Newest-first keyset pages over ``(created_at, id)``, as the dataset list does."""
+"""Newest-first keyset pages over ``(created_at, id)``, as the dataset list does, and the
+read/lock/list of an owned row (campaigns, jobs) under the ownership rules of ``access``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments import pagination
+from runyard.experiments import access, pagination
+from runyard.shared.identity import Principal, require_writer
 
 Row = TypeVar("Row")
 
@@ -44,3 +46,43 @@ async def newest_first(
             {"k": kind, "t": last.created_at.isoformat(), "i": str(last.id)}
         )
     return rows, next_cursor
+
+
+async def get_owned(
+    session: AsyncSession,
+    model: Any,
+    *,
+    principal: Principal,
+    row_id: uuid.UUID,
+    what: str,
+    write: bool = False,
+) -> Any:
+    """The row if the principal may read it (``write``: change it, and lock it); else 404/403."""
+    query = select(model).where(model.id == row_id)
+    if write:
+        require_writer(principal)
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = (await session.execute(query)).scalar_one_or_none()
+    (access.check_write if write else access.check_read)(principal, row, what)
+    return row
+
+
+async def list_owned(
+    session: AsyncSession,
+    model: Any,
+    *,
+    principal: Principal,
+    kind: str,
+    limit: int,
+    cursor: str | None,
+    status: str | None = None,
+    owner_id: uuid.UUID | None = None,
+) -> tuple[Sequence[Any], str | None]:
+    """The rows the principal may see, newest first, optionally of one status / owner."""
+    query = select(model)
+    scope = access.owner_scope(model.owner_id, principal, owner_id)
+    if scope is not None:
+        query = query.where(scope)
+    if status is not None:
+        query = query.where(model.status == status)
+    return await newest_first(session, query, model, kind=kind, limit=limit, cursor=cursor)

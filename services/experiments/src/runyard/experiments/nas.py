@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments import access, listing, pagination, repository, service
+from runyard.experiments import listing, pagination, repository, service
 from runyard.experiments.campaign_schemas import NasCampaignCreate, NasTrialCreate
 from runyard.experiments.models import NasCampaign, NasTrial
 from runyard.shared.contracts.experiments import NasCampaignCompleted
@@ -81,13 +81,14 @@ async def create_campaign(
 async def get_campaign(
     session: AsyncSession, *, principal: Principal, campaign_id: uuid.UUID, write: bool = False
 ) -> NasCampaign:
-    query = select(NasCampaign).where(NasCampaign.id == campaign_id)
-    if write:
-        require_writer(principal)
-        query = query.with_for_update().execution_options(populate_existing=True)
-    campaign = (await session.execute(query)).scalar_one_or_none()
-    (access.check_write if write else access.check_read)(principal, campaign, "NAS campaign")
-    assert campaign is not None
+    campaign: NasCampaign = await listing.get_owned(
+        session,
+        NasCampaign,
+        principal=principal,
+        row_id=campaign_id,
+        what="NAS campaign",
+        write=write,
+    )
     return campaign
 
 
@@ -100,14 +101,15 @@ async def list_campaigns(
     status: str | None = None,
     owner_id: uuid.UUID | None = None,
 ) -> tuple[Sequence[NasCampaign], str | None]:
-    query = select(NasCampaign)
-    scope = access.owner_scope(NasCampaign.owner_id, principal, owner_id)
-    if scope is not None:
-        query = query.where(scope)
-    if status is not None:
-        query = query.where(NasCampaign.status == status)
-    return await listing.newest_first(
-        session, query, NasCampaign, kind="nas", limit=limit, cursor=cursor
+    return await listing.list_owned(
+        session,
+        NasCampaign,
+        principal=principal,
+        kind="nas",
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        owner_id=owner_id,
     )
 
 
