@@ -44,6 +44,9 @@ async def test_broker_restarted_empty_under_load_loses_no_event_and_duplicates_n
     assert_exactly_once(outcome)
     assert_only_restarted(outcome)
     assert outcome.pids_after["kafka"] != outcome.pids_before["kafka"]
-    (replay,) = replays_logged(stack, "experiments")  # the producer saw the reset, once
-    assert int(str(replay["replayed"])) > 0
+    # the producer saw the reset (more than once when a later batch also lands below the old
+    # offsets before the replayed rows are through); each replay republished rows
+    replays = replays_logged(stack, "experiments")
+    assert replays
+    assert all(int(str(replay["replayed"])) > 0 for replay in replays)
     assert set(ready(stack).values()) == {200}
