@@ -45,8 +45,8 @@ async def test_broker_restarted_empty_under_load_loses_no_event_and_duplicates_n
     assert_only_restarted(outcome)
     assert outcome.pids_after["kafka"] != outcome.pids_before["kafka"]
     # the producer saw the reset (more than once when a later batch also lands below the old
-    # offsets before the replayed rows are through); each replay republished rows
+    # offsets before the replayed rows are through), and republished rows
     replays = replays_logged(stack, "experiments")
     assert replays
-    assert all(int(str(replay["replayed"])) > 0 for replay in replays)
+    assert any(int(str(replay["replayed"])) > 0 for replay in replays)
     assert set(ready(stack).values()) == {200}
