@@ -228,3 +228,23 @@ def test_every_setting_has_a_row_in_operations_md_with_the_default_of_the_code()
                 default = field.get_default(call_default_factory=True)
                 expected[f"{prefix}{name.upper()}"] = shown(default)
     assert {name: documented.get(name) for name in expected} == expected
+
+
+# --- api/ -------------------------------------------------------------------------------------
+
+
+@cache
+def api_generator() -> ModuleType:
+    """``docs/gen_api.py``, which writes the merged OpenAPI and the AsyncAPI documents."""
+    spec = importlib.util.spec_from_file_location("runyard_docs_gen_api", DOCS / "gen_api.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_api_and_event_documents_in_docs_api_match_the_code() -> None:
+    # A change to the public surface shows in the diff of docs/api/; on failure run:
+    # uv run python docs/gen_api.py
+    assert api_generator().problems() == []
