@@ -72,9 +72,14 @@ def create_engine(
     )
 
 
-def create_sessionmaker(engine: AsyncEngine, *, schema: str) -> async_sessionmaker[AsyncSession]:
-    """Sessions remember their service's schema (``session.info["schema"]``) for the outbox."""
-    return async_sessionmaker(engine, expire_on_commit=False, info={"schema": schema})
+def create_sessionmaker(
+    engine: AsyncEngine, *, schema: str, source: str | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions remember their service's schema (``session.info["schema"]``) and the CloudEvents
+    ``source`` of the events they emit (``session.info["source"]``, by default
+    ``/runyard/<schema>``: each service's schema is named after it) for the outbox."""
+    info = {"schema": schema, "source": source or f"/runyard/{schema}"}
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 async def session_scope(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -55,12 +54,6 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("consumer", "event_id", name="pk_inbox"),
     )
-
-
-@dataclass(frozen=True)
-class Subscription:
-    topic: str
-    handler: Handler
 
 
 class EventConsumer:
@@ -277,7 +270,6 @@ __all__ = [
     "EventConsumer",
     "Handler",
     "OversizedRecordError",
-    "Subscription",
     "TopicPartition",
     "inbox_table",
 ]

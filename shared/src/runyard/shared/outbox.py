@@ -20,6 +20,7 @@ import contextlib
 import json
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,7 +43,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from runyard.shared.db import asyncpg_dsn
-from runyard.shared.events import CONTENT_TYPE, CloudEvent
+from runyard.shared.events import CONTENT_TYPE, CloudEvent, EventPayload, make_event
 from runyard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -130,6 +131,27 @@ def session_schema(session: AsyncSession) -> str:
     if not schema:
         raise RuntimeError("session has no schema: build it with create_sessionmaker(..., schema=)")
     return str(schema)
+
+
+def session_source(session: AsyncSession) -> str:
+    """The CloudEvents ``source`` of the service the session belongs to."""
+    return str(session.info.get("source") or f"/runyard/{session_schema(session)}")
+
+
+async def emit(
+    session: AsyncSession,
+    payload: EventPayload,
+    *,
+    subject: str | uuid.UUID,
+    sequence: int | None = None,
+) -> CloudEvent:
+    """Write ``payload`` as an event of the session's service to the outbox, inside the caller's
+    transaction: it is published if and only if the transaction commits. ``subject`` is the
+    aggregate id (also the record key); ``sequence`` its version, for readers that drop stale
+    updates. Returns the event (its id is what consumers dedupe on)."""
+    event = make_event(payload, source=session_source(session), subject=subject, sequence=sequence)
+    await add_event(session, event)
+    return event
 
 
 async def add_event(session: AsyncSession, event: CloudEvent, *, key: str | None = None) -> None:

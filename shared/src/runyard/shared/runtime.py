@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -35,39 +35,75 @@ from runyard.shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-Worker = Callable[["Runtime"], Awaitable[None]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+ContextT = TypeVar("ContextT")
+
+Worker = Callable[["Runtime[SettingsT, ContextT]"], Awaitable[None]]
 
 
 @dataclass
-class ServiceSpec:
+class ServiceSpec(Generic[SettingsT, ContextT]):
+    """What a service is: its settings, routes, consumers, workers and events.
+
+    ``open_context`` builds the service's own runtime objects (HTTP clients, caches, resolvers)
+    once the engine and producer exist; they are ``runtime.context``, typed ``ContextT``, and
+    ``close_context`` releases them at shutdown. A service without any uses ``ContextT = None``.
+    """
+
     name: str
     schema: str
-    settings: ServiceSettings
+    settings: SettingsT
     routers: Sequence[APIRouter] = ()
     handlers: dict[str, Handler] = field(default_factory=dict)
-    workers: dict[str, Worker] = field(default_factory=dict)
+    workers: dict[str, Worker[SettingsT, ContextT]] = field(default_factory=dict)
     publishes: Sequence[type[EventPayload]] = ()
-    on_startup: Callable[[Runtime], Awaitable[None]] | None = None
-    on_shutdown: Callable[[Runtime], Awaitable[None]] | None = None
+    open_context: Callable[[Runtime[SettingsT, ContextT]], Awaitable[ContextT]] | None = None
+    close_context: Callable[[ContextT], Awaitable[None]] | None = None
+    # transitional: until every service has moved to open_context/close_context
+    on_startup: Callable[[Runtime[SettingsT, ContextT]], Awaitable[None]] | None = None
+    on_shutdown: Callable[[Runtime[SettingsT, ContextT]], Awaitable[None]] | None = None
     #: extra ``/ready`` checks (upstreams ...), each raising when its dependency is not usable
-    readiness_checks: dict[str, Callable[[Runtime], Awaitable[None]]] = field(default_factory=dict)
+    readiness_checks: dict[str, Callable[[Runtime[SettingsT, ContextT]], Awaitable[None]]] = field(
+        default_factory=dict
+    )
     #: False for the gateway, which serves a merged document of its own
     own_openapi: bool = True
     description: str = ""
 
 
+_UNSET: Any = object()
+
+
 @dataclass
-class Runtime:
-    spec: ServiceSpec
+class Runtime(Generic[SettingsT, ContextT]):
+    spec: ServiceSpec[SettingsT, ContextT]
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     producer: AIOKafkaProducer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # transitional: string-keyed state, until every service has a typed context
     state: dict[str, Any] = field(default_factory=dict)
+    _context: ContextT = _UNSET
 
     @property
-    def settings(self) -> ServiceSettings:
+    def settings(self) -> SettingsT:
         return self.spec.settings
+
+    @property
+    def context(self) -> ContextT:
+        """The service's context (``ServiceSpec.open_context``); None for a service without."""
+        if self._context is _UNSET:
+            if self.spec.open_context is not None:
+                raise RuntimeError("the service's context is not open yet")
+            return None  # type: ignore[return-value]
+        return self._context
+
+    @context.setter
+    def context(self, value: ContextT) -> None:
+        self._context = value
+
+
+AnyRuntime = Runtime[Any, Any]
 
 
 def new_producer(settings: ServiceSettings) -> AIOKafkaProducer:
@@ -112,7 +148,7 @@ async def supervise(name: str, make: Callable[[], Awaitable[None]]) -> None:
         backoff = min(backoff * 2, 30.0)
 
 
-def build_consumer(runtime: Runtime) -> EventConsumer:
+def build_consumer(runtime: AnyRuntime) -> EventConsumer:
     s = runtime.settings
     return EventConsumer(
         sessionmaker=runtime.sessionmaker,
@@ -132,7 +168,7 @@ def build_consumer(runtime: Runtime) -> EventConsumer:
     )
 
 
-def build_relay(runtime: Runtime) -> OutboxRelay:
+def build_relay(runtime: AnyRuntime) -> OutboxRelay:
     s = runtime.settings
     return OutboxRelay(
         engine=runtime.engine,
@@ -146,7 +182,7 @@ def build_relay(runtime: Runtime) -> OutboxRelay:
     )
 
 
-def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
+def asyncapi_document(spec: ServiceSpec[Any, Any]) -> dict[str, Any]:
     """AsyncAPI 3.0 description of what the service publishes and consumes."""
     registry = contracts.all_contracts()
     channels: dict[str, Any] = {}
@@ -183,7 +219,7 @@ def asyncapi_document(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-def create_service_app(spec: ServiceSpec) -> FastAPI:
+def create_service_app(spec: ServiceSpec[Any, Any]) -> FastAPI:
     settings = spec.settings
 
     @contextlib.asynccontextmanager
@@ -200,14 +236,18 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
             application_name=f"runyard-{spec.name}-{settings.instance}"[:63],
         )
         producer = await start_producer(settings)
-        runtime = Runtime(
+        runtime: AnyRuntime = Runtime(
             spec=spec,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine, schema=spec.schema),
+            sessionmaker=create_sessionmaker(
+                engine, schema=spec.schema, source=f"/runyard/{spec.name}"
+            ),
             producer=producer,
         )
         app.state.runtime = runtime
         try:
+            if spec.open_context is not None:
+                runtime.context = await spec.open_context(runtime)
             if spec.on_startup is not None:
                 await spec.on_startup(runtime)
             if settings.run_workers:
@@ -229,6 +269,8 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
             for task in runtime.tasks:
                 task.cancel()
             await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            if spec.close_context is not None and runtime._context is not _UNSET:
+                await spec.close_context(runtime.context)
             if spec.on_shutdown is not None:
                 await spec.on_shutdown(runtime)
             await producer.stop()
@@ -271,12 +313,15 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     return app
 
 
-async def check_with_runtime(app: FastAPI, check: Callable[[Runtime], Awaitable[None]]) -> None:
+async def check_with_runtime(app: FastAPI, check: Callable[[AnyRuntime], Awaitable[None]]) -> None:
     await check(app.state.runtime)
 
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+def get_runtime(request: Request) -> AnyRuntime:
+    """The app's runtime. A service's own dependency narrows it to its types without a cast:
+    ``def runtime(request: Request) -> Runtime[Settings, Context]: return get_runtime(request)``.
+    """
+    runtime: AnyRuntime = request.app.state.runtime
     return runtime
 
 
@@ -287,4 +332,4 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RuntimeDep = Annotated[AnyRuntime, Depends(get_runtime)]
