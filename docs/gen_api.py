@@ -42,7 +42,9 @@ def documents() -> dict[str, dict[str, Any]]:
 
     apps = {service: _app(service) for service in SERVICES}
     gateway_app = _app("gateway")
-    own = {GATEWAY: get_openapi(title="Runyard gateway", version="1.0.0", routes=admin.router.routes)}
+    own = {
+        GATEWAY: get_openapi(title="Runyard gateway", version="1.0.0", routes=admin.router.routes)
+    }
     merged = merge_documents({**own, **{name: app.openapi() for name, app in apps.items()}})
     events = {name: _asyncapi(app) for name, app in {**apps, "gateway": gateway_app}.items()}
     return {"openapi.json": merged, "asyncapi.json": events}
@@ -61,11 +63,32 @@ def problems() -> list[str]:
     ]
 
 
+def differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """JSON paths where two documents differ (a readable summary of a stale document)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(old.keys() | new.keys()):
+            where = f"{path}/{key}"
+            if key not in new:
+                found.append(f"- {where}")
+            elif key not in old:
+                found.append(f"+ {where}")
+            else:
+                found.extend(differences(old[key], new[key], where))
+        return found
+    return [] if old == new else [f"~ {path}: {json.dumps(old)[:80]} -> {json.dumps(new)[:80]}"]
+
+
 def main(argv: list[str]) -> int:
     if "--check" in argv:
+        generated = documents()
         stale = problems()
         for name in stale:
             print(f"docs/api/{name} is stale: run uv run python docs/gen_api.py")
+            if (API_DIR / name).exists():
+                old = json.loads((API_DIR / name).read_text())
+                for line in differences(old, json.loads(render(generated[name]))):
+                    print("  ", line)
         return 1 if stale else 0
     API_DIR.mkdir(exist_ok=True)
     for name, document in documents().items():
