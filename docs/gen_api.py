@@ -3,7 +3,7 @@
     uv run python docs/gen_api.py          # rewrite docs/api/openapi.json and asyncapi.json
     uv run python docs/gen_api.py --check  # exit 1 if either is stale (tests/test_docs.py)
 
-``openapi.json`` is the merged document the gateway serves at ``/api/v1/openapi.json`` (every
+``openapi.json`` is the merged document the gateway serves at ``/openapi.json`` (every
 service's own document, merged exactly as the gateway merges them, plus the gateway's admin
 paths). ``asyncapi.json`` holds each service's ``/asyncapi.json``: what it publishes and
 consumes. Keys are sorted, so a diff shows only what changed in the surface users depend on.
