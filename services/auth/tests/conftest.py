@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,11 +9,7 @@ import pytest
 from runyard.auth.config import Settings
 from runyard.auth.main import create_app
 from runyard.shared.testing import ServiceDatabase, running_app
-
-# Test modules import ``auth_helpers`` (pytest runs with --import-mode=importlib).
-sys.path.insert(0, str(Path(__file__).parent))
-
-from auth_helpers import FakeClock
+from services.auth.tests.auth_helpers import FakeClock
 
 #: argon2id at its cheapest, so tests spend no time hashing. test_passwords.py proves the
 #: production defaults are OWASP's.

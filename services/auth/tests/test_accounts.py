@@ -6,7 +6,8 @@ import sys
 import uuid
 
 import pytest
-from auth_helpers import (
+
+from services.auth.tests.auth_helpers import (
     ME,
     NEW_PASSWORD,
     PASSWORD,

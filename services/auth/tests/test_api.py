@@ -4,9 +4,23 @@ import asyncio
 import uuid
 
 import jwt
-from auth_helpers import LOGIN, PASSWORD, REGISTER, execute, fetch, outbox_events, register
 
 from runyard.shared.testing import identity_headers
+from services.auth.tests.auth_helpers import (
+    API_KEYS,
+    LOGIN,
+    PASSWORD,
+    REGISTER,
+    SESSIONS,
+    USERS,
+    as_user,
+    execute,
+    fetch,
+    make_admin,
+    outbox_events,
+    register,
+    tokens_for,
+)
 
 
 async def test_registered_user_logs_in_and_token_verifies_against_jwks(client, db) -> None:
@@ -233,3 +247,32 @@ async def test_me_returns_the_caller(client) -> None:
 
 async def test_me_without_identity_is_401(client) -> None:
     assert (await client.get("/api/v1/auth/me")).status_code == 401
+
+
+async def test_an_invalid_cursor_is_a_400_invalid_cursor_on_every_list(client, db) -> None:
+    user = await register(client, "ada")
+    admin = await make_admin(client, db)
+    for _ in range(2):
+        await tokens_for(client, "ada")
+    sessions_cursor = (
+        await client.get(SESSIONS, params={"limit": 1}, headers=as_user(user))
+    ).json()["next_cursor"]
+    assert sessions_cursor is not None
+    key = await client.post(
+        API_KEYS, json={"name": "ci", "scopes": ["experiments:read"]}, headers=as_user(user)
+    )
+    lists = [
+        (SESSIONS, user),
+        ("/api/v1/auth/login-history", user),
+        (API_KEYS, user),
+        (f"{API_KEYS}/{key.json()['id']}/usage", user),
+        (USERS, admin),
+    ]
+    for path, caller in lists:
+        for cursor in ("not-a-cursor", "eyJrIjoidXNlcnMiLCJ2IjpbXX0", sessions_cursor):
+            if path == SESSIONS and cursor == sessions_cursor:
+                continue
+            response = await client.get(path, params={"cursor": cursor}, headers=as_user(caller))
+            assert response.status_code == 400, (path, cursor, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["title"] == "Invalid cursor"

@@ -6,8 +6,14 @@ import uuid
 import zlib
 from datetime import timedelta
 
-from aiokafka import ConsumerRecord
-from auth_helpers import (
+from runyard.auth import tokens
+from runyard.auth.consumers import HANDLERS
+from runyard.shared.contracts.gateway import ApiKeyUsed
+from runyard.shared.db import create_engine, create_sessionmaker
+from runyard.shared.events import CloudEvent
+from runyard.shared.inbox import EventConsumer
+from runyard.shared.testing.events import as_record, contract_event
+from services.auth.tests.auth_helpers import (
     API_KEYS,
     USERS,
     FakeClock,
@@ -19,13 +25,6 @@ from auth_helpers import (
     register,
     verify_key,
 )
-
-from runyard.auth import tokens
-from runyard.auth.consumers import HANDLERS
-from runyard.shared.contracts.gateway import ApiKeyUsed
-from runyard.shared.db import create_engine, create_sessionmaker
-from runyard.shared.events import CloudEvent, make_event
-from runyard.shared.inbox import EventConsumer
 
 KEY_FORMAT = re.compile(r"^ry_[0-9A-Za-z]{30}[0-9A-Za-z]{6}$")
 
@@ -222,7 +221,7 @@ async def test_api_keys_cannot_create_or_revoke_api_keys(client) -> None:
 
 
 def used(key_id: str, user_id: str, *, status: int = 200, seconds: int = 0) -> CloudEvent:
-    event = make_event(
+    event = contract_event(
         ApiKeyUsed(
             key_id=uuid.UUID(key_id),
             user_id=uuid.UUID(user_id),
@@ -232,27 +231,9 @@ def used(key_id: str, user_id: str, *, status: int = 200, seconds: int = 0) -> C
             latency_ms=12.5,
             ip_address="10.20.3.17",
         ),
-        source="/runyard/gateway",
         subject=key_id,
     )
     return event.model_copy(update={"time": event.time + timedelta(seconds=seconds)})
-
-
-def as_record(event: CloudEvent, offset: int) -> ConsumerRecord[bytes, bytes]:
-    value = event.to_json()
-    return ConsumerRecord(
-        topic=event.type,
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=event.subject.encode(),
-        value=value,
-        checksum=None,
-        serialized_key_size=len(event.subject),
-        serialized_value_size=len(value),
-        headers=[("content-type", b"application/cloudevents+json")],
-    )
 
 
 async def test_api_key_used_events_fill_usage_and_last_used_at_once_each(client, db) -> None:

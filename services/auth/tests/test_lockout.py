@@ -3,7 +3,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from auth_helpers import (
+from runyard.auth.lockout import FailureState, LockoutPolicy, after_failure
+from runyard.auth.main import create_app
+from runyard.shared.testing import running_app
+from services.auth.tests.auth_helpers import (
     PASSWORD,
     USERS,
     FakeClock,
@@ -14,10 +17,6 @@ from auth_helpers import (
     outbox_events,
     register,
 )
-
-from runyard.auth.lockout import FailureState, LockoutPolicy, after_failure
-from runyard.auth.main import create_app
-from runyard.shared.testing import running_app
 
 WRONG = "not the password at all"
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

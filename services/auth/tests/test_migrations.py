@@ -1,41 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
-
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from runyard.auth.models import SCHEMA, Base
+from runyard.auth.models import Base
 from runyard.shared.testing import ServiceDatabase
-
-SHARED_TABLES = {"outbox", "inbox"}
-
-
-def _owned_by_auth(obj: Any, name: Any, type_: str, _reflected: bool, _other: Any) -> bool:
-    table = obj if isinstance(obj, Table) else getattr(obj, "table", None)
-    return table is None or table.name not in SHARED_TABLES
+from runyard.shared.testing.migrations import model_differences, round_trip
 
 
 async def test_migrations_match_the_models(db: ServiceDatabase) -> None:
-    def diff(connection: Any) -> list[Any]:
-        context = MigrationContext.configure(
-            connection,
-            opts={
-                "include_schemas": True,
-                "version_table_schema": SCHEMA,
-                "include_name": lambda name, type_, _parent: type_ != "schema" or name == SCHEMA,
-                "include_object": _owned_by_auth,
-            },
-        )
-        return list(compare_metadata(context, Base.metadata))
+    assert await model_differences(db, Base.metadata) == []
 
-    # The admin connection: its search_path does not start with the auth schema, so Alembic
-    # reflects the tables under "auth" as the models declare them.
-    engine = create_async_engine(db.admin_url)
-    try:
-        async with engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
-    finally:
-        await engine.dispose()
+
+async def test_migrations_go_down_to_the_start_and_up_again(db: ServiceDatabase) -> None:
+    await round_trip("runyard.auth", db)
+    assert await model_differences(db, Base.metadata) == []

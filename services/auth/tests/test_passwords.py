@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from auth_helpers import LOGIN, PASSWORD, REGISTER, fetch, register
-
 from runyard.auth.config import Settings
 from runyard.auth.main import create_app
 from runyard.auth.passwords import Passwords, common_passwords, password_problems
 from runyard.shared.testing import running_app
+from services.auth.tests.auth_helpers import LOGIN, PASSWORD, REGISTER, fetch, register
 
 OWASP_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
 

@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from auth_helpers import API_KEYS, as_user, fetch, register
 
 from runyard.auth.config import Settings
 from runyard.auth.main import create_app
 from runyard.shared.contracts.gateway import ApiKeyUsed
-from runyard.shared.events import CONTENT_TYPE, make_event
+from runyard.shared.events import CONTENT_TYPE
 from runyard.shared.testing import running_app
+from runyard.shared.testing.events import contract_event
+from services.auth.tests.auth_helpers import API_KEYS, as_user, fetch, register
 
 pytestmark = pytest.mark.pipeline
 
@@ -26,11 +27,10 @@ async def test_api_key_used_on_kafka_lands_in_the_keys_usage(settings: Settings,
             API_KEYS, json={"name": "ci", "scopes": ["experiments:read"]}, headers=as_user(user)
         )
     key_id = created.json()["id"]
-    event = make_event(
+    event = contract_event(
         ApiKeyUsed(
             key_id=key_id, method="GET", route="/api/v1/experiments", status=200, latency_ms=3.2
         ),
-        source="/runyard/gateway",
         subject=key_id,
     )
     # Published before the consumer starts: it reads the topic from the earliest offset.

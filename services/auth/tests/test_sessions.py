@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from auth_helpers import (
+from services.auth.tests.auth_helpers import (
     LOGOUT,
     ME,
     NEW_PASSWORD,

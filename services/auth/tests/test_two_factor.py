@@ -6,7 +6,9 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pyotp
 import pytest
-from auth_helpers import (
+
+from runyard.auth import totp
+from services.auth.tests.auth_helpers import (
     REFRESH,
     FakeClock,
     as_user,
@@ -16,8 +18,6 @@ from auth_helpers import (
     register,
     tokens_for,
 )
-
-from runyard.auth import totp
 
 SETUP = "/api/v1/auth/2fa/setup"
 ENABLE = "/api/v1/auth/2fa/enable"

@@ -4,13 +4,13 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from auth_helpers import FakeClock, execute, fetch, register, tokens_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runyard.auth.context import STATE_KEY, AuthContext
+from runyard.auth.context import AuthContext
 from runyard.auth.security import SigningKey
 from runyard.auth.workers import purge_once
 from runyard.shared.db import create_engine, create_sessionmaker
+from services.auth.tests.auth_helpers import FakeClock, execute, fetch, register, tokens_for
 
 
 async def test_purge_drops_stale_unknown_login_failures_and_expired_rotated_tokens(
@@ -42,7 +42,7 @@ async def test_purge_drops_stale_unknown_login_failures_and_expired_rotated_toke
             signing_key=SigningKey.from_private_key(Ed25519PrivateKey.generate()),
         )
         runtime: Any = SimpleNamespace(
-            state={STATE_KEY: ctx}, sessionmaker=create_sessionmaker(engine, schema="auth")
+            context=ctx, sessionmaker=create_sessionmaker(engine, schema="auth")
         )
         assert await purge_once(runtime) == (1, 1)
     finally:

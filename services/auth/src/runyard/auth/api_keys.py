@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.auth import events, pages, repository, tokens
+from runyard.auth import errors, repository, tokens
 from runyard.auth.context import AuthContext
 from runyard.auth.models import ApiKey, ApiUsage, User
 from runyard.auth.schemas import CreateApiKeyRequest
@@ -16,15 +16,18 @@ from runyard.shared.contracts.auth import ApiKeyCreated, ApiKeyRevoked
 from runyard.shared.contracts.gateway import ApiKeyUsed
 from runyard.shared.db import new_id
 from runyard.shared.events import CloudEvent
-from runyard.shared.http import ProblemError
 from runyard.shared.identity import Principal
 from runyard.shared.logging import get_logger
+from runyard.shared.outbox import emit
+from runyard.shared.pagination import cut, decode_cursor
 
 log = get_logger(__name__)
 
 READ_SCOPES = frozenset({"experiments:read", "webhooks:read", "notifications:read"})
 WRITE_SCOPES = frozenset({"experiments:write", "webhooks:write", "notifications:write"})
 ADMIN_SCOPE = "admin"
+KEYS_PAGE_KIND = "api_keys"
+USAGE_PAGE_KIND = "api_usage"
 
 
 def scopes_allowed_for(role: str) -> frozenset[str]:
@@ -41,29 +44,13 @@ async def create_api_key(
 ) -> tuple[ApiKey, str]:
     user = await repository.get_user(session, principal.user_id)
     if user is None or not user.is_active:
-        raise ProblemError(403, "Forbidden", "This account is deactivated.")
+        raise errors.AccountDeactivated()
     denied = sorted(set(data.scopes) - scopes_allowed_for(user.role))
     if denied:
-        raise ProblemError(
-            403,
-            "Forbidden",
-            f"Your role ({user.role}) cannot grant: {', '.join(denied)}.",
-            scopes=denied,
-        )
+        raise errors.ScopesNotGrantable(user.role, denied)
     now = ctx.clock.now()
     if data.expires_at is not None and (data.expires_at.tzinfo is None or data.expires_at <= now):
-        raise ProblemError(
-            422,
-            "Validation failed",
-            "expires_at must be a future time with a UTC offset.",
-            errors=[
-                {
-                    "loc": ["body", "expires_at"],
-                    "msg": "must be in the future",
-                    "type": "value_error",
-                }
-            ],
-        )
+        raise errors.ExpiryInThePast()
     key = tokens.new_api_key()
     row = ApiKey(
         id=new_id(),
@@ -79,7 +66,7 @@ async def create_api_key(
         updated_at=now,
     )
     session.add(row)
-    await events.publish(
+    await emit(
         session,
         ApiKeyCreated(
             key_id=row.id,
@@ -101,9 +88,12 @@ async def list_api_keys(
     session: AsyncSession, *, user_id: uuid.UUID, limit: int, cursor: str | None
 ) -> tuple[Sequence[ApiKey], str | None]:
     rows = await repository.list_api_keys(
-        session, user_id=user_id, limit=limit, after=pages.decode(cursor)
+        session,
+        user_id=user_id,
+        limit=limit,
+        after=decode_cursor(cursor, KEYS_PAGE_KIND, datetime, uuid.UUID),
     )
-    return pages.cut(rows, limit, lambda k: (k.created_at, k.id))
+    return cut(rows, limit, KEYS_PAGE_KIND, lambda key: (key.created_at, key.id))
 
 
 async def _visible_key(
@@ -116,7 +106,7 @@ async def _visible_key(
         else repository.get_api_key(session, key_id)
     )
     if key is None or (key.user_id != principal.user_id and not principal.is_admin):
-        raise ProblemError(404, "Not Found", "No such API key.")
+        raise errors.NoSuchApiKey()
     return key
 
 
@@ -128,7 +118,7 @@ async def revoke_api_key(
         return
     key.is_active = False
     key.revoked_at = ctx.clock.now()
-    await events.publish(
+    await emit(
         session,
         ApiKeyRevoked(key_id=key.id, user_id=key.user_id, prefix=key.prefix),
         subject=key.id,
@@ -148,9 +138,12 @@ async def api_key_usage(
     key = await _visible_key(session, principal=principal, key_id=key_id)
     total = await repository.api_usage_count(session, key.id)
     rows = await repository.list_api_usage(
-        session, key_id=key.id, limit=limit, after=pages.decode_int(cursor)
+        session,
+        key_id=key.id,
+        limit=limit,
+        after=decode_cursor(cursor, USAGE_PAGE_KIND, datetime, int),
     )
-    page, next_cursor = pages.cut(rows, limit, lambda u: (u.timestamp, u.id))
+    page, next_cursor = cut(rows, limit, USAGE_PAGE_KIND, lambda used: (used.timestamp, used.id))
     return key, total, page, next_cursor
 
 

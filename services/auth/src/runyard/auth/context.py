@@ -1,21 +1,23 @@
-"""What the use cases need besides the database session, built once at startup."""
+"""What the use cases need besides the database session: the runtime's typed context, opened
+once at startup."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from runyard.auth.clock import Clock
 from runyard.auth.config import Settings
 from runyard.auth.lockout import LockoutPolicy
-from runyard.auth.passwords import Passwords
-from runyard.auth.security import SigningKey
+from runyard.auth.passwords import Passwords, common_passwords
+from runyard.auth.security import SigningKey, load_signing_key
 from runyard.auth.totp import SecretBox
-from runyard.shared.runtime import RuntimeDep
+from runyard.shared.logging import get_logger
+from runyard.shared.runtime import Runtime, get_runtime
 
-STATE_KEY = "auth_context"
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,30 @@ class AuthContext:
             lockout=LockoutPolicy.from_settings(settings),
         )
 
+    @classmethod
+    async def open(cls, settings: Settings, *, clock: Clock) -> AuthContext:
+        """The service's context: the configured signing key, the password hasher warmed up and
+        the common-password list loaded, so the first requests do not pay for them."""
+        key, origin = load_signing_key(settings)
+        context = cls.build(settings, clock=clock, signing_key=key)
+        await context.passwords.warm_up()
+        common_passwords()
+        log.info("auth.signing_key.loaded", kid=key.kid, origin=origin)
+        return context
 
-async def get_context(runtime: RuntimeDep) -> AuthContext:
-    context: AuthContext = runtime.state[STATE_KEY]
-    return context
+
+AuthRuntime = Runtime[Settings, AuthContext]
+
+
+def get_auth_runtime(request: Request) -> AuthRuntime:
+    return get_runtime(request)
+
+
+AuthRuntimeDep = Annotated[AuthRuntime, Depends(get_auth_runtime)]
+
+
+def get_context(runtime: AuthRuntimeDep) -> AuthContext:
+    return runtime.context
 
 
 ContextDep = Annotated[AuthContext, Depends(get_context)]

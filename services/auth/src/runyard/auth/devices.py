@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from user_agents import parse
+from user_agents import parse  # type: ignore[import-untyped]
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,21 @@
-"""Outbox writes for auth's events (same transaction as the change, never a direct publish)."""
+"""The events that carry a user's state, in the outbox of the change's transaction.
+
+A user's events are numbered by ``users.version`` (their ``sequence``), so readers keep the
+newest state whatever order the events arrive in.
+"""
 
 from __future__ import annotations
 
-import uuid
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.auth.models import SessionLog, User
-from runyard.shared.contracts.auth import SessionRevoked, UserDeactivated, UserUpdated
-from runyard.shared.events import EventPayload, make_event
-from runyard.shared.outbox import add_event
+from runyard.auth.models import User
+from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserUpdated
+from runyard.shared.events import EventPayload
+from runyard.shared.outbox import emit
 
-SOURCE = "/runyard/auth"
-
-
-async def publish(
-    session: AsyncSession,
-    payload: EventPayload,
-    *,
-    subject: str | uuid.UUID,
-    sequence: int | None = None,
-) -> None:
-    await add_event(session, make_event(payload, source=SOURCE, subject=subject, sequence=sequence))
+UserState = TypeVar("UserState", UserRegistered, UserUpdated)
 
 
 def bump_version(user: User) -> int:
@@ -30,35 +24,30 @@ def bump_version(user: User) -> int:
     return user.version
 
 
-async def publish_user_updated(session: AsyncSession, user: User) -> None:
-    await publish(
-        session,
-        UserUpdated(
-            user_id=user.id,
-            username=user.username,
-            email=user.email,
-            role=user.role,
-            is_active=user.is_active,
-            timezone=user.timezone,
-            full_name=user.full_name,
-        ),
-        subject=user.id,
-        sequence=bump_version(user),
+def user_state(kind: type[UserState], user: User) -> UserState:
+    return kind(
+        user_id=user.id,
+        username=user.username,
+        email=user.email,
+        role=user.role,
+        is_active=user.is_active,
+        timezone=user.timezone,
+        full_name=user.full_name,
     )
 
 
-async def publish_user_deactivated(session: AsyncSession, user: User) -> None:
-    await publish(
-        session,
-        UserDeactivated(user_id=user.id, username=user.username),
-        subject=user.id,
-        sequence=bump_version(user),
-    )
+async def user_registered(session: AsyncSession, user: User) -> None:
+    await emit(session, user_state(UserRegistered, user), subject=user.id, sequence=user.version)
 
 
-async def publish_session_revoked(session: AsyncSession, row: SessionLog, reason: str) -> None:
-    await publish(
-        session,
-        SessionRevoked(session_id=row.id, user_id=row.user_id, reason=reason),
-        subject=row.id,
-    )
+async def user_changed(session: AsyncSession, user: User, payload: EventPayload) -> None:
+    """``payload``, an event about ``user``, as the user's next version."""
+    await emit(session, payload, subject=user.id, sequence=bump_version(user))
+
+
+async def user_updated(session: AsyncSession, user: User) -> None:
+    await user_changed(session, user, user_state(UserUpdated, user))
+
+
+async def user_deactivated(session: AsyncSession, user: User) -> None:
+    await user_changed(session, user, UserDeactivated(user_id=user.id, username=user.username))

@@ -13,15 +13,14 @@ import uuid
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from runyard.auth import api_keys, logins
-from runyard.auth.context import ContextDep
+from runyard.auth import api_keys, errors, sessions
+from runyard.auth.context import AuthRuntimeDep, ContextDep
 from runyard.auth.schemas import ApiKeyIdentity, SessionStatus, VerifyApiKeyRequest
-from runyard.shared.http import problem_response
 from runyard.shared.identity import INTERNAL_SIGNATURE_HEADER, verify_internal_call
-from runyard.shared.runtime import RuntimeDep, SessionDep
+from runyard.shared.runtime import SessionDep
 
 
-async def require_gateway(request: Request, runtime: RuntimeDep) -> None:
+async def require_gateway(request: Request, runtime: AuthRuntimeDep) -> None:
     verify_internal_call(
         runtime.settings.identity_secret.get_secret_value(),
         method=request.method,
@@ -46,9 +45,7 @@ async def verify_api_key(
     owner is deactivated; one answer for all)."""
     found = await api_keys.verify_api_key(session, ctx, key=body.key)
     if found is None:
-        return problem_response(
-            request, status=401, title="Unauthorized", detail="Invalid API key."
-        )
+        return errors.problem(request, errors.InvalidApiKey())
     key, user, scopes = found
     return ApiKeyIdentity(
         key_id=key.id,
@@ -66,11 +63,11 @@ async def session_status(
     session_id: uuid.UUID, session: SessionDep, ctx: ContextDep
 ) -> SessionStatus:
     """Is the session behind an access token (its ``sid``) still good? 404: never existed."""
-    row, user = await logins.session_status(session, ctx, session_id=session_id)
+    row, user = await sessions.session_status(session, session_id=session_id)
     return SessionStatus(
         session_id=row.id,
         user_id=user.id,
-        active=logins.session_is_live(row, ctx.clock.now()),
+        active=sessions.session_is_live(row, ctx.clock.now()),
         user_active=user.is_active,
         role=user.role,
         username=user.username,

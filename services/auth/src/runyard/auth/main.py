@@ -2,21 +2,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from runyard.auth import security
 from runyard.auth.api import router
 from runyard.auth.clock import Clock, SystemClock
 from runyard.auth.config import Settings
 from runyard.auth.consumers import HANDLERS
-from runyard.auth.context import STATE_KEY, AuthContext
+from runyard.auth.context import AuthContext, AuthRuntime
 from runyard.auth.internal_api import router as internal_router
 from runyard.auth.models import SCHEMA
-from runyard.auth.passwords import common_passwords
 from runyard.auth.workers import run_purger
 from runyard.shared.contracts import auth as contracts
-from runyard.shared.logging import get_logger
-from runyard.shared.runtime import Runtime, ServiceSpec, create_service_app
-
-log = get_logger(__name__)
+from runyard.shared.runtime import ServiceSpec, create_service_app
 
 PUBLISHES = (
     contracts.UserRegistered,
@@ -34,26 +29,20 @@ PUBLISHES = (
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
-    settings = settings or Settings()
+    """The auth service; ``clock`` lets tests move time."""
 
-    async def start(runtime: Runtime) -> None:
-        key, origin = security.load_signing_key(settings)
-        context = AuthContext.build(settings, clock=clock or SystemClock(), signing_key=key)
-        await context.passwords.warm_up()
-        common_passwords()
-        runtime.state[STATE_KEY] = context
-        log.info("auth.signing_key.loaded", kid=key.kid, origin=origin)
+    async def open_context(runtime: AuthRuntime) -> AuthContext:
+        return await AuthContext.open(runtime.settings, clock=clock or SystemClock())
 
-    return create_service_app(
-        ServiceSpec(
-            name="auth",
-            schema=SCHEMA,
-            settings=settings,
-            routers=[router, internal_router],
-            handlers=HANDLERS,
-            workers={"purger": run_purger},
-            publishes=PUBLISHES,
-            on_startup=start,
-            description="Users, logins, sessions, two-factor authentication and API keys.",
-        )
+    spec: ServiceSpec[Settings, AuthContext] = ServiceSpec(
+        name="auth",
+        schema=SCHEMA,
+        settings=settings or Settings(),
+        routers=[router, internal_router],
+        handlers=HANDLERS,
+        workers={"purger": run_purger},
+        publishes=PUBLISHES,
+        open_context=open_context,
+        description="Users, logins, sessions, two-factor authentication and API keys.",
     )
+    return create_service_app(spec)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import Select, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from runyard.auth.models import (
     ApiKey,
@@ -24,6 +26,26 @@ from runyard.auth.models import (
 
 #: Keyset for newest-first pages: (created_at, id) of the last row of the previous page.
 Keyset = tuple[datetime, uuid.UUID]
+
+Row = TypeVar("Row")
+
+
+async def _newest_first(
+    session: AsyncSession,
+    query: Select[Row],
+    at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[Any],
+    *,
+    limit: int,
+    after: tuple[datetime, Any] | None,
+) -> Sequence[Row]:
+    """One page, newest first, after the keyset ``after``, with one row more than ``limit``
+    (it tells whether there is a next page)."""
+    if after is not None:
+        query = query.where(tuple_(at, row_id) < tuple_(*after))
+    query = query.order_by(at.desc(), row_id.desc()).limit(limit + 1)
+    return (await session.execute(query)).scalars().all()
+
 
 # --- users ------------------------------------------------------------------------------------
 
@@ -91,31 +113,33 @@ async def lock_active_admins(session: AsyncSession) -> list[uuid.UUID]:
     return list(rows.scalars())
 
 
+@dataclass(frozen=True)
+class UserFilter:
+    """Which users an admin lists: by role, by state, by part of the username or email."""
+
+    role: str | None = None
+    is_active: bool | None = None
+    q: str | None = None
+
+
 async def list_users(
-    session: AsyncSession,
-    *,
-    role: str | None,
-    is_active: bool | None,
-    q: str | None,
-    limit: int,
-    after: Keyset | None,
+    session: AsyncSession, *, where: UserFilter, limit: int, after: Keyset | None
 ) -> Sequence[User]:
     query = select(User)
-    if role is not None:
-        query = query.where(User.role == role)
-    if is_active is not None:
-        query = query.where(User.is_active.is_(is_active))
-    if q:
+    if where.role is not None:
+        query = query.where(User.role == where.role)
+    if where.is_active is not None:
+        query = query.where(User.is_active.is_(where.is_active))
+    if where.q:
         pattern = (
-            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            "%"
+            + where.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            + "%"
         )
         query = query.where(
             or_(func.lower(User.username).like(pattern), func.lower(User.email).like(pattern))
         )
-    if after is not None:
-        query = query.where(tuple_(User.created_at, User.id) < tuple_(*after))
-    query = query.order_by(User.created_at.desc(), User.id.desc()).limit(limit + 1)
-    return (await session.execute(query)).scalars().all()
+    return await _newest_first(session, query, User.created_at, User.id, limit=limit, after=after)
 
 
 # --- lockout of logins that name no user ------------------------------------------------------
@@ -185,10 +209,9 @@ async def list_login_history(
     session: AsyncSession, *, user_id: uuid.UUID, limit: int, after: Keyset | None
 ) -> Sequence[LoginHistory]:
     query = select(LoginHistory).where(LoginHistory.user_id == user_id)
-    if after is not None:
-        query = query.where(tuple_(LoginHistory.created_at, LoginHistory.id) < tuple_(*after))
-    query = query.order_by(LoginHistory.created_at.desc(), LoginHistory.id.desc()).limit(limit + 1)
-    return (await session.execute(query)).scalars().all()
+    return await _newest_first(
+        session, query, LoginHistory.created_at, LoginHistory.id, limit=limit, after=after
+    )
 
 
 # --- sessions and refresh tokens --------------------------------------------------------------
@@ -248,10 +271,9 @@ async def list_sessions(
         query = query.where(
             SessionLog.is_active.is_(True), SessionLog.refresh_expires_at > active_after
         )
-    if after is not None:
-        query = query.where(tuple_(SessionLog.created_at, SessionLog.id) < tuple_(*after))
-    query = query.order_by(SessionLog.created_at.desc(), SessionLog.id.desc()).limit(limit + 1)
-    return (await session.execute(query)).scalars().all()
+    return await _newest_first(
+        session, query, SessionLog.created_at, SessionLog.id, limit=limit, after=after
+    )
 
 
 async def delete_expired_rotated_tokens(session: AsyncSession, *, before: datetime) -> int:
@@ -304,10 +326,9 @@ async def list_api_keys(
     session: AsyncSession, *, user_id: uuid.UUID, limit: int, after: Keyset | None
 ) -> Sequence[ApiKey]:
     query = select(ApiKey).where(ApiKey.user_id == user_id)
-    if after is not None:
-        query = query.where(tuple_(ApiKey.created_at, ApiKey.id) < tuple_(*after))
-    query = query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit + 1)
-    return (await session.execute(query)).scalars().all()
+    return await _newest_first(
+        session, query, ApiKey.created_at, ApiKey.id, limit=limit, after=after
+    )
 
 
 async def add_api_usage(session: AsyncSession, **values: Any) -> None:
@@ -337,7 +358,6 @@ async def list_api_usage(
     session: AsyncSession, *, key_id: uuid.UUID, limit: int, after: tuple[datetime, int] | None
 ) -> Sequence[ApiUsage]:
     query = select(ApiUsage).where(ApiUsage.api_key_id == key_id)
-    if after is not None:
-        query = query.where(tuple_(ApiUsage.timestamp, ApiUsage.id) < tuple_(*after))
-    query = query.order_by(ApiUsage.timestamp.desc(), ApiUsage.id.desc()).limit(limit + 1)
-    return (await session.execute(query)).scalars().all()
+    return await _newest_first(
+        session, query, ApiUsage.timestamp, ApiUsage.id, limit=limit, after=after
+    )

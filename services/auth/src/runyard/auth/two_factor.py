@@ -11,24 +11,23 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.auth import accounts, events, logins, repository, totp
+from runyard.auth import accounts, errors, events, logins, repository, sessions, totp
+from runyard.auth.callers import Caller
 from runyard.auth.context import AuthContext
 from runyard.auth.models import BackupCode, User
 from runyard.shared.contracts.auth import TwoFactorDisabled, TwoFactorEnabled
 from runyard.shared.db import new_id
-from runyard.shared.http import ProblemError
+from runyard.shared.events import EventPayload
 from runyard.shared.logging import get_logger
 
 log = get_logger(__name__)
-
-INVALID_CODE = "The code is not valid."
 
 
 async def set_up(session: AsyncSession, ctx: AuthContext, *, user_id: uuid.UUID) -> tuple[str, str]:
     """A new secret (replacing any earlier unconfirmed one) and its ``otpauth://`` URI."""
     user = await accounts.active_user_for_update(session, user_id)
     if user.totp_enabled:
-        raise ProblemError(409, "Conflict", "Two-factor authentication is already enabled.")
+        raise errors.TwoFactorAlreadyEnabled()
     secret = totp.new_secret()
     user.totp_secret = ctx.secret_box.seal(secret)
     user.totp_last_used_step = None
@@ -56,138 +55,95 @@ async def _check_code(
     *,
     user: User,
     code: str,
-    client: logins.ClientInfo,
+    caller: Caller,
     allow_backup: bool,
-) -> logins.Refusal | None:
-    now = ctx.clock.now()
-    refusal = logins.refuse_if_locked(user, now)
-    if refusal is not None:
-        return refusal
-    accepted = False
-    if user.totp_secret is not None:
+) -> errors.Refusal | None:
+    async def check() -> bool:
         if allow_backup:
-            accepted = (
-                await logins.second_factor(session, ctx, user=user, code=code, client=client)
-                is not None
+            method = await logins.second_factor(
+                session, ctx, user=user, code=code, client=caller.client
             )
-        else:
-            step = totp.matching_step(
-                ctx.secret_box.open(user.totp_secret),
-                code,
-                now=now,
-                last_used_step=user.totp_last_used_step,
-            )
-            if step is not None:
-                user.totp_last_used_step = step
-                accepted = True
-    if not accepted:
-        await logins.record_user_failure(session, ctx, user=user, client=client, now=now)
-        await session.flush()
-        return logins.Refusal(400, "Bad Request", INVALID_CODE)
-    logins.clear_failures(user)
-    return None
+            return method is not None
+        return logins.accept_totp(ctx, user=user, code=code)
+
+    return await logins.confirm(
+        session, ctx, user=user, client=caller.client, check=check, refusal=errors.InvalidCode()
+    )
+
+
+async def _user_with_two_factor(
+    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str
+) -> User | errors.Refusal:
+    """The caller's account, which has 2FA on, once ``code`` (from the app or a backup code)
+    confirms the change."""
+    user = await accounts.active_user_for_update(session, caller.user_id)
+    if not user.totp_enabled:
+        raise errors.TwoFactorNotEnabled()
+    refusal = await _check_code(
+        session, ctx, user=user, code=code, caller=caller, allow_backup=True
+    )
+    return user if refusal is None else refusal
 
 
 async def enable(
-    session: AsyncSession,
-    ctx: AuthContext,
-    *,
-    user_id: uuid.UUID,
-    code: str,
-    client: logins.ClientInfo,
-    current_session: uuid.UUID | None,
-) -> list[str] | logins.Refusal:
-    user = await accounts.active_user_for_update(session, user_id)
+    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str
+) -> list[str] | errors.Refusal:
+    user = await accounts.active_user_for_update(session, caller.user_id)
     if user.totp_enabled:
-        raise ProblemError(409, "Conflict", "Two-factor authentication is already enabled.")
+        raise errors.TwoFactorAlreadyEnabled()
     if user.totp_secret is None:
-        raise ProblemError(409, "Conflict", "Call POST /api/v1/auth/2fa/setup first.")
+        raise errors.TwoFactorNotSetUp()
     refusal = await _check_code(
-        session, ctx, user=user, code=code, client=client, allow_backup=False
+        session, ctx, user=user, code=code, caller=caller, allow_backup=False
     )
     if refusal is not None:
         return refusal
     user.totp_enabled = True
     codes = await _replace_backup_codes(session, ctx, user)
-    await _two_factor_changed(
-        session, ctx, user, TwoFactorEnabled(user_id=user.id), current_session
-    )
+    await _changed(session, ctx, caller, user, TwoFactorEnabled(user_id=user.id))
     log.info("auth.two_factor.enabled", user_id=str(user.id))
     return codes
 
 
 async def disable(
-    session: AsyncSession,
-    ctx: AuthContext,
-    *,
-    user_id: uuid.UUID,
-    code: str,
-    client: logins.ClientInfo,
-    current_session: uuid.UUID | None,
-) -> logins.Refusal | None:
-    user = await accounts.active_user_for_update(session, user_id)
-    if not user.totp_enabled:
-        raise ProblemError(409, "Conflict", "Two-factor authentication is not enabled.")
-    refusal = await _check_code(
-        session, ctx, user=user, code=code, client=client, allow_backup=True
-    )
-    if refusal is not None:
-        return refusal
+    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str
+) -> errors.Refusal | None:
+    user = await _user_with_two_factor(session, ctx, caller, code=code)
+    if isinstance(user, errors.Refusal):
+        return user
     user.totp_enabled = False
     user.totp_secret = None
     user.totp_last_used_step = None
     await repository.delete_backup_codes(session, user.id)
-    await _two_factor_changed(
-        session, ctx, user, TwoFactorDisabled(user_id=user.id), current_session
-    )
+    await _changed(session, ctx, caller, user, TwoFactorDisabled(user_id=user.id))
     log.info("auth.two_factor.disabled", user_id=str(user.id))
     return None
 
 
 async def regenerate_backup_codes(
-    session: AsyncSession,
-    ctx: AuthContext,
-    *,
-    user_id: uuid.UUID,
-    code: str,
-    client: logins.ClientInfo,
-    current_session: uuid.UUID | None,
-) -> list[str] | logins.Refusal:
-    user = await accounts.active_user_for_update(session, user_id)
-    if not user.totp_enabled:
-        raise ProblemError(409, "Conflict", "Two-factor authentication is not enabled.")
-    refusal = await _check_code(
-        session, ctx, user=user, code=code, client=client, allow_backup=True
-    )
-    if refusal is not None:
-        return refusal
+    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str
+) -> list[str] | errors.Refusal:
+    user = await _user_with_two_factor(session, ctx, caller, code=code)
+    if isinstance(user, errors.Refusal):
+        return user
     codes = await _replace_backup_codes(session, ctx, user)
-    await logins.end_other_sessions(
-        session,
-        user_id=user.id,
-        keep=current_session,
-        reason="two_factor_changed",
-        now=ctx.clock.now(),
-    )
-    await session.flush()
+    await _changed(session, ctx, caller, user, None)
     log.info("auth.backup_codes.regenerated", user_id=str(user.id))
     return codes
 
 
-async def _two_factor_changed(
+async def _changed(
     session: AsyncSession,
     ctx: AuthContext,
+    caller: Caller,
     user: User,
-    payload: TwoFactorEnabled | TwoFactorDisabled,
-    current_session: uuid.UUID | None,
+    payload: EventPayload | None,
 ) -> None:
-    """Publish the change and end the user's other sessions (OWASP: 2FA changes revoke them)."""
-    await events.publish(session, payload, subject=user.id, sequence=events.bump_version(user))
-    await logins.end_other_sessions(
-        session,
-        user_id=user.id,
-        keep=current_session,
-        reason="two_factor_changed",
-        now=ctx.clock.now(),
+    """Publish the change (if it is an event) and end the user's other sessions (OWASP: 2FA
+    changes revoke them)."""
+    if payload is not None:
+        await events.user_changed(session, user, payload)
+    await sessions.end_other_sessions(
+        session, ctx, user_id=user.id, keep=caller.session_id, reason="two_factor_changed"
     )
     await session.flush()

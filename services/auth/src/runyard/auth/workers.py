@@ -6,18 +6,17 @@ import asyncio
 from datetime import timedelta
 
 from runyard.auth import repository
-from runyard.auth.context import STATE_KEY, AuthContext
+from runyard.auth.context import AuthRuntime
 from runyard.shared.db import session_scope
 from runyard.shared.logging import get_logger
-from runyard.shared.runtime import Runtime
 
 log = get_logger(__name__)
 
 PURGE_INTERVAL_S = 600.0
 
 
-async def purge_once(runtime: Runtime) -> tuple[int, int]:
-    ctx: AuthContext = runtime.state[STATE_KEY]
+async def purge_once(runtime: AuthRuntime) -> tuple[int, int]:
+    ctx = runtime.context
     now = ctx.clock.now()
     async for session in session_scope(runtime.sessionmaker):
         failures = await repository.delete_stale_unknown_login_failures(
@@ -29,7 +28,7 @@ async def purge_once(runtime: Runtime) -> tuple[int, int]:
     return failures, rotated
 
 
-async def run_purger(runtime: Runtime) -> None:
+async def run_purger(runtime: AuthRuntime) -> None:
     while True:
         await purge_once(runtime)
         await asyncio.sleep(PURGE_INTERVAL_S)
