@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,13 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.testing import ServiceDatabase, running_app
 from runyard.webhooks.config import Settings
+from runyard.webhooks.context import new_http_session
 from runyard.webhooks.main import create_app
-from runyard.webhooks.workers import new_http_session
-
-# Test modules import ``webhooks_helpers`` (pytest runs with --import-mode=importlib).
-sys.path.insert(0, str(Path(__file__).parent))
-
-from webhooks_helpers import SIGNING_SECRETS, Receiver, verify_signed_requests
+from services.webhooks.tests.webhooks_helpers import (
+    SIGNING_SECRETS,
+    Receiver,
+    verify_signed_requests,
+)
 
 
 @pytest.fixture

@@ -75,6 +75,25 @@ async def test_list_shows_only_the_callers_webhooks_and_pages_with_a_cursor(clie
     assert sorted(w["id"] for w in first["items"] + second["items"]) == sorted(ids)
 
 
+async def test_a_cursor_that_the_list_did_not_return_is_400_invalid_cursor(client) -> None:
+    owner = uuid.uuid4()
+    for i in range(2):
+        await create(client, owner, f"http://127.0.0.1:9/hook/{i}")
+    page = (await client.get("/api/v1/webhooks?limit=1", headers=identity_headers(owner))).json()
+    webhook_id = page["items"][0]["id"]
+    other_lists_cursor = page["next_cursor"]
+    wrong = [("/api/v1/webhooks", "garbage")] + [
+        (f"/api/v1/webhooks/{webhook_id}/{name}", cursor)
+        for name in ("deliveries", "attempts")
+        for cursor in ("garbage", other_lists_cursor)
+    ]
+    for path, cursor in wrong:
+        answer = await client.get(path, params={"cursor": cursor}, headers=identity_headers(owner))
+        assert answer.status_code == 400, (path, cursor)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["title"] == "Invalid cursor"
+
+
 async def test_another_users_webhook_is_404_everywhere(client) -> None:
     webhook_id = (await create(client, uuid.uuid4(), "http://127.0.0.1:9/hook")).json()["id"]
     stranger = identity_headers(uuid.uuid4())

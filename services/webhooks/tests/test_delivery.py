@@ -4,31 +4,28 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from standardwebhooks import Webhook
-from webhooks_helpers import (
+
+from runyard.shared.contracts.auth import LoginFailed
+from runyard.shared.inbox import EventConsumer
+from runyard.shared.testing import identity_headers
+from runyard.shared.testing.events import as_record, contract_event, experiment_completed
+from runyard.webhooks import attempts
+from runyard.webhooks.consumers import handlers
+from runyard.webhooks.delivery import MAX_RESPONSE_BODY
+from runyard.webhooks.workers import deliver_due
+from services.webhooks.tests.webhooks_helpers import (
     Reply,
     consume,
     create_webhook,
     deliveries,
     endpoint,
-    experiment_completed,
     logs,
     make_due,
     query,
 )
-
-from runyard.shared.contracts.auth import LoginFailed
-from runyard.shared.events import make_event
-from runyard.shared.inbox import EventConsumer
-from runyard.shared.testing import identity_headers
-from runyard.webhooks import service
-from runyard.webhooks.consumers import handlers
-from runyard.webhooks.delivery import MAX_RESPONSE_BODY
-from runyard.webhooks.workers import deliver_due
 
 
 async def test_completed_experiment_is_posted_to_the_owner_signed_per_standard_webhooks(
@@ -36,7 +33,7 @@ async def test_completed_experiment_is_posted_to_the_owner_signed_per_standard_w
 ) -> None:
     owner = uuid.uuid4()
     webhook = await create_webhook(client, owner, receiver.url("/hook"))
-    event = experiment_completed(owner)
+    event = experiment_completed(owner, final_metrics={"val_accuracy": 0.93, "val_loss": 0.21})
 
     await consume(sessionmaker, event)
     assert await deliver_due(sessionmaker, http, settings=settings) == 1
@@ -285,10 +282,8 @@ async def test_events_without_an_owner_are_not_delivered(
     client, db, sessionmaker, receiver
 ) -> None:
     await create_webhook(client, uuid.uuid4(), receiver.url("/hook"), enabled_events=["*"])
-    event = make_event(
-        LoginFailed(username_attempted="ghost", reason="unknown user"),
-        source="/runyard/auth",
-        subject="ghost",
+    event = contract_event(
+        LoginFailed(username_attempted="ghost", reason="unknown user"), subject="ghost"
     )
     await consume(sessionmaker, event)
     assert await deliveries(db) == []
@@ -334,7 +329,7 @@ async def test_a_claimed_delivery_is_leased_so_a_crashed_attempt_is_retried_late
     await create_webhook(client, owner, receiver.url("/hook"))
     await consume(sessionmaker, experiment_completed(owner))
     async with sessionmaker() as session, session.begin():
-        [claimed] = await service.claim_due_deliveries(
+        [claimed] = await attempts.claim_due_deliveries(
             session, limit=10, lease=settings_lease(settings)
         )
     # the worker "crashed" here: nothing was recorded
@@ -360,7 +355,12 @@ async def test_slack_endpoints_get_text_and_blocks_summarising_the_experiment(
 ) -> None:
     owner = uuid.uuid4()
     await create_webhook(client, owner, receiver.url("/slack"), provider_type="slack")
-    event = experiment_completed(owner, name="pump <fault> cnn")
+    event = experiment_completed(
+        owner,
+        name="pump <fault> cnn",
+        final_metrics={"val_accuracy": 0.93, "val_loss": 0.21},
+        duration_seconds=3725.0,
+    )
     await consume(sessionmaker, event)
     await deliver_due(sessionmaker, http, settings=settings)
 
@@ -381,7 +381,7 @@ async def test_teams_endpoints_get_an_adaptive_card_in_a_workflows_envelope(
 ) -> None:
     owner = uuid.uuid4()
     await create_webhook(client, owner, receiver.url("/teams"), provider_type="teams")
-    event = experiment_completed(owner)
+    event = experiment_completed(owner, final_metrics={"val_accuracy": 0.93, "val_loss": 0.21})
     await consume(sessionmaker, event)
     await deliver_due(sessionmaker, http, settings=settings)
 
@@ -413,18 +413,10 @@ async def test_the_consumer_delivers_a_redelivered_record_once(
         service="webhooks",
         handlers=handlers(),
     )
-    record = SimpleNamespace(
-        topic=event.type,
-        partition=0,
-        offset=0,
-        key=event.subject.encode(),
-        value=event.to_json(),
-        headers=[],
-        timestamp=int(datetime.now(UTC).timestamp() * 1000),
-    )
+    record = as_record(event, offset=0)
 
-    assert await consumer.process(record) == "processed"  # type: ignore[arg-type]
-    assert await consumer.process(record) == "duplicate"  # type: ignore[arg-type]
+    assert await consumer.process(record) == "processed"
+    assert await consumer.process(record) == "duplicate"
 
     assert len(await deliveries(db)) == 1
     await deliver_due(sessionmaker, http, settings=settings)

@@ -6,22 +6,21 @@ from __future__ import annotations
 import json
 import uuid
 
-from webhooks_helpers import (
+from runyard.shared.testing import identity_headers
+from runyard.shared.testing.events import experiment_completed
+from runyard.webhooks.workers import deliver_due
+from services.webhooks.tests.webhooks_helpers import (
     Reply,
     consume,
     create_webhook,
     deliveries,
     endpoint,
-    experiment_completed,
     logs,
     make_due,
     outbox,
     preference_updated,
     query,
 )
-
-from runyard.shared.testing import identity_headers
-from runyard.webhooks.workers import deliver_due
 
 
 async def test_a_410_disables_the_endpoint_at_once_and_tells_the_owner_through_the_outbox(

@@ -14,8 +14,8 @@ from runyard.webhooks.delivery import (
     next_retry,
     parse_retry_after,
 )
+from runyard.webhooks.endpoints import display_url
 from runyard.webhooks.formats import format_duration, slack_message, summarize, teams_message
-from runyard.webhooks.service import display_url
 
 BASE = "https://runyard.example"
 FAILED = {

@@ -7,7 +7,7 @@ import pytest
 from runyard.shared.contracts import all_contracts
 from runyard.webhooks.consumers import handlers
 from runyard.webhooks.delivery import RETRY_SCHEDULE, retry_delay
-from runyard.webhooks.service import event_matches, public_event_types
+from runyard.webhooks.fanout import event_matches, public_event_types
 
 
 @pytest.mark.parametrize(

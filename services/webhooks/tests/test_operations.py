@@ -8,20 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks import Webhook
-from webhooks_helpers import (
+
+from runyard.shared.testing import identity_headers
+from runyard.shared.testing.events import experiment_completed
+from runyard.webhooks.workers import deliver_due
+from services.webhooks.tests.webhooks_helpers import (
     SIGNING_SECRETS,
     Reply,
     consume,
     create_webhook,
     deliveries,
     endpoint,
-    experiment_completed,
     logs,
     query,
 )
-
-from runyard.shared.testing import identity_headers
-from runyard.webhooks.workers import deliver_due
 
 
 async def test_the_test_endpoint_sends_a_signed_webhook_test_now_and_returns_the_answer(

@@ -6,21 +6,20 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 from standardwebhooks import Webhook
-from webhooks_helpers import (
+
+from runyard.shared.events import CONTENT_TYPE
+from runyard.shared.testing import running_app
+from runyard.shared.testing.events import experiment_completed
+from runyard.webhooks.main import create_app
+from services.webhooks.tests.webhooks_helpers import (
     Reply,
     consume,
     create_webhook,
     deliveries,
     eventually,
-    experiment_completed,
     logs,
     query,
 )
-
-from runyard.shared.contracts.experiments import ExperimentCompleted
-from runyard.shared.events import CONTENT_TYPE, make_event
-from runyard.shared.testing import running_app
-from runyard.webhooks.main import create_app
 
 pytestmark = pytest.mark.pipeline
 
@@ -30,14 +29,7 @@ async def test_an_event_on_kafka_reaches_the_receiver_signed(settings, kafka_boo
     owner = uuid.uuid4()
     async with running_app(app) as client:
         created = await create_webhook(client, owner, receiver.url("/hook"), enabled_events=["*"])
-        experiment_id = uuid.uuid4()
-        event = make_event(
-            ExperimentCompleted(
-                experiment_id=experiment_id, name="run", owner_id=owner, status="completed"
-            ),
-            source="/runyard/experiments",
-            subject=experiment_id,
-        )
+        event = experiment_completed(owner, name="run")
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
         await producer.start()
         try:

@@ -7,13 +7,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from webhooks_helpers import consume, create_webhook, deliveries, experiment_completed, logs, query
 
 from runyard.shared.testing import identity_headers, running_app
+from runyard.shared.testing.events import experiment_completed
 from runyard.webhooks.config import Settings
+from runyard.webhooks.context import new_http_session
 from runyard.webhooks.main import create_app
 from runyard.webhooks.ssrf import StaticLookup, SystemLookup, address_problem
-from runyard.webhooks.workers import deliver_due, new_http_session
+from runyard.webhooks.workers import deliver_due
+from services.webhooks.tests.webhooks_helpers import (
+    consume,
+    create_webhook,
+    deliveries,
+    logs,
+    query,
+)
 
 PUBLIC = "93.184.215.14"
 

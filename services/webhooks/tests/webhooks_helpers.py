@@ -14,11 +14,11 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
-from runyard.shared.contracts.experiments import ExperimentCompleted
 from runyard.shared.contracts.notifications import NotificationPreferenceUpdated
 from runyard.shared.db import asyncpg_dsn
-from runyard.shared.events import CloudEvent, make_event
+from runyard.shared.events import CloudEvent
 from runyard.shared.testing import ServiceDatabase, identity_headers
+from runyard.shared.testing.events import contract_event
 from runyard.webhooks.consumers import handlers
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -28,30 +28,10 @@ HANDLERS = handlers()
 SIGNING_SECRETS: dict[str, list[str]] = {}
 
 
-def experiment_completed(owner: uuid.UUID, *, name: str = "cnn baseline") -> CloudEvent:
-    experiment_id = uuid.uuid4()
-    return make_event(
-        ExperimentCompleted(
-            experiment_id=experiment_id,
-            name=name,
-            owner_id=owner,
-            model_type="cnn1d",
-            status="completed",
-            final_metrics={"val_accuracy": 0.93, "val_loss": 0.21},
-            best_epoch=7,
-            total_epochs=10,
-            duration_seconds=3725.0,
-        ),
-        source="/runyard/experiments",
-        subject=experiment_id,
-        sequence=2,
-    )
-
-
 def preference_updated(
     user: uuid.UUID, event_type: str, *, webhook: bool = True, slack: bool = True
 ) -> CloudEvent:
-    return make_event(
+    return contract_event(
         NotificationPreferenceUpdated(
             user_id=user,
             notification_event_type=event_type,
@@ -61,7 +41,6 @@ def preference_updated(
             webhook_enabled=webhook,
             email_frequency="immediate",
         ),
-        source="/runyard/notifications",
         subject=user,
     )
 

@@ -1,16 +1,18 @@
+"""The webhooks API (``/api/v1/webhooks``): endpoints, their deliveries and attempts."""
+
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Literal
 
-import aiohttp
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
 from runyard.shared.identity import CurrentPrincipal, require_writer
-from runyard.shared.runtime import RuntimeDep, SessionDep
-from runyard.webhooks import service
-from runyard.webhooks.config import Settings
+from runyard.shared.pagination import DEFAULT_LIMIT, CursorParam, Limit
+from runyard.shared.runtime import SessionDep, get_runtime
+from runyard.webhooks import attempts, deliveries, endpoints
+from runyard.webhooks.context import ServiceRuntime
 from runyard.webhooks.schemas import (
     DeliveryAttemptOut,
     DeliveryAttemptPage,
@@ -28,32 +30,15 @@ from runyard.webhooks.schemas import (
     WebhookTestResult,
     WebhookUpdate,
 )
-from runyard.webhooks.ssrf import Lookup
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
-    settings = runtime.settings
-    if not isinstance(settings, Settings):
-        raise TypeError("webhooks app built without webhooks Settings")
-    return settings
+def get_service_runtime(request: Request) -> ServiceRuntime:
+    return get_runtime(request)
 
 
-def get_lookup(runtime: RuntimeDep) -> Lookup:
-    lookup: Lookup = runtime.state["lookup"]
-    return lookup
-
-
-def get_http(runtime: RuntimeDep) -> aiohttp.ClientSession:
-    http: aiohttp.ClientSession = runtime.state["http"]
-    return http
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-LookupDep = Annotated[Lookup, Depends(get_lookup)]
-HttpDep = Annotated[aiohttp.ClientSession, Depends(get_http)]
-Limit = Annotated[int, Query(ge=1, le=500)]
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_service_runtime)]
 
 
 def created(webhook: object, secret: str) -> WebhookCreated:
@@ -65,15 +50,18 @@ async def create_webhook(
     body: WebhookCreate,
     session: SessionDep,
     principal: CurrentPrincipal,
-    settings: SettingsDep,
-    lookup: LookupDep,
+    runtime: RuntimeDep,
 ) -> WebhookCreated:
     """Register an endpoint. The response carries the signing secret; it is never shown again.
 
     The URL must be ``https`` and resolve only to public addresses (see the operations guide
     for the development-only exception)."""
-    webhook, secret = await service.create_webhook(
-        session, principal=require_writer(principal), data=body, settings=settings, lookup=lookup
+    webhook, secret = await endpoints.create_webhook(
+        session,
+        principal=require_writer(principal),
+        data=body,
+        settings=runtime.settings,
+        lookup=runtime.context.lookup,
     )
     return created(webhook, secret)
 
@@ -82,10 +70,10 @@ async def create_webhook(
 async def list_webhooks(
     session: SessionDep,
     principal: CurrentPrincipal,
-    limit: Limit = 50,
-    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
 ) -> WebhookPage:
-    rows, next_cursor = await service.list_webhooks(
+    rows, next_cursor = await endpoints.list_webhooks(
         session, principal=principal, limit=limit, cursor=cursor
     )
     return WebhookPage(items=[WebhookOut.model_validate(r) for r in rows], next_cursor=next_cursor)
@@ -95,7 +83,7 @@ async def list_webhooks(
 async def get_webhook(
     webhook_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
 ) -> WebhookOut:
-    webhook = await service.get_owned_webhook(session, principal=principal, webhook_id=webhook_id)
+    webhook = await endpoints.get_owned_webhook(session, principal=principal, webhook_id=webhook_id)
     return WebhookOut.model_validate(webhook)
 
 
@@ -105,17 +93,16 @@ async def update_webhook(
     body: WebhookUpdate,
     session: SessionDep,
     principal: CurrentPrincipal,
-    settings: SettingsDep,
-    lookup: LookupDep,
+    runtime: RuntimeDep,
 ) -> WebhookOut:
     """Change only the fields sent. A new URL is checked like on create."""
-    webhook = await service.update_webhook(
+    webhook = await endpoints.update_webhook(
         session,
         principal=require_writer(principal),
         webhook_id=webhook_id,
         data=body,
-        settings=settings,
-        lookup=lookup,
+        settings=runtime.settings,
+        lookup=runtime.context.lookup,
     )
     return WebhookOut.model_validate(webhook)
 
@@ -124,7 +111,7 @@ async def update_webhook(
 async def delete_webhook(
     webhook_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
 ) -> Response:
-    await service.delete_webhook(
+    await endpoints.delete_webhook(
         session, principal=require_writer(principal), webhook_id=webhook_id
     )
     return Response(status_code=204)
@@ -132,13 +119,16 @@ async def delete_webhook(
 
 @router.post("/{webhook_id}/rotate-secret", response_model=WebhookCreated)
 async def rotate_secret(
-    webhook_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
+    webhook_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> WebhookCreated:
     """A new signing secret (shown once). Until ``previous_secret_expires_at`` (24 h by
     default) every message carries two signatures, one per secret, so receivers can switch
     without losing a message."""
-    webhook, secret = await service.rotate_secret(
-        session, principal=require_writer(principal), webhook_id=webhook_id, settings=settings
+    webhook, secret = await endpoints.rotate_secret(
+        session,
+        principal=require_writer(principal),
+        webhook_id=webhook_id,
+        settings=runtime.settings,
     )
     return created(webhook, secret)
 
@@ -148,7 +138,7 @@ async def enable_webhook(
     webhook_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
 ) -> WebhookOut:
     """Switch a disabled endpoint on again; its failure record starts from zero."""
-    webhook = await service.enable_webhook(
+    webhook = await endpoints.enable_webhook(
         session, principal=require_writer(principal), webhook_id=webhook_id
     )
     return WebhookOut.model_validate(webhook)
@@ -159,17 +149,15 @@ async def test_webhook(
     webhook_id: uuid.UUID,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
-    settings: SettingsDep,
-    http: HttpDep,
 ) -> WebhookTestResult:
     """Send a ``webhook.test`` event to the endpoint now and return what it answered.
     Works on a disabled endpoint too; a test never changes the endpoint's state."""
-    entry, result = await service.send_test(
+    entry, result = await attempts.send_test(
         runtime.sessionmaker,
-        http,
+        runtime.context.http,
         principal=require_writer(principal),
         webhook_id=webhook_id,
-        settings=settings,
+        settings=runtime.settings,
     )
     return WebhookTestResult(
         success=result.succeeded,
@@ -192,11 +180,11 @@ async def list_deliveries(
         EventPattern | None, Query(description="exact type or pattern (experiment.*)")
     ] = None,
     since: Annotated[AwareDatetime | None, Query(description="created at or after")] = None,
-    limit: Limit = 50,
-    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
 ) -> DeliveryPage:
     """Events owed to this endpoint, newest first: one per event, with its latest outcome."""
-    rows, next_cursor = await service.list_deliveries(
+    rows, next_cursor = await deliveries.list_deliveries(
         session,
         principal=principal,
         webhook_id=webhook_id,
@@ -216,13 +204,13 @@ async def get_delivery(
     webhook_id: uuid.UUID, delivery_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
 ) -> DeliveryDetail:
     """One delivery with the event and every attempt."""
-    delivery, attempts = await service.get_delivery(
+    delivery, logged = await deliveries.get_delivery(
         session, principal=principal, webhook_id=webhook_id, delivery_id=delivery_id
     )
     return DeliveryDetail(
         **DeliveryOut.model_validate(delivery).model_dump(),
         payload=delivery.payload,
-        attempts=[DeliveryAttemptOut.model_validate(a) for a in attempts],
+        attempts=[DeliveryAttemptOut.model_validate(a) for a in logged],
     )
 
 
@@ -234,7 +222,7 @@ async def retry_delivery(
 ) -> DeliveryOut:
     """Queue this delivery to go out now. A failed (or succeeded) one gets one more attempt;
     a pending one keeps its retry schedule."""
-    delivery = await service.retry_delivery(
+    delivery = await deliveries.retry_delivery(
         session, principal=require_writer(principal), webhook_id=webhook_id, delivery_id=delivery_id
     )
     return DeliveryOut.model_validate(delivery)
@@ -245,7 +233,7 @@ async def replay(
     webhook_id: uuid.UUID, body: ReplayRequest, session: SessionDep, principal: CurrentPrincipal
 ) -> ReplayResult:
     """Queue every failed delivery created since ``since`` again (one attempt each)."""
-    queued = await service.replay_failed(
+    queued = await deliveries.replay_failed(
         session, principal=require_writer(principal), webhook_id=webhook_id, since=body.since
     )
     return ReplayResult(queued=queued)
@@ -257,11 +245,11 @@ async def list_attempts(
     session: SessionDep,
     principal: CurrentPrincipal,
     status: Literal["success", "failed"] | None = None,
-    limit: Limit = 50,
-    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
 ) -> DeliveryAttemptPage:
     """Every HTTP attempt to this endpoint (tests included), newest first."""
-    rows, next_cursor = await service.list_attempts(
+    rows, next_cursor = await deliveries.list_attempts(
         session,
         principal=principal,
         webhook_id=webhook_id,

@@ -2,6 +2,7 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from runyard.shared.settings import ServiceSettings, dev_secret
+from runyard.webhooks.ssrf import TargetPolicy
 
 
 class Settings(ServiceSettings):
@@ -35,6 +36,10 @@ class Settings(ServiceSettings):
     #: Where people open Runyard; links in Slack and Teams messages start with it.
     public_base_url: str = "http://127.0.0.1:8000"
     dns_timeout_s: float = 5.0
+
+    def target_policy(self) -> TargetPolicy:
+        """What deliveries may reach (checked on save and on every connection)."""
+        return TargetPolicy(allow_private=self.allow_private_targets, http_hosts=self.http_hosts())
 
     def http_hosts(self) -> frozenset[str]:
         return frozenset(

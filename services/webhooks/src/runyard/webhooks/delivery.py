@@ -7,9 +7,9 @@ import email.utils
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -27,8 +27,10 @@ USER_AGENT = "Runyard-Webhooks/1.0"
 #: Answers after which an endpoint is disabled at once, per provider.
 GONE_STATUSES = {"generic": {410}, "teams": {410}, "slack": {403, 404, 410}}
 
-#: ``AttemptResult.outcome`` values (also the ``outcome`` label of the metrics).
-OUTCOMES = ("success", "http_error", "redirect", "timeout", "connection_error", "refused")
+#: What came of an attempt (also the ``outcome`` label of the metrics).
+AttemptOutcome = Literal[
+    "success", "http_error", "redirect", "timeout", "connection_error", "refused"
+]
 
 
 def retry_delay(attempt_number: int) -> timedelta | None:
@@ -52,7 +54,7 @@ class AttemptResult:
     response_body: str | None
     error: str | None
     duration_ms: int
-    outcome: str = "success"
+    outcome: AttemptOutcome = "success"
     #: Seconds the receiver asked us to wait (``Retry-After`` on a 429 or 503).
     retry_after_s: float | None = None
     #: When the attempt started.
@@ -153,22 +155,17 @@ async def post(
     """POST once. The URL is checked again first (the client's resolver checks every address
     it connects to). Redirects are not followed: a 3xx is a failed attempt."""
     sent_at = datetime.now(UTC)
-    result = await _post(http, url, request, timeout_s=timeout_s, policy=policy)
-    return replace(result, sent_at=sent_at)
-
-
-async def _post(
-    http: aiohttp.ClientSession,
-    url: str,
-    request: OutgoingRequest,
-    *,
-    timeout_s: float,
-    policy: TargetPolicy,
-) -> AttemptResult:
     started = time.perf_counter()
 
-    def elapsed() -> int:
-        return int((time.perf_counter() - started) * 1000)
+    def result(
+        status: int | None,
+        body: str | None,
+        error: str | None,
+        outcome: AttemptOutcome = "success",
+        retry_after_s: float | None = None,
+    ) -> AttemptResult:
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        return AttemptResult(status, body, error, duration_ms, outcome, retry_after_s, sent_at)
 
     try:
         policy.check_url(url)
@@ -182,30 +179,22 @@ async def _post(
             body = await _read_bounded(response)
             status = response.status
             if 200 <= status < 300:
-                return AttemptResult(status, body, None, elapsed())
+                return result(status, body, None)
             if 300 <= status < 400:
                 location = response.headers.get("Location", "")
                 error = f"HTTP {status}: redirect to {location!r} not followed"[:1000]
-                return AttemptResult(status, body, error, elapsed(), "redirect")
+                return result(status, body, error, "redirect")
             retry_after = None
             if status in (429, 503):
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return AttemptResult(
-                status, body, f"HTTP {status}", elapsed(), "http_error", retry_after
-            )
+            return result(status, body, f"HTTP {status}", "http_error", retry_after)
     except TargetRefused as exc:
-        return AttemptResult(None, None, f"refused: {exc}"[:1000], elapsed(), "refused")
+        return result(None, None, f"refused: {exc}"[:1000], "refused")
     except TimeoutError:
-        return AttemptResult(None, None, f"timed out after {timeout_s:g} s", elapsed(), "timeout")
+        return result(None, None, f"timed out after {timeout_s:g} s", "timeout")
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, TargetRefused):
-            return AttemptResult(
-                None, None, f"refused: {exc.os_error}"[:1000], elapsed(), "refused"
-            )
-        return AttemptResult(
-            None, None, f"{type(exc).__name__}: {exc}"[:1000], elapsed(), "connection_error"
-        )
+            return result(None, None, f"refused: {exc.os_error}"[:1000], "refused")
+        return result(None, None, f"{type(exc).__name__}: {exc}"[:1000], "connection_error")
     except Exception as exc:
-        return AttemptResult(
-            None, None, f"{type(exc).__name__}: {exc}"[:1000], elapsed(), "connection_error"
-        )
+        return result(None, None, f"{type(exc).__name__}: {exc}"[:1000], "connection_error")

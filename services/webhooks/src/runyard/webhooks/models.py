@@ -17,22 +17,25 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runyard.shared.db import Timestamps, UUIDPrimaryKey, make_base, utcnow
+from runyard.shared.db import Timestamps, UUIDPrimaryKey, schema_metadata, utcnow
 from runyard.shared.inbox import inbox_table
 from runyard.shared.outbox import outbox_table
 
 SCHEMA = "webhooks"
-Base = make_base(SCHEMA)
+
+
+class Base(DeclarativeBase):
+    """Every table of the service, in its schema (what ``runyard.shared.db.make_base`` builds,
+    written as a class so that type checkers accept it as a base class)."""
+
+    metadata = schema_metadata(SCHEMA)
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
-
-PROVIDER_TYPES = ("generic", "slack", "teams")
-DELIVERY_STATUSES = ("pending", "succeeded", "failed")
-#: What caused an attempt: fan-out (and its scheduled retries), the test endpoint, a manual
-#: retry of one delivery, or a replay of failed deliveries.
-TRIGGER_TYPES = ("event", "test", "manual_retry", "replay")
 
 
 class WebhookConfiguration(UUIDPrimaryKey, Timestamps, Base):
@@ -133,6 +136,8 @@ class WebhookLog(UUIDPrimaryKey, Base):
     response_body: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
+    #: What caused the attempt: fan-out (and its scheduled retries), the test endpoint, a
+    #: manual retry of one delivery, or a replay of failed deliveries.
     trigger_type: Mapped[str] = mapped_column(String(20), default="event")
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: When the delivery is tried next after this attempt (``None``: settled).

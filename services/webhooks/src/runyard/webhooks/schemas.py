@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from runyard.shared.pagination import Page
+
 ProviderType = Literal["generic", "slack", "teams"]
 EventPattern = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z0-9_.*]+$")
@@ -130,9 +132,8 @@ class WebhookCreated(WebhookOut):
     secret: str = Field(description="The signing secret (whsec_...). Shown only once.")
 
 
-class WebhookPage(BaseModel):
-    items: list[WebhookOut]
-    next_cursor: str | None
+class WebhookPage(Page[WebhookOut]):
+    pass
 
 
 class DeliveryAttemptOut(BaseModel):
@@ -154,9 +155,8 @@ class DeliveryAttemptOut(BaseModel):
     next_attempt_at: datetime | None = None
 
 
-class DeliveryAttemptPage(BaseModel):
-    items: list[DeliveryAttemptOut]
-    next_cursor: str | None
+class DeliveryAttemptPage(Page[DeliveryAttemptOut]):
+    pass
 
 
 class DeliveryOut(BaseModel):
@@ -183,9 +183,8 @@ class DeliveryDetail(DeliveryOut):
     attempts: list[DeliveryAttemptOut]
 
 
-class DeliveryPage(BaseModel):
-    items: list[DeliveryOut]
-    next_cursor: str | None
+class DeliveryPage(Page[DeliveryOut]):
+    pass
 
 
 class ReplayRequest(BaseModel):

@@ -20,11 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from runyard.shared.db import asyncpg_dsn
 from runyard.shared.logging import get_logger
-from runyard.shared.runtime import Runtime
-from runyard.webhooks import service
+from runyard.webhooks.attempts import (
+    ClaimedDelivery,
+    Outcome,
+    claim_due_deliveries,
+    record_attempts,
+    send_once,
+)
 from runyard.webhooks.config import Settings
-from runyard.webhooks.delivery import AttemptResult
-from runyard.webhooks.ssrf import Lookup, SystemLookup, VettingResolver
+from runyard.webhooks.context import ServiceRuntime
 
 log = get_logger(__name__)
 
@@ -34,31 +38,14 @@ DELIVERIES_CHANNEL = "runyard_webhooks_deliveries"
 RECORD_BATCH = 100
 
 Sessionmaker = async_sessionmaker[AsyncSession]
-Outcome = tuple[service.ClaimedDelivery, AttemptResult]
-
-
-def new_http_session(settings: Settings, lookup: Lookup | None = None) -> aiohttp.ClientSession:
-    """The delivery client. Every new connection resolves through ``VettingResolver`` (one
-    lookup, every address checked, exactly those addresses connected to; no DNS cache). No
-    cookies carried between endpoints, no proxy settings from the environment."""
-    resolver = VettingResolver(
-        lookup or SystemLookup(timeout_s=settings.dns_timeout_s), service.target_policy(settings)
-    )
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
-            limit=settings.delivery_concurrency, resolver=resolver, use_dns_cache=False
-        ),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-    )
 
 
 async def claim(
     sessionmaker: Sessionmaker, *, settings: Settings, limit: int
-) -> list[service.ClaimedDelivery]:
+) -> list[ClaimedDelivery]:
     lease = timedelta(seconds=settings.delivery_timeout_s + settings.delivery_lease_margin_s)
     async with sessionmaker() as session, session.begin():
-        return await service.claim_due_deliveries(
+        return await claim_due_deliveries(
             session, limit=limit, lease=lease, slack_rate=settings.slack_rate_limit_per_second
         )
 
@@ -72,7 +59,7 @@ async def record(
         return
     try:
         async with sessionmaker() as session, session.begin():
-            await service.record_attempts(session, outcomes, settings=settings)
+            await record_attempts(session, outcomes, settings=settings)
         return
     except Exception as exc:
         if len(outcomes) == 1:
@@ -97,9 +84,9 @@ async def deliver_due(
         return 0
     gate = asyncio.Semaphore(settings.delivery_concurrency)
 
-    async def send(job: service.ClaimedDelivery) -> Outcome:
+    async def send(job: ClaimedDelivery) -> Outcome:
         async with gate:
-            return job, await service.send_once(http, job, settings=settings)
+            return job, await send_once(http, job, settings=settings)
 
     outcomes = await asyncio.gather(*(send(job) for job in jobs))
     await record(sessionmaker, outcomes, settings=settings)
@@ -130,8 +117,8 @@ class DeliveryLoop:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.done: asyncio.Queue[Outcome] = asyncio.Queue()
 
-    async def _send(self, job: service.ClaimedDelivery) -> None:
-        result = await service.send_once(self.http, job, settings=self.settings)
+    async def _send(self, job: ClaimedDelivery) -> None:
+        result = await send_once(self.http, job, settings=self.settings)
         await self.done.put((job, result))
 
     def _drain(self, first: Outcome | None = None) -> list[Outcome]:
@@ -196,12 +183,8 @@ class DeliveryLoop:
                 await listener.close()
 
 
-async def delivery_worker(runtime: Runtime) -> None:
+async def delivery_worker(runtime: ServiceRuntime) -> None:
     """Wakes when fan-out commits new deliveries (NOTIFY), when a request finishes, or every
     poll interval (scheduled retries, rate-limit slots)."""
-    settings = runtime.settings
-    if not isinstance(settings, Settings):
-        raise TypeError("webhooks worker started without webhooks Settings")
-    http: aiohttp.ClientSession = runtime.state["http"]
     dsn = asyncpg_dsn(runtime.engine.url.render_as_string(hide_password=False))
-    await DeliveryLoop(runtime.sessionmaker, http, settings).run(dsn)
+    await DeliveryLoop(runtime.sessionmaker, runtime.context.http, runtime.settings).run(dsn)
