@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import email
 import email.policy
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +18,6 @@ from runyard.notifications.mailer import Mailer
 from runyard.notifications.main import create_app
 from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.testing import ServiceDatabase, free_port, running_app
-
-# Test modules import ``notifications_helpers`` (pytest runs with --import-mode=importlib).
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @dataclass

@@ -1,3 +1,9 @@
+"""Helpers of the notifications tests, imported as
+``services.notifications.tests.notifications_helpers`` (pytest's rootdir-relative name).
+
+The user and experiment events come from ``runyard.shared.testing.events``.
+"""
+
 from __future__ import annotations
 
 import uuid
@@ -10,26 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from runyard.notifications.config import Settings
 from runyard.notifications.consumers import make_handlers
-from runyard.shared.contracts.auth import (
-    AccountLocked,
-    LoginFailed,
-    UserDeactivated,
-    UserRegistered,
-    UserUpdated,
-)
+from runyard.shared.contracts.auth import AccountLocked, LoginFailed
 from runyard.shared.contracts.experiments import (
     DatasetGenerationCompleted,
     DatasetGenerationFailed,
     DatasetImportCompleted,
     DatasetImportFailed,
-    ExperimentCompleted,
     ExperimentFailed,
     HpoCampaignCompleted,
     NasCampaignCompleted,
 )
 from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
-from runyard.shared.events import CloudEvent, EventPayload, make_event
+from runyard.shared.events import CloudEvent, EventPayload
 from runyard.shared.inbox import Handler
+from runyard.shared.testing.events import contract_event
 
 Sessionmaker = async_sessionmaker[AsyncSession]
 
@@ -61,71 +61,8 @@ def handlers_at(clock: Callable[[], datetime], **settings: Any) -> dict[str, Han
     return make_handlers(Settings(environment="test", **settings), clock=clock)
 
 
-def user_registered(
-    user_id: uuid.UUID,
-    *,
-    email: str = "ann@example.com",
-    sequence: int = 1,
-    is_active: bool = True,
-    timezone: str = "UTC",
-) -> CloudEvent:
-    return make_event(
-        UserRegistered(
-            user_id=user_id,
-            username="ann",
-            email=email,
-            full_name="Ann Lee",
-            is_active=is_active,
-            timezone=timezone,
-        ),
-        source="/runyard/auth",
-        subject=user_id,
-        sequence=sequence,
-    )
-
-
-def user_updated(user_id: uuid.UUID, *, email: str, sequence: int) -> CloudEvent:
-    return make_event(
-        UserUpdated(user_id=user_id, username="ann", email=email, role="user", is_active=True),
-        source="/runyard/auth",
-        subject=user_id,
-        sequence=sequence,
-    )
-
-
-def user_deactivated(user_id: uuid.UUID, *, sequence: int) -> CloudEvent:
-    return make_event(
-        UserDeactivated(user_id=user_id, username="ann"),
-        source="/runyard/auth",
-        subject=user_id,
-        sequence=sequence,
-    )
-
-
-def experiment_completed(owner_id: uuid.UUID, *, name: str = "cnn baseline") -> CloudEvent:
-    experiment_id = uuid.uuid4()
-    return make_event(
-        ExperimentCompleted(
-            experiment_id=experiment_id,
-            name=name,
-            owner_id=owner_id,
-            model_type="cnn1d",
-            status="completed",
-            final_metrics={"val_accuracy": 0.93125, "val_loss": 0.21},
-            best_epoch=7,
-            total_epochs=10,
-            started_at=datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
-            ended_at=datetime(2025, 3, 1, 12, 42, 5, tzinfo=UTC),
-            duration_seconds=2525.0,
-        ),
-        source="/runyard/experiments",
-        subject=experiment_id,
-        sequence=2,
-    )
-
-
 def login_failed(user_id: uuid.UUID | None) -> CloudEvent:
-    return make_event(
+    return contract_event(
         LoginFailed(
             username_attempted="ann",
             user_id=user_id,
@@ -134,7 +71,6 @@ def login_failed(user_id: uuid.UUID | None) -> CloudEvent:
             reason="invalid_password",
             consecutive_failures=3,
         ),
-        source="/runyard/auth",
         subject=user_id or "ann",
     )
 
@@ -160,7 +96,8 @@ async def outbox_events(sessionmaker: Sessionmaker) -> list[Any]:
 
 
 def event_of(payload: EventPayload, *, subject: uuid.UUID | str | None = None) -> CloudEvent:
-    return make_event(payload, source="/runyard/tests", subject=subject or uuid.uuid4())
+    """``payload`` as its producer would publish it (a new subject unless one is given)."""
+    return contract_event(payload, subject=subject or uuid.uuid4())
 
 
 def experiment_failed(owner_id: uuid.UUID) -> CloudEvent:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 
-from notifications_helpers import experiment_completed, handle, user_registered
-
 from runyard.shared.testing import identity_headers
+from runyard.shared.testing.events import experiment_completed, user_registered
+from services.notifications.tests.notifications_helpers import handle
 
 
 async def queue_emails(sessionmaker, user_id: uuid.UUID, count: int) -> None:

@@ -9,20 +9,18 @@ from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import pytest
-from notifications_helpers import (
-    HANDLERS,
-    email_rows,
-    experiment_completed,
-    fetch,
-    handle,
-    login_failed,
-    user_deactivated,
-    user_registered,
-)
 from sqlalchemy import text
 
 from runyard.notifications.workers import send_due_emails
 from runyard.shared.events import CloudEvent
+from runyard.shared.testing.events import experiment_completed, user_deactivated, user_registered
+from services.notifications.tests.notifications_helpers import (
+    HANDLERS,
+    email_rows,
+    fetch,
+    handle,
+    login_failed,
+)
 
 
 async def make_parked_emails_older(sessionmaker, *, days: int) -> None:

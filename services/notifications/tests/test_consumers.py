@@ -2,24 +2,25 @@ from __future__ import annotations
 
 import uuid
 
-from aiokafka import ConsumerRecord
-from notifications_helpers import (
-    HANDLERS,
-    email_rows,
+from runyard.notifications.workers import send_due_emails
+from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
+from runyard.shared.inbox import EventConsumer
+from runyard.shared.testing.events import (
+    as_record,
+    contract_event,
     experiment_completed,
-    fetch,
-    handle,
-    login_failed,
-    outbox_events,
     user_deactivated,
     user_registered,
     user_updated,
 )
-
-from runyard.notifications.workers import send_due_emails
-from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
-from runyard.shared.events import CloudEvent, make_event
-from runyard.shared.inbox import EventConsumer
+from services.notifications.tests.notifications_helpers import (
+    HANDLERS,
+    email_rows,
+    fetch,
+    handle,
+    login_failed,
+    outbox_events,
+)
 
 
 async def test_completed_experiment_emails_its_owner_over_smtp(
@@ -77,23 +78,6 @@ async def test_same_event_handled_twice_queues_one_email(sessionmaker) -> None:
     await handle(sessionmaker, completed)
     await handle(sessionmaker, completed)
     assert len(await email_rows(sessionmaker)) == 1
-
-
-def as_record(event: CloudEvent, offset: int) -> ConsumerRecord[bytes, bytes]:
-    value = event.to_json()
-    return ConsumerRecord(
-        topic=event.type,
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=event.subject.encode(),
-        value=value,
-        checksum=None,
-        serialized_key_size=len(event.subject),
-        serialized_value_size=len(value),
-        headers=[("content-type", b"application/cloudevents+json")],
-    )
 
 
 async def test_redelivered_record_through_event_consumer_queues_one_email(sessionmaker) -> None:
@@ -186,7 +170,7 @@ async def test_disabled_webhook_emails_its_owner_with_the_reason(
     owner = uuid.uuid4()
     await handle(sessionmaker, user_registered(owner, email="ann@example.com"))
     webhook_id = uuid.uuid4()
-    disabled = make_event(
+    disabled = contract_event(
         WebhookEndpointDisabled(
             webhook_id=webhook_id,
             owner_id=owner,
@@ -195,7 +179,6 @@ async def test_disabled_webhook_emails_its_owner_with_the_reason(
             reason="endpoint answered 410 Gone",
             consecutive_failures=1,
         ),
-        source="/runyard/webhooks",
         subject=webhook_id,
     )
     await handle(sessionmaker, disabled)

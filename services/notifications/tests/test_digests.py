@@ -9,7 +9,13 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from notifications_helpers import (
+
+from runyard.notifications import preferences
+from runyard.notifications.digests import next_digest_at
+from runyard.notifications.workers import schedule_due_digests, send_due_emails
+from runyard.shared.db import create_engine, create_sessionmaker
+from runyard.shared.testing.events import user_deactivated, user_registered
+from services.notifications.tests.notifications_helpers import (
     Clock,
     dataset_generation_completed,
     dataset_import_completed,
@@ -19,14 +25,7 @@ from notifications_helpers import (
     handle,
     handlers_at,
     hpo_campaign_completed,
-    user_deactivated,
-    user_registered,
 )
-
-from runyard.notifications import preferences
-from runyard.notifications.digests import next_digest_at
-from runyard.notifications.workers import schedule_due_digests, send_due_emails
-from runyard.shared.db import create_engine, create_sessionmaker
 
 
 def utc(*parts: int) -> datetime:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from notifications_helpers import experiment_completed, experiment_failed, handle, user_registered
-
 from runyard.shared.testing import identity_headers
+from runyard.shared.testing.events import experiment_completed, user_registered
+from services.notifications.tests.notifications_helpers import experiment_failed, handle
 
 URL = "/api/v1/notifications/inbox"
 

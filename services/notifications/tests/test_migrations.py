@@ -1,47 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
-
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
-
-from runyard.notifications.models import SCHEMA, Base
-from runyard.shared.db import create_engine
-
-# outbox/inbox come from the shared helper and are checked there.
-OWN_TABLES = {
-    "users",
-    "email_logs",
-    "notification_preferences",
-    "email_digest_queue",
-    "in_app_notifications",
-    "alert_throttles",
-}
+from runyard.notifications.models import Base
+from runyard.shared.testing import ServiceDatabase
+from runyard.shared.testing.migrations import model_differences, round_trip
 
 
-def owned(obj: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any) -> bool:
-    table = obj if type_ == "table" else getattr(obj, "table", None)
-    return table is None or table.name in OWN_TABLES
+async def test_migrations_match_the_models(db: ServiceDatabase) -> None:
+    assert await model_differences(db, Base.metadata) == []
 
 
-async def test_migrations_match_the_models(db) -> None:
-    def diff(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(
-            connection,
-            opts={
-                "include_schemas": True,
-                "include_name": lambda name, type_, _parent: type_ != "schema" or name == SCHEMA,
-                "include_object": owned,
-            },
-        )
-        return list(compare_metadata(context, Base.metadata))
-
-    # As the admin: with the service role, ``notifications`` is the default schema and
-    # autogenerate would compare it as schema None.
-    engine = create_engine(db.admin_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
-    finally:
-        await engine.dispose()
+async def test_migrations_go_down_and_up_again(db: ServiceDatabase) -> None:
+    await round_trip("runyard.notifications", db)
+    assert await model_differences(db, Base.metadata) == []

@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from notifications_helpers import experiment_completed, fetch, user_registered
 
 from runyard.notifications.main import create_app
 from runyard.shared.events import CloudEvent
 from runyard.shared.testing import identity_headers, running_app
+from runyard.shared.testing.events import experiment_completed, user_registered
+from services.notifications.tests.notifications_helpers import fetch
 
 pytestmark = pytest.mark.pipeline
 

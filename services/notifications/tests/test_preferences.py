@@ -6,20 +6,19 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from notifications_helpers import (
-    digest_rows,
-    email_rows,
-    experiment_completed,
-    handle,
-    in_app_rows,
-    login_failed,
-    outbox_events,
-    user_registered,
-)
 
 from runyard.shared.contracts.notifications import NotificationPreferenceUpdated
 from runyard.shared.events import CloudEvent
 from runyard.shared.testing import identity_headers
+from runyard.shared.testing.events import experiment_completed, user_registered
+from services.notifications.tests.notifications_helpers import (
+    digest_rows,
+    email_rows,
+    handle,
+    in_app_rows,
+    login_failed,
+    outbox_events,
+)
 
 URL = "/api/v1/notifications/preferences"
 

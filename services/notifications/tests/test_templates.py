@@ -7,27 +7,26 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from notifications_helpers import (
-    account_locked,
-    dataset_generation_completed,
-    dataset_generation_failed,
-    dataset_import_completed,
-    dataset_import_failed,
-    experiment_completed,
-    experiment_failed,
-    handle,
-    hpo_campaign_completed,
-    login_failed,
-    nas_campaign_completed,
-    user_registered,
-    webhook_endpoint_disabled,
-)
 
 from runyard.notifications import preferences
 from runyard.notifications.links import Links
 from runyard.notifications.workers import send_due_emails
 from runyard.shared.db import utcnow
 from runyard.shared.events import CloudEvent
+from runyard.shared.testing.events import experiment_completed, user_registered
+from services.notifications.tests.notifications_helpers import (
+    account_locked,
+    dataset_generation_completed,
+    dataset_generation_failed,
+    dataset_import_completed,
+    dataset_import_failed,
+    experiment_failed,
+    handle,
+    hpo_campaign_completed,
+    login_failed,
+    nas_campaign_completed,
+    webhook_endpoint_disabled,
+)
 
 # (event factory, subject, in the text part, in the HTML part, security alert?)
 CASES: list[tuple[Callable[[uuid.UUID], CloudEvent], str, list[str], list[str], bool]] = [

@@ -6,7 +6,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from notifications_helpers import (
+from sqlalchemy import text
+
+from runyard.notifications.workers import send_due_emails
+from runyard.shared.testing.events import user_registered
+from services.notifications.tests.notifications_helpers import (
     Clock,
     account_locked,
     email_rows,
@@ -14,11 +18,7 @@ from notifications_helpers import (
     handle,
     handlers_at,
     login_failed,
-    user_registered,
 )
-from sqlalchemy import text
-
-from runyard.notifications.workers import send_due_emails
 
 
 async def make_queued_emails_due(sessionmaker) -> None:

@@ -6,18 +6,12 @@ import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from notifications_helpers import (
-    email_rows,
-    experiment_completed,
-    handle,
-    outbox_events,
-    user_registered,
-)
-
 from runyard.notifications.links import Links
 from runyard.notifications.workers import send_due_emails
 from runyard.shared.db import utcnow
 from runyard.shared.testing import identity_headers
+from runyard.shared.testing.events import experiment_completed, user_registered
+from services.notifications.tests.notifications_helpers import email_rows, handle, outbox_events
 
 URL = "/api/v1/notifications/unsubscribe"
 PREFERENCES = "/api/v1/notifications/preferences"

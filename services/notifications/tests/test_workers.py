@@ -2,20 +2,19 @@ from __future__ import annotations
 
 import uuid
 
-from notifications_helpers import (
-    email_rows,
-    experiment_completed,
-    fetch,
-    handle,
-    outbox_events,
-    user_registered,
-)
 from sqlalchemy import text
 
 from runyard.notifications.mailer import Mailer
 from runyard.notifications.service import backoff_delay
 from runyard.notifications.workers import send_due_emails
 from runyard.shared.testing import free_port
+from runyard.shared.testing.events import experiment_completed, user_registered
+from services.notifications.tests.notifications_helpers import (
+    email_rows,
+    fetch,
+    handle,
+    outbox_events,
+)
 
 
 async def queue_one_email(sessionmaker) -> None:

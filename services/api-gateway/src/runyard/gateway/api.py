@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -10,48 +9,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from runyard.gateway.auth import (
-    IP_LIMITED_ROUTES,
-    JwksCache,
-    VerifiedTokens,
-    authenticate,
-    is_public,
-)
-from runyard.gateway.breaker import CircuitBreaker
-from runyard.gateway.config import Settings
-from runyard.gateway.credentials import CredentialChecker
-from runyard.gateway.openapi import OpenApiAggregator
-from runyard.gateway.proxy import IPNetwork, client_ip, forward, request_body, service_for
-from runyard.gateway.ratelimit import Decision, TokenBuckets, check
-from runyard.gateway.requestlog import RequestLogWriter
+from runyard.gateway.auth import IP_LIMITED_ROUTES, authenticate, is_public
+from runyard.gateway.context import GatewayRuntime, GatewayState, gateway_state
+from runyard.gateway.proxy import client_ip, forward, request_body, service_for
+from runyard.gateway.ratelimit import Decision, check
 from runyard.shared.http import problem_response
 from runyard.shared.identity import Principal
 
 PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 DOCS_ASSETS = "/docs-assets"
 DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
-
-
-@dataclass
-class GatewayState:
-    """Built in the app's startup hook (see main.py), kept in ``runtime.state["gateway"]``."""
-
-    settings: Settings
-    http: aiohttp.ClientSession
-    jwks: JwksCache
-    openapi: OpenApiAggregator
-    credentials: CredentialChecker
-    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
-    buckets: TokenBuckets = field(default_factory=TokenBuckets)
-    trusted: list[IPNetwork] = field(default_factory=list)
-    timeouts: dict[str, aiohttp.ClientTimeout] = field(default_factory=dict)
-    log_writer: RequestLogWriter | None = None
-    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
-
-
-def gateway_state(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.runtime.state["gateway"]
-    return state
 
 
 router = APIRouter()
@@ -105,6 +72,17 @@ async def upstream_health(state: GatewayState) -> dict[str, str]:
     upstreams = state.settings.upstreams()
     answers = await asyncio.gather(*map(check_one, upstreams.values()))
     return dict(zip(upstreams, answers, strict=True))
+
+
+async def check_upstreams(runtime: GatewayRuntime) -> None:
+    """``/ready`` fails while any service behind the gateway does not answer ``/health``."""
+    down = [
+        f"{name}: {result.removeprefix('error: ')}"
+        for name, result in (await upstream_health(runtime.context)).items()
+        if result != "ok"
+    ]
+    if down:
+        raise ConnectionError("; ".join(down))
 
 
 def limit_caller(request: Request, state: GatewayState, principal: Principal) -> Decision | None:

@@ -18,8 +18,13 @@ from fastapi import Request
 
 from runyard.gateway.config import JWKS_PATH, Settings
 from runyard.gateway.credentials import CredentialChecker, key_allows, required_scope
-from runyard.shared.http import ProblemError
-from runyard.shared.identity import Principal
+from runyard.gateway.errors import (
+    InsufficientScope,
+    InvalidApiKey,
+    TokensUnverifiable,
+    Unauthorized,
+)
+from runyard.shared.identity import Principal, Role
 from runyard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -44,8 +49,13 @@ IP_LIMITED_ROUTES: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-ROLES = ("admin", "user", "viewer")
+ROLES: tuple[Role, ...] = ("admin", "user", "viewer")
 ALGORITHM = "EdDSA"
+
+
+def as_role(value: object) -> Role | None:
+    """``value`` if it names a role, else None."""
+    return next((role for role in ROLES if role == value), None)
 
 
 def is_public(method: str, path: str) -> bool:
@@ -122,21 +132,14 @@ def parse_jwks(document: dict[str, Any]) -> dict[str, jwt.PyJWK]:
     return keys
 
 
-def _unauthorized(detail: str, *, invalid: bool) -> ProblemError:
-    challenge = 'Bearer realm="runyard"'
-    if invalid:
-        challenge += ', error="invalid_token"'
-    return ProblemError(401, "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
-
-
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
-        raise _unauthorized("A bearer token or an X-API-Key is required.", invalid=False)
+        raise Unauthorized("A bearer token or an X-API-Key is required.", invalid=False)
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise _unauthorized("The Authorization header must be 'Bearer <token>'.", invalid=True)
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.", invalid=True)
     return token
 
 
@@ -156,10 +159,11 @@ async def authenticate(
     principal, sid = await verify_access_token(request, jwks, settings, verified)
     session = await checker.session(sid)
     if session is None or not session.active or not session.user_active:
-        raise _unauthorized("The session has ended; log in again.", invalid=True)
-    if session.role in ROLES and session.role != principal.role:
+        raise Unauthorized("The session has ended; log in again.", invalid=True)
+    role = as_role(session.role)
+    if role is not None and role != principal.role:
         # the role changed since the token was issued: the current one counts
-        principal = replace(principal, role=session.role)
+        principal = replace(principal, role=role)
     principal = replace(principal, session_id=sid)
     request.state.principal = principal
     return principal
@@ -169,16 +173,12 @@ async def authenticate_api_key(
     request: Request, checker: CredentialChecker, key: str, *, service: str
 ) -> Principal:
     grant = await checker.api_key(key.strip())
-    if grant is None or grant.role not in ROLES:
-        raise ProblemError(
-            401,
-            "Unauthorized",
-            "Invalid API key.",
-            headers={"WWW-Authenticate": 'Bearer realm="runyard"'},
-        )
+    role = as_role(grant.role) if grant is not None else None
+    if grant is None or role is None:
+        raise InvalidApiKey()
     principal = Principal(
         user_id=uuid.UUID(grant.user_id),
-        role=grant.role,  # type: ignore[arg-type]
+        role=role,
         username=grant.username,
         auth_method="api_key",
         api_key_id=grant.key_id,
@@ -187,13 +187,7 @@ async def authenticate_api_key(
     request.state.api_key_rate_limit = grant.rate_limit
     scope = required_scope(service, request.method, request.url.path)
     if not key_allows(grant, scope):
-        raise ProblemError(
-            403,
-            "Forbidden",
-            f"This API key lacks the {scope!r} scope.",
-            type_="https://runyard.dev/problems/insufficient-scope",
-            required_scope=scope,
-        )
+        raise InsufficientScope(scope)
     return principal
 
 
@@ -231,7 +225,7 @@ async def verify_access_token(
     token = bearer_token(request)
     if verified is not None and (known := verified.get(token)) is not None:
         return known
-    invalid = _unauthorized("The access token is invalid or expired.", invalid=True)
+    invalid = Unauthorized("The access token is invalid or expired.", invalid=True)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -242,9 +236,7 @@ async def verify_access_token(
     try:
         key = await jwks.key(kid)
     except JwksUnavailableError as exc:
-        raise ProblemError(
-            503, "Service Unavailable", "Tokens cannot be verified right now; try again shortly."
-        ) from exc
+        raise TokensUnverifiable() from exc
     if key is None:
         raise invalid
     try:
@@ -260,9 +252,9 @@ async def verify_access_token(
     except jwt.PyJWTError as exc:
         log.info("gateway.auth.rejected", reason=type(exc).__name__)
         raise invalid from exc
-    role = claims.get("role")
+    role = as_role(claims.get("role"))
     sid = claims.get("sid")
-    if claims.get("typ") != "access" or role not in ROLES or not isinstance(sid, str) or not sid:
+    if claims.get("typ") != "access" or role is None or not isinstance(sid, str) or not sid:
         raise invalid
     try:
         user_id = uuid.UUID(str(claims["sub"]))

@@ -13,7 +13,7 @@ from enum import IntEnum
 
 from prometheus_client import Gauge
 
-from runyard.shared.http import ProblemError
+from runyard.gateway.errors import UpstreamUnavailable
 from runyard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -59,14 +59,7 @@ class CircuitBreaker:
             self._trial_in_flight = True
             return
         retry = max(1, math.ceil(self.open_s - (now - self._opened_at)))
-        raise ProblemError(
-            503,
-            "Service Unavailable",
-            f"The {self.name} service is unavailable; try again shortly.",
-            type_="https://runyard.dev/problems/upstream-unavailable",
-            headers={"Retry-After": str(retry)},
-            upstream=self.name,
-        )
+        raise UpstreamUnavailable(self.name, retry_after_s=retry)
 
     def record_success(self) -> None:
         self.failures = 0

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from runyard.shared.http import ProblemError
+from runyard.gateway.errors import CredentialsUnavailable
 from runyard.shared.identity import internal_call_headers
 from runyard.shared.logging import get_logger
 
@@ -68,12 +68,6 @@ def key_allows(grant: ApiKeyGrant, scope: str) -> bool:
     return scope == "any" or "admin" in grant.scopes or scope in grant.scopes
 
 
-def _unavailable() -> ProblemError:
-    return ProblemError(
-        503, "Service Unavailable", "Credentials cannot be checked right now; try again shortly."
-    )
-
-
 class CredentialChecker:
     def __init__(
         self,
@@ -104,7 +98,7 @@ class CredentialChecker:
                 return response.status, body
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("gateway.credentials.unavailable", path=path, error=repr(exc))
-            raise _unavailable() from exc
+            raise CredentialsUnavailable() from exc
 
     async def api_key(self, key: str) -> ApiKeyGrant | None:
         digest = hashlib.sha256(key.encode()).hexdigest()
@@ -125,7 +119,7 @@ class CredentialChecker:
             elif status in (401, 404, 422):
                 grant = None
             else:
-                raise _unavailable()
+                raise CredentialsUnavailable()
             self._remember(self._keys, digest, (now + self._api_key_ttl, grant))
             cached = self._keys[digest]
         grant = cached[1]
@@ -147,7 +141,7 @@ class CredentialChecker:
             elif status in (404, 422):
                 state = None
             else:
-                raise _unavailable()
+                raise CredentialsUnavailable()
             self._remember(self._sessions, sid, (now + self._session_ttl, state))
             cached = self._sessions[sid]
         return cached[1]

@@ -90,7 +90,14 @@ api_metrics_summary = Table(
     Column("p95_response_time_ms", Float, nullable=False),
     Column("p99_response_time_ms", Float, nullable=False),
     *_timestamps(),
-    UniqueConstraint("aggregation_type", "period_start", "method", "endpoint", name="period"),
+    # as the migration named it (a given unique-constraint name is used as it is)
+    UniqueConstraint(
+        "aggregation_type",
+        "period_start",
+        "method",
+        "endpoint",
+        name="uq_api_metrics_summary_period",
+    ),
     CheckConstraint("aggregation_type IN ('minute', 'hour')", name="aggregation_type"),
 )
 

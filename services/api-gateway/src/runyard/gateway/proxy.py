@@ -11,7 +11,14 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from runyard.gateway.breaker import CircuitBreaker
-from runyard.shared.http import REQUEST_ID_HEADER, ProblemError
+from runyard.gateway.errors import (
+    BodyTooLarge,
+    DotSegments,
+    UnknownArea,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from runyard.shared.http import REQUEST_ID_HEADER
 from runyard.shared.identity import Principal, signed_identity_headers
 from runyard.shared.logging import get_logger
 
@@ -72,10 +79,10 @@ def service_for(path: str) -> str:
     """The owning service of ``<area>/...`` (the part after ``/api/v1/``), else 404/400."""
     segments = path.split("/")
     if any(s in (".", "..") for s in segments):
-        raise ProblemError(400, "Bad Request", "The path must not contain '.' or '..' segments.")
+        raise DotSegments()
     service = AREAS.get(segments[0])
     if service is None:
-        raise ProblemError(404, "Not Found", f"No API area '{segments[0]}'.")
+        raise UnknownArea(segments[0])
     return service
 
 
@@ -174,12 +181,6 @@ class BodyTooLargeError(Exception):
     pass
 
 
-def _too_large(limit: int) -> ProblemError:
-    return ProblemError(
-        413, "Content Too Large", f"The request body must not exceed {limit} bytes.", limit=limit
-    )
-
-
 async def request_body(
     request: Request, *, limit: int, buffer_up_to: int
 ) -> bytes | AsyncIterator[bytes]:
@@ -188,14 +189,14 @@ async def request_body(
     ``limit``. 413 at once when ``Content-Length`` announces more than ``limit``."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise BodyTooLarge(limit)
     stream = request.stream()
     chunks: list[bytes] = []
     size = 0
     async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
         if size > buffer_up_to:
             return _rest(chunks, stream, size, limit)
@@ -271,18 +272,16 @@ async def forward(
         if breaker is not None:
             breaker.record_failure()
         log.warning("gateway.upstream.timeout", service=service, method=method)
-        raise ProblemError(
-            504, "Gateway Timeout", f"The {service} service did not answer in time."
-        ) from exc
+        raise UpstreamTimeout(service) from exc
     except aiohttp.ClientError as exc:
         if isinstance(exc.__cause__, BodyTooLargeError) or _caused_by_size(exc):
             if breaker is not None:
                 breaker.release()
-            raise _too_large(limit) from exc
+            raise BodyTooLarge(limit) from exc
         if breaker is not None:
             breaker.record_failure()
         log.warning("gateway.upstream.unreachable", service=service, error=repr(exc))
-        raise ProblemError(502, "Bad Gateway", f"The {service} service is unreachable.") from exc
+        raise UpstreamUnreachable(service) from exc
     except BaseException:
         # cancelled (client gone) or anything unforeseen: says nothing about the service, but a
         # half-open circuit must not wait forever for this trial's verdict

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from runyard.shared.http import ProblemError
+from runyard.gateway.errors import RateLimited
 
 RATE_LIMITED = Counter(
     "runyard_gateway_rate_limited", "Requests refused with 429, by bucket kind", ["kind"]
@@ -71,12 +71,9 @@ def check(buckets: TokenBuckets, kind: str, key: str, limit: int) -> Decision:
     decision = buckets.take(f"{kind}:{key}", limit)
     if not decision.allowed:
         RATE_LIMITED.labels(kind).inc()
-        raise ProblemError(
-            429,
-            "Too Many Requests",
-            f"Rate limit of {decision.limit} requests per minute exceeded; "
-            f"retry in {decision.retry_after_s} s.",
-            type_="https://runyard.dev/problems/rate-limited",
-            headers={**decision.headers(), "Retry-After": str(decision.retry_after_s)},
+        raise RateLimited(
+            limit=decision.limit,
+            retry_after_s=decision.retry_after_s,
+            headers=decision.headers(),
         )
     return decision

@@ -2,61 +2,34 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, or_, select, text
+from sqlalchemy import Select, and_, delete, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from runyard.gateway.models import api_metrics_summary, api_request_logs, system_logs
-from runyard.shared.http import ProblemError
+from runyard.shared.pagination import cut, decode_cursor
 
+#: A page of rows (as mappings) and the cursor of the next page, if any.
+Rows = tuple[list[dict[str, Any]], str | None]
 
-def encode_cursor(*values: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode()
-
-
-def _bad_cursor() -> ProblemError:
-    return ProblemError(400, "Bad Request", "The cursor is not valid.")
-
-
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError as exc:
-        raise _bad_cursor() from exc
-    if not isinstance(values, list) or len(values) != arity:
-        raise _bad_cursor()
-    return values
-
-
-def cursor_id(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
-        raise _bad_cursor()
-    return value
-
-
-@dataclass
-class Page:
-    rows: list[dict[str, Any]]
-    next_cursor: str | None
+REQUEST_LOGS = "gateway.request-logs"
+AUDIT_LOG = "gateway.audit-log"
+METRICS = "gateway.metrics"
 
 
 async def _page_by_id(
-    session: AsyncSession, query: Select[Any], table: Any, limit: int, cursor: str | None
-) -> Page:
-    if cursor:
-        (last_id,) = decode_cursor(cursor, 1)
-        query = query.where(table.c.id < cursor_id(last_id))
-    rows = (await session.execute(query.order_by(table.c.id.desc()).limit(limit + 1))).mappings()
-    items = [dict(r) for r in rows]
-    more = len(items) > limit
-    items = items[:limit]
-    return Page(items, encode_cursor(items[-1]["id"]) if more else None)
+    session: AsyncSession, query: Select[Any], table: Any, kind: str, limit: int, cursor: str | None
+) -> Rows:
+    """Newest (highest id) first."""
+    after = decode_cursor(cursor, kind, int)
+    if after is not None:
+        query = query.where(table.c.id < after[0])
+    query = query.order_by(table.c.id.desc()).limit(limit + 1)
+    rows = [dict(r) for r in (await session.execute(query)).mappings()]
+    return cut(rows, limit, kind, lambda row: (row["id"],))
 
 
 async def list_request_logs(
@@ -74,7 +47,7 @@ async def list_request_logs(
     request_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> Page:
+) -> Rows:
     t = api_request_logs
     query = select(t)
     conditions = []
@@ -101,7 +74,7 @@ async def list_request_logs(
         conditions.append(t.c.request_time < until)
     if conditions:
         query = query.where(and_(*conditions))
-    return await _page_by_id(session, query, t, limit, cursor)
+    return await _page_by_id(session, query, t, REQUEST_LOGS, limit, cursor)
 
 
 async def list_audit_entries(
@@ -114,7 +87,7 @@ async def list_audit_entries(
     status: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> Page:
+) -> Rows:
     t = system_logs
     query = select(t)
     if user_id:
@@ -127,7 +100,7 @@ async def list_audit_entries(
         query = query.where(t.c.created_at >= since)
     if until:
         query = query.where(t.c.created_at < until)
-    return await _page_by_id(session, query, t, limit, cursor)
+    return await _page_by_id(session, query, t, AUDIT_LOG, limit, cursor)
 
 
 async def list_metrics(
@@ -140,7 +113,8 @@ async def list_metrics(
     method: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> Page:
+) -> Rows:
+    """Newest period first."""
     t = api_metrics_summary
     query = select(t).where(t.c.aggregation_type == aggregation)
     if endpoint:
@@ -151,28 +125,12 @@ async def list_metrics(
         query = query.where(t.c.period_start >= since)
     if until:
         query = query.where(t.c.period_start < until)
-    if cursor:
-        period, last_id = decode_cursor(cursor, 2)
-        try:
-            start = datetime.fromisoformat(period)
-        except (TypeError, ValueError) as exc:
-            raise _bad_cursor() from exc
-        if start.tzinfo is None:
-            raise _bad_cursor()
-        query = query.where(
-            or_(
-                t.c.period_start < start,
-                and_(t.c.period_start == start, t.c.id < cursor_id(last_id)),
-            )
-        )
+    after = decode_cursor(cursor, METRICS, datetime, int)
+    if after is not None:
+        query = query.where(tuple_(t.c.period_start, t.c.id) < tuple_(*after))
     query = query.order_by(t.c.period_start.desc(), t.c.id.desc()).limit(limit + 1)
-    items = [dict(r) for r in (await session.execute(query)).mappings()]
-    more = len(items) > limit
-    items = items[:limit]
-    next_cursor = None
-    if more:
-        next_cursor = encode_cursor(items[-1]["period_start"].isoformat(), items[-1]["id"])
-    return Page(items, next_cursor)
+    rows = [dict(r) for r in (await session.execute(query)).mappings()]
+    return cut(rows, limit, METRICS, lambda row: (row["period_start"], row["id"]))
 
 
 #: One statement per period kind: every (period, method, route) group and one ``*``/``*`` row

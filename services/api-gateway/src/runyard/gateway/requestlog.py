@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import insert
@@ -31,11 +31,13 @@ from runyard.shared.contracts.gateway import ApiKeyUsed
 from runyard.shared.events import CloudEvent, make_event
 from runyard.shared.identity import Principal
 from runyard.shared.logging import get_logger
-from runyard.shared.outbox import add_events
+from runyard.shared.outbox import add_events, session_source
+
+if TYPE_CHECKING:
+    from runyard.gateway.context import GatewayRuntime
 
 log = get_logger(__name__)
 
-SOURCE = "/runyard/gateway"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 LOGS_WRITTEN = Counter("runyard_gateway_request_logs_written", "Request log rows written")
@@ -197,11 +199,13 @@ class RequestLogWriter:
             return
         logs = [log_row(r) for r in batch]
         audits = [audit_row(r) for r in batch if is_audited(r)]
-        events = [e for r in batch if (e := api_key_used_event(r)) is not None]
         async with self._sessionmaker() as session, session.begin():
             await session.execute(insert(api_request_logs), logs)
             if audits:
                 await session.execute(insert(system_logs), audits)
+            # Built here, not with outbox.emit: each event carries its request's time.
+            source = session_source(session)
+            events = [e for r in batch if (e := api_key_used_event(r, source)) is not None]
             await add_events(session, events)
         LOGS_WRITTEN.inc(len(logs))
 
@@ -279,7 +283,8 @@ def audit_row(r: RequestRecord) -> dict[str, Any]:
     }
 
 
-def api_key_used_event(r: RequestRecord) -> CloudEvent | None:
+def api_key_used_event(r: RequestRecord, source: str) -> CloudEvent | None:
+    """``api_key.used`` of an API-key request (``source``: the gateway's), else None."""
     p = r.principal
     key_id = _uuid(p.api_key_id) if p and p.api_key_id else None
     if p is None or key_id is None:
@@ -293,11 +298,12 @@ def api_key_used_event(r: RequestRecord) -> CloudEvent | None:
         latency_ms=round(r.latency_ms, 3),
         ip_address=r.ip_address,
     )
-    return make_event(payload, source=SOURCE, subject=key_id, time=r.request_time)
+    return make_event(payload, source=source, subject=key_id, time=r.request_time)
 
 
 class RequestLogMiddleware:
-    """Measures each ``/api/v1`` request and submits it to the writer in the gateway state."""
+    """Measures each ``/api/v1`` request and submits it to the writer of the gateway's context
+    (none when request logging is off, or once the context is closed)."""
 
     def __init__(self, app: ASGIApp, *, sample_bytes: int) -> None:
         self.app = app
@@ -307,8 +313,8 @@ class RequestLogMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith("/api/v1/"):
             await self.app(scope, receive, send)
             return
-        gateway = scope["app"].state.runtime.state.get("gateway")
-        writer: RequestLogWriter | None = getattr(gateway, "log_writer", None)
+        runtime: GatewayRuntime = scope["app"].state.runtime
+        writer = runtime.context.log_writer
         if writer is None:
             await self.app(scope, receive, send)
             return

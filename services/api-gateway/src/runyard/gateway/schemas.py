@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from runyard.shared.pagination import Page
+
 
 class RequestLog(BaseModel):
     id: int
@@ -62,16 +64,13 @@ class AuditEntry(BaseModel):
     created_at: datetime
 
 
-class RequestLogPage(BaseModel):
-    items: list[RequestLog]
-    next_cursor: str | None
+class RequestLogPage(Page[RequestLog]):
+    pass
 
 
-class MetricsPage(BaseModel):
-    items: list[MetricsSummary]
-    next_cursor: str | None
+class MetricsPage(Page[MetricsSummary]):
+    pass
 
 
-class AuditPage(BaseModel):
-    items: list[AuditEntry]
-    next_cursor: str | None
+class AuditPage(Page[AuditEntry]):
+    pass

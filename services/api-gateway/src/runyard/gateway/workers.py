@@ -15,9 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from runyard.gateway import repository
-from runyard.gateway.config import Settings
+from runyard.gateway.context import GatewayRuntime
 from runyard.shared.logging import get_logger
-from runyard.shared.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -64,10 +63,9 @@ async def prune_once(engine: AsyncEngine, *, retention: timedelta) -> int:
             return total
 
 
-async def metrics_rollup(runtime: Runtime) -> None:
+async def metrics_rollup(runtime: GatewayRuntime) -> None:
     """Worker: ``rollup_once`` every ``GATEWAY_METRICS_ROLLUP_INTERVAL_S``, pruning hourly."""
     settings = runtime.settings
-    assert isinstance(settings, Settings)
     retention = timedelta(days=settings.request_log_retention_days)
     last_prune = datetime.min.replace(tzinfo=UTC)
     while True:

@@ -4,12 +4,12 @@ import html
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from runyard.notifications import inapp, preferences, service
-from runyard.notifications.config import Settings
 from runyard.notifications.links import UNSUBSCRIBE_PATH, Links
+from runyard.notifications.runtime import NotificationsRuntimeDep
 from runyard.notifications.schemas import (
     EmailLogOut,
     EmailLogPage,
@@ -23,25 +23,27 @@ from runyard.notifications.schemas import (
 )
 from runyard.shared.db import utcnow
 from runyard.shared.identity import CurrentPrincipal
-from runyard.shared.runtime import RuntimeDep, SessionDep
+from runyard.shared.pagination import DEFAULT_LIMIT, CursorParam, Limit
+from runyard.shared.runtime import SessionDep
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[str | None, Query(max_length=200)]
 Token = Annotated[str, Query(min_length=1, max_length=4000, description="From the email's link.")]
 
 
 @router.get("/emails", response_model=EmailLogPage)
 async def list_my_emails(
-    session: SessionDep, principal: CurrentPrincipal, limit: Limit = 50, cursor: Cursor = None
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
 ) -> EmailLogPage:
     """The caller's email log, newest first."""
-    page = await service.list_my_emails(
+    emails, next_cursor = await service.list_my_emails(
         session, user_id=principal.user_id, limit=limit, cursor=cursor
     )
     return EmailLogPage(
-        items=[EmailLogOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor
+        items=[EmailLogOut.model_validate(e) for e in emails], next_cursor=next_cursor
     )
 
 
@@ -81,8 +83,8 @@ async def update_preference(
 async def list_inbox(
     session: SessionDep,
     principal: CurrentPrincipal,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
     unread_only: bool = False,
 ) -> InboxPage:
     """The caller's in-app notifications, newest first, with the unread count."""
@@ -117,10 +119,11 @@ async def mark_read(
 # --- one-click unsubscribe (RFC 8058); public: the signed token is the credential --------------
 
 
-def links_of(runtime: RuntimeDep) -> Links:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    return Links.from_settings(settings)
+def links_of(runtime: NotificationsRuntimeDep) -> Links:
+    return Links.from_settings(runtime.settings)
+
+
+LinksDep = Annotated[Links, Depends(links_of)]
 
 
 def page(title: str, body: str) -> HTMLResponse:
@@ -136,9 +139,9 @@ def listed(labels: list[str]) -> str:
 
 
 @router.get("/unsubscribe", response_class=HTMLResponse)
-async def confirm_unsubscribe(token: Token, runtime: RuntimeDep) -> HTMLResponse:
+async def confirm_unsubscribe(token: Token, links: LinksDep) -> HTMLResponse:
     """A confirmation page; nothing changes until it is submitted (or a client POSTs)."""
-    request = preferences.read_unsubscribe_token(token, links=links_of(runtime), now=utcnow())
+    request = preferences.read_unsubscribe_token(token, links=links, now=utcnow())
     if not request.event_types:
         return page("Nothing to unsubscribe from", "<p>This link stops no emails.</p>")
     action = html.escape(f"{UNSUBSCRIBE_PATH}?token={token}", quote=True)
@@ -154,11 +157,9 @@ async def confirm_unsubscribe(token: Token, runtime: RuntimeDep) -> HTMLResponse
 
 
 @router.post("/unsubscribe", response_class=HTMLResponse)
-async def unsubscribe(token: Token, session: SessionDep, runtime: RuntimeDep) -> HTMLResponse:
+async def unsubscribe(token: Token, session: SessionDep, links: LinksDep) -> HTMLResponse:
     """One-click unsubscribe: the link's event types get `email_frequency = never`."""
-    request = await preferences.unsubscribe(
-        session, token=token, links=links_of(runtime), now=utcnow()
-    )
+    request = await preferences.unsubscribe(session, token=token, links=links, now=utcnow())
     return page(
         "You are unsubscribed",
         "<p>You will no longer get emails about:</p>" + listed(request.labels),

@@ -38,27 +38,14 @@ def make_handlers(
         session: AsyncSession, event: CloudEvent, payload: UserRegistered | UserUpdated
     ) -> None:
         await service.apply_user_snapshot(
-            session,
-            user_id=payload.user_id,
-            username=payload.username,
-            email=payload.email,
-            full_name=payload.full_name,
-            role=payload.role,
-            is_active=payload.is_active,
-            timezone=payload.timezone,
-            sequence=event_sequence(event),
-            options=options,
+            session, payload, sequence=event_sequence(event), options=options
         )
 
     async def on_user_deactivated(
         session: AsyncSession, event: CloudEvent, payload: UserDeactivated
     ) -> None:
         await service.deactivate_user(
-            session,
-            user_id=payload.user_id,
-            username=payload.username,
-            sequence=event_sequence(event),
-            options=options,
+            session, payload, sequence=event_sequence(event), options=options
         )
 
     async def on_notifiable_event(session: AsyncSession, event: CloudEvent, payload: Any) -> None:

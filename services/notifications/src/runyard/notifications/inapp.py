@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,8 +10,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.notifications import repository
+from runyard.notifications.errors import NotificationNotFound
 from runyard.notifications.models import InAppNotification
-from runyard.shared.http import ProblemError
+from runyard.shared.pagination import cut, decode_cursor
+
+#: The cursor kind of the inbox (``GET /inbox``, with or without ``unread_only``).
+INBOX = "notifications.inbox"
 
 
 async def add(
@@ -47,23 +49,6 @@ class InboxPage:
     unread_count: int
 
 
-def encode_cursor(row: InAppNotification) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, _, row_id = raw.partition("|")
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return parsed, uuid.UUID(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ProblemError(400, "Bad Request", "Malformed cursor.") from exc
-
-
 async def list_inbox(
     session: AsyncSession,
     *,
@@ -72,14 +57,17 @@ async def list_inbox(
     cursor: str | None,
     unread_only: bool,
 ) -> InboxPage:
-    before = decode_cursor(cursor) if cursor else None
     rows = await repository.list_in_app(
-        session, user_id=user_id, limit=limit + 1, before=before, unread_only=unread_only
+        session,
+        user_id=user_id,
+        limit=limit + 1,
+        before=decode_cursor(cursor, INBOX, datetime, uuid.UUID),
+        unread_only=unread_only,
     )
-    items = rows[:limit]
+    items, next_cursor = cut(rows, limit, INBOX, lambda row: (row.created_at, row.id))
     return InboxPage(
         items=items,
-        next_cursor=encode_cursor(items[-1]) if len(rows) > limit else None,
+        next_cursor=next_cursor,
         unread_count=await repository.count_unread(session, user_id),
     )
 
@@ -93,7 +81,7 @@ async def mark_read(
 ) -> InAppNotification:
     row = await repository.mark_read(session, user_id=user_id, notification_id=notification_id)
     if row is None:
-        raise ProblemError(404, "Not Found", "No such notification in your inbox.")
+        raise NotificationNotFound()
     return row
 
 

@@ -199,7 +199,8 @@ class Mailer:
                     client = await _reset_or_drop(client)
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                     results.append(classify_smtp_error(exc))
-                    client = await _drop(client)
+                    _close(client)
+                    client = None
         finally:
             if client is not None:
                 with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -207,17 +208,18 @@ class Mailer:
         return results
 
 
-async def _drop(client: aiosmtplib.SMTP | None) -> None:
+def _close(client: aiosmtplib.SMTP | None) -> None:
     if client is not None:
         client.close()
-    return None
 
 
 async def _reset_or_drop(client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
-    if client is None or not client.is_connected:
-        return await _drop(client)
-    try:
-        await client.rset()
-    except (aiosmtplib.SMTPException, OSError, TimeoutError):
-        return await _drop(client)
-    return client
+    """The connection, reset for the next message; None (closed) if it cannot be reused."""
+    if client is not None and client.is_connected:
+        try:
+            await client.rset()
+            return client
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+    _close(client)
+    return None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -17,14 +17,19 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from runyard.shared.db import Timestamps, UUIDPrimaryKey, make_base, utcnow
 from runyard.shared.inbox import inbox_table
 from runyard.shared.outbox import outbox_table
 
 SCHEMA = "notifications"
-Base = make_base(SCHEMA)
+if TYPE_CHECKING:  # make_base returns ``type[DeclarativeBase]``, which mypy cannot subclass
+
+    class Base(DeclarativeBase): ...
+
+else:
+    Base = make_base(SCHEMA)
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 

@@ -15,17 +15,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.notifications import notices, repository
+from runyard.notifications.errors import (
+    InvalidUnsubscribeLink,
+    SecurityAlertAlwaysEmailed,
+    UnknownEventType,
+)
 from runyard.notifications.links import InvalidToken, Links
 from runyard.notifications.models import DIGEST_FREQUENCIES
 from runyard.shared.contracts.notifications import NotificationPreferenceUpdated
-from runyard.shared.events import make_event
-from runyard.shared.http import ProblemError
 from runyard.shared.logging import get_logger
-from runyard.shared.outbox import add_event
+from runyard.shared.outbox import emit
 
 log = get_logger(__name__)
 
-SOURCE = "/runyard/notifications"
 FIELDS = ("email_enabled", "in_app_enabled", "slack_enabled", "webhook_enabled", "email_frequency")
 
 
@@ -72,12 +74,7 @@ def effective(event_type: str, stored: Any | None) -> Preference:
 def known_event_type(event_type: str) -> notices.Notice:
     notice = notices.NOTICES.get(event_type)
     if notice is None:
-        raise ProblemError(
-            404,
-            "Not Found",
-            f"No notifications exist for event type {event_type!r}; known types: "
-            + ", ".join(sorted(notices.NOTICES)),
-        )
+        raise UnknownEventType(event_type, notices.NOTICES)
     return notice
 
 
@@ -100,13 +97,7 @@ async def update_preference(
     if notice.critical and (
         not values["email_enabled"] or values["email_frequency"] != "immediate"
     ):
-        raise ProblemError(
-            409,
-            "Conflict",
-            f"{event_type} is a security alert: its emails are always sent at once and cannot "
-            "be switched off or moved to a digest (email_enabled must stay true and "
-            "email_frequency 'immediate'); the in-app, Slack and webhook channels can be changed.",
-        )
+        raise SecurityAlertAlwaysEmailed(event_type)
     return await store_preference(session, user_id=user_id, event_type=event_type, values=values)
 
 
@@ -116,15 +107,12 @@ async def store_preference(
     stored = await repository.upsert_preference(
         session, user_id=user_id, event_type=event_type, values=values
     )
-    await add_event(
+    await emit(
         session,
-        make_event(
-            NotificationPreferenceUpdated(
-                user_id=user_id, notification_event_type=event_type, **values
-            ),
-            source=SOURCE,
-            subject=user_id,
+        NotificationPreferenceUpdated(
+            user_id=user_id, notification_event_type=event_type, **values
         ),
+        subject=user_id,
     )
     log.info("notifications.preference.updated", user_id=str(user_id), event_type=event_type)
     return effective(event_type, stored)
@@ -143,12 +131,7 @@ def read_unsubscribe_token(token: str, *, links: Links, now: datetime) -> Unsubs
         claims = links.read_unsubscribe_token(token, now=now)
     except InvalidToken as exc:
         log.info("notifications.unsubscribe.rejected", reason=str(exc))
-        raise ProblemError(
-            400,
-            "Bad Request",
-            "This unsubscribe link is invalid or has expired. Change your notification "
-            "preferences in Runyard instead.",
-        ) from exc
+        raise InvalidUnsubscribeLink() from exc
     types = [
         t for t in claims.event_types if t in notices.NOTICES and not notices.NOTICES[t].critical
     ]

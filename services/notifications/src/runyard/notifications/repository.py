@@ -18,42 +18,6 @@ from runyard.notifications.models import (
 )
 
 
-async def upsert_user(session: AsyncSession, *, values: dict[str, Any]) -> bool:
-    """Insert or overwrite a user unless the stored row has the same or a newer ``sequence``."""
-    row = insert(User).values(**values, updated_at=func.now())
-    stmt = row.on_conflict_do_update(
-        index_elements=[User.user_id],
-        set_={
-            **{k: row.excluded[k] for k in values if k != "user_id"},
-            "updated_at": func.now(),
-        },
-        where=User.sequence < row.excluded.sequence,
-    ).returning(User.user_id)
-    return (await session.execute(stmt)).first() is not None
-
-
-async def deactivate_user(
-    session: AsyncSession, *, user_id: uuid.UUID, username: str, sequence: int
-) -> bool:
-    """Mark a user inactive; an unknown user becomes an inactive tombstone row (no email)."""
-    row = insert(User).values(
-        user_id=user_id,
-        username=username,
-        email=None,
-        is_active=False,
-        timezone="UTC",
-        role="user",
-        sequence=sequence,
-        updated_at=func.now(),
-    )
-    stmt = row.on_conflict_do_update(
-        index_elements=[User.user_id],
-        set_={"is_active": False, "sequence": row.excluded.sequence, "updated_at": func.now()},
-        where=User.sequence < row.excluded.sequence,
-    ).returning(User.user_id)
-    return (await session.execute(stmt)).first() is not None
-
-
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     """The stored row, never a copy cached earlier in the transaction (it may have changed)."""
     return await session.get(User, user_id, populate_existing=True)

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runyard.shared.pagination import Page
+
 
 class EmailLogOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -27,9 +29,8 @@ class EmailLogOut(BaseModel):
     updated_at: datetime
 
 
-class EmailLogPage(BaseModel):
-    items: list[EmailLogOut]
-    next_cursor: str | None
+class EmailLogPage(Page[EmailLogOut]):
+    pass
 
 
 Frequency = Literal["immediate", "hourly", "daily", "weekly", "never"]
@@ -86,9 +87,7 @@ class InAppNotificationOut(BaseModel):
     created_at: datetime
 
 
-class InboxPage(BaseModel):
-    items: list[InAppNotificationOut]
-    next_cursor: str | None
+class InboxPage(Page[InAppNotificationOut]):
     unread_count: int
 
 

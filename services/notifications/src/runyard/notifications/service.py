@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import random
 import uuid
 from collections.abc import Callable
@@ -19,15 +17,18 @@ from runyard.notifications.config import Settings
 from runyard.notifications.links import Links
 from runyard.notifications.mailer import RenderedEmail
 from runyard.notifications.models import EmailLog, User
+from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserUpdated
 from runyard.shared.contracts.notifications import EmailFailed, EmailSent
 from runyard.shared.db import utcnow
-from runyard.shared.events import CloudEvent, EventPayload, make_event
-from runyard.shared.http import ProblemError
+from runyard.shared.events import CloudEvent
 from runyard.shared.logging import get_logger
+from runyard.shared.pagination import cut, decode_cursor
+from runyard.shared.readmodel import upsert_if_newer
 
 log = get_logger(__name__)
 
-SOURCE = "/runyard/notifications"
+#: The cursor kind of the email log (``GET /emails``).
+EMAILS = "notifications.emails"
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,14 @@ class Options:
 # --- user read model -------------------------------------------------------------------------
 
 
+#: What the read model keeps of a user, from ``user.registered`` and ``user.updated``.
+USER_FIELDS = ("user_id", "username", "email", "full_name", "role", "is_active", "timezone")
+
+
 async def apply_user_snapshot(
     session: AsyncSession,
+    user: UserRegistered | UserUpdated,
     *,
-    user_id: uuid.UUID,
-    username: str,
-    email: str,
-    full_name: str | None,
-    role: str,
-    is_active: bool,
-    timezone: str,
     sequence: int,
     options: Options,
 ) -> bool:
@@ -77,40 +76,41 @@ async def apply_user_snapshot(
 
     Emails parked for the user are released in the same transaction.
     """
-    await repository.lock_user(session, user_id)
-    applied = await repository.upsert_user(
-        session,
-        values={
-            "user_id": user_id,
-            "username": username,
-            "email": email,
-            "full_name": full_name,
-            "role": role,
-            "is_active": is_active,
-            "timezone": timezone,
-            "sequence": sequence,
-        },
-    )
-    if not applied:
-        log.info("notifications.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
-    await release_parked_emails(session, user_id=user_id, options=options)
-    return applied
+    values = {name: getattr(user, name) for name in USER_FIELDS}
+    return await store_user(session, {**values, "sequence": sequence}, options=options)
 
 
 async def deactivate_user(
+    session: AsyncSession, user: UserDeactivated, *, sequence: int, options: Options
+) -> bool:
+    """Mark the user inactive; an unknown user becomes an inactive tombstone row (no email)."""
+    tombstone = {"email": None, "is_active": False, "timezone": "UTC", "role": "user"}
+    return await store_user(
+        session,
+        {"user_id": user.user_id, "username": user.username, **tombstone, "sequence": sequence},
+        update=("is_active",),
+        options=options,
+    )
+
+
+async def store_user(
     session: AsyncSession,
+    values: dict[str, Any],
     *,
-    user_id: uuid.UUID,
-    username: str,
-    sequence: int,
+    update: tuple[str, ...] | None = None,
     options: Options,
 ) -> bool:
+    """Write the user's row unless it holds the same or a newer ``sequence`` (False then), and
+    release the emails parked for the user, in the same transaction."""
+    user_id: uuid.UUID = values["user_id"]
     await repository.lock_user(session, user_id)
-    applied = await repository.deactivate_user(
-        session, user_id=user_id, username=username, sequence=sequence
-    )
+    applied = await upsert_if_newer(session, User, values, key="user_id", update=update)
     if not applied:
-        log.info("notifications.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
+        log.info(
+            "notifications.user.stale_update_ignored",
+            user_id=str(user_id),
+            sequence=values["sequence"],
+        )
     await release_parked_emails(session, user_id=user_id, options=options)
     return applied
 
@@ -248,30 +248,27 @@ def backoff_delay(retry_count: int, *, base_s: float, cap_s: float) -> timedelta
     return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
-def _event(email: EmailLog, payload: EventPayload) -> CloudEvent:
-    return make_event(payload, source=SOURCE, subject=email.id)
+def delivered(email: EmailLog) -> dict[str, Any]:
+    """What ``email.sent`` and ``email.failed`` tell of the email (a sending one is rendered)."""
+    assert email.to_address is not None and email.subject is not None
+    return {
+        "email_id": email.id,
+        "user_id": email.user_id,
+        "to": email.to_address,
+        "subject": email.subject,
+        "trigger_event_type": email.event_type,
+        "trigger_event_id": email.event_id,
+    }
 
 
-def mark_sent(email: EmailLog, *, message_id: str) -> CloudEvent:
+def mark_sent(email: EmailLog, *, message_id: str) -> EmailSent:
     """Set a sending email ``sent``; returns its ``email.sent`` event for the outbox."""
-    assert email.to_address is not None and email.subject is not None  # sent => rendered
     email.status = "sent"
     email.message_id = message_id
     email.sent_at = utcnow()
     email.next_attempt_at = None
     email.error_message = None
-    return _event(
-        email,
-        EmailSent(
-            email_id=email.id,
-            user_id=email.user_id,
-            to=email.to_address,
-            subject=email.subject,
-            trigger_event_type=email.event_type,
-            trigger_event_id=email.event_id,
-            message_id=message_id,
-        ),
-    )
+    return EmailSent(**delivered(email), message_id=message_id)
 
 
 def mark_failure(
@@ -282,9 +279,8 @@ def mark_failure(
     max_attempts: int,
     backoff_base_s: float,
     backoff_cap_s: float,
-) -> CloudEvent | None:
+) -> EmailFailed | None:
     """Schedule a retry (returns None), or give up: ``failed`` and its ``email.failed`` event."""
-    assert email.to_address is not None and email.subject is not None  # sending => rendered
     email.error_message = error
     attempts = email.retry_count + 1
     if not permanent and attempts < max_attempts:
@@ -298,54 +294,20 @@ def mark_failure(
         email.retry_count = attempts
     email.status = "failed"
     email.next_attempt_at = None
-    return _event(
-        email,
-        EmailFailed(
-            email_id=email.id,
-            user_id=email.user_id,
-            to=email.to_address,
-            subject=email.subject,
-            trigger_event_type=email.event_type,
-            trigger_event_id=email.event_id,
-            error=error,
-            retry_count=email.retry_count,
-        ),
-    )
+    return EmailFailed(**delivered(email), error=error, retry_count=email.retry_count)
 
 
 # --- reading -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EmailPage:
-    items: list[EmailLog]
-    next_cursor: str | None
-
-
-def encode_cursor(email: EmailLog) -> str:
-    raw = f"{email.created_at.isoformat()}|{email.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, _, email_id = raw.partition("|")
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return parsed, uuid.UUID(email_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ProblemError(400, "Bad Request", "Malformed cursor.") from exc
-
-
 async def list_my_emails(
     session: AsyncSession, *, user_id: uuid.UUID, limit: int, cursor: str | None
-) -> EmailPage:
-    before = decode_cursor(cursor) if cursor else None
+) -> tuple[list[EmailLog], str | None]:
+    """The user's emails, newest first: one page and the cursor of the next, if any."""
     rows = await repository.list_user_emails(
-        session, user_id=user_id, limit=limit + 1, before=before
+        session,
+        user_id=user_id,
+        limit=limit + 1,
+        before=decode_cursor(cursor, EMAILS, datetime, uuid.UUID),
     )
-    items = rows[:limit]
-    next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
-    return EmailPage(items=items, next_cursor=next_cursor)
+    return cut(rows, limit, EMAILS, lambda email: (email.created_at, email.id))

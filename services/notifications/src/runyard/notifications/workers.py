@@ -17,11 +17,11 @@ from runyard.notifications.config import Settings
 from runyard.notifications.links import Links
 from runyard.notifications.mailer import Mailer, SendError, build_message, new_message_id
 from runyard.notifications.models import EmailLog
+from runyard.notifications.runtime import NotificationsRuntime
+from runyard.shared.contracts.notifications import EmailFailed, EmailSent
 from runyard.shared.db import utcnow
-from runyard.shared.events import CloudEvent
 from runyard.shared.logging import bound, get_logger
-from runyard.shared.outbox import add_events
-from runyard.shared.runtime import Runtime
+from runyard.shared.outbox import emit
 
 log = get_logger(__name__)
 
@@ -97,7 +97,7 @@ def prepare(email: OutgoingEmail, settings: Settings) -> EmailMessage | SendErro
 
 def record_outcome(
     row: EmailLog | None, email: OutgoingEmail, error: SendError | None, *, settings: Settings
-) -> tuple[str, CloudEvent | None]:
+) -> tuple[str, EmailSent | EmailFailed | None]:
     """Record one send's outcome on its locked row: (sent | retry | failed | lost, event)."""
     if row is None or row.status != "sending":
         log.warning("notifications.email.claim_lost", status=row.status if row else None)
@@ -146,22 +146,19 @@ async def send_due_emails(
         outcomes[email.id] = error
     async with sessionmaker() as session, session.begin():
         rows = await repository.emails_for_update(session, [email.id for email in claimed])
-        events: list[CloudEvent] = []
         for email in claimed:
             with bound(email_id=str(email.id)):
                 _outcome, event = record_outcome(
                     rows.get(email.id), email, outcomes[email.id], settings=settings
                 )
             if event is not None:
-                events.append(event)
+                await emit(session, event, subject=email.id)
         await session.flush()
-        await add_events(session, events)
     return len(claimed)
 
 
-async def run_email_sender(runtime: Runtime) -> None:
+async def run_email_sender(runtime: NotificationsRuntime) -> None:
     settings = runtime.settings
-    assert isinstance(settings, Settings)
     mailer = Mailer.from_settings(settings)
     log.info("notifications.email_sender.started", smtp_host=mailer.target.hostname)
     while True:
@@ -187,9 +184,8 @@ async def schedule_due_digests(
         )
 
 
-async def run_digest_scheduler(runtime: Runtime) -> None:
+async def run_digest_scheduler(runtime: NotificationsRuntime) -> None:
     settings = runtime.settings
-    assert isinstance(settings, Settings)
     log.info("notifications.digest_scheduler.started")
     while True:
         run = await schedule_due_digests(runtime.sessionmaker, settings=settings)
