@@ -4,12 +4,21 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runyard.shared.db import Timestamps, UUIDPrimaryKey, create_engine, make_base
+from runyard.shared.db import (
+    TYPE_ANNOTATION_MAP,
+    Timestamps,
+    UUIDPrimaryKey,
+    create_engine,
+    schema_metadata,
+)
 from runyard.shared.testing import _admin_execute, _with_db
 
-Base = make_base("dbtest")
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("dbtest")
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 class Owner(UUIDPrimaryKey, Timestamps, Base):

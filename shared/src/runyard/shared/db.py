@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime, MetaData, func
 from sqlalchemy.ext.asyncio import (
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -50,14 +51,12 @@ class Timestamps:
     )
 
 
-def make_base(schema: str) -> type[DeclarativeBase]:
-    """A declarative base whose tables all live in ``schema``."""
-
-    class Base(DeclarativeBase):
-        metadata = schema_metadata(schema)
-        type_annotation_map = {datetime: DateTime(timezone=True)}
-
-    return Base
+#: Every service's declarative base maps ``datetime`` to ``timestamptz``:
+#:
+#:     class Base(DeclarativeBase):
+#:         metadata = schema_metadata(SCHEMA)
+#:         type_annotation_map = TYPE_ANNOTATION_MAP
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {datetime: DateTime(timezone=True)}
 
 
 def create_engine(

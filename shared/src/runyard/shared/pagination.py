@@ -117,8 +117,9 @@ def decode_cursor(
     variant: str | None = None,
 ) -> tuple[Any, ...] | None:
     """The sort key ``cursor`` holds, one element per entry of ``types`` (a type, or a tuple of
-    allowed types such as ``(float, None)``); None without a cursor; else ``InvalidCursor``."""
-    if cursor is None:
+    allowed types such as ``(float, None)``); None without a cursor (an empty ``?cursor=`` is
+    none: the first page); else ``InvalidCursor``."""
+    if not cursor:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)

@@ -22,13 +22,22 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase
 
-from runyard.shared.db import make_base
+from runyard.shared.db import TYPE_ANNOTATION_MAP, schema_metadata
 from runyard.shared.inbox import inbox_table
 from runyard.shared.outbox import outbox_table
 
 SCHEMA = "gateway"
-Base = make_base(SCHEMA)
+
+
+class Base(DeclarativeBase):
+    """Every table of the service, in its schema."""
+
+    metadata = schema_metadata(SCHEMA)
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 

@@ -7,7 +7,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -20,7 +19,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runyard.shared.db import Timestamps, UUIDPrimaryKey, new_id, schema_metadata, utcnow
+from runyard.shared.db import (
+    TYPE_ANNOTATION_MAP,
+    Timestamps,
+    UUIDPrimaryKey,
+    new_id,
+    schema_metadata,
+    utcnow,
+)
 from runyard.shared.inbox import inbox_table
 from runyard.shared.outbox import outbox_table
 
@@ -28,11 +34,10 @@ SCHEMA = "auth"
 
 
 class Base(DeclarativeBase):
-    """The auth schema's tables: what ``runyard.shared.db.make_base`` builds, declared as a class
-    so that the models type-check (a base returned by a call is no type to mypy)."""
+    """Every table of the service, in its schema."""
 
     metadata = schema_metadata(SCHEMA)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 outbox = outbox_table(Base.metadata)

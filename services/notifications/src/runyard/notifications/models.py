@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -19,17 +19,26 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runyard.shared.db import Timestamps, UUIDPrimaryKey, make_base, utcnow
+from runyard.shared.db import (
+    TYPE_ANNOTATION_MAP,
+    Timestamps,
+    UUIDPrimaryKey,
+    schema_metadata,
+    utcnow,
+)
 from runyard.shared.inbox import inbox_table
 from runyard.shared.outbox import outbox_table
 
 SCHEMA = "notifications"
-if TYPE_CHECKING:  # make_base returns ``type[DeclarativeBase]``, which mypy cannot subclass
 
-    class Base(DeclarativeBase): ...
 
-else:
-    Base = make_base(SCHEMA)
+class Base(DeclarativeBase):
+    """Every table of the service, in its schema."""
+
+    metadata = schema_metadata(SCHEMA)
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 

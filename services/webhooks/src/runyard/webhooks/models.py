@@ -19,7 +19,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runyard.shared.db import Timestamps, UUIDPrimaryKey, schema_metadata, utcnow
+from runyard.shared.db import (
+    TYPE_ANNOTATION_MAP,
+    Timestamps,
+    UUIDPrimaryKey,
+    schema_metadata,
+    utcnow,
+)
 from runyard.shared.inbox import inbox_table
 from runyard.shared.outbox import outbox_table
 
@@ -27,11 +33,10 @@ SCHEMA = "webhooks"
 
 
 class Base(DeclarativeBase):
-    """Every table of the service, in its schema (what ``runyard.shared.db.make_base`` builds,
-    written as a class so that type checkers accept it as a base class)."""
+    """Every table of the service, in its schema."""
 
     metadata = schema_metadata(SCHEMA)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 outbox = outbox_table(Base.metadata)
