@@ -36,9 +36,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from runyard.experiments import search
 from runyard.experiments.config import Settings
 from runyard.experiments.main import create_app
+from runyard.experiments.tracking.repository import search
 from runyard.shared.db import asyncpg_dsn, create_engine
 from runyard.shared.identity import Principal
 from runyard.shared.migrations import upgrade

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from runyard.experiments import job_runner
 from runyard.experiments.config import Settings
+from runyard.experiments.jobs import runner as job_runner
 from runyard.experiments.main import create_app
 from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.migrations import upgrade

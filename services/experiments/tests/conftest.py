@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,11 +9,7 @@ import pytest
 from runyard.experiments.config import Settings
 from runyard.experiments.main import create_app
 from runyard.shared.testing import ServiceDatabase, running_app
-
-# Test modules import ``experiments_helpers`` (pytest runs with --import-mode=importlib).
-sys.path.insert(0, str(Path(__file__).parent))
-
-from experiments_helpers import Caller, caller
+from services.experiments.tests.experiments_helpers import Caller, caller
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""Helpers the experiments tests share (imported by name: pytest runs with importlib mode)."""
+"""Helpers the experiments tests share: ``from services.experiments.tests.experiments_helpers
+import ...`` (pytest's importlib mode names test modules by their path from the repository's
+root, so this package path resolves without touching ``sys.path``)."""
 
 from __future__ import annotations
 
@@ -68,28 +70,16 @@ async def deliver_own_events(db: ServiceDatabase) -> int:
     """What the service's consumer does with the events its outbox published: every outbox
     event of a consumed topic, in order, through the shared inbox consumer (events handled
     before are skipped by the inbox). Returns how many were new."""
-    from aiokafka import ConsumerRecord
-
     from runyard.experiments.consumers import handlers
     from runyard.shared.db import create_engine, create_sessionmaker
+    from runyard.shared.events import parse_event
     from runyard.shared.inbox import EventConsumer
+    from runyard.shared.testing.events import as_record
 
     rows = await fetch(db, "SELECT id, topic, payload FROM experiments.outbox ORDER BY id")
     consumed = handlers()
     records = [
-        ConsumerRecord(
-            topic=r["topic"],
-            partition=0,
-            offset=r["id"],
-            timestamp=0,
-            timestamp_type=0,
-            key=None,
-            value=r["payload"].encode() if isinstance(r["payload"], str) else r["payload"],
-            checksum=None,
-            serialized_key_size=0,
-            serialized_value_size=0,
-            headers=(),
-        )
+        as_record(parse_event(r["payload"])[0], offset=r["id"])
         for r in rows
         if r["topic"] in consumed
     ]

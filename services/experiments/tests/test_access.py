@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from experiments_helpers import Caller, new_experiment
+from services.experiments.tests.experiments_helpers import Caller, new_experiment
 
 
 async def alices_things(client: Any, alice: Caller) -> dict[str, str]:

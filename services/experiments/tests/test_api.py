@@ -77,7 +77,7 @@ async def test_invalid_body_is_422_problem_and_changes_nothing(client, db) -> No
 
 
 async def test_experiment_crud_with_config_paths_and_events(client, db) -> None:
-    from experiments_helpers import caller, fetch, outbox
+    from services.experiments.tests.experiments_helpers import caller, fetch, outbox
 
     alice = caller()
     created = await client.post(

@@ -8,10 +8,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from experiments_helpers import act, event_types
 
 from runyard.experiments.main import create_app
 from runyard.shared.testing import running_app
+from services.experiments.tests.experiments_helpers import act, event_types
 
 pytestmark = pytest.mark.pipeline
 

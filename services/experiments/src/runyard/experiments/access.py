@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement
 
-from runyard.shared.http import ProblemError
+from runyard.experiments.errors import NotFound
 from runyard.shared.identity import Principal, require_writer
 
 
@@ -29,19 +29,15 @@ def can_write(principal: Principal, owner_id: uuid.UUID) -> bool:
     return principal.is_admin or (principal.role == "user" and owner_id == principal.user_id)
 
 
-def not_found(what: str) -> ProblemError:
-    return ProblemError(404, "Not Found", f"No such {what}.")
-
-
 def check_read(principal: Principal, row: Any, what: str) -> None:
     if row is None or not can_read(principal, row.owner_id):
-        raise not_found(what)
+        raise NotFound(what)
 
 
 def check_write(principal: Principal, row: Any, what: str) -> None:
     require_writer(principal)
     if row is None or not can_write(principal, row.owner_id):
-        raise not_found(what)
+        raise NotFound(what)
 
 
 def owner_scope(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments import hpo_results, users
+from runyard.experiments import users
+from runyard.experiments.campaigns.service import hpo_results
 from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserUpdated
 from runyard.shared.contracts.experiments import (
     ExperimentCancelled,

@@ -3,12 +3,30 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from runyard.experiments import consumers, workers
-from runyard.experiments.api import routers
+from runyard.experiments.campaigns.api import hpo, nas
 from runyard.experiments.config import Settings
+from runyard.experiments.datasets import api as datasets
+from runyard.experiments.explanations import api as explanations
+from runyard.experiments.jobs import api as jobs
 from runyard.experiments.models import SCHEMA
+from runyard.experiments.tracking.api import experiments, saved_searches, tags
 from runyard.shared.contracts import experiments as contracts
 from runyard.shared.events import EventPayload
 from runyard.shared.runtime import ServiceSpec, create_service_app
+
+#: in this order: a path two routers could match goes to the first
+ROUTERS = [
+    experiments.router,
+    hpo.pruning,
+    explanations.router,
+    datasets.router,
+    tags.router,
+    saved_searches.router,
+    hpo.router,
+    nas.router,
+    jobs.generations,
+    jobs.imports,
+]
 
 PUBLISHES: list[type[EventPayload]] = [
     contracts.DatasetCreated,
@@ -39,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             name="experiments",
             schema=SCHEMA,
             settings=settings or Settings(),
-            routers=routers,
+            routers=ROUTERS,
             handlers=consumers.handlers(),
             publishes=PUBLISHES,
             workers={"dataset-jobs": workers.run_dataset_jobs},

@@ -27,14 +27,23 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
-from sqlalchemy.orm import Mapped, deferred, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
-from runyard.shared.db import Timestamps, UUIDPrimaryKey, make_base, utcnow
+from runyard.shared.db import Timestamps, UUIDPrimaryKey, schema_metadata, utcnow
 from runyard.shared.inbox import inbox_table
 from runyard.shared.outbox import outbox_table
 
 SCHEMA = "experiments"
-Base = make_base(SCHEMA)
+
+
+class Base(DeclarativeBase):
+    """The experiments schema's tables: what ``runyard.shared.db.make_base`` builds, declared as
+    a class so that the models type-check (a base returned by a call is no type to mypy)."""
+
+    metadata = schema_metadata(SCHEMA)
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 
@@ -212,7 +221,7 @@ class SavedSearch(UUIDPrimaryKey, Timestamps, Base):
     last_used_at: Mapped[datetime | None]
 
 
-# --- issue 5: HPO and NAS campaigns, explanations, dataset jobs --------------------------------
+# --- HPO and NAS campaigns, explanations, dataset jobs -----------------------------------------
 
 HPO_METHODS = ("grid", "random", "bayesian", "hyperband")
 CAMPAIGN_STATUSES = ("pending", "running", "completed", "cancelled")
@@ -366,7 +375,7 @@ class _DatasetJob(UUIDPrimaryKey, Timestamps):
     progress: Mapped[int] = mapped_column(Integer, default=0)
     #: signals (generation) or files (import) done: where a resumed job goes on
     items_done: Mapped[int] = mapped_column(Integer, default=0)
-    #: the worker currently holding the job (the seed's ``celery_task_id``)
+    #: the worker currently holding the job (the column's name is historical: no Celery)
     celery_task_id: Mapped[str | None] = mapped_column(String(255))
     locked_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,54 +1,95 @@
-"""Queries and database helpers shared by the use cases."""
+"""Queries every feature shares: an owned row read (or locked) under the access rules, newest
+first pages of owned rows, and unique constraints turned into their 409 problems."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments.models import Dataset, Experiment, User
+from runyard.experiments import access
 from runyard.shared.http import ProblemError
+from runyard.shared.identity import Principal, require_writer
+from runyard.shared.pagination import cut, decode_cursor
+
+Row = TypeVar("Row")
 
 
-async def get_experiment_for_update(
-    session: AsyncSession, experiment_id: uuid.UUID
-) -> Experiment | None:
-    result = await session.execute(
-        select(Experiment)
-        .where(Experiment.id == experiment_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return result.scalar_one_or_none()
-
-
-async def get_experiment(session: AsyncSession, experiment_id: uuid.UUID) -> Experiment | None:
-    return await session.get(Experiment, experiment_id)
-
-
-async def get_dataset(
-    session: AsyncSession, dataset_id: uuid.UUID, *, for_update: bool = False
-) -> Dataset | None:
-    query = select(Dataset).where(Dataset.id == dataset_id)
-    if for_update:
+def by_id(model: Any, row_id: Any, *, lock: bool = False) -> Select[Any]:
+    """The row of ``model`` with this id; ``lock``: FOR UPDATE until the transaction ends, and
+    read afresh even if the session holds the row already."""
+    query = select(model).where(model.id == row_id)
+    if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
-    return (await session.execute(query)).scalar_one_or_none()
+    return query
 
 
-async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
-    return await session.get(User, user_id)
+async def get_owned(
+    session: AsyncSession,
+    model: type[Row],
+    row_id: uuid.UUID,
+    *,
+    principal: Principal,
+    what: str,
+    write: bool = False,
+) -> Row:
+    """The row if the principal may read it, or with ``write`` change it (then it stays locked
+    until the transaction ends); else 403 for a viewer's write, 404 for anything not theirs."""
+    if write:
+        require_writer(principal)
+    row = (await session.execute(by_id(model, row_id, lock=write))).scalar_one_or_none()
+    (access.check_write if write else access.check_read)(principal, row, what)
+    assert row is not None
+    return row  # type: ignore[no-any-return]
 
 
-async def dataset_name(session: AsyncSession, dataset_id: uuid.UUID | None) -> str | None:
-    if dataset_id is None:
-        return None
-    name: str | None = await session.scalar(select(Dataset.name).where(Dataset.id == dataset_id))
-    return name
+def created_key(row: Any) -> tuple[datetime, uuid.UUID]:
+    return row.created_at, row.id
+
+
+async def newest_first(
+    session: AsyncSession,
+    query: Select[Row],
+    model: Any,
+    *,
+    kind: str,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Row], str | None]:
+    """One keyset page of ``query``'s rows over ``(created_at, id)``, newest first."""
+    after = decode_cursor(cursor, kind, datetime, uuid.UUID)
+    if after is not None:
+        query = query.where(tuple_(model.created_at, model.id) < after)
+    ordered = query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+    return cut((await session.scalars(ordered)).all(), limit, kind, created_key)
+
+
+async def list_owned(
+    session: AsyncSession,
+    model: type[Row],
+    *,
+    principal: Principal,
+    kind: str,
+    limit: int,
+    cursor: str | None,
+    status: str | None = None,
+    owner_id: uuid.UUID | None = None,
+) -> tuple[list[Row], str | None]:
+    """The rows the principal may see, newest first, optionally of one status and owner."""
+    table: Any = model
+    query = select(table)
+    scope = access.owner_scope(table.owner_id, principal, owner_id)
+    if scope is not None:
+        query = query.where(scope)
+    if status is not None:
+        query = query.where(table.status == status)
+    return await newest_first(session, query, table, kind=kind, limit=limit, cursor=cursor)
 
 
 def constraint_of(exc: IntegrityError) -> str | None:
@@ -78,7 +119,3 @@ async def unique_or_conflict(
         if problem is None:
             raise
         raise problem from None
-
-
-def conflict(detail: str, **extra: Any) -> ProblemError:
-    return ProblemError(409, "Conflict", detail, **extra)

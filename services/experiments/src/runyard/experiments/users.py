@@ -4,15 +4,21 @@ from here, so no request ever calls the auth service."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.models import User
 from runyard.shared.logging import get_logger
+from runyard.shared.readmodel import upsert_if_newer
 
 log = get_logger(__name__)
+
+
+def _applied(applied: bool, user_id: uuid.UUID, sequence: int) -> bool:
+    if not applied:
+        log.info("experiments.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
+    return applied
 
 
 async def apply_user_snapshot(
@@ -36,40 +42,30 @@ async def apply_user_snapshot(
         "is_active": is_active,
         "sequence": sequence,
     }
-    row = insert(User).values(**values, updated_at=func.now())
-    stmt = row.on_conflict_do_update(
-        index_elements=[User.user_id],
-        set_={
-            **{k: row.excluded[k] for k in values if k != "user_id"},
-            "updated_at": func.now(),
-        },
-        where=User.sequence < row.excluded.sequence,
-    ).returning(User.user_id)
-    applied = (await session.execute(stmt)).first() is not None
-    if not applied:
-        log.info("experiments.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
-    return applied
+    return _applied(await upsert_if_newer(session, User, values, key="user_id"), user_id, sequence)
 
 
 async def deactivate_user(
     session: AsyncSession, *, user_id: uuid.UUID, username: str, sequence: int
 ) -> bool:
     """Mark the user inactive; one not seen before is stored as an inactive row without email."""
-    row = insert(User).values(
-        user_id=user_id,
-        username=username,
-        email=None,
-        role="user",
-        is_active=False,
-        sequence=sequence,
-        updated_at=func.now(),
-    )
-    stmt = row.on_conflict_do_update(
-        index_elements=[User.user_id],
-        set_={"is_active": False, "sequence": row.excluded.sequence, "updated_at": func.now()},
-        where=User.sequence < row.excluded.sequence,
-    ).returning(User.user_id)
-    applied = (await session.execute(stmt)).first() is not None
-    if not applied:
-        log.info("experiments.user.stale_update_ignored", user_id=str(user_id), sequence=sequence)
-    return applied
+    values = {
+        "user_id": user_id,
+        "username": username,
+        "email": None,
+        "role": "user",
+        "is_active": False,
+        "sequence": sequence,
+    }
+    applied = await upsert_if_newer(session, User, values, key="user_id", update=["is_active"])
+    return _applied(applied, user_id, sequence)
+
+
+async def owner_fields(session: AsyncSession, owner_id: uuid.UUID) -> dict[str, Any]:
+    """The owner's names as every event about an owned row carries them (None if unknown)."""
+    owner = await session.get(User, owner_id)
+    return {
+        "owner_username": owner.username if owner else None,
+        "owner_email": owner.email if owner else None,
+        "owner_full_name": owner.full_name if owner else None,
+    }

@@ -1,0 +1,1 @@
+"""Campaign use cases: the core both kinds share, HPO's ask/tell and pruning, NAS's trials."""

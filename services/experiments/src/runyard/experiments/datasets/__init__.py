@@ -1,0 +1,1 @@
+"""Datasets and their signals (with their features: RMS, kurtosis, dominant frequency)."""

@@ -1,0 +1,213 @@
+"""Dataset use cases: CRUD, signals in bulk, and the dataset checks other features need. They
+change rows and write outbox events in the caller's transaction; they never commit.
+
+A retried signal batch adds nothing twice (the statement skips known signal ids), and the
+dataset's signal count, fault types and severity levels follow in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runyard.experiments import errors
+from runyard.experiments.datasets import repository
+from runyard.experiments.datasets.schemas import (
+    DatasetCreate,
+    DatasetUpdate,
+    SignalBatchResult,
+    SignalIn,
+)
+from runyard.experiments.models import Dataset, Signal
+from runyard.experiments.repository import get_owned, list_owned, unique_or_conflict
+from runyard.experiments.schemas import changed_fields, requested_changes
+from runyard.shared.contracts.experiments import DatasetCreated, DatasetDeleted, DatasetUpdated
+from runyard.shared.db import new_id
+from runyard.shared.http import ProblemError
+from runyard.shared.identity import Principal, require_writer
+from runyard.shared.logging import get_logger
+from runyard.shared.outbox import emit
+
+log = get_logger(__name__)
+
+NOT_NULLABLE = {"name", "fault_types", "severity_levels", "meta_data"}
+
+
+def name_taken(name: str) -> dict[str, ProblemError]:
+    return {"uq_datasets_owner_id_name": errors.NameTaken("a dataset", name)}
+
+
+def event_fields(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "dataset_id": dataset.id,
+        "owner_id": dataset.owner_id,
+        "name": dataset.name,
+        "description": dataset.description,
+        "num_signals": dataset.num_signals,
+        "fault_types": dataset.fault_types,
+        "severity_levels": dataset.severity_levels,
+    }
+
+
+async def create_dataset(
+    session: AsyncSession, *, principal: Principal, data: DatasetCreate
+) -> Dataset:
+    require_writer(principal)
+    dataset = Dataset(id=new_id(), owner_id=principal.user_id, num_signals=0, version=1)
+    async with unique_or_conflict(session, name_taken(data.name)):
+        for key, value in data.model_dump().items():
+            setattr(dataset, key, value)
+        session.add(dataset)
+    await emit(
+        session,
+        DatasetCreated(**event_fields(dataset)),
+        subject=dataset.id,
+        sequence=dataset.version,
+    )
+    return dataset
+
+
+async def get_dataset(
+    session: AsyncSession, *, principal: Principal, dataset_id: uuid.UUID, write: bool = False
+) -> Dataset:
+    return await get_owned(
+        session, Dataset, dataset_id, principal=principal, what="dataset", write=write
+    )
+
+
+async def list_datasets(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    limit: int,
+    cursor: str | None,
+    owner_id: uuid.UUID | None = None,
+) -> tuple[list[Dataset], str | None]:
+    """Newest first."""
+    return await list_owned(
+        session,
+        Dataset,
+        principal=principal,
+        kind="datasets",
+        limit=limit,
+        cursor=cursor,
+        owner_id=owner_id,
+    )
+
+
+async def update_dataset(
+    session: AsyncSession, *, principal: Principal, dataset_id: uuid.UUID, data: DatasetUpdate
+) -> Dataset:
+    dataset = await get_dataset(session, principal=principal, dataset_id=dataset_id, write=True)
+    changes = requested_changes(data, not_nullable=NOT_NULLABLE)
+    changed = changed_fields(dataset, changes)
+    if not changed:
+        return dataset
+    async with unique_or_conflict(session, name_taken(changes.get("name", ""))):
+        for key in changed:
+            setattr(dataset, key, changes[key])
+        dataset.version += 1
+    await emit(
+        session,
+        DatasetUpdated(**event_fields(dataset), changed=changed),
+        subject=dataset.id,
+        sequence=dataset.version,
+    )
+    return dataset
+
+
+async def delete_dataset(
+    session: AsyncSession, *, principal: Principal, dataset_id: uuid.UUID
+) -> None:
+    """Delete a dataset and its signals; refused (409) while experiments use it."""
+    dataset = await get_dataset(session, principal=principal, dataset_id=dataset_id, write=True)
+    used_by = await repository.count_experiments_using(session, dataset.id)
+    if used_by:
+        raise errors.DatasetInUse(used_by)
+    dataset.version += 1
+    await emit(
+        session,
+        DatasetDeleted(dataset_id=dataset.id, owner_id=dataset.owner_id, name=dataset.name),
+        subject=dataset.id,
+        sequence=dataset.version,
+    )
+    await session.delete(dataset)
+    await session.flush()
+
+
+async def add_signals(
+    session: AsyncSession, *, principal: Principal, dataset_id: uuid.UUID, signals: list[SignalIn]
+) -> SignalBatchResult:
+    dataset = await get_dataset(session, principal=principal, dataset_id=dataset_id, write=True)
+    written = await repository.insert_signals(session, dataset.id, signals)
+    if written:
+        before = (list(dataset.fault_types), list(dataset.severity_levels))
+        dataset.num_signals += len(written)
+        new_faults = {f for f, _s in written if f is not None} - set(dataset.fault_types)
+        new_levels = {s for _f, s in written if s is not None} - set(dataset.severity_levels)
+        dataset.fault_types = [*dataset.fault_types, *sorted(new_faults)]
+        dataset.severity_levels = [*dataset.severity_levels, *sorted(new_levels)]
+        dataset.version += 1
+        await session.flush()
+        changed = ["num_signals"]
+        changed += ["fault_types"] if list(dataset.fault_types) != before[0] else []
+        changed += ["severity_levels"] if list(dataset.severity_levels) != before[1] else []
+        await emit(
+            session,
+            DatasetUpdated(**event_fields(dataset), changed=sorted(changed)),
+            subject=dataset.id,
+            sequence=dataset.version,
+        )
+    log.info(
+        "experiments.signals.added",
+        dataset_id=str(dataset.id),
+        received=len(signals),
+        inserted=len(written),
+    )
+    return SignalBatchResult(
+        dataset_id=dataset.id,
+        received=len(signals),
+        inserted=len(written),
+        skipped=len(signals) - len(written),
+        num_signals=dataset.num_signals,
+    )
+
+
+async def list_signals(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    dataset_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
+    fault_class: str | None = None,
+    severity: str | None = None,
+) -> tuple[list[Signal], str | None]:
+    dataset = await get_dataset(session, principal=principal, dataset_id=dataset_id)
+    return await repository.list_signals(
+        session,
+        dataset.id,
+        limit=limit,
+        cursor=cursor,
+        fault_class=fault_class,
+        severity=severity,
+    )
+
+
+async def usable_dataset(
+    session: AsyncSession, principal: Principal, owner_id: uuid.UUID, dataset_id: uuid.UUID
+) -> Dataset:
+    """A dataset an experiment or campaign of ``owner_id`` may use: one of that owner's (an
+    admin may use any); else 422."""
+    dataset = await repository.get_dataset(session, dataset_id)
+    if dataset is None or not (principal.is_admin or dataset.owner_id == owner_id):
+        raise errors.UnknownDataset()
+    return dataset
+
+
+async def check_name_free(session: AsyncSession, owner_id: uuid.UUID, name: str) -> None:
+    """For a job that will create the dataset ``name``: 409 if the owner already has it."""
+    if await repository.name_in_use(session, owner_id, name):
+        raise errors.NameTaken("a dataset", name, field="dataset_name")

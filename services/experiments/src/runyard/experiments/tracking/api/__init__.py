@@ -1,0 +1,2 @@
+"""HTTP API of tracking: ``/experiments`` (with their lifecycle, runs and tags), ``/tags`` and
+``/saved-searches``."""

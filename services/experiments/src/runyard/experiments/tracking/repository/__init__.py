@@ -1,0 +1,1 @@
+"""The queries of experiments, training runs, tags, the search and saved searches."""

@@ -1,0 +1,91 @@
+"""Training runs: epochs logged one at a time or in batches, idempotent per (experiment, epoch).
+
+The batch is one statement (``repository.runs``); the experiment's total epochs, latest metrics
+and best epoch change in the same transaction, under the experiment's row lock, so concurrent
+loggers of one experiment cannot lose an update.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runyard.experiments import errors
+from runyard.experiments.models import TERMINAL, TrainingRun
+from runyard.experiments.tracking.repository import runs as repository
+from runyard.experiments.tracking.schemas import RunBatchResult, RunIn
+from runyard.experiments.tracking.service.bookkeeping import better, metrics_of, recompute_best
+from runyard.experiments.tracking.service.experiments import (
+    get_visible_experiment,
+    get_writable_experiment,
+)
+from runyard.experiments.tracking.service.lifecycle import begin
+from runyard.shared.identity import Principal
+
+
+async def log_runs(
+    session: AsyncSession, *, principal: Principal, experiment_id: uuid.UUID, runs: list[RunIn]
+) -> RunBatchResult:
+    """The first epoch logged to a pending experiment starts it; a finished one takes none."""
+    experiment = await get_writable_experiment(
+        session, principal=principal, experiment_id=experiment_id
+    )
+    if experiment.status in TERMINAL:
+        raise errors.ExperimentFinished(experiment.status)
+    repeated = sorted(epoch for epoch, n in Counter(r.epoch for r in runs).items() if n > 1)
+    if repeated:
+        raise errors.RepeatedEpochs(repeated)
+    if experiment.status == "pending":
+        await begin(session, experiment)
+
+    rows = [run.model_dump() for run in runs]
+    written = await repository.upsert_runs(session, experiment.id, rows)
+    inserted = sum(1 for _epoch, is_new in written if is_new)
+    overwritten = {epoch for epoch, is_new in written if not is_new}
+    by_epoch = {row["epoch"]: row for row in rows}
+    changed = sorted((by_epoch[epoch] for epoch, _ in written), key=lambda r: int(r["epoch"]))
+
+    experiment.total_epochs += inserted
+    if changed:
+        latest = changed[-1]
+        if experiment.last_epoch is None or latest["epoch"] >= experiment.last_epoch:
+            experiment.last_epoch = latest["epoch"]
+            experiment.metrics = {**experiment.metrics, **metrics_of(latest)}
+        if experiment.best_epoch is not None and experiment.best_epoch in overwritten:
+            await session.flush()
+            await recompute_best(session, experiment)
+        else:
+            for row in changed:
+                value = metrics_of(row).get(experiment.best_metric)
+                if value is not None and better(experiment.best_mode, value, experiment.best_value):
+                    experiment.best_epoch, experiment.best_value = row["epoch"], value
+    await session.flush()
+    return RunBatchResult(
+        experiment_id=experiment.id,
+        received=len(runs),
+        inserted=inserted,
+        updated=len(written) - inserted,
+        unchanged=len(runs) - len(written),
+        status=experiment.status,
+        total_epochs=experiment.total_epochs,
+        best_epoch=experiment.best_epoch,
+        best_value=experiment.best_value,
+        metrics=experiment.metrics,
+    )
+
+
+async def list_runs(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    experiment_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[TrainingRun], str | None]:
+    """Epochs in ascending order."""
+    experiment = await get_visible_experiment(
+        session, principal=principal, experiment_id=experiment_id
+    )
+    return await repository.list_runs(session, experiment.id, limit=limit, cursor=cursor)
