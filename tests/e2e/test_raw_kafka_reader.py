@@ -1,6 +1,6 @@
 """An integrator's view of the topics: plain aiokafka and the CloudEvents SDK, no project code.
 
-What CONTRACT.md §1 promises a reader of ``experiment.completed``: topic = type, key = the
+What docs/events.md promises a reader of ``experiment.completed``: topic = type, key = the
 aggregate id, a structured-mode CloudEvents 1.0 JSON value with ``content-type:
 application/cloudevents+json``, and the payload fields of the contract.
 """

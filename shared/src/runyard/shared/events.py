@@ -1,4 +1,5 @@
-"""The CloudEvents 1.0 envelope of CONTRACT §1 and the registry of payload contracts."""
+"""The CloudEvents 1.0 envelope every event travels in (docs/events.md) and the registry of
+payload contracts."""
 
 from __future__ import annotations
 

@@ -59,9 +59,6 @@ class ServiceSpec(Generic[SettingsT, ContextT]):
     publishes: Sequence[type[EventPayload]] = ()
     open_context: Callable[[Runtime[SettingsT, ContextT]], Awaitable[ContextT]] | None = None
     close_context: Callable[[ContextT], Awaitable[None]] | None = None
-    # transitional: until every service has moved to open_context/close_context
-    on_startup: Callable[[Runtime[SettingsT, ContextT]], Awaitable[None]] | None = None
-    on_shutdown: Callable[[Runtime[SettingsT, ContextT]], Awaitable[None]] | None = None
     #: extra ``/ready`` checks (upstreams ...), each raising when its dependency is not usable
     readiness_checks: dict[str, Callable[[Runtime[SettingsT, ContextT]], Awaitable[None]]] = field(
         default_factory=dict
@@ -81,8 +78,6 @@ class Runtime(Generic[SettingsT, ContextT]):
     sessionmaker: async_sessionmaker[AsyncSession]
     producer: AIOKafkaProducer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    # transitional: string-keyed state, until every service has a typed context
-    state: dict[str, Any] = field(default_factory=dict)
     _context: ContextT = _UNSET
 
     @property
@@ -248,8 +243,6 @@ def create_service_app(spec: ServiceSpec[Any, Any]) -> FastAPI:
         try:
             if spec.open_context is not None:
                 runtime.context = await spec.open_context(runtime)
-            if spec.on_startup is not None:
-                await spec.on_startup(runtime)
             if settings.run_workers:
                 relay = build_relay(runtime)
                 runtime.tasks.append(asyncio.create_task(supervise("outbox", relay.run)))
@@ -271,8 +264,6 @@ def create_service_app(spec: ServiceSpec[Any, Any]) -> FastAPI:
             await asyncio.gather(*runtime.tasks, return_exceptions=True)
             if spec.close_context is not None and runtime._context is not _UNSET:
                 await spec.close_context(runtime.context)
-            if spec.on_shutdown is not None:
-                await spec.on_shutdown(runtime)
             await producer.stop()
             await engine.dispose()
             log.info("service.stopped")
