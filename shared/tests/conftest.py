@@ -2,25 +2,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.migrations import create_outbox_and_inbox
 from runyard.shared.testing import _admin_execute, _with_db
-
-SCHEMA = "pipeline"
-
-
-@dataclass
-class PipelineDb:
-    engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
-    url: str
+from shared.tests.pipeline import SCHEMA, PipelineDb
 
 
 @pytest.fixture

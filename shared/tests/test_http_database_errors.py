@@ -12,8 +12,7 @@ from sqlalchemy import text
 
 from runyard.shared.http import PROBLEM_JSON, database_error_code, install_problem_handlers
 from runyard.shared.testing import running_app
-
-from .conftest import SCHEMA, PipelineDb
+from shared.tests.pipeline import SCHEMA, PipelineDb
 
 
 def build_app(db: PipelineDb) -> FastAPI:

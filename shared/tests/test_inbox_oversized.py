@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaProducer
 
 from runyard.shared.events import make_event
 from runyard.shared.inbox import DEFAULT_MAX_RECORD_BYTES, EventConsumer
+from shared.tests.pipeline import SCHEMA, PipelineDb
 
-from .conftest import SCHEMA, PipelineDb
 from .test_pipeline import contract_for, fresh_topic, read_topic, record_effect, scalar, until
 
 pytestmark = pytest.mark.pipeline

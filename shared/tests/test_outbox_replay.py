@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from runyard.shared.outbox import OffsetsWentBack, OutboxRelay, offsets_after
 from runyard.shared.testing import free_port, start_tansu
+from shared.tests.pipeline import SCHEMA, PipelineDb
 
-from .conftest import SCHEMA, PipelineDb
 from .test_pipeline import contract_for, fresh_topic, read_topic, scalar, write_events
 
 

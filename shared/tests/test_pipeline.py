@@ -15,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runyard.shared.events import CloudEvent, EventPayload, make_event
 from runyard.shared.inbox import EventConsumer
 from runyard.shared.outbox import OUTBOX_BACKLOG, OutboxRelay, add_event
-
-from .conftest import SCHEMA, PipelineDb
+from shared.tests.pipeline import SCHEMA, PipelineDb
 
 pytestmark = pytest.mark.pipeline
 

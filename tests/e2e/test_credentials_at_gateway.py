@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from .conftest import User
+from .helpers import User
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 
 from runyard.devstack import Stack
 
-from .conftest import User
+from .helpers import User
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from standardwebhooks import Webhook
 
 from runyard.devstack import Stack
 
-from .conftest import Receiver, User, eventually, mails_to
+from .helpers import Receiver, User, eventually, mails_to
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from runyard.devstack import Stack
 from runyard.shared.contracts.experiments import ExperimentCompleted
 from runyard.shared.events import make_event
 
-from .conftest import Receiver, User, event_ids, eventually, mails_to
+from .helpers import Receiver, User, event_ids, eventually, mails_to
 
 pytestmark = pytest.mark.e2e
 

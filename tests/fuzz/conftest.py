@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -15,6 +14,8 @@ import pytest
 
 from runyard.auth.cli import AdminInput, create_admin
 from runyard.devstack import Stack
+
+from .helpers import Credentials, FuzzIdentities
 
 PASSWORD = "correct horse battery staple"
 ALL_USER_SCOPES = [
@@ -25,22 +26,6 @@ ALL_USER_SCOPES = [
     "notifications:read",
     "notifications:write",
 ]
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Headers for one principal: a user's bearer token, an admin's, or an API key."""
-
-    name: str
-    user_id: str
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class FuzzIdentities:
-    user_token: Credentials
-    user_api_key: Credentials
-    admin_token: Credentials
 
 
 @pytest.fixture(scope="package")

@@ -18,7 +18,7 @@ import pytest
 
 from runyard.devstack import Stack
 
-from .conftest import FuzzIdentities
+from .helpers import FuzzIdentities
 
 pytestmark = pytest.mark.fuzz
 

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from runyard.devstack import Stack
 
-from .conftest import Credentials, FuzzIdentities
+from .helpers import Credentials, FuzzIdentities
 
 pytestmark = pytest.mark.fuzz
 

@@ -6,7 +6,7 @@ newest state whatever order the events arrive in.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,8 +15,6 @@ from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserU
 from runyard.shared.events import EventPayload
 from runyard.shared.outbox import emit
 
-UserState = TypeVar("UserState", UserRegistered, UserUpdated)
-
 
 def bump_version(user: User) -> int:
     """The user's version after one more published change (the events' ``sequence``)."""
@@ -24,20 +22,22 @@ def bump_version(user: User) -> int:
     return user.version
 
 
-def user_state(kind: type[UserState], user: User) -> UserState:
-    return kind(
-        user_id=user.id,
-        username=user.username,
-        email=user.email,
-        role=user.role,
-        is_active=user.is_active,
-        timezone=user.timezone,
-        full_name=user.full_name,
-    )
+def user_state(user: User) -> dict[str, Any]:
+    """The fields ``user.registered`` and ``user.updated`` both carry: the whole user."""
+    return {
+        "user_id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "role": user.role,
+        "is_active": user.is_active,
+        "timezone": user.timezone,
+        "full_name": user.full_name,
+    }
 
 
 async def user_registered(session: AsyncSession, user: User) -> None:
-    await emit(session, user_state(UserRegistered, user), subject=user.id, sequence=user.version)
+    payload = UserRegistered(**user_state(user))
+    await emit(session, payload, subject=user.id, sequence=user.version)
 
 
 async def user_changed(session: AsyncSession, user: User, payload: EventPayload) -> None:
@@ -46,7 +46,7 @@ async def user_changed(session: AsyncSession, user: User, payload: EventPayload)
 
 
 async def user_updated(session: AsyncSession, user: User) -> None:
-    await user_changed(session, user, user_state(UserUpdated, user))
+    await user_changed(session, user, UserUpdated(**user_state(user)))
 
 
 async def user_deactivated(session: AsyncSession, user: User) -> None:
