@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,9 +94,9 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-def database_error_code(exc: BaseException) -> str | None:
-    """The SQLSTATE of a database error anywhere in ``exc``'s chain (SQLAlchemy's ``orig``,
-    ``__cause__``, ``__context__``), without importing a driver."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception behind it (SQLAlchemy's ``orig``, ``__cause__``,
+    ``__context__``), each once."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
     while pending:
@@ -104,15 +104,22 @@ def database_error_code(exc: BaseException) -> str | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(code, str) and code:
-            return code
+        yield current
         orig = getattr(current, "orig", None)
         pending += [
             orig if isinstance(orig, BaseException) else None,
             current.__cause__,
             current.__context__,
         ]
+
+
+def database_error_code(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error anywhere in ``exc``'s chain, without importing a
+    driver."""
+    for current in exception_chain(exc):
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
     return None
 
 
@@ -130,13 +137,7 @@ def database_unavailable(exc: BaseException) -> bool:
     code = database_error_code(exc)
     if code is not None and (code.startswith("08") or code in UNAVAILABLE_SQLSTATES):
         return True
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in exception_chain(exc):
         if isinstance(
             current,
             ConnectionError
@@ -149,10 +150,4 @@ def database_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
-        orig = getattr(current, "orig", None)
-        pending += [
-            orig if isinstance(orig, BaseException) else None,
-            current.__cause__,
-            current.__context__,
-        ]
     return False
