@@ -9,12 +9,13 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),$(USER_BIN)/uv)
 RUN := $(UV) run --frozen
 
 LINT_PATHS ?= .
-MYPY_PATHS ?= shared/src
+MYPY_PATHS ?= shared/src services/auth/src services/experiments/src services/notifications/src \
+	services/webhooks/src services/api-gateway/src deploy/local/src
 PYTEST_ARGS ?=
 SERVICES ?=
 DOCKER_COMPOSE ?= docker compose
 
-.PHONY: help uv sync lint test up down status bench clean up-docker down-docker admin
+.PHONY: help uv sync lint format test test-fast up down status restart bench clean up-docker down-docker admin
 
 help:
 	@echo "make up          run the local stack in the foreground (Ctrl-C stops it)"
@@ -23,9 +24,16 @@ help:
 	@echo "                 REPLICAS=webhooks=2,notifications=2 runs several processes of a service;"
 	@echo "                 PARTITIONS=8 creates the topics with 8 partitions (default 4)"
 	@echo "make down        stop the stack started by 'make up' (from another terminal)"
-	@echo "make status      is it running, is every service ready"
+	@echo "make status      every process of the running stack: state, pid, uptime, restarts,"
+	@echo "                 ready or not, URL or port"
+	@echo "make restart     SERVICE=name restarts one process of the running stack (a service,"
+	@echo "                 a replica such as webhooks-2, postgres, kafka, mail) and waits until"
+	@echo "                 it is ready; the others are left alone"
 	@echo "make test        lint + all tests (installs uv if missing, uv sync --frozen)"
-	@echo "make lint        ruff check, ruff format --check, mypy"
+	@echo "make test-fast   lint + every test but the whole-stack suites (e2e, faults, fuzz)"
+	@echo "                 PYTEST_ARGS='services/auth -k login' narrows any test run"
+	@echo "make format      ruff check --fix, then ruff format"
+	@echo "make lint        ruff check, ruff format --check, mypy (strict) on shared, services, devstack"
 	@echo "make sync        uv sync --frozen"
 	@echo "make bench       run the benchmark scripts in bench/"
 	@echo "make admin       create an admin user (asks for username, email, password); uses"
@@ -50,9 +58,20 @@ lint: uv
 	$(RUN) ruff format --check $(LINT_PATHS)
 	$(RUN) mypy $(MYPY_PATHS)
 
+format: uv
+	$(RUN) ruff check --fix $(LINT_PATHS)
+	$(RUN) ruff format $(LINT_PATHS)
+
 test: sync
 	$(MAKE) --no-print-directory lint UV="$(UV)"
 	$(RUN) pytest $(PYTEST_ARGS)
+
+# The whole-stack suites start every service (e2e, faults, fuzz): the rest is the quick loop.
+FAST_IGNORE := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz
+
+test-fast: sync
+	$(MAKE) --no-print-directory lint UV="$(UV)"
+	$(RUN) pytest $(FAST_IGNORE) -m "not e2e and not faults and not fuzz" $(PYTEST_ARGS)
 
 up: uv
 	$(RUN) python -m runyard.devstack up $(if $(SERVICES),--services $(SERVICES),) $(if $(REPLICAS),--replicas $(REPLICAS),) $(if $(PARTITIONS),--partitions $(PARTITIONS),)
@@ -62,6 +81,10 @@ down: uv
 
 status: uv
 	$(RUN) python -m runyard.devstack status
+
+restart: uv
+	@if [ -z "$(SERVICE)" ]; then echo "usage: make restart SERVICE=name (names: make status)"; exit 2; fi
+	$(RUN) python -m runyard.devstack restart $(SERVICE)
 
 admin: uv
 	$(RUN) python -m runyard.auth create-admin

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -30,9 +30,11 @@ class Up:
     #: every `up` started by a test, stopped at teardown if the test failed half-way
     started: list[tuple[Up, Path]] = []
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, service: str = "experiments", env: dict[str, str] | None = None
+    ) -> None:
         Up.started.append((self, data_dir))
-        env = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
+        env = {k: v for k, v in os.environ.items() if k not in OVERRIDES} | (env or {})
         self.port = free_port()
         self.proc = subprocess.Popen(
             [
@@ -44,9 +46,9 @@ class Up:
                 "--data-dir",
                 str(data_dir),
                 "--services",
-                "experiments",
+                service,
                 "--port",
-                f"experiments={self.port}",
+                f"{service}={self.port}",
                 "--kafka-port",
                 str(free_port()),
                 "--smtp-port",
@@ -147,3 +149,93 @@ def test_up_serves_until_down_and_a_second_up_reuses_the_data(tmp_path: Path) ->
     assert second.proc.wait(30) == 0
     second.wait_for("runyard: stopped")
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+
+
+def status_rows(data_dir: Path) -> tuple[int, dict[str, dict[str, str]]]:
+    """`status`'s exit code and its table: name -> state, pid, uptime, restarts, ready, address."""
+    result = devstack("status", "--data-dir", str(data_dir))
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["NAME", "STATE"])
+    columns = [c.lower() for c in lines[header].split()]
+    rows = {}
+    for line in lines[header + 1 :]:
+        cells = line.split()
+        if len(cells) != len(columns):
+            break
+        rows[cells[0]] = dict(zip(columns[1:], cells[1:], strict=True))
+    return result.returncode, rows
+
+
+def wait_for_status(data_dir: Path, done: Callable[[dict[str, dict[str, str]]], bool]) -> None:
+    deadline = time.monotonic() + 90
+    rows: dict[str, dict[str, str]] = {}
+    while time.monotonic() < deadline:
+        _code, rows = status_rows(data_dir)
+        if done(rows):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"status never got there: {rows}")
+
+
+@pytest.mark.faults
+def test_up_restarts_what_dies_gives_up_on_a_crash_loop_and_restarts_a_process_on_request(
+    tmp_path: Path,
+) -> None:
+    fast = {"RUNYARD_RESTART_BACKOFF_S": "0.2", "RUNYARD_CRASH_LOOP_RESTARTS": "2"}
+    up = Up(tmp_path, service="auth", env=fast)
+    up.wait_for("Runyard is up")
+    code, rows = status_rows(tmp_path)
+    assert code == 0
+    assert set(rows) == {"postgres", "kafka", "mail", "auth"}
+    assert {(r["state"], r["ready"], r["restarts"]) for r in rows.values()} == {
+        ("running", "yes", "0")
+    }
+    assert rows["auth"]["address"] == f"http://127.0.0.1:{up.port}"
+    others = {name: rows[name]["pid"] for name in ("postgres", "kafka", "mail")}
+
+    restarted = devstack("restart", "auth", "--data-dir", str(tmp_path))
+
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "runyard: auth restarted" in restarted.stdout
+    code, rows = status_rows(tmp_path)
+    assert code == 0 and rows["auth"]["pid"] != "-"
+    assert {name: rows[name]["pid"] for name in others} == others
+    killed = rows["auth"]["pid"]
+
+    os.kill(int(killed), signal.SIGKILL)  # from outside: `up` is not told
+
+    up.wait_for("runyard: auth was killed by SIGKILL; starting it again")
+    wait_for_status(
+        tmp_path,
+        lambda rows: rows["auth"]["pid"] not in ("-", killed) and rows["auth"]["ready"] == "yes",
+    )
+    code, rows = status_rows(tmp_path)
+    assert code == 0 and rows["auth"]["restarts"] == "1"
+    assert {name: rows[name]["pid"] for name in others} == others
+
+    key_file = tmp_path / "keys" / "jwt-ed25519.pem"
+    key = key_file.read_bytes()
+    key_file.write_text("not a key\n")  # every start of auth now fails at once
+    os.kill(int(rows["auth"]["pid"]), signal.SIGKILL)
+
+    given_up = up.wait_for("runyard: auth is crash-looping")
+    assert str(tmp_path / "logs" / "auth.log") in given_up
+    code, rows = status_rows(tmp_path)
+    assert code == 1
+    assert (rows["auth"]["state"], rows["auth"]["pid"], rows["auth"]["ready"]) == (
+        "crash-loop",
+        "-",
+        "no",
+    )
+    assert {name: rows[name]["pid"] for name in others} == others  # the rest keeps running
+    assert {rows[name]["ready"] for name in others} == {"yes"}
+
+    key_file.write_bytes(key)  # the cause is fixed
+    again = devstack("restart", "auth", "--data-dir", str(tmp_path))
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    code, rows = status_rows(tmp_path)
+    assert code == 0 and rows["auth"]["state"] == "running"
+    assert devstack("restart", "nope", "--data-dir", str(tmp_path)).returncode == 2
+    assert devstack("down", "--data-dir", str(tmp_path)).returncode == 0
+    assert up.proc.wait(30) == 0

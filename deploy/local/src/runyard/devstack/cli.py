@@ -1,9 +1,8 @@
-"""``python -m runyard.devstack up|down|status|provision``."""
+"""``python -m runyard.devstack up|down|status|restart|provision|topics|wait-migrated``."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -12,8 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from runyard.devstack import control
 from runyard.devstack.paths import default_data_dir
 from runyard.devstack.replicas import parse_replicas
 from runyard.devstack.services import select
@@ -41,22 +39,6 @@ def _ports(values: list[str]) -> dict[str, int]:
             raise SystemExit(f"--port expects NAME=PORT, got {value!r}")
         ports[name] = int(port)
     return ports
-
-
-def _pid_alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def banner(stack: Stack) -> str:
@@ -94,6 +76,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             kafka_port=args.kafka_port,
             smtp_port=args.smtp_port,
             echo=not args.quiet,
+            notify=_notify,
             **options,
         )
     except ValueError as exc:
@@ -111,48 +94,21 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    pid_file = stack.data_dir / "stack.pid"
-    state_file = stack.data_dir / "stack.json"
+    pid_file = stack.data_dir / control.PID_FILE
     code = 0
     try:
         stack.data_dir.mkdir(parents=True, exist_ok=True)
         stack._acquire_lock()
         pid_file.write_text(f"{os.getpid()}\n")
         stack.start()
-        state_file.write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "gateway_url": stack.gateway_url,
-                    "service_urls": stack.service_urls,
-                    "instance_urls": stack.instance_urls,
-                    "topic_partitions": stack.topic_partition_counts,
-                    "kafka_bootstrap": stack.kafka_bootstrap,
-                    "smtp_url": stack.smtp_url,
-                    "mail_dir": str(stack.mail_dir) if stack.mail_dir else None,
-                    "logs_dir": str(stack.logs_dir),
-                },
-                indent=2,
-            )
-        )
         print(banner(stack), flush=True)
         print(
             f"  logs {stack.logs_dir}  kafka {stack.kafka_bootstrap}  "
             f"started in {stack.timings['total']:.1f}s; Ctrl-C to stop",
             flush=True,
         )
-        reported: set[str] = set()
-        while True:
-            time.sleep(1.0)
-            for name in stack.instances:
-                proc = stack.process(name)
-                if proc is not None and not proc.running and name not in reported:
-                    reported.add(name)
-                    print(
-                        f"runyard: {name} exited with code {proc.returncode} (log {proc.log_path})",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+        while True:  # the supervisor restarts what dies and reports it through notify
+            time.sleep(3600)
     except _Shutdown:
         print("runyard: stopping ...", flush=True)
     except StackError as exc:
@@ -161,58 +117,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         stopping = True
         stack.stop()
-        if _read_pid(pid_file) == os.getpid():
+        if control.read_pid(pid_file) == os.getpid():
             pid_file.unlink(missing_ok=True)
-            state_file.unlink(missing_ok=True)
     if code == 0:
         print("runyard: stopped", flush=True)
     return code
 
 
-def cmd_down(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir or default_data_dir()).resolve()
-    pid_file = data_dir / "stack.pid"
-    pid = _read_pid(pid_file)
-    if pid is None or not _pid_alive(pid):
-        pid_file.unlink(missing_ok=True)
-        print(f"runyard: no stack running on {data_dir}")
-        return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + args.timeout
-    while _pid_alive(pid):
-        if time.monotonic() > deadline:
-            print(
-                f"runyard: stack (pid {pid}) still running after {args.timeout}s", file=sys.stderr
-            )
-            return 1
-        time.sleep(0.1)
-    print(f"runyard: stopped stack (pid {pid})")
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir or default_data_dir()).resolve()
-    pid = _read_pid(data_dir / "stack.pid")
-    if pid is None or not _pid_alive(pid):
-        print(f"runyard: not running ({data_dir})")
-        return 3
-    try:
-        state = json.loads((data_dir / "stack.json").read_text())
-    except FileNotFoundError:
-        print(f"runyard: starting (pid {pid})")
-        return 1
-    print(f"runyard: running (pid {pid})")
-    ok = True
-    with httpx.Client(timeout=3.0, trust_env=False) as client:
-        for name, url in state.get("instance_urls", state["service_urls"]).items():
-            try:
-                status = str(client.get(f"{url}/ready").status_code)
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            ok = ok and status == "200"
-            print(f"  {name:<14} {url:<28} ready={status}")
-    print(f"  mail {state['mail_dir'] or state['smtp_url']}   logs {state['logs_dir']}")
-    return 0 if ok else 1
+def _notify(message: str) -> None:
+    print(f"runyard: {message}", file=sys.stderr, flush=True)
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
@@ -353,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     down = add("down", "stop the stack started by `up`")
     down.add_argument("--timeout", type=float, default=60.0)
-    add("status", "show whether the stack runs and each service's readiness")
+    add("status", "show every process: state, pid, uptime, restarts, readiness, address")
+    restart = add("restart", "restart one process of the running stack, wait until it is ready")
+    restart.add_argument("name", help="a service (webhooks, webhooks-2 ...), postgres, kafka, mail")
+    restart.add_argument("--timeout", type=float, default=120.0, help="seconds; then exit 1")
     provision = add("provision", "create roles/schemas and migrate (against DATABASE_URL)")
     provision.add_argument("--services", help="comma-separated subset (default: all)")
     provision.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the DB")
@@ -371,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {
         "up": cmd_up,
-        "down": cmd_down,
-        "status": cmd_status,
+        "down": control.cmd_down,
+        "status": control.cmd_status,
+        "restart": control.cmd_restart,
         "provision": cmd_provision,
         "topics": cmd_topics,
         "wait-migrated": cmd_wait_migrated,

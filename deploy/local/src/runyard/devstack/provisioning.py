@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import secrets
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,25 @@ def provision(admin_url: str, logins: Iterable[ServiceLogin]) -> list[str]:
             upgrade(login.service.package, login.url)
             migrated.append(login.service.package)
     return migrated
+
+
+def provision_off_loop(admin_url: str, logins: Iterable[ServiceLogin]) -> list[str]:
+    """``provision`` in a thread of its own: callable from within a running event loop."""
+    done: list[list[str]] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(provision(admin_url, logins))
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="provision", daemon=True)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return done[0]
 
 
 async def migrated_to_head(service: ServiceDef, url: str) -> bool:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from runyard.devstack.services import BY_NAME, ServiceDef
+from runyard.devstack.services import BY_NAME, SERVICES, ServiceDef
 
 PORT_STEP = 10
 MAX_REPLICAS = 9  # replica 10 would take the next decade's ports
@@ -76,3 +76,23 @@ def expand(services: Iterable[ServiceDef], counts: Mapping[str, int]) -> tuple[I
         for service in services
         for index in range(1, counts.get(service.name, 1) + 1)
     )
+
+
+def assign_ports(
+    instances: Iterable[Instance], ports: Mapping[str, int], known: Iterable[str]
+) -> dict[str, int]:
+    """Every service's port and each replica's (``port + 10 * (i - 1)`` unless ``ports`` names
+    it); refuses ports for unknown names and two processes on one port."""
+    unknown = set(ports) - set(known)
+    if unknown:
+        raise ValueError(f"ports for unknown services: {', '.join(sorted(unknown))}")
+    assigned: dict[str, int] = {s.name: s.port for s in SERVICES} | dict(ports)
+    taken: dict[int, str] = {}
+    for instance in instances:
+        port = assigned.setdefault(
+            instance.name, replica_port(assigned[instance.service.name], instance.index)
+        )
+        if port in taken:
+            raise ValueError(f"{instance.name} and {taken[port]} would share port {port}")
+        taken[port] = instance.name
+    return assigned
