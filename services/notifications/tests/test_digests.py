@@ -73,8 +73,8 @@ def test_an_hourly_period_that_does_not_divide_an_hour_is_refused() -> None:
     from runyard.notifications.config import Settings
 
     with pytest.raises(ValidationError, match="must divide 3600"):
-        Settings(digest_hourly_period_s=7)
-    assert Settings(digest_hourly_period_s=10).digest_hourly_period_s == 10
+        Settings(environment="test", digest_hourly_period_s=7)
+    assert Settings(environment="test", digest_hourly_period_s=10).digest_hourly_period_s == 10
 
 
 async def test_daily_digest_goes_out_at_eight_local_on_the_day_dst_starts(

@@ -7,13 +7,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from runyard.shared.testing import identity_headers, running_app
 from runyard.shared.testing.events import experiment_completed
 from runyard.webhooks.config import Settings
 from runyard.webhooks.context import new_http_session
 from runyard.webhooks.main import create_app
-from runyard.webhooks.ssrf import StaticLookup, SystemLookup, address_problem
+from runyard.webhooks.ssrf import (
+    StaticLookup,
+    SystemLookup,
+    TargetPolicy,
+    TargetRefused,
+    address_problem,
+)
 from runyard.webhooks.workers import deliver_due
 from services.webhooks.tests.webhooks_helpers import (
     consume,
@@ -37,6 +44,7 @@ PUBLIC = "93.184.215.14"
         ("192.168.0.1", "private"),
         ("fd12:3456::1", "unique-local"),
         ("169.254.169.254", "cloud metadata"),
+        ("fd00:ec2::254", "cloud metadata"),
         ("169.254.10.20", "link-local"),
         ("fe80::1", "link-local"),
         ("fe80::1%eth0", "link-local"),
@@ -224,3 +232,112 @@ async def test_the_connection_goes_to_the_looked_up_address_with_the_host_name_k
     [request] = receiver.requests
     assert request.headers["Host"] == f"receiver.test:{receiver.port}"
     assert lookup.calls == ["receiver.test"]  # one lookup, by our resolver, nothing else
+
+
+# --- the dev/test switch opens loopback, nothing else; production refuses it ---------------
+
+
+def test_private_targets_allowed_in_production_refuse_to_load(settings: Settings) -> None:
+    real = "r" * 48
+    with pytest.raises(ValidationError, match="allow_private_targets is refused"):
+        Settings(
+            environment="production",
+            allow_private_targets=True,
+            identity_secret=real,
+            secret_encryption_key=real,
+        )
+    production = Settings(
+        environment="production", identity_secret=real, secret_encryption_key=real
+    )
+    assert production.target_policy().allow_private is False
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://169.254.169.254:80/computeMetadata/v1/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://169.254.10.20/hook",
+        "http://[fe80::1]/hook",
+        "http://[fe80::1%25eth0]/hook",
+        "http://[::ffff:169.254.169.254]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.1/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+async def test_with_private_targets_allowed_metadata_link_local_and_private_urls_are_still_422(
+    client, db, url
+) -> None:
+    answer = await create_webhook_raw(client, url)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["loc"] == ["body", "url"]
+    assert await stored(db) == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/hook", "http://127.8.9.10:9/hook", "http://[::1]:9/hook"]
+)
+async def test_with_private_targets_allowed_loopback_is_accepted(client, url) -> None:
+    answer = await create_webhook_raw(client, url)
+    assert answer.status_code == 201, answer.text
+
+
+async def test_with_private_targets_allowed_a_name_for_the_metadata_address_is_refused_at_the_attempt(
+    settings, db, sessionmaker, receiver
+) -> None:
+    lookup = StaticLookup({"metadata.google.internal": ["169.254.169.254"]})
+    owner = uuid.uuid4()
+    async with running_app(create_app(settings, lookup=lookup)) as c:
+        await create_webhook(c, owner, f"http://metadata.google.internal:{receiver.port}/hook")
+    await consume(sessionmaker, experiment_completed(owner))
+
+    async with new_http_session(settings, lookup) as http:
+        await deliver_due(sessionmaker, http, settings=settings)
+
+    assert receiver.requests == []
+    [log] = await logs(db)
+    assert log["error_message"].startswith(
+        "refused: 'metadata.google.internal' resolves to 169.254.169.254"
+    )
+
+
+async def test_with_private_targets_allowed_a_name_for_loopback_is_delivered(
+    settings, db, sessionmaker, receiver
+) -> None:
+    lookup = StaticLookup({"receiver.test": ["127.0.0.1"]})
+    owner = uuid.uuid4()
+    async with running_app(create_app(settings, lookup=lookup)) as c:
+        await create_webhook(c, owner, f"http://receiver.test:{receiver.port}/hook")
+    await consume(sessionmaker, experiment_completed(owner))
+
+    async with new_http_session(settings, lookup) as http:
+        await deliver_due(sessionmaker, http, settings=settings)
+
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("169.254.169.254", False),
+        ("fd00:ec2::254", False),
+        ("169.254.1.1", False),
+        ("fe80::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("fd12:3456::1", False),
+    ],
+)
+def test_the_dev_policy_opens_loopback_only(address: str, allowed: bool) -> None:
+    policy = TargetPolicy(allow_private=True)
+    if allowed:
+        policy.check_address(address, host=address)
+    else:
+        with pytest.raises(TargetRefused):
+            policy.check_address(address, host=address)

@@ -213,7 +213,11 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 
 
 def install_ops_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
-    """``/health`` (process alive), ``/ready`` (every dependency answers), ``/metrics``."""
+    """``/health`` (process alive), ``/ready`` (every dependency answers), ``/metrics``.
+
+    ``/ready`` names each check ``ok`` or ``error``, never the exception: its text can hold
+    addresses, ports and driver messages (the gateway's answers reach the internet). What failed
+    is logged (``ops.ready.check_failed``)."""
 
     @app.get("/health", tags=["operations"], include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -229,7 +233,8 @@ def install_ops_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
                 results[name] = "ok"
             except Exception as exc:
                 ok = False
-                results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+                results[name] = "error"
+                log.warning("ops.ready.check_failed", check=name, error=repr(exc)[:500])
         if ok:
             return JSONResponse({"status": "ready", "checks": results})
         return problem_response(

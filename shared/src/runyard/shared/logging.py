@@ -1,4 +1,8 @@
-"""structlog set-up: JSON lines when stdout is not a terminal; ids bound per request or message."""
+"""structlog set-up: JSON lines when stdout is not a terminal; ids bound per request or message.
+
+Every line is redacted (``runyard.shared.redaction``): secrets by field name and by value, in
+structlog's lines and in the standard library's (uvicorn, aiokafka, SQLAlchemy warnings).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+
+from runyard.shared.redaction import install_redacting_filter, redact_event
 
 
 def configure_logging(
@@ -31,6 +37,7 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        redact_event,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
@@ -43,6 +50,7 @@ def configure_logging(
     )
     structlog.contextvars.clear_contextvars()
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(name)s %(message)s")
+    install_redacting_filter()
 
 
 def get_logger(name: str | None = None) -> Any:

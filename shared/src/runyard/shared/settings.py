@@ -1,4 +1,10 @@
-"""Service settings: one pydantic-settings class per service, each with its own env prefix."""
+"""Service settings: one pydantic-settings class per service, each with its own env prefix.
+
+Fail closed: ``<PREFIX>ENVIRONMENT`` has no default (the local stack, the test fixtures and the
+manifests set it), and in ``production`` every secret must be a real one: not a shipped
+development default and at least ``MIN_SECRET_BYTES`` long. A refusal names the settings, never
+their values (``hide_input_in_errors``: a validation error would otherwise print every input).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
 
 #: Every secret's shipped default starts with this marker; outside dev/test it is refused.
 DEV_SECRET_MARKER = "dev-insecure-"
+#: The shortest secret production accepts (256 bits of a random key, or a long passphrase).
+MIN_SECRET_BYTES = 32
 
 
 def dev_secret(name: str) -> SecretStr:
@@ -24,11 +32,17 @@ def dev_secret(name: str) -> SecretStr:
 class ServiceSettings(BaseSettings):
     """Settings every service shares. Subclasses set their ``env_prefix`` (``AUTH_`` ...)."""
 
-    model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="RUNYARD_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     service_name: ClassVar[str] = "service"
+    #: Secrets another system issues (the broker's password): refused in production when they
+    #: are a development default, but their length is that system's business.
+    external_credentials: ClassVar[frozenset[str]] = frozenset({"kafka_sasl_password"})
 
-    environment: Environment = "dev"
+    #: ``dev``, ``test`` or ``production``; no default: every process says where it runs
+    environment: Environment
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/runyard"
     db_pool_size: int = 10
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -57,20 +71,34 @@ class ServiceSettings(BaseSettings):
     #: HMAC key the gateway signs forwarded identities with; the same value on every service
     identity_secret: SecretStr = dev_secret("identity-signing")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _require_environment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("environment"):
+            prefix = str(cls.model_config.get("env_prefix", "")).upper()
+            raise ValueError(
+                f"{prefix}ENVIRONMENT is not set: set it to dev, test or production "
+                "(only the local stack and the test fixtures set it for you)"
+            )
+        return data
+
     @model_validator(mode="after")
-    def _refuse_default_secrets(self) -> ServiceSettings:
+    def _refuse_weak_secrets(self) -> ServiceSettings:
         if self.environment in ("dev", "test"):
             return self
-        insecure = [
-            name
-            for name in type(self).model_fields
-            if isinstance(value := getattr(self, name), SecretStr)
-            and value.get_secret_value().startswith(DEV_SECRET_MARKER)
-        ]
-        if insecure:
+        refused: list[str] = []
+        for name in sorted(type(self).model_fields):
+            value = getattr(self, name)
+            if not isinstance(value, SecretStr):
+                continue
+            raw = value.get_secret_value()
+            if raw.startswith(DEV_SECRET_MARKER):
+                refused.append(f"{name}: default development secret refused")
+            elif name not in self.external_credentials and len(raw.encode()) < MIN_SECRET_BYTES:
+                refused.append(f"{name}: shorter than {MIN_SECRET_BYTES} bytes")
+        if refused:
             raise ValueError(
-                f"{', '.join(sorted(insecure))}: default development secret refused in "
-                f"environment {self.environment!r}; set a real value"
+                f"{'; '.join(refused)} in environment {self.environment!r}; set real, random values"
             )
         return self
 

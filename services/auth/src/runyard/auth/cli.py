@@ -98,7 +98,9 @@ def ask(args: argparse.Namespace) -> AdminInput:
 
 
 async def create_admin(url: str, data: AdminInput) -> str:
-    settings = Settings(database_url=url, run_workers=False)
+    # The command only writes a user row: it runs in whatever environment the operator names.
+    environment = os.environ.get("AUTH_ENVIRONMENT") or os.environ.get("ENVIRONMENT") or "dev"
+    settings = Settings(database_url=url, run_workers=False, environment=environment)
     # Creating a user signs nothing: a throwaway key fills the context.
     signing_key = security.SigningKey.from_private_key(Ed25519PrivateKey.generate())
     ctx = AuthContext.build(settings, clock=SystemClock(), signing_key=signing_key)
@@ -113,6 +115,7 @@ async def create_admin(url: str, data: AdminInput) -> str:
                 email=data.email,
                 password=data.password,
                 role="admin",
+                reveal_taken_email=True,
             )
             return str(user.id)
     finally:

@@ -5,6 +5,8 @@ from runyard.shared.settings import ServiceSettings, dev_secret
 
 
 class Settings(ServiceSettings):
+    #: The SMTP relay's operator issues its password: it need not be 32 bytes long.
+    external_credentials = ServiceSettings.external_credentials | {"smtp_password"}
     model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_", extra="ignore", frozen=True)
     service_name = "notifications"
 

@@ -1,4 +1,6 @@
-from pydantic import SecretStr
+from __future__ import annotations
+
+from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from runyard.shared.settings import ServiceSettings, dev_secret
@@ -9,7 +11,9 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="WEBHOOKS_", extra="ignore", frozen=True)
     service_name = "webhooks"
 
-    #: Dev/test only: plain http to any host and loopback/private/link-local addresses.
+    #: Dev/test only (refused in production): plain http to any host, and loopback addresses
+    #: (127.0.0.0/8, ::1) for a receiver on the same machine. Every other rule still holds:
+    #: link-local, cloud metadata, private and other non-public addresses stay refused.
     allow_private_targets: bool = False
     #: Comma-separated hosts (``alerts.example.com`` or ``*.example.com``) that may be reached
     #: with plain ``http``. Their addresses are still checked.
@@ -36,6 +40,15 @@ class Settings(ServiceSettings):
     #: Where people open Runyard; links in Slack and Teams messages start with it.
     public_base_url: str = "http://127.0.0.1:8000"
     dns_timeout_s: float = 5.0
+
+    @model_validator(mode="after")
+    def _no_private_targets_in_production(self) -> Settings:
+        if self.allow_private_targets and self.environment not in ("dev", "test"):
+            raise ValueError(
+                f"allow_private_targets is refused in environment {self.environment!r}: "
+                "deliveries there reach public addresses only"
+            )
+        return self
 
     def target_policy(self) -> TargetPolicy:
         """What deliveries may reach (checked on save and on every connection)."""

@@ -8,6 +8,11 @@ resolver (``VettingResolver``) resolves the host once, refuses the whole host if
 not public, and hands exactly those addresses to aiohttp, which connects to them with the URL's
 host name as ``Host`` header and TLS SNI. No second lookup happens, so DNS rebinding between
 check and connect is closed. IP-literal hosts never reach a resolver; ``check_url`` checks them.
+
+``WEBHOOKS_ALLOW_PRIVATE_TARGETS`` (dev and test only; refused in production) lets plain ``http``
+through and exactly the loopback addresses (127.0.0.0/8, ::1), for a receiver on the developer's
+machine; link-local, cloud metadata (169.254.169.254, fd00:ec2::254) and every other
+non-public address stay refused.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ def _nets(*pairs: tuple[str, str]) -> list[tuple[IPNetwork, str]]:
 #: Checked in order; the first match names the refusal. Anything else must also be ``is_global``.
 BLOCKED = _nets(
     ("169.254.169.254/32", "the cloud metadata address"),
+    ("fd00:ec2::254/128", "the cloud metadata address"),
     ("0.0.0.0/8", "'this network' (0.0.0.0/8)"),
     ("10.0.0.0/8", "a private address"),
     ("100.64.0.0/10", "shared address space (CGNAT, 100.64.0.0/10)"),
@@ -66,6 +72,8 @@ BLOCKED = _nets(
     ("ff00::/8", "a multicast address"),
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: What ``allow_private`` opens: a receiver on this machine, nothing else.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 def address_problem(address: str | IPAddress) -> str | None:
@@ -87,6 +95,12 @@ def address_problem(address: str | IPAddress) -> str | None:
     return None
 
 
+def is_loopback(address: str | IPAddress) -> bool:
+    """127.0.0.0/8 or ::1 itself (not an IPv4-mapped or NAT64 form of it)."""
+    ip = address if not isinstance(address, str) else ipaddress.ip_address(address.split("%")[0])
+    return any(ip.version == net.version and ip in net for net in LOOPBACK)
+
+
 def ip_literal(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]").split("%")[0])
@@ -96,7 +110,7 @@ def ip_literal(host: str) -> IPAddress | None:
 
 @dataclass(frozen=True)
 class TargetPolicy:
-    """``allow_private`` is the dev-only switch: any http(s) URL, any address."""
+    """``allow_private`` is the dev/test-only switch: plain http, and loopback addresses."""
 
     allow_private: bool = False
     http_hosts: frozenset[str] = frozenset()
@@ -130,10 +144,8 @@ class TargetPolicy:
         return host, port or (443 if scheme == "https" else 80)
 
     def check_address(self, address: str | IPAddress, *, host: str) -> None:
-        if self.allow_private:
-            return
         problem = address_problem(address)
-        if problem is not None:
+        if problem is not None and not (self.allow_private and is_loopback(address)):
             shown = f"{host!r} resolves to {address}" if str(address) != host else str(address)
             raise TargetRefused(f"{shown}: {problem}")
 
