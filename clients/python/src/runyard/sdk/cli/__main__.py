@@ -1,0 +1,3 @@
+from runyard.sdk.cli.main import run
+
+run()
