@@ -10,12 +10,13 @@ RUN := $(UV) run --frozen
 
 LINT_PATHS ?= .
 MYPY_PATHS ?= shared/src services/auth/src services/experiments/src services/notifications/src \
-	services/webhooks/src services/api-gateway/src deploy/local/src
+	services/webhooks/src services/api-gateway/src services/console/src deploy/local/src \
+	clients/python/src
 PYTEST_ARGS ?=
 SERVICES ?=
 DOCKER_COMPOSE ?= docker compose
 
-.PHONY: help uv sync lint format test test-fast up down status restart bench clean up-docker down-docker admin
+.PHONY: help uv sync browser lint format test test-fast up down status restart bench clean up-docker down-docker admin
 
 help:
 	@echo "make up          run the local stack in the foreground (Ctrl-C stops it)"
@@ -30,7 +31,7 @@ help:
 	@echo "                 a replica such as webhooks-2, postgres, kafka, mail) and waits until"
 	@echo "                 it is ready; the others are left alone"
 	@echo "make test        lint + all tests (installs uv if missing, uv sync --frozen)"
-	@echo "make test-fast   lint + every test but the whole-stack suites (e2e, faults, fuzz)"
+	@echo "make test-fast   lint + every test but the whole-stack suites (e2e, faults, fuzz, sdk, console)"
 	@echo "                 PYTEST_ARGS='services/auth -k login' narrows any test run"
 	@echo "make format      ruff check --fix, then ruff format"
 	@echo "make lint        ruff check, ruff format --check, mypy (strict) on shared, services, devstack"
@@ -62,16 +63,22 @@ format: uv
 	$(RUN) ruff check --fix $(LINT_PATHS)
 	$(RUN) ruff format $(LINT_PATHS)
 
-test: sync
+# Debian's chromium and chromium-driver for the console's browser tests (apt-get, when missing).
+browser:
+	bash .ci/install-chromium
+
+test: sync browser
 	$(MAKE) --no-print-directory lint UV="$(UV)"
 	$(RUN) pytest $(PYTEST_ARGS)
 
-# The whole-stack suites start every service (e2e, faults, fuzz): the rest is the quick loop.
-FAST_IGNORE := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz
+# The whole-stack suites start every service (e2e, faults, fuzz, the SDK's and the console's):
+# the rest is the quick loop.
+FAST_IGNORE := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz --ignore=tests/console
+FAST_MARKERS := not e2e and not faults and not fuzz and not sdk and not console
 
-test-fast: sync
+test-fast: sync browser
 	$(MAKE) --no-print-directory lint UV="$(UV)"
-	$(RUN) pytest $(FAST_IGNORE) -m "not e2e and not faults and not fuzz" $(PYTEST_ARGS)
+	$(RUN) pytest $(FAST_IGNORE) -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 up: uv
 	$(RUN) python -m runyard.devstack up $(if $(SERVICES),--services $(SERVICES),) $(if $(REPLICAS),--replicas $(REPLICAS),) $(if $(PARTITIONS),--partitions $(PARTITIONS),)
