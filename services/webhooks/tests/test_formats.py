@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from markdown_it import MarkdownIt
 
 from runyard.webhooks.delivery import (
     AttemptResult,
@@ -66,6 +67,60 @@ def test_slack_escapes_markup_and_teams_flags_the_error() -> None:
         "color": "Attention",
         "wrap": True,
     } in card["body"]
+
+
+ATTACK = {
+    "id": "evt-9",
+    "type": "experiment.failed",
+    "subject": "e9",
+    "data": {
+        "experiment_id": "e9",
+        "name": "[click](http://evil.example/login) **urgent** <at>CEO</at> _now_ & ![x](http://i)",
+        "status": "failed",
+        "model_type": "- {{DATE(2017-02-14T06:08:39Z, SHORT)}} ${secret} [cnn]: http://evil",
+        "final_metrics": {"[m](http://evil.example)": 0.5, "val_loss": -0.25},
+        "error": "see http://evil.example/logs\n1. step\n    code\n# head\n---\n> quote <b>x</b>",
+    },
+}
+
+
+def rendered(text: str) -> str:
+    """What a CommonMark renderer (Adaptive Card markdown is a subset) makes of ``text``."""
+    return MarkdownIt("commonmark").render(text)
+
+
+def paragraph(text: str) -> str:
+    """One paragraph showing ``text`` exactly, as the renderer writes it."""
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;")):
+        text = text.replace(char, entity)
+    return f"<p>{text}</p>\n"
+
+
+def test_teams_cards_show_injected_markdown_links_and_mentions_as_plain_text() -> None:
+    card = teams_message(ATTACK, base_url=BASE)["attachments"][0]["content"]
+    title, facts, detail, footer = card["body"]
+    s = summarize(ATTACK, base_url=BASE)
+    # every text renders to one paragraph holding exactly what was typed: no link, image,
+    # emphasis, list, heading, quote or HTML made of it
+    assert rendered(title["text"]) == paragraph(f"❌ {s.title}")
+    assert [(rendered(f["title"]), rendered(f["value"])) for f in facts["facts"]] == [
+        (paragraph(k), paragraph(v)) for k, v in s.facts
+    ]
+    assert s.detail is not None
+    lines = [line.strip() for line in s.detail.splitlines()]
+    assert rendered(detail["text"]) == paragraph("\n".join(lines))
+    texts = [title["text"], detail["text"], footer["text"]]
+    texts += [f[k] for f in facts["facts"] for k in ("title", "value")]
+    for text in texts:
+        assert "<at>" not in text and "{{" not in text and "${" not in text, text
+    # no mention entities, and no URL but the experiment's own link
+    assert "entities" not in card["msteams"]
+    assert [action["url"] for action in card["actions"]] == [f"{BASE}/api/v1/experiments/e9"]
+
+
+def test_links_are_built_from_ids_that_cannot_leave_runyard() -> None:
+    event = {"id": "e", "type": "experiment.created", "data": {"experiment_id": "../../x|y>z"}}
+    assert summarize(event, base_url=BASE).link == f"{BASE}/api/v1/experiments/..%2F..%2Fx%7Cy%3Ez"
 
 
 def test_other_events_show_their_scalar_fields() -> None:

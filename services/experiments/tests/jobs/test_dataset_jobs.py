@@ -5,54 +5,25 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from runyard.experiments.config import Settings
 from runyard.experiments.jobs import runner as job_runner
 from runyard.experiments.main import create_app
-from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.testing import running_app
 from services.experiments.tests.experiments_helpers import event_types, fetch, outbox
-
-
-@pytest.fixture
-async def make_worker(settings) -> AsyncIterator[Any]:
-    engine = create_engine(settings.database_url, pool_size=2)
-    sessionmaker = create_sessionmaker(engine, schema="experiments")
-
-    def make(name: str = "worker-a", config: Settings | None = None) -> job_runner.Worker:
-        return job_runner.Worker(sessionmaker, config or settings, name)
-
-    yield make
-    await engine.dispose()
-
-
-async def generate(client, who, **fields: Any) -> dict[str, Any]:
-    body = {"name": "synthetic-pump", "signals_per_combination": 2, "seed": 11, **fields}
-    response = await client.post("/api/v1/dataset-generations", json=body, headers=who.headers)
-    assert response.status_code == 202, response.text
-    assert response.headers["location"] == f"/api/v1/dataset-generations/{response.json()['id']}"
-    return response.json()
-
-
-async def job(client, who, kind: str, job_id: str) -> dict[str, Any]:
-    response = await client.get(f"/api/v1/{kind}/{job_id}", headers=who.headers)
-    assert response.status_code == 200
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def signals_of(client, who, dataset_id: str) -> list[dict[str, Any]]:
-    response = await client.get(
-        f"/api/v1/datasets/{dataset_id}/signals?limit=500", headers=who.headers
-    )
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
+from services.experiments.tests.jobs.job_helpers import (
+    csv_text,
+    generate,
+    job,
+    signals_of,
+    tone,
+    upload,
+    upload_area,
+)
 
 
 async def test_generated_signals_carry_the_features_their_fault_class_implies(
@@ -198,27 +169,6 @@ async def test_a_generation_whose_dataset_name_was_taken_meanwhile_fails_cleanly
 # --- import ------------------------------------------------------------------------------------
 
 
-def csv_text(rows: list[tuple[str, str, list[Any]]]) -> str:
-    header = "signal_id,fault_class," + ",".join(f"s{i}" for i in range(len(rows[0][2])))
-    lines = [header] + [
-        f"{sid},{fault}," + ",".join(map(str, values)) for sid, fault, values in rows
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def tone(frequency: float, n: int = 64, rate: float = 64.0) -> list[float]:
-    return [round(float(np.sin(2 * np.pi * frequency * i / rate)), 6) for i in range(n)]
-
-
-async def upload(client, who, filename: str, content: bytes, **fields: str) -> Any:
-    return await client.post(
-        "/api/v1/dataset-imports",
-        files={"file": (filename, content, "application/octet-stream")},
-        data={"name": "field-recordings", "sample_rate_hz": "64", **fields},
-        headers=who.headers,
-    )
-
-
 async def test_an_uploaded_csv_is_imported_with_its_features(
     client, db, alice, make_worker
 ) -> None:
@@ -240,7 +190,7 @@ async def test_an_uploaded_csv_is_imported_with_its_features(
         "c": 2.0,
     }
     assert signals["a"]["rms"] == pytest.approx(np.sqrt(0.5), abs=1e-3)
-    assert signals["a"]["file_path"] == f"imports/{created['id']}/pump7.csv#1"
+    assert signals["a"]["file_path"] == f"uploads/{alice.id}/{created['id']}/pump7.csv#1"
     event = next(e for e in await outbox(db) if e["type"] == "dataset_import.completed")
     assert (event["data"]["num_signals"], event["data"]["num_files"]) == (3, 1)
 
@@ -269,7 +219,7 @@ async def test_a_broken_import_file_changes_nothing_and_names_every_bad_row(
 async def test_one_bad_file_in_a_directory_keeps_the_good_ones_out_too(
     client, db, alice, settings, make_worker
 ) -> None:
-    directory = Path(settings.data_dir) / "incoming"
+    directory = upload_area(settings, alice) / "incoming"
     directory.mkdir(parents=True)
     np.savez(
         directory / "a-good.npz",
@@ -280,7 +230,7 @@ async def test_one_bad_file_in_a_directory_keeps_the_good_ones_out_too(
     np.savez(directory / "b-bad.npz", signals=np.array([tone(4)]), labels=np.array([1.5]))
     response = await client.post(
         "/api/v1/dataset-imports",
-        json={"name": "incoming", "path": "incoming"},
+        json={"name": "incoming", "path": f"uploads/{alice.id}/incoming"},
         headers=alice.headers,
     )
     assert response.status_code == 202, response.text
@@ -289,14 +239,18 @@ async def test_one_bad_file_in_a_directory_keeps_the_good_ones_out_too(
     done = await job(client, alice, "dataset-imports", response.json()["id"])
     assert done["status"] == "failed"
     assert done["errors"] == [
-        {"file": "incoming/b-bad.npz", "key": "labels", "msg": "'labels' must be 1 strings"}
+        {
+            "file": f"uploads/{alice.id}/incoming/b-bad.npz",
+            "key": "labels",
+            "msg": "'labels' must be 1 strings",
+        }
     ]
     assert await fetch(db, "SELECT id FROM experiments.signals") == []
 
     (directory / "b-bad.npz").unlink()
     again = await client.post(
         "/api/v1/dataset-imports",
-        json={"name": "incoming-2", "path": "incoming/a-good.npz"},
+        json={"name": "incoming-2", "path": f"uploads/{alice.id}/incoming/a-good.npz"},
         headers=alice.headers,
     )
     await job_runner.run_next(make_worker())
@@ -312,14 +266,14 @@ async def test_one_bad_file_in_a_directory_keeps_the_good_ones_out_too(
 async def test_an_import_cancelled_while_running_imports_nothing(
     client, db, alice, settings, make_worker
 ) -> None:
-    directory = Path(settings.data_dir) / "batch"
+    directory = upload_area(settings, alice) / "batch"
     directory.mkdir(parents=True)
     for name in ("a.csv", "b.csv"):
         (directory / name).write_text(csv_text([(name, "normal", tone(4))]))
     created = (
         await client.post(
             "/api/v1/dataset-imports",
-            json={"name": "batch", "path": "batch"},
+            json={"name": "batch", "path": f"uploads/{alice.id}/batch"},
             headers=alice.headers,
         )
     ).json()
@@ -363,11 +317,13 @@ async def test_a_symlink_leading_out_of_the_data_directory_is_400(
 ) -> None:
     outside = tmp_path / "secret.csv"
     outside.write_text(csv_text([("s", "normal", tone(4))]))
-    directory = Path(settings.data_dir) / "linked"
+    directory = upload_area(settings, alice) / "linked"
     directory.mkdir(parents=True)
     (directory / "secret.csv").symlink_to(outside)
     response = await client.post(
-        "/api/v1/dataset-imports", json={"name": "linked", "path": "linked"}, headers=alice.headers
+        "/api/v1/dataset-imports",
+        json={"name": "linked", "path": f"uploads/{alice.id}/linked"},
+        headers=alice.headers,
     )
     assert response.status_code == 400
     assert await fetch(db, "SELECT id FROM experiments.dataset_imports") == []

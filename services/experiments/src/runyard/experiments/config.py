@@ -11,11 +11,11 @@ class Settings(ServiceSettings):
     #: a search (GET /experiments, saved-search runs) running longer is cancelled: 503
     search_statement_timeout_ms: int = Field(default=5000, ge=100)
 
-    #: where generated and imported signal files live (``generations/<job>``, ``imports/<job>``);
-    #: server-side import paths must lie inside it
+    #: where generated and uploaded signal files live (``generations/<job>``,
+    #: ``uploads/<owner>/<job>``); an import by path reads only the caller's ``uploads/<owner>``
     data_dir: str = ".data/experiments"
     #: a multipart upload to POST /dataset-imports larger than this is refused: 413. The same as
-    #: the gateway's GATEWAY_MAX_BODY_BYTES; raise both together (larger files: import by path)
+    #: the gateway's GATEWAY_MAX_BODY_BYTES; raise both together
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     #: the largest ``explanation_data`` document stored (serialized JSON): 413 beyond
     explanation_max_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -23,5 +23,19 @@ class Settings(ServiceSettings):
     job_poll_interval_s: float = Field(default=1.0, gt=0)
     #: a claimed job whose worker stopped renewing its lease this long ago is taken over
     job_lease_s: float = Field(default=60.0, gt=0)
-    #: signals a generation job writes (and commits progress for) per step
+    #: signals a generation job writes (and commits progress for) per step, fewer for long
+    #: signals (a step holds at most 32 MiB of samples)
     generation_chunk_size: int = Field(default=100, ge=1)
+    #: a generation writing more samples than this (signals x samples per signal) is refused: 422
+    generation_max_samples: int = Field(default=100_000_000, ge=1)
+    #: what one import job may read, counted before reading: each CSV's size and each NPZ
+    #: member's declared uncompressed size; beyond it the job fails
+    import_max_expanded_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: signals one import job may create; beyond it the job fails
+    import_max_signals: int = Field(default=100_000, ge=1)
+    #: a job claimed this many times without finishing (its worker died each time) fails
+    job_max_attempts: int = Field(default=3, ge=1)
+    #: bytes of signal files one user's jobs may hold (uploads, generated files): 422 beyond
+    user_quota_bytes: int = Field(default=2 * 1024**3, ge=0)
+    #: pending and running jobs (generations and imports together) one user may have: 422 beyond
+    user_max_active_jobs: int = Field(default=4, ge=1)

@@ -205,6 +205,55 @@ class TooManySignals(ValidationFailed):
         )
 
 
+class LimitExceeded(ProblemError):
+    """A 422 naming what the request would take (``requested``) and the ``limit`` it passes."""
+
+    def __init__(self, detail: str, *, loc: list[str | int], requested: int, limit: int) -> None:
+        super().__init__(
+            422,
+            "Limit exceeded",
+            detail,
+            errors=[{"loc": loc, "msg": detail, "type": "limit_exceeded"}],
+            requested=requested,
+            limit=limit,
+        )
+
+
+class TooManySamples(LimitExceeded):
+    def __init__(self, signals: int, samples: int, limit: int) -> None:
+        total = signals * samples
+        super().__init__(
+            f"The generation would write {total} samples ({signals} signals of {samples} "
+            f"samples); at most {limit} per job (EXPERIMENTS_GENERATION_MAX_SAMPLES).",
+            loc=["body"],
+            requested=total,
+            limit=limit,
+        )
+
+
+class QuotaExceeded(LimitExceeded):
+    def __init__(self, size: int, used: int, quota: int) -> None:
+        super().__init__(
+            f"The job needs {size} bytes of signal files and yours already hold {used}; "
+            f"{used + size} would pass your quota of {quota} bytes (EXPERIMENTS_USER_QUOTA_BYTES). "
+            "Delete datasets you no longer need to free their files.",
+            loc=["body"],
+            requested=used + size,
+            limit=quota,
+        )
+
+
+class TooManyActiveJobs(LimitExceeded):
+    def __init__(self, active: int, limit: int) -> None:
+        super().__init__(
+            f"You have {active} pending or running dataset jobs; at most {limit} at a time "
+            "(EXPERIMENTS_USER_MAX_ACTIVE_JOBS). Wait for one to finish, or cancel one.",
+            loc=["body"],
+            requested=active + 1,
+            limit=limit,
+        )
+
+
 class UploadTooLarge(ContentTooLarge):
     def __init__(self, limit: int) -> None:
         super().__init__(

@@ -378,6 +378,7 @@ class _DatasetJob(UUIDPrimaryKey, Timestamps):
     #: the worker currently holding the job (the column's name is historical: no Celery)
     celery_task_id: Mapped[str | None] = mapped_column(String(255))
     locked_until: Mapped[datetime | None]
+    #: claims of the job; one more than its worker deaths while it runs (see job_max_attempts)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     dataset_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -388,6 +389,9 @@ class _DatasetJob(UUIDPrimaryKey, Timestamps):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     duration_seconds: Mapped[float | None] = mapped_column(Float)
+    #: bytes of signal files the job holds on disk (its upload, or what its generation writes:
+    #: projected until it completes), counted against its owner's quota; 0 once they are removed
+    bytes_stored: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class DatasetGeneration(_DatasetJob, Base):

@@ -2,13 +2,20 @@
 
 Slack and Teams get a summary a person can read at a glance: for experiments the name, status,
 model, key metrics, duration and a link; for anything else the event's scalar fields.
+
+Most of it is user-controlled (an experiment's name, its model type, metric names, an error
+message), and both providers render markup: every such string is escaped for its provider, so
+it shows as typed and never becomes a link, a mention, formatting or a date function. The only
+URL a message carries is Runyard's own link, built from an id.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 #: Metrics shown first when an experiment has them; the rest follow in their own order.
 PREFERRED_METRICS = (
@@ -86,7 +93,7 @@ def key_metrics(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 def _link(data: dict[str, Any], base_url: str) -> str | None:
     for key, path in LINKS:
         if data.get(key):
-            return base_url.rstrip("/") + path.format(data[key])
+            return base_url.rstrip("/") + path.format(quote(str(data[key]), safe=""))
     return None
 
 
@@ -196,26 +203,53 @@ def slack_message(event: dict[str, Any], *, base_url: str) -> dict[str, Any]:
     return {"text": _slack_escape(text)[:3000], "blocks": blocks}
 
 
+#: ASCII punctuation that Adaptive Card markdown (a CommonMark subset in TextBlock text and in
+#: Fact titles and values) or Teams acts on: emphasis, links, code, HTML and ``<at>`` mentions,
+#: entities, ``{{DATE(...)}}`` functions. ``_`` only where it can delimit emphasis (not inside
+#: a word such as ``val_loss``), ``:`` only in ``://`` (a bare URL would be made a link).
+_TEAMS_INLINE = re.compile(r"[\\`*\[\](){}<>#~|!&]|(?<![^\W_])_|_(?![^\W_])|:(?=//)")
+#: what starts a block at the start of a line: a list item (``-``, ``+``, ``1.``), a heading
+#: underline (``=``, ``---``); not a signed number such as ``-0.5``
+_TEAMS_LINE_START = re.compile(r"^([-+=])(?![\d.])|^(\d{1,9})(\.)(?=\s|$)", re.MULTILINE)
+
+
+def _teams_escape(text: str, *, multiline: bool = False) -> str:
+    """``text`` as Teams shows it literally: markdown syntax backslash-escaped (CommonMark).
+    One line unless ``multiline`` (whitespace runs become one space); lines lose their
+    indentation (which would make code blocks)."""
+    if multiline:
+        text = "\n".join(line.strip() for line in text.splitlines())
+    else:
+        text = " ".join(text.split())
+    text = _TEAMS_INLINE.sub(lambda m: "\\" + m.group(0), text)
+    return _TEAMS_LINE_START.sub(
+        lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\" + m.group(3), text
+    )
+
+
 def teams_message(event: dict[str, Any], *, base_url: str) -> dict[str, Any]:
-    """An Adaptive Card in the Teams Workflows ``message`` envelope."""
+    """An Adaptive Card in the Teams Workflows ``message`` envelope; every text in it escaped
+    (``_teams_escape``), and no element with a URL but Runyard's own link."""
     s = summarize(event, base_url=base_url)
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
-            "text": f"{s.icon} {s.title}",
+            "text": f"{s.icon} {_teams_escape(s.title)}",
             "weight": "Bolder",
             "size": "Medium",
             "wrap": True,
         }
     ]
     if s.facts:
-        body.append({"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in s.facts]})
+        facts = [{"title": _teams_escape(k), "value": _teams_escape(v)} for k, v in s.facts]
+        body.append({"type": "FactSet", "facts": facts})
     if s.detail:
-        body.append({"type": "TextBlock", "text": s.detail, "color": "Attention", "wrap": True})
+        detail = _teams_escape(s.detail, multiline=True)
+        body.append({"type": "TextBlock", "text": detail, "color": "Attention", "wrap": True})
     body.append(
         {
             "type": "TextBlock",
-            "text": f"Runyard · {s.event_type} · event {s.event_id}",
+            "text": _teams_escape(f"Runyard · {s.event_type} · event {s.event_id}"),
             "isSubtle": True,
             "size": "Small",
             "wrap": True,

@@ -4,14 +4,18 @@ study rebuilt in memory from the campaign's stored trials (ADR 0007).
 Every ask and every pruning question rebuilds the study from ``hpo_trials`` (parameters, state,
 value, Optuna's system attributes) and the trial experiments' training runs (intermediate values
 per epoch), so no Optuna state lives anywhere else: a restart, or another replica, sees the same
-study. The samplers are seeded from the campaign's seed and the number of trials so far, so a
-rebuilt random or TPE sampler does not replay the previous suggestion.
+study. Rebuilding and asking is CPU work that grows with the history: the service calls
+``suggest_trial`` and ``decide_pruning`` in a worker thread, never on the event loop (they read
+the rows they are given and touch no session).
+
+The samplers are seeded from the campaign's seed and the number of trials so far, so a rebuilt
+random or TPE sampler does not replay the previous suggestion.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -201,6 +205,34 @@ def system_attrs(rebuilt: RebuiltStudy, number: int) -> dict[str, Any]:
     """A trial's system attributes after the pruner ran (the rungs it reached), to store."""
     found = rebuilt.study._storage.get_trial_system_attrs(rebuilt.trial_ids[number])
     return dict(json_safe(found))
+
+
+def suggest_trial(
+    campaign: HpoCampaign, trials: Sequence[HpoTrial], steps: Mapping[int, Mapping[int, float]]
+) -> Asked:
+    """Rebuild the study and ask it for the next trial: CPU work that grows with the history
+    (TPE fits its model over every trial), so the service runs it in a worker thread."""
+    return ask(rebuild(campaign, trials, steps), campaign)
+
+
+@dataclass(frozen=True)
+class PruneDecision:
+    prune: bool
+    #: the trial's system attributes after the pruner ran
+    system_attrs: dict[str, Any]
+
+
+def decide_pruning(
+    campaign: HpoCampaign,
+    trials: Sequence[HpoTrial],
+    steps: Mapping[int, Mapping[int, float]],
+    number: int,
+) -> PruneDecision:
+    """Rebuild the study and ask its pruner about trial ``number`` (a worker thread's work, as
+    ``suggest_trial``)."""
+    rebuilt = rebuild(campaign, trials, steps)
+    prune = should_prune(rebuilt, number)
+    return PruneDecision(prune, system_attrs(rebuilt, number))
 
 
 def json_safe(value: Any) -> Any:

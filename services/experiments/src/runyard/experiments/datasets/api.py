@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -14,6 +15,7 @@ from runyard.experiments.datasets.schemas import (
     SignalBatchResult,
     SignalOut,
 )
+from runyard.experiments.deps import SettingsDep
 from runyard.shared.identity import CurrentPrincipal
 from runyard.shared.pagination import DEFAULT_LIMIT, CursorParam, Limit, Page
 from runyard.shared.runtime import SessionDep
@@ -71,9 +73,13 @@ async def update_dataset(
     responses={409: {"description": "experiments still use the dataset"}},
 )
 async def delete_dataset(
-    dataset_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+    dataset_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
 ) -> Response:
-    await service.delete_dataset(session, principal=principal, dataset_id=dataset_id)
+    """Delete the dataset and its signals, and the signal files its generation or upload
+    wrote (they no longer count against your storage quota)."""
+    await service.delete_dataset(
+        session, principal=principal, dataset_id=dataset_id, data_dir=Path(settings.data_dir)
+    )
     return Response(status_code=204)
 
 

@@ -8,6 +8,7 @@ dataset's signal count, fault types and severity levels follow in the same trans
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,8 @@ from runyard.experiments.datasets.schemas import (
     SignalBatchResult,
     SignalIn,
 )
+from runyard.experiments.jobs import repository as jobs_repository
+from runyard.experiments.jobs import storage
 from runyard.experiments.models import Dataset, Signal
 from runyard.experiments.repository import get_owned, list_owned, unique_or_conflict
 from runyard.experiments.schemas import changed_fields, requested_changes
@@ -119,13 +122,17 @@ async def update_dataset(
 
 
 async def delete_dataset(
-    session: AsyncSession, *, principal: Principal, dataset_id: uuid.UUID
+    session: AsyncSession, *, principal: Principal, dataset_id: uuid.UUID, data_dir: Path
 ) -> None:
-    """Delete a dataset and its signals; refused (409) while experiments use it."""
+    """Delete a dataset and its signals; refused (409) while experiments use it. The signal
+    files of the job that made it (its generation's, its upload) go too, and with them their
+    share of the owner's quota."""
     dataset = await get_dataset(session, principal=principal, dataset_id=dataset_id, write=True)
     used_by = await repository.count_experiments_using(session, dataset.id)
     if used_by:
         raise errors.DatasetInUse(used_by)
+    for job in await jobs_repository.lock_jobs_of_dataset(session, dataset.id):
+        await storage.release_files(data_dir, job)
     dataset.version += 1
     await emit(
         session,

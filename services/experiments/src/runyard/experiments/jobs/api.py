@@ -34,6 +34,11 @@ imports = APIRouter(prefix="/api/v1/dataset-imports", tags=["dataset-jobs"])
 
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "the job is already finished"}}
+LIMITS = (
+    "over a limit, named with what the request would take (`requested`) and the `limit`: "
+    "your pending and running jobs (EXPERIMENTS_USER_MAX_ACTIVE_JOBS), the bytes of signal "
+    "files your jobs hold (EXPERIMENTS_USER_QUOTA_BYTES)"
+)
 #: multipart framing and form fields on top of the file itself
 FORM_OVERHEAD = 64 * 1024
 MAX_JSON_BODY = 64 * 1024
@@ -49,9 +54,15 @@ def add_job_routes(router: APIRouter, model: JobModel, out: Any, noun: str) -> N
         return out.model_validate(job)
 
     async def cancel_job(
-        job_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+        job_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
     ) -> Any:
-        job = await service.cancel_job(session, model, principal=principal, job_id=job_id)
+        job = await service.cancel_job(
+            session,
+            model,
+            principal=principal,
+            job_id=job_id,
+            data_dir=Path(settings.data_dir),
+        )
         return out.model_validate(job)
 
     add_owned_list_route(
@@ -78,15 +89,32 @@ def add_job_routes(router: APIRouter, model: JobModel, out: Any, noun: str) -> N
 # --- generation
 
 
-@generations.post("", status_code=202, response_model=GenerationOut)
+@generations.post(
+    "",
+    status_code=202,
+    response_model=GenerationOut,
+    responses={
+        422: {
+            "description": f"an invalid body, or {LIMITS}, the samples of one generation "
+            "(EXPERIMENTS_GENERATION_MAX_SAMPLES)"
+        }
+    },
+)
 async def create_generation(
-    body: GenerationCreate, session: SessionDep, principal: CurrentPrincipal, response: Response
+    body: GenerationCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    response: Response,
 ) -> GenerationOut:
     """Queue a job that synthesises pump vibration signals (shaft harmonics plus noise, with
     each fault class's signature at each severity), writes them as .npz files under the data
     directory and creates the dataset with every signal's RMS, kurtosis and dominant frequency.
-    Poll the job for `status` and `progress`."""
-    job = await service.create_generation(session, principal=principal, data=body)
+    Poll the job for `status` and `progress`. The samples it writes (signals times samples per
+    signal) are limited, and count against your storage quota."""
+    job = await service.create_generation(
+        session, principal=principal, data=body, settings=settings
+    )
     response.headers["Location"] = f"/api/v1/dataset-generations/{job.id}"
     return GenerationOut.model_validate(job)
 
@@ -140,9 +168,10 @@ IMPORT_BODY: dict[str, Any] = {
     response_model=ImportOut,
     openapi_extra=IMPORT_BODY,
     responses={
-        400: {"description": "a path outside the data directory, missing, or no .csv/.npz"},
+        400: {"description": "a path outside your upload area, missing, or no .csv/.npz"},
         413: {"description": "upload larger than EXPERIMENTS_UPLOAD_MAX_BYTES"},
         415: {"description": "neither multipart/form-data nor application/json"},
+        422: {"description": f"invalid fields, or {LIMITS}"},
     },
 )
 async def create_import(
@@ -153,11 +182,13 @@ async def create_import(
     response: Response,
 ) -> ImportOut:
     """Import signals with labels from a CSV or NPZ file: uploaded (multipart `file` plus the
-    form fields), or a server-side `path` (a file or a directory of them) inside the service's
-    data directory (JSON). The job validates every row and array first: any problem fails it
-    with the problems listed and imports nothing."""
+    form fields; stored in your upload area, `uploads/<your user id>/<job id>/`), or (JSON) a
+    server-side `path`, relative to the data directory, of your earlier uploads: a file or a
+    directory inside your upload area, such as an upload import's `output_path`. The job
+    validates every row and array first: any problem fails it with the problems listed and
+    imports nothing. What one import reads is limited (EXPERIMENTS_IMPORT_MAX_EXPANDED_BYTES,
+    counted before reading, and EXPERIMENTS_IMPORT_MAX_SIGNALS): beyond, the job fails."""
     content_type = request.headers.get("content-type", "")
-    data_dir = Path(settings.data_dir)
     if content_type.startswith("multipart/form-data"):
         await read_limited(request, settings.upload_max_bytes + FORM_OVERHEAD)
         form = await request.form(max_files=1, max_fields=20)
@@ -173,7 +204,7 @@ async def create_import(
             principal=principal,
             data=None,
             upload=(file.filename or "upload", content, fields),
-            data_dir=data_dir,
+            settings=settings,
         )
     elif content_type.startswith("application/json"):
         raw = await read_limited(request, MAX_JSON_BODY)
@@ -182,7 +213,7 @@ async def create_import(
         except ValidationError as exc:
             raise errors.InvalidBody("The request did not match the expected shape.", exc) from None
         job = await service.create_import(
-            session, principal=principal, data=data, upload=None, data_dir=data_dir
+            session, principal=principal, data=data, upload=None, settings=settings
         )
     else:
         raise errors.UnsupportedMediaType()

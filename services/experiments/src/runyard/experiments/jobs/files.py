@@ -1,84 +1,89 @@
-"""Signal files: where an import's files may come from (an upload, a path inside the data
-directory), reading and validating them, and writing the files generation makes.
+"""Signal files: reading and validating what an import gives, within the job's budget, and
+writing the files generation makes (where files live and whose they are: ``storage``).
 
 Two formats, one signal per row or per array row:
 
 - **CSV** (``.csv``, UTF-8, header row): a ``fault_class`` (or ``label``) column, optional
   ``signal_id``, ``severity`` and ``sample_rate_hz`` columns; every other column is a sample, in
   header order (the "wide" layout of the UCR time-series archive). At least 8 samples.
-- **NPZ** (``.npz``, loaded without pickle): ``signals`` (2-D numbers, one row per signal),
+- **NPZ** (``.npz``, never unpickled): ``signals`` (2-D numbers, one row per signal),
   ``labels`` (1-D strings, the fault classes), optional ``severities`` and ``signal_ids`` (1-D
   strings) and ``sample_rate`` (a number).
 
 Every problem is collected with its file and row (CSV, 1 = first data row) or key (NPZ); a file
 with any problem imports nothing, and neither does the job.
+
+What a file claims never sizes the worker's memory. A job has a ``Budget``: the bytes it reads
+(each CSV's size, and the declared uncompressed size of each NPZ member it wants, counted before
+reading: ``EXPERIMENTS_IMPORT_MAX_EXPANDED_BYTES``) and the signals it creates
+(``EXPERIMENTS_IMPORT_MAX_SIGNALS``). NPZ members are read one at a time, never beyond what
+they declared (``npz``); a CSV is read a line at a time (lines of at most 2 Mi characters, at
+most 100,000 columns); a signal has at most 1,000,000 samples. Signals are handed on one at a
+time, and a job keeps only their features (``Row``), never their samples.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import math
-import re
+import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from runyard.experiments.datasets.schemas import SignalIn
+from runyard.experiments.jobs import npz
+
 MIN_SAMPLES = 8
+MAX_SAMPLES = 1_000_000
+MAX_CSV_COLUMNS = 100_000
+MAX_CSV_LINE = 2 * 1024 * 1024
 MAX_ERRORS = 100
-SUFFIXES = (".csv", ".npz")
 META_COLUMNS = ("signal_id", "fault_class", "label", "severity", "sample_rate_hz")
+NPZ_KEYS = ("signals", "labels", "severities", "signal_ids", "sample_rate")
 
 
-class PathRefused(ValueError):
-    """A server-side path outside the data directory, missing, or of no supported file."""
+@dataclass
+class Budget:
+    """What one job may still read (bytes, as expanded) and create (signals)."""
 
+    max_bytes: int
+    max_signals: int
+    bytes_read: int = 0
+    signals: int = 0
 
-def resolve_inside(data_dir: Path, given: str) -> Path:
-    base = data_dir.resolve()
-    candidate = Path(given)
-    full = (candidate if candidate.is_absolute() else base / candidate).resolve()
-    if not full.is_relative_to(base):
-        raise PathRefused("the path must lie inside the service's data directory")
-    if not full.exists():
-        raise PathRefused("no such file or directory in the data directory")
-    return full
+    @property
+    def bytes_left(self) -> int:
+        return self.max_bytes - self.bytes_read
 
+    def take_bytes(self, size: int) -> bool:
+        if size > self.bytes_left:
+            return False
+        self.bytes_read += size
+        return True
 
-def files_at(path: Path) -> list[Path]:
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
-        if not found:
-            raise PathRefused("the directory holds no .csv or .npz file")
-        return found
-    if path.suffix.lower() not in SUFFIXES:
-        raise PathRefused("only .csv and .npz files can be imported")
-    return [path]
+    def take_signals(self, count: int) -> bool:
+        if self.signals + count > self.max_signals:
+            return False
+        self.signals += count
+        return True
 
+    def too_many_signals(self) -> str:
+        return (
+            f"more than {self.max_signals} signals; an import may create at most "
+            f"{self.max_signals} (EXPERIMENTS_IMPORT_MAX_SIGNALS)"
+        )
 
-def locate(data_dir: Path, given: str) -> list[str]:
-    """The files a server-side path names, relative to the data directory."""
-    found = files_at(resolve_inside(data_dir, given))
-    base = data_dir.resolve()
-    if any(not p.resolve().is_relative_to(base) for p in found):  # a symlink leading out
-        raise PathRefused("the path must lie inside the service's data directory")
-    return [str(p.relative_to(base)) for p in found]
-
-
-def safe_filename(filename: str | None) -> str:
-    base = Path(filename or "upload").name
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".")[:200]
-    return cleaned or "upload"
-
-
-def store_upload(target: Path, content: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(content)
+    def too_large(self, size: int) -> str:
+        return (
+            f"the file is {size} bytes, more than the {self.bytes_left} the import may still "
+            f"read (of {self.max_bytes}: {npz.BUDGET_SETTING})"
+        )
 
 
 @dataclass
@@ -88,8 +93,38 @@ class ParsedSignal:
     severity: str | None
     samples: npt.NDArray[np.float64]
     sample_rate_hz: float
-    #: ``<file>#<row or index>``, relative to the data directory
-    file_path: str
+    #: the row (CSV, 1 = first data row) or index (NPZ) in its file
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A signal read, without its samples: what a job keeps until it stores the dataset."""
+
+    signal_id: str
+    fault_class: str
+    severity: str | None
+    #: the file, relative to the data directory (one string shared by the file's rows)
+    file: str
+    at: int
+    rms: float
+    kurtosis: float
+    dominant_frequency: float
+
+    @property
+    def file_path(self) -> str:
+        return f"{self.file}#{self.at}"
+
+    def signal_in(self) -> SignalIn:
+        return SignalIn(
+            signal_id=self.signal_id,
+            fault_class=self.fault_class,
+            severity=self.severity,
+            file_path=self.file_path,
+            rms=self.rms,
+            kurtosis=self.kurtosis,
+            dominant_frequency=self.dominant_frequency,
+        )
 
 
 @dataclass
@@ -105,52 +140,80 @@ class Problems:
 
 def label(value: str, max_length: int) -> str | None:
     value = value.strip()
-    return value if 0 < len(value) <= max_length else None
+    return sys.intern(value) if 0 < len(value) <= max_length else None
 
 
 def read_file(
-    path: Path, *, name: str, default_rate: float, problems: Problems
-) -> list[ParsedSignal]:
-    """The signals of one file; problems are added to ``problems`` (then the result is junk)."""
-    if path.suffix.lower() == ".csv":
-        return read_csv(path, name=name, default_rate=default_rate, problems=problems)
-    return read_npz(path, name=name, default_rate=default_rate, problems=problems)
+    path: Path, *, name: str, default_rate: float, problems: Problems, budget: Budget
+) -> Iterator[ParsedSignal]:
+    """The signals of one file, one at a time; problems are added to ``problems`` (then what
+    was given is junk)."""
+    reader = read_csv if path.suffix.lower() == ".csv" else read_npz
+    return reader(path, name=name, default_rate=default_rate, problems=problems, budget=budget)
+
+
+class LineTooLong(ValueError):
+    pass
+
+
+def lines(handle: IO[str]) -> Iterator[str]:
+    while line := handle.readline(MAX_CSV_LINE + 1):
+        if len(line) > MAX_CSV_LINE:
+            raise LineTooLong()
+        yield line
 
 
 def read_csv(
-    path: Path, *, name: str, default_rate: float, problems: Problems
-) -> list[ParsedSignal]:
+    path: Path, *, name: str, default_rate: float, problems: Problems, budget: Budget
+) -> Iterator[ParsedSignal]:
+    size = path.stat().st_size
+    if not budget.take_bytes(size):
+        problems.add(name, budget.too_large(size))
+        return
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            yield from parse_csv(
+                csv.reader(lines(handle)),
+                name=name,
+                default_rate=default_rate,
+                problems=problems,
+                budget=budget,
+            )
     except UnicodeDecodeError:
         problems.add(name, "not UTF-8 text")
-        return []
-    try:
-        return parse_csv(text, name=name, default_rate=default_rate, problems=problems)
+    except LineTooLong:
+        problems.add(name, f"a line longer than {MAX_CSV_LINE} characters")
     except csv.Error as exc:
         problems.add(name, f"not readable as CSV ({exc})")
-        return []
 
 
 def parse_csv(
-    text: str, *, name: str, default_rate: float, problems: Problems
-) -> list[ParsedSignal]:
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader, [])]
+    reader: Iterable[list[str]],
+    *,
+    name: str,
+    default_rate: float,
+    problems: Problems,
+    budget: Budget,
+) -> Iterator[ParsedSignal]:
+    rows = iter(reader)
+    header = [h.strip() for h in next(rows, [])]
     if not header:
         problems.add(name, "empty file (a header row is needed)")
-        return []
+        return
+    if len(header) > MAX_CSV_COLUMNS + len(META_COLUMNS):
+        problems.add(name, f"{len(header)} columns; at most {MAX_CSV_COLUMNS} samples", row=0)
+        return
     label_column = "fault_class" if "fault_class" in header else "label"
     if label_column not in header:
         problems.add(name, "no fault_class (or label) column in the header", row=0)
-        return []
+        return
     sample_columns = [i for i, h in enumerate(header) if h not in META_COLUMNS]
     if len(sample_columns) < MIN_SAMPLES:
         problems.add(name, f"at least {MIN_SAMPLES} sample columns are needed", row=0)
-        return []
+        return
     index = {h: i for i, h in enumerate(header)}
-    signals: list[ParsedSignal] = []
-    for number, row in enumerate(reader, start=1):
+    before, given = problems.total, 0
+    for number, row in enumerate(rows, start=1):
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(header):
@@ -185,19 +248,17 @@ def parse_csv(
         if len(signal_id) > 255:
             problems.add(name, "signal_id longer than 255", row=number)
             continue
-        signals.append(
-            ParsedSignal(
-                signal_id=signal_id or f"{Path(name).stem}-{number}",
-                fault_class=fault,
-                severity=severity,
-                samples=np.asarray(values, dtype=np.float64),
-                sample_rate_hz=rate,
-                file_path=f"{name}#{number}",
-            )
+        if not budget.take_signals(1):
+            problems.add(name, budget.too_many_signals(), row=number)
+            return
+        given += 1
+        samples = np.asarray(values, dtype=np.float64)
+        del values
+        yield ParsedSignal(
+            signal_id or f"{Path(name).stem}-{number}", fault, severity, samples, rate, number
         )
-    if not signals and problems.total == 0:
+    if not given and problems.total == before:
         problems.add(name, "no data rows")
-    return signals
 
 
 def number_or_none(cell: str) -> float | None:
@@ -211,28 +272,37 @@ def number_or_none(cell: str) -> float | None:
 def strings(array: npt.NDArray[Any], count: int) -> list[str] | None:
     if array.ndim != 1 or len(array) != count or array.dtype.kind not in "US":
         return None
-    return [str(v.decode() if isinstance(v, bytes) else v).strip() for v in array]
+    return [
+        sys.intern(str(v.decode(errors="replace") if isinstance(v, bytes) else v).strip())
+        for v in array
+    ]
 
 
 def read_npz(
-    path: Path, *, name: str, default_rate: float, problems: Problems
-) -> list[ParsedSignal]:
+    path: Path, *, name: str, default_rate: float, problems: Problems, budget: Budget
+) -> Iterator[ParsedSignal]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        arrays, declared = npz.load(path, NPZ_KEYS, max_bytes=budget.bytes_left)
+    except npz.ArchiveRefused as exc:
+        problems.add(name, str(exc), **({"key": exc.key} if exc.key else {}))
+        return
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         problems.add(name, f"not a readable .npz archive without pickled objects ({exc})")
-        return []
+        return
+    budget.take_bytes(declared)
     data = arrays.get("signals")
     if data is None or data.ndim != 2 or data.dtype.kind not in "iuf":
         problems.add(name, "'signals' must be a 2-D numeric array", key="signals")
-        return []
+        return
     count, width = data.shape
-    if width < MIN_SAMPLES:
-        problems.add(name, f"at least {MIN_SAMPLES} samples per signal", key="signals")
-    values = data.astype(np.float64)
-    for row in np.flatnonzero(~np.isfinite(values).all(axis=1))[:MAX_ERRORS]:
-        problems.add(name, "NaN or infinite samples", key="signals", index=int(row))
+    if not MIN_SAMPLES <= width <= MAX_SAMPLES:
+        problems.add(
+            name, f"{MIN_SAMPLES} to {MAX_SAMPLES} samples per signal, not {width}", key="signals"
+        )
+        return
+    if not budget.take_signals(count):
+        problems.add(name, budget.too_many_signals(), key="signals")
+        return
     labels = strings(arrays.get("labels", np.array([1])), count)
     if labels is None:
         problems.add(name, f"'labels' must be {count} strings", key="labels")
@@ -262,15 +332,20 @@ def read_npz(
             problems.add(name, "'sample_rate' must be one positive number", key="sample_rate")
         else:
             rate = float(given_rate.item())
-    return [
-        ParsedSignal(ids[i], labels[i], severities[i], values[i], rate, f"{name}#{i}")
-        for i in range(count)
-    ]
+    for i in range(count):
+        values = data[i].astype(np.float64)
+        if not np.isfinite(values).all():
+            problems.add(name, "NaN or infinite samples", key="signals", index=i)
+            continue
+        yield ParsedSignal(ids[i], labels[i], severities[i], values, rate, i)
 
 
 class Located(Protocol):
-    signal_id: str
-    file_path: str | None
+    @property
+    def signal_id(self) -> str: ...
+
+    @property
+    def file_path(self) -> str | None: ...
 
 
 def add_duplicates(signals: Sequence[Located], problems: Problems) -> None:

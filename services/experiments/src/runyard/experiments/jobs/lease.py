@@ -1,10 +1,13 @@
 """Job rows as a lease-based queue: claim, hold (re-lock, renew, honour a cancellation),
-finish and fail, and the jobs' events. See ``runner`` for the whole picture."""
+finish and fail, and the jobs' events. See ``runner`` for the whole picture.
+
+A job whose worker dies (killed, out of memory, a crash in native code) is claimed again once
+its lease expires, and every claim counts in ``attempts``: a job found with
+``EXPERIMENTS_JOB_MAX_ATTEMPTS`` claims behind it is failed instead of claimed, so an input that
+kills its worker kills at most that many."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from runyard.experiments import users
 from runyard.experiments.config import Settings
-from runyard.experiments.datasets.schemas import SignalIn
-from runyard.experiments.jobs import files, repository
+from runyard.experiments.jobs import files, repository, storage
 from runyard.experiments.jobs.repository import Job, JobModel
 from runyard.experiments.models import DatasetGeneration
 from runyard.shared.contracts.experiments import (
@@ -36,8 +38,9 @@ class Worker:
     settings: Settings
     worker_id: str
     #: parsed files of the import this worker is running (job id -> signals so far)
-    staged: dict[uuid.UUID, list[SignalIn]] = field(default_factory=dict)
+    staged: dict[uuid.UUID, list[files.Row]] = field(default_factory=dict)
     problems: dict[uuid.UUID, files.Problems] = field(default_factory=dict)
+    budgets: dict[uuid.UUID, files.Budget] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -52,11 +55,17 @@ class LostJob(Exception):
 
 
 async def claim(worker: Worker, model: JobModel) -> uuid.UUID | None:
+    """The oldest runnable job, now this worker's; None when there is none. Jobs that used up
+    their attempts are failed on the way."""
     now = utcnow()
     async with worker.sessionmaker() as session, session.begin():
-        job = await repository.lock_next_runnable(session, model, now)
-        if job is None:
-            return None
+        while True:
+            job = await repository.lock_next_runnable(session, model, now)
+            if job is None:
+                return None
+            if job.attempts < worker.settings.job_max_attempts:
+                break
+            await give_up(session, worker, job)
         resumed = job.status == "running"
         job.status = "running"
         job.celery_task_id = worker.worker_id
@@ -84,8 +93,7 @@ async def hold(session: AsyncSession, worker: Worker, model: JobModel, job_id: u
         job.status = "cancelled"
         job.ended_at = utcnow()
         job.locked_until = None
-        if isinstance(job, DatasetGeneration) and job.output_path:
-            await asyncio.to_thread(shutil.rmtree, worker.data_dir / job.output_path, True)
+        await storage.release_files(worker.data_dir, job)
         log.info("experiments.job.cancelled", job_id=str(job.id))
         return None
     job.locked_until = utcnow() + worker.lease()
@@ -114,7 +122,7 @@ async def job_fields(session: AsyncSession, job: Job) -> dict[str, Any]:
 
 
 async def fail(worker: Worker, model: JobModel, job_id: uuid.UUID, *, error: str) -> None:
-    """End the job as failed (nothing of it stays: generated files are removed)."""
+    """End the job as failed (nothing of it stays: its own files are removed)."""
     problems = worker.problems.get(job_id)
     async with worker.sessionmaker() as session, session.begin():
         try:
@@ -123,19 +131,32 @@ async def fail(worker: Worker, model: JobModel, job_id: uuid.UUID, *, error: str
             return
         if job is None:
             return
-        finish(job, None, status="failed")
-        job.error_message = error
         if problems is not None and problems.total:
             job.errors = problems.items
-            job.error_message = f"{problems.total} problem(s) in the input; nothing was imported"
-        fields = await job_fields(session, job)
-        if isinstance(job, DatasetGeneration):
-            if job.output_path:
-                await asyncio.to_thread(shutil.rmtree, worker.data_dir / job.output_path, True)
-            payload: DatasetGenerationFailed | DatasetImportFailed = DatasetGenerationFailed(
-                **fields, error=job.error_message
-            )
-        else:
-            payload = DatasetImportFailed(**fields, error=job.error_message, errors=job.errors)
-        await emit(session, payload, subject=job.id)
+            error = f"{problems.total} problem(s) in the input; nothing was imported"
+        await record_failure(session, worker, job, error)
     log.warning("experiments.job.failed_recorded", job_id=str(job_id), error=error[:200])
+
+
+async def give_up(session: AsyncSession, worker: Worker, job: Job) -> None:
+    """Fail a job whose worker died ``attempts`` times instead of claiming it again."""
+    error = (
+        f"The job was started {job.attempts} times and its worker stopped each time (at most "
+        f"{worker.settings.job_max_attempts}: EXPERIMENTS_JOB_MAX_ATTEMPTS); it is not retried."
+    )
+    await record_failure(session, worker, job, error)
+    await session.flush()
+    log.warning("experiments.job.attempts_exhausted", job_id=str(job.id), attempts=job.attempts)
+
+
+async def record_failure(session: AsyncSession, worker: Worker, job: Job, error: str) -> None:
+    finish(job, None, status="failed")
+    job.error_message = error
+    await storage.release_files(worker.data_dir, job)
+    fields = await job_fields(session, job)
+    payload: DatasetGenerationFailed | DatasetImportFailed
+    if isinstance(job, DatasetGeneration):
+        payload = DatasetGenerationFailed(**fields, error=error)
+    else:
+        payload = DatasetImportFailed(**fields, error=error, errors=job.errors)
+    await emit(session, payload, subject=job.id)

@@ -14,7 +14,11 @@ then goes on from ``items_done``:
 - import: each step reads and validates one file; the last step creates the dataset and its
   signals with ``dataset_import.completed`` in one transaction — or, when any file had a problem,
   fails the job with every problem listed (``dataset_import.failed``) and writes nothing. A
-  resumed import reads its files again from the first (nothing was stored before the end).
+  resumed import reads its files again from the first (nothing was stored before the end). What
+  one import may read and create is bounded (``files``: its ``Budget``).
+
+A job claimed ``EXPERIMENTS_JOB_MAX_ATTEMPTS`` times without ending is failed, not claimed again
+(``lease``).
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ async def run(worker: Worker, model: JobModel, job_id: uuid.UUID) -> None:
     finally:
         worker.staged.pop(job_id, None)
         worker.problems.pop(job_id, None)
+        worker.budgets.pop(job_id, None)
 
 
 async def step(worker: Worker, model: JobModel, job_id: uuid.UUID) -> bool:

@@ -56,7 +56,8 @@ class ImportFromPath(Input):
     name: Name
     dataset_name: Name | None = None
     description: str | None = Field(default=None, max_length=10_000)
-    #: a .csv or .npz file, or a directory of them, relative to the service's data directory
+    #: a .csv or .npz file, or a directory of them, of the caller's uploads: relative to the
+    #: service's data directory and inside ``uploads/<caller's user id>/``
     path: str = Field(min_length=1, max_length=1024)
     #: used for the features when a file does not carry its own
     sample_rate_hz: Finite = Field(default=10_240.0, ge=1, le=1_000_000)

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.datasets import service as datasets
-from runyard.experiments.datasets.schemas import MAX_SIGNALS_PER_REQUEST, DatasetCreate, SignalIn
-from runyard.experiments.jobs import files, signal_model
+from runyard.experiments.datasets.schemas import MAX_SIGNALS_PER_REQUEST, DatasetCreate
+from runyard.experiments.jobs import files, signal_model, storage
 from runyard.experiments.jobs.lease import LostJob, Worker, finish, hold, job_fields
 from runyard.experiments.jobs.repository import Job, JobModel
 from runyard.experiments.models import DatasetGeneration, DatasetImport
@@ -72,11 +72,15 @@ async def generation_step(worker: Worker, job_id: uuid.UUID) -> bool:
         specs = signal_model.plan(
             config["fault_classes"], config["severities"], config["signals_per_combination"]
         )
-        chunk = specs[done : done + worker.settings.generation_chunk_size]
+        samples = storage.samples_per_signal(config["sample_rate_hz"], config["duration_s"])
+        step = storage.signals_per_step(samples, worker.settings.generation_chunk_size)
+        chunk = specs[done : done + step]
         await asyncio.to_thread(write_chunk, directory, config, chunk)
         return await record_progress(worker, DatasetGeneration, job_id, chunk[-1].index + 1, total)
     problems = files.Problems()
-    signals: list[SignalIn] = []
+    # the service's own files, each at most one step's samples: the budget only counts signals
+    budget = files.Budget(max_bytes=2**62, max_signals=total)
+    signals: list[files.Row] = []
     for file in sorted(directory.glob("chunk-*.npz")):
         signals += await asyncio.to_thread(
             read_rows,
@@ -84,16 +88,19 @@ async def generation_step(worker: Worker, job_id: uuid.UUID) -> bool:
             name=str(file.relative_to(worker.data_dir)),
             default_rate=config["sample_rate_hz"],
             problems=problems,
+            budget=budget,
         )
     files.add_duplicates(signals, problems)
     if problems.total or len(signals) != total:
         raise RuntimeError(f"generated files hold {len(signals)} valid signals, {total} expected")
+    stored = await asyncio.to_thread(storage.bytes_on_disk, directory)
     completed = await complete(
         worker,
         DatasetGeneration,
         job_id,
         signals,
         generated=True,
+        bytes_stored=stored,
         event=lambda job, fields: DatasetGenerationCompleted(
             **fields,
             num_signals=len(signals),
@@ -121,6 +128,13 @@ async def import_step(worker: Worker, job_id: uuid.UUID) -> bool:
     names: list[str] = config["files"]
     staged = worker.staged.setdefault(job_id, [])
     problems = worker.problems.setdefault(job_id, files.Problems())
+    budget = worker.budgets.setdefault(
+        job_id,
+        files.Budget(
+            max_bytes=worker.settings.import_max_expanded_bytes,
+            max_signals=worker.settings.import_max_signals,
+        ),
+    )
     if done < len(names):
         name = names[done]
         path = worker.data_dir / name
@@ -131,6 +145,7 @@ async def import_step(worker: Worker, job_id: uuid.UUID) -> bool:
                 name=name,
                 default_rate=config["sample_rate_hz"],
                 problems=problems,
+                budget=budget,
             )
         else:
             problems.add(name, "the file is gone")
@@ -179,20 +194,23 @@ async def complete(
     worker: Worker,
     model: JobModel,
     job_id: uuid.UUID,
-    rows: list[SignalIn],
+    rows: list[files.Row],
     *,
     generated: bool,
     event: Callable[[Job, dict[str, Any]], EventPayload],
+    bytes_stored: int | None = None,
 ) -> bool:
-    """The last step, in one transaction: the dataset and its signals, the job completed, and
-    its ``event`` (made from the job's event fields and the dataset id). False when the job was
-    cancelled meanwhile."""
+    """The last step, in one transaction: the dataset and its signals, the job completed (with
+    the ``bytes_stored`` its files weigh, when it wrote them), and its ``event`` (made from the
+    job's event fields and the dataset id). False when the job was cancelled meanwhile."""
     async with worker.sessionmaker() as session, session.begin():
         job = await hold(session, worker, model, job_id)
         if job is None:
             return False
         dataset_id = await store_dataset(session, job, rows, generated=generated)
         finish(job, dataset_id)
+        if bytes_stored is not None:
+            job.bytes_stored = bytes_stored
         fields = {**await job_fields(session, job), "dataset_id": dataset_id}
         await emit(session, event(job, fields), subject=job.id)
     return True
@@ -201,7 +219,7 @@ async def complete(
 async def store_dataset(
     session: AsyncSession,
     job: Job,
-    rows: list[SignalIn],
+    rows: list[files.Row],
     *,
     generated: bool,
 ) -> uuid.UUID:
@@ -232,33 +250,33 @@ async def store_dataset(
             session,
             principal=owner,
             dataset_id=dataset.id,
-            signals=rows[start : start + MAX_SIGNALS_PER_REQUEST],
+            signals=[row.signal_in() for row in rows[start : start + MAX_SIGNALS_PER_REQUEST]],
         )
     job.num_signals = len(rows)
     return dataset.id
 
 
 def read_rows(
-    path: Path, *, name: str, default_rate: float, problems: files.Problems
-) -> list[SignalIn]:
-    """One file's signals as rows with their features (the samples are dropped here, so a job
-    holds one file's samples at a time). A file with problems gives no rows."""
+    path: Path, *, name: str, default_rate: float, problems: files.Problems, budget: files.Budget
+) -> list[files.Row]:
+    """One file's signals as rows with their features: each signal's samples are dropped as
+    soon as its features are computed. A file with problems gives no rows."""
     before = problems.total
-    signals = files.read_file(path, name=name, default_rate=default_rate, problems=problems)
-    if problems.total > before:
-        return []
     rows = []
-    for signal in signals:
+    for signal in files.read_file(
+        path, name=name, default_rate=default_rate, problems=problems, budget=budget
+    ):
         found = signal_model.features(signal.samples, signal.sample_rate_hz)
         rows.append(
-            SignalIn(
+            files.Row(
                 signal_id=signal.signal_id,
                 fault_class=signal.fault_class,
                 severity=signal.severity,
-                file_path=signal.file_path,
+                file=name,
+                at=signal.at,
                 rms=found.rms,
                 kurtosis=found.kurtosis,
                 dominant_frequency=found.dominant_frequency,
             )
         )
-    return rows
+    return [] if problems.total > before else rows

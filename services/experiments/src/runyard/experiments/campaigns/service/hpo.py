@@ -2,10 +2,13 @@
 
 ``POST /hpo-campaigns/{id}/suggest`` asks the (rebuilt) study for a trial and creates a pending
 experiment with its hyperparameters; the campaign row is locked meanwhile, so concurrent
-suggestions get distinct trial numbers and never exceed the budget. The result of a trial arrives
-as the experiment's own ``experiment.completed | failed | cancelled | deleted`` event (consumed
-through the inbox, ``hpo_results``): the trial is told, the best trial and the counters are
-updated, and when the budget is spent the campaign completes with ``hpo_campaign.completed``.
+suggestions get distinct trial numbers and never exceed the budget. Rebuilding the study and
+asking it runs in a worker thread (the transaction, and so the lock, waits for it).
+
+The result of a trial arrives as the experiment's own ``experiment.completed | failed |
+cancelled | deleted`` event (consumed through the inbox, ``hpo_results``): the trial is told,
+the best trial and the counters are updated, and when the budget is spent the campaign
+completes with ``hpo_campaign.completed``.
 
 Campaign statuses: ``pending`` (no suggestion yet) → ``running`` → ``completed``; ``cancelled``
 by its owner at any time before completion (running trials still report, nothing is suggested).
@@ -13,6 +16,7 @@ by its owner at any time before completion (running trials still report, nothing
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -133,16 +137,6 @@ def duration_spent(campaign: HpoCampaign) -> bool:
     return utcnow() >= campaign.started_at + timedelta(seconds=limit)
 
 
-async def rebuilt_study(
-    session: AsyncSession, campaign: HpoCampaign, steps: dict[int, dict[int, float]] | None = None
-) -> study.RebuiltStudy:
-    """The campaign's study as its stored trials and their experiments' epochs make it."""
-    trials = await repository.trials_of(session, campaign.id)
-    if steps is None:
-        steps = await repository.intermediate_values(session, campaign)
-    return study.rebuild(campaign, trials, steps)
-
-
 async def suggest(
     session: AsyncSession, *, principal: Principal, campaign_id: uuid.UUID
 ) -> tuple[HpoCampaign, HpoTrial, Experiment]:
@@ -164,7 +158,10 @@ async def suggest(
             "trials finish.",
             current_status=campaign.status,
         )
-    asked = study.ask(await rebuilt_study(session, campaign), campaign)
+    trials = await repository.trials_of(session, campaign.id)
+    steps = await repository.intermediate_values(session, campaign)
+    # off the event loop; the campaign stays locked meanwhile (by this transaction, which waits)
+    asked = await asyncio.to_thread(study.suggest_trial, campaign, trials, steps)
     if asked.number != campaign.trials_started:
         raise AssertionError(f"trial {asked.number} asked, {campaign.trials_started} expected")
     owner = Principal(user_id=campaign.owner_id, role="user")

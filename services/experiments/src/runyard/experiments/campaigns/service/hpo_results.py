@@ -3,6 +3,7 @@ and the pruner's answers to the training loop (``hpo`` holds the campaigns and t
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from typing import Any
@@ -13,7 +14,7 @@ from runyard.experiments import access
 from runyard.experiments.campaigns import repository, study
 from runyard.experiments.campaigns.schemas import PruneAnswer
 from runyard.experiments.campaigns.service import core
-from runyard.experiments.campaigns.service.hpo import duration_spent, hpo_fields, rebuilt_study
+from runyard.experiments.campaigns.service.hpo import duration_spent, hpo_fields
 from runyard.experiments.models import HpoCampaign, HpoTrial
 from runyard.experiments.tracking.service.experiments import get_visible_experiment
 from runyard.shared.contracts.experiments import HpoCampaignCompleted
@@ -141,12 +142,13 @@ async def should_prune(
     own = steps.get(trial.number)
     if not own:
         return answer
-    rebuilt = await rebuilt_study(session, campaign, steps)
+    trials = await repository.trials_of(session, campaign.id)
     step = max(own)
-    prune = study.should_prune(rebuilt, trial.number)
+    decision = await asyncio.to_thread(study.decide_pruning, campaign, trials, steps, trial.number)
+    prune = decision.prune
     if access.can_write(principal, experiment.owner_id):
         # the pruner's state lives in the trial's system attributes (Hyperband's rungs)
-        attrs = study.system_attrs(rebuilt, trial.number)
+        attrs = decision.system_attrs
         if attrs != trial.system_attrs:
             await repository.store_system_attrs(session, trial.id, attrs)
         if prune:
