@@ -171,6 +171,50 @@ EXAMPLES: dict[str, Example] = {
         "2026-11-21T18:07:12.660Z",
         {"session_id": SESSION_ID, "user_id": USER_ID, "reason": "logout"},
     ),
+    "password.changed": Example(
+        USER_ID,
+        "2026-12-03T07:48:21.093Z",
+        {"user_id": USER_ID, "username": "ada", "reason": "reset", "ip_address": IP},
+    ),
+    "password_reset.requested": Example(
+        USER_ID,
+        "2026-12-03T07:41:55.604Z",
+        {
+            "user_id": USER_ID,
+            "username": "ada",
+            "email": "ada@pumplab.example",
+            "link_id": "Qm9yZWFsaXMtdGVzdC1saW5rLWlkLWV4YW1wbGUtMDE",
+            "expires_at": "2026-12-03T08:11:55.604Z",
+            "ip_address": IP,
+        },
+    ),
+    "email_verification.requested": Example(
+        USER_ID,
+        "2026-11-21T09:12:44.302Z",
+        {
+            "user_id": USER_ID,
+            "username": "ada",
+            "email": "ada@pumplab.example",
+            "link_id": "TGFrZS1Db25zdGFuY2UtdmVyaWZ5LWxpbmstaWQtMDI",
+            "expires_at": "2026-11-22T09:12:44.302Z",
+            "purpose": "signup",
+        },
+    ),
+    "email.verified": Example(
+        USER_ID,
+        "2026-12-04T11:02:37.415Z",
+        {
+            "user_id": USER_ID,
+            "username": "ada",
+            "email": "ada@lindqvist.example",
+            "previous_email": "ada@pumplab.example",
+        },
+    ),
+    "registration.attempted": Example(
+        USER_ID,
+        "2026-12-05T19:27:03.880Z",
+        {"user_id": USER_ID, "username": "ada", "ip_address": "198.51.100.77"},
+    ),
     # --- experiments
     "dataset.created": Example(
         DATASET_ID,
@@ -285,6 +329,30 @@ EXAMPLES: dict[str, Example] = {
             "reason": "wrong learning-rate schedule",
         },
         sequence=3,
+    ),
+    "experiment.epochs_logged": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T13:04:57.208Z",
+        {
+            "experiment_id": EXPERIMENT_ID,
+            "owner_id": USER_ID,
+            "name": "cnn1d-bearing-faults-lr3e-4",
+            "status": "running",
+            "first_epoch": 12,
+            "last_epoch": 15,
+            "epochs_written": 4,
+            "epochs_inserted": 4,
+            "total_epochs": 16,
+            "latest_metrics": {
+                "train_loss": 0.2143,
+                "val_loss": 0.2871,
+                "val_accuracy": 0.9113,
+                "learning_rate": 0.0003,
+            },
+            "best_epoch": 14,
+            "best_value": 0.2809,
+            "logged_at": "2026-11-21T13:04:57.201Z",
+        },
     ),
     # --- experiments: HPO and NAS campaigns, dataset jobs
     "hpo_campaign.started": Example(

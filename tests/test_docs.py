@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from runyard.shared.contracts import all_contracts
@@ -188,6 +189,8 @@ def env_names(settings: type[BaseSettings]) -> list[str]:
 
 def shown(default: Any) -> str:
     """How operations.md writes a default in its settings tables."""
+    if default is PydanticUndefined:
+        return "required"
     if default is None:
         return "unset"
     if isinstance(default, SecretStr):

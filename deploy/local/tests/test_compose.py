@@ -71,12 +71,15 @@ def test_each_app_service_runs_its_own_factory(compose: dict[str, Any]) -> None:
 def test_app_services_use_the_compose_database_and_broker(compose: dict[str, Any]) -> None:
     for service in SERVICES:
         env = _env(compose[service.name])
-        db_host, _ = _host_of(env[f"{service.prefix}DATABASE_URL"])
-        assert db_host == "postgres", service.name
-        assert env[f"{service.prefix}DATABASE_URL"].startswith("postgresql+asyncpg://")
         for broker in env[f"{service.prefix}KAFKA_BOOTSTRAP_SERVERS"].split(","):
             assert broker.split(":")[0] == "kafka", service.name
         assert env[f"{service.prefix}ENVIRONMENT"] == "dev"
+        if not service.database:  # the console: no tables of its own
+            assert f"{service.prefix}DATABASE_URL" not in _env(compose["migrate"])
+            continue
+        db_host, _ = _host_of(env[f"{service.prefix}DATABASE_URL"])
+        assert db_host == "postgres", service.name
+        assert env[f"{service.prefix}DATABASE_URL"].startswith("postgresql+asyncpg://")
         # the migrate job provisions exactly the role the service logs in with
         assert (
             _env(compose["migrate"])[f"{service.prefix}DATABASE_URL"]
@@ -112,3 +115,8 @@ def test_gateway_upstreams_point_at_compose_services_and_their_ports(
         host, port = _host_of(env[service.gateway_url_env])
         assert host == service.name and host in compose
         assert port == _uvicorn_port(compose[service.name])
+
+
+def test_the_console_is_a_client_of_the_compose_gateway(compose: dict[str, Any]) -> None:
+    host, port = _host_of(_env(compose["console"])["CONSOLE_API_URL"])
+    assert host == "gateway" and port == _uvicorn_port(compose["gateway"])

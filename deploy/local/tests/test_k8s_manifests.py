@@ -19,7 +19,7 @@ import yaml
 from pydantic import SecretStr
 
 from runyard.devstack.services import SERVICES, ServiceDef
-from runyard.shared.settings import DEV_SECRET_MARKER, ServiceSettings
+from runyard.shared.settings import DEV_SECRET_MARKER, MIN_SECRET_BYTES, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
@@ -171,7 +171,11 @@ def test_the_settings_given_to_a_service_start_it_in_production_once_secrets_are
 ) -> None:
     config = _data(manifests, "ConfigMap", "runyard-config")
     template = _data(_documents(K8S / SECRET_TEMPLATE), "Secret", "runyard-secrets")
-    filled = {k: v.replace(DEV_SECRET_MARKER, "real-") for k, v in template.items()}
+    # what an operator puts in: real values, each at least MIN_SECRET_BYTES long
+    filled = {
+        k: v.replace(DEV_SECRET_MARKER, "real-").replace("CHANGE-ME", "x" * MIN_SECRET_BYTES)
+        for k, v in template.items()
+    }
     [container] = _one(manifests, "Deployment", service.name)["spec"]["template"]["spec"][
         "containers"
     ]
@@ -270,9 +274,12 @@ def test_pods_wait_for_the_migration_job_which_provisions_every_service(
     assert migrate["command"][:4] == ["python", "-m", "runyard.devstack", "provision"]
     assert topics["command"][:4] == ["python", "-m", "runyard.devstack", "topics"]
     job_env = {e["name"] for c in _containers(pod) for e in c["env"]}
-    assert job_env - JOB_VARIABLES == {f"{s.prefix}DATABASE_URL" for s in SERVICES}
+    assert job_env - JOB_VARIABLES == {f"{s.prefix}DATABASE_URL" for s in SERVICES if s.database}
     for service in SERVICES:
         spec = _one(manifests, "Deployment", service.name)["spec"]["template"]["spec"]
+        if not service.database:  # the console: nothing to migrate, nothing to wait for
+            assert "initContainers" not in spec
+            continue
         [wait] = spec["initContainers"]
         assert wait["command"][3:6] == ["wait-migrated", "--services", service.name]
         assert [e["name"] for e in wait["env"]] == [f"{service.prefix}DATABASE_URL"]
@@ -283,3 +290,18 @@ def test_the_secret_template_only_holds_placeholders() -> None:
 
     for key, value in secrets.items():
         assert DEV_SECRET_MARKER in value or "CHANGE-ME" in value or key.endswith("USERNAME"), key
+
+
+def test_the_gateway_metrics_are_scraped_from_a_port_its_service_does_not_expose(
+    manifests: list[dict[str, Any]],
+) -> None:
+    template = _one(manifests, "Deployment", "gateway")["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    scraped = int(template["metadata"]["annotations"]["prometheus.io/port"])
+
+    assert scraped == ports["metrics"] == int(env["GATEWAY_METRICS_PORT"]) != ports["http"]
+    assert env["GATEWAY_METRICS_HOST"] == "0.0.0.0"
+    exposed = _one(manifests, "Service", "gateway")["spec"]["ports"]
+    assert {p["targetPort"] for p in exposed} == {"http"}

@@ -43,6 +43,7 @@ def test_replicas_beyond_the_first_listen_ten_ports_further(tmp_path: Path) -> N
         "webhooks-3": "http://127.0.0.1:8124",
         "gateway": "http://127.0.0.1:8000",
         "gateway-2": "http://127.0.0.1:8010",
+        "console": "http://127.0.0.1:8105",
     }
     assert stack.service_urls["webhooks"] == "http://127.0.0.1:8104"
 

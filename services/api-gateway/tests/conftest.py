@@ -313,14 +313,21 @@ def settings(
 GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
+def unused_port() -> int:
+    return int(unused_url().rsplit(":", 1)[1])
+
+
 @pytest.fixture
 def start_gateway(settings: Settings) -> GatewayFactory:
-    """``async with start_gateway(**setting_overrides) as client`` -> a gateway on real HTTP."""
+    """``async with start_gateway(**setting_overrides) as client`` -> a gateway on real HTTP.
+    Its metrics listener is at ``client.metrics_url`` (not on the API port)."""
 
     @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        overrides.setdefault("metrics_port", unused_port())
         app = create_app(settings.model_copy(update=overrides))
         async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            client.metrics_url = f"http://127.0.0.1:{overrides['metrics_port']}/metrics"
             yield client
 
     return start

@@ -39,5 +39,32 @@ async def test_gateway_is_alive_but_not_ready_while_an_upstream_is_down(client) 
     checks = ready.json()["checks"]
     assert checks["postgres"] == "ok"
     assert checks["kafka"] == "ok"
-    assert "webhooks" in checks["upstreams"]
-    assert "auth" not in checks["upstreams"]
+    assert checks["upstreams"] == "error"
+
+
+async def test_ready_with_an_upstream_down_shows_no_exception_text(client, settings) -> None:
+    webhooks_port = settings.webhooks_url.rsplit(":", 1)[1]
+    for path in ("/ready", "/ready/upstreams"):
+        answer = await client.get(path)
+        assert answer.status_code == 503
+        for leak in ("Error", "Exception", "Connect", "refused", "127.0.0.1", webhooks_port):
+            assert leak not in answer.text, (path, leak, answer.text)
+
+
+async def test_an_anonymous_get_of_metrics_on_the_api_port_is_refused(client) -> None:
+    await client.get("/api/v1/experiments")  # something to count
+    for method in ("GET", "HEAD"):
+        answer = await client.request(method, "/metrics")
+        assert answer.status_code == 404
+        assert "runyard_" not in answer.text
+    assert (await client.get("/metrics?format=prometheus")).status_code == 404
+
+
+async def test_metrics_are_served_on_their_own_listener(client) -> None:
+    await client.get("/api/v1/experiments")
+    assert not client.metrics_url.startswith(str(client.base_url))
+    answer = await client.get(client.metrics_url)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert "runyard_http_request_duration_seconds_count" in answer.text
+    assert "runyard_gateway_circuit_state" in answer.text

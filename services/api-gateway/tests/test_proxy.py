@@ -81,8 +81,9 @@ async def test_unknown_area_is_404_problem(client, auth_headers, authenticated) 
     assert "x-request-id" in response.headers
 
 
-async def test_path_outside_the_api_is_404_problem(client) -> None:
-    response = await client.get("/nowhere")
+async def test_path_under_api_outside_v1_is_404_problem(client) -> None:
+    # other paths outside /api/ belong to the web console (test_console_routing.py)
+    response = await client.get("/api/nowhere")
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM_JSON
 

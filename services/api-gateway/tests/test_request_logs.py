@@ -34,7 +34,7 @@ async def rows(conn, table: str, where: str = "TRUE", *args) -> list[dict]:
 
 
 async def dropped(client, reason: str = "queue_full") -> float:
-    text = (await client.get("/metrics")).text
+    text = (await client.get(client.metrics_url)).text
     match = re.search(
         rf'^runyard_gateway_request_logs_dropped_total\{{reason="{reason}"\}} (\S+)$', text, re.M
     )
@@ -188,3 +188,40 @@ async def test_values_postgres_cannot_store_do_not_cost_the_batch_its_rows(
     assert json.loads(nul_body["request_payload_sample"]) == {"note": "ab"}
     assert plain["method"] == "GET"
     assert await dropped(client, "write_failed") == before
+
+
+SLACK = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/sLaCkPaThSeCrEt01"
+TOTP_URI = "otpauth://totp/Runyard:ada?secret=JBSWY3DPEHPK3PXPJBSWY3DP&issuer=Runyard"
+WHSEC = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LTMyLWJ5dGVzIQ=="
+API_KEY = "ry_" + "Zx8" * 12
+
+
+async def test_secret_values_never_reach_the_request_logs(eventually, client, db_conn) -> None:
+    """Key-based redaction misses these: a secret under an innocent name, custom header values,
+    a key in the path and in X-Request-ID."""
+    body = {
+        "otpauth_uri": TOTP_URI,
+        "url": SLACK,
+        "settings": {"headers": {"X-Team-Auth": "custom-header-value-1"}},
+        "note": f"rotated to {WHSEC}, old key {API_KEY}",
+        "callback": "https://h.example/cb?token=query-secret-1&page=2",
+    }
+    await client.post("/api/v1/auth/register?mirror", json=body)  # the echo answers the same
+    await client.get(f"/api/v1/experiments/{API_KEY}", headers={"X-Request-ID": API_KEY})
+    await eventually(lambda: db_conn.fetchval("SELECT count(*) = 2 FROM gateway.api_request_logs"))
+    logged = await rows(db_conn, "api_request_logs")
+    text = json.dumps([{k: str(v) for k, v in row.items()} for row in logged])
+    for secret in (
+        "JBSWY3DPEHPK3PXPJBSWY3DP",
+        "sLaCkPaThSeCrEt01",
+        "custom-header-value-1",
+        "c2VjcmV0LXNpZ25pbmcta2V5",
+        API_KEY,
+        "query-secret-1",
+    ):
+        assert secret not in text, secret
+    sample = json.loads(logged[0]["request_payload_sample"])
+    assert sample["url"] == "https://hooks.slack.com/[redacted]"
+    assert sample["settings"] == {"headers": {"X-Team-Auth": "[redacted]"}}
+    assert sample["callback"] == "https://h.example/cb?token=[redacted]&page=2"
+    assert logged[1]["endpoint"] == "/api/v1/experiments/ry_[redacted]"

@@ -40,7 +40,7 @@ async def test_a_down_upstream_opens_its_circuit_then_recovers_when_it_is_back(
         assert fast.headers["content-type"] == PROBLEM_JSON
         assert fast.json()["upstream"] == "experiments"
         assert int(fast.headers["retry-after"]) >= 1
-        assert circuit_state((await gateway.get("/metrics")).text, "experiments") == 1
+        assert circuit_state((await gateway.get(gateway.metrics_url)).text, "experiments") == 1
         other = await gateway.get("/api/v1/notifications/inbox", headers=auth_headers)
         assert other.status_code == 200  # one circuit per upstream
         async with upstream_factory("experiments", url=url) as back:
@@ -50,7 +50,7 @@ async def test_a_down_upstream_opens_its_circuit_then_recovers_when_it_is_back(
             await asyncio.sleep(2.1)  # the open period passes; the next request is the trial
             recovered = await gateway.get("/api/v1/experiments", headers=auth_headers)
             after = await gateway.get("/api/v1/experiments", headers=auth_headers)
-            metrics = (await gateway.get("/metrics")).text
+            metrics = (await gateway.get(gateway.metrics_url)).text
     assert (recovered.status_code, after.status_code) == (200, 200)
     assert len(back.requests) == 2
     assert circuit_state(metrics, "experiments") == 0

@@ -213,5 +213,6 @@ async def test_terminal_events_carry_what_a_notification_needs(client, db, setti
         "dataset.created",
         "experiment.created",
         "experiment.started",
+        "experiment.epochs_logged",
         "experiment.failed",
     ]

@@ -116,7 +116,11 @@ async def test_logging_to_a_pending_experiment_starts_it(client, db, alice) -> N
     experiment = await new_experiment(client, alice)
     result = await client.post(runs_url(experiment), json={"epoch": 0}, headers=alice.headers)
     assert result.json()["status"] == "running"
-    assert await event_types(db) == ["experiment.created", "experiment.started"]
+    assert await event_types(db) == [
+        "experiment.created",
+        "experiment.started",
+        "experiment.epochs_logged",
+    ]
 
 
 async def test_logging_to_a_finished_experiment_is_409(client, alice) -> None:

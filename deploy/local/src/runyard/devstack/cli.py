@@ -49,6 +49,8 @@ def banner(stack: Stack) -> str:
     names = {s.name for s in stack.services}
     if "gateway" in names:
         head = f"gateway {stack.gateway_url}  docs {stack.gateway_url}/docs"
+        if "console" in names:
+            head += f"  console {stack.gateway_url}/"
     else:
         head = "  ".join(f"{n} {u}" for n, u in stack.service_urls.items())
     text = f"Runyard is up: {head}  {mail}"
@@ -142,6 +144,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or default_data_dir()).resolve()
     logins = []
     for service in select(_services(args.services)):
+        if not service.database:
+            continue
         url = os.environ.get(f"{service.prefix}DATABASE_URL")
         if url:
             logins.append(provisioning.login_from_url(service, url))
@@ -172,6 +176,8 @@ def cmd_wait_migrated(args: argparse.Namespace) -> int:
 
     pending = {}
     for service in select(_services(args.services)):
+        if not service.database:
+            continue
         url = os.environ.get(f"{service.prefix}DATABASE_URL")
         if not url:
             print(f"runyard: {service.prefix}DATABASE_URL is not set", file=sys.stderr)

@@ -59,7 +59,10 @@ class ServiceProcesses:
             if upstream.upstream:
                 env[upstream.gateway_url_env] = self.url_of(upstream.name)
         env["NOTIFICATIONS_SMTP_URL"] = self.smtp_url
+        # webhooks to a receiver on this machine: loopback only, never link-local or metadata
         env["WEBHOOKS_ALLOW_PRIVATE_TARGETS"] = "true"
+        # the gateway's /metrics listener: any free port (each gateway replica its own)
+        env["GATEWAY_METRICS_PORT"] = "0"
         # generated and imported signal files; every experiments replica shares the directory
         env["EXPERIMENTS_DATA_DIR"] = str(self.data_dir / "experiments")
         # unsubscribe links in emails point at this stack's gateway
@@ -68,7 +71,10 @@ class ServiceProcesses:
         env[f"{service.prefix}IDENTITY_SECRET"] = provisioning.load_identity_secret(
             self.secrets_file
         )
-        env[f"{service.prefix}DATABASE_URL"] = self.service_database_urls[service.name]
+        if service.database:
+            env[f"{service.prefix}DATABASE_URL"] = self.service_database_urls[service.name]
+        # the console is a client of this stack's gateway, like the SDK
+        env["CONSOLE_API_URL"] = self.url_of("gateway")
         env[f"{service.prefix}KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap
         env[f"{service.prefix}ENVIRONMENT"] = "dev"
         env.update(self.extra_env)

@@ -15,6 +15,7 @@ class ServiceDef:
     port: int  # default local port
     stage: int = 0  # services of a higher stage start once every lower stage is ready
     upstream: bool = True  # the gateway forwards to it (``GATEWAY_<NAME>_URL``)
+    database: bool = True  # has a schema, a role and migrations (the console has none)
 
     @property
     def app(self) -> str:
@@ -35,6 +36,8 @@ SERVICES: tuple[ServiceDef, ...] = (
     ServiceDef("notifications", "runyard.notifications", "NOTIFICATIONS_", "notifications", 8103),
     ServiceDef("webhooks", "runyard.webhooks", "WEBHOOKS_", "webhooks", 8104),
     ServiceDef("gateway", "runyard.gateway", "GATEWAY_", "gateway", 8000, stage=1, upstream=False),
+    # a client of the gateway (CONSOLE_API_URL): starts once the gateway is ready
+    ServiceDef("console", "runyard.console", "CONSOLE_", "", 8105, stage=2, database=False),
 )
 
 BY_NAME = {s.name: s for s in SERVICES}

@@ -348,10 +348,11 @@ class Stack(ServiceProcesses):
 
     # --- database roles, schemas, migrations
     def _provision(self) -> None:
-        schemas = [s.schema for s in self.services]
+        with_database = [s for s in self.services if s.database]
+        schemas = [s.schema for s in with_database]
         passwords = provisioning.load_passwords(self.secrets_file, schemas)
         logins = provisioning.logins_from_passwords(
-            self.admin_server_url, self.services, passwords, self.database
+            self.admin_server_url, with_database, passwords, self.database
         )
         self.service_database_urls = {login.service.name: login.url for login in logins}
         self._say(f"provisioning and migrating {', '.join(schemas)}")

@@ -11,15 +11,20 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from runyard.gateway.auth import IP_LIMITED_ROUTES, authenticate, is_public
 from runyard.gateway.context import GatewayRuntime, GatewayState, gateway_state
+from runyard.gateway.errors import InvalidApiKey
+from runyard.gateway.keyguard import sends_api_key
 from runyard.gateway.proxy import client_ip, forward, request_body, service_for
 from runyard.gateway.ratelimit import Decision, check
 from runyard.shared.http import problem_response
 from runyard.shared.identity import Principal
+from runyard.shared.logging import get_logger
 
 PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 DOCS_ASSETS = "/docs-assets"
 DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 
+
+log = get_logger(__name__)
 
 router = APIRouter()
 
@@ -60,29 +65,31 @@ async def upstreams_ready(request: Request) -> Response:
 
 
 async def upstream_health(state: GatewayState) -> dict[str, str]:
+    """``ok`` or ``error`` per upstream; why one failed is logged, never answered (these answers
+    reach the internet)."""
     timeout = aiohttp.ClientTimeout(total=state.settings.openapi_fetch_timeout_s)
 
-    async def check_one(base_url: str) -> str:
+    async def check_one(name: str, base_url: str) -> str:
         try:
             async with state.http.get(f"{base_url}/health", timeout=timeout) as resp:
-                return "ok" if resp.status == 200 else f"error: HTTP {resp.status}"
+                if resp.status == 200:
+                    return "ok"
+                log.warning("gateway.upstream.unhealthy", upstream=name, status=resp.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return f"error: {type(exc).__name__}"
+            log.warning("gateway.upstream.unhealthy", upstream=name, error=repr(exc)[:300])
+        return "error"
 
     upstreams = state.settings.upstreams()
-    answers = await asyncio.gather(*map(check_one, upstreams.values()))
+    answers = await asyncio.gather(*(check_one(n, url) for n, url in upstreams.items()))
     return dict(zip(upstreams, answers, strict=True))
 
 
 async def check_upstreams(runtime: GatewayRuntime) -> None:
     """``/ready`` fails while any service behind the gateway does not answer ``/health``."""
-    down = [
-        f"{name}: {result.removeprefix('error: ')}"
-        for name, result in (await upstream_health(runtime.context)).items()
-        if result != "ok"
-    ]
+    results = await upstream_health(runtime.context)
+    down = [name for name, result in results.items() if result != "ok"]
     if down:
-        raise ConnectionError("; ".join(down))
+        raise ConnectionError(f"upstreams not healthy: {', '.join(down)}")
 
 
 def limit_caller(request: Request, state: GatewayState, principal: Principal) -> Decision | None:
@@ -102,15 +109,26 @@ def limit_caller(request: Request, state: GatewayState, principal: Principal) ->
 
 
 async def identify(request: Request, state: GatewayState, *, service: str) -> Principal:
-    request.state.client_ip = client_ip(request, state.trusted)
-    return await authenticate(
-        request,
-        state.jwks,
-        state.settings,
-        state.credentials,
-        service=service,
-        verified=state.verified,
-    )
+    """The caller, or 401/403/503; 429 before any lookup once the client's IP has sent too many
+    unknown API keys (``keyguard.py``)."""
+    ip = client_ip(request, state.trusted)
+    request.state.client_ip = ip
+    by_key = sends_api_key(request)
+    if by_key:
+        state.key_failures.check(ip)
+    try:
+        return await authenticate(
+            request,
+            state.jwks,
+            state.settings,
+            state.credentials,
+            service=service,
+            verified=state.verified,
+        )
+    except InvalidApiKey:
+        if by_key:
+            state.key_failures.failed(ip)
+        raise
 
 
 @router.api_route("/api/v1/{path:path}", methods=PROXIED_METHODS, include_in_schema=False)

@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from runyard.shared.settings import ServiceSettings
@@ -13,6 +14,8 @@ class Settings(ServiceSettings):
     experiments_url: str = "http://127.0.0.1:8102"
     notifications_url: str = "http://127.0.0.1:8103"
     webhooks_url: str = "http://127.0.0.1:8104"
+    #: the web console: every path outside the API and the gateway's own goes there
+    console_url: str = "http://127.0.0.1:8105"
     #: Empty means ``<auth_url>/api/v1/auth/.well-known/jwks.json``.
     jwks_url: str = ""
     jwt_issuer: str = "runyard"
@@ -48,6 +51,10 @@ class Settings(ServiceSettings):
     rate_limit_api_key_per_minute: int = 6000
     #: Requests per minute per client IP to login, register and refresh.
     rate_limit_login_per_ip_per_minute: int = 60
+    #: Unknown or expired API keys per minute per client IP; past it, every request of that IP
+    #: with an ``X-API-Key`` gets 429 before auth is asked (on even with ``rate_limit_enabled``
+    #: off: it stops key guessing).
+    rate_limit_failed_api_keys_per_ip_per_minute: int = Field(default=30, ge=1)
     request_log_enabled: bool = True
     #: Request log entries waiting to be written; beyond it entries are dropped (and counted).
     request_log_queue_size: int = 10000
@@ -57,6 +64,11 @@ class Settings(ServiceSettings):
     request_log_sample_bytes: int = 2048
     request_log_retention_days: float = 30.0
     metrics_rollup_interval_s: float = 15.0
+    #: ``/metrics`` is served on its own listener, never on the API port; ``0.0.0.0`` to let a
+    #: Prometheus outside the pod scrape it.
+    metrics_host: str = "127.0.0.1"
+    #: Port of that listener; 0: any free port (logged as ``gateway.metrics.listening``).
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
     #: Consecutive connection failures or timeouts that open an upstream's circuit.
     circuit_failure_threshold: int = 5
     #: How long an open circuit answers 503 before one trial request is let through.

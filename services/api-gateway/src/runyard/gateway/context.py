@@ -18,6 +18,8 @@ from runyard.gateway.auth import JwksCache, VerifiedTokens
 from runyard.gateway.breaker import CircuitBreaker
 from runyard.gateway.config import Settings
 from runyard.gateway.credentials import CredentialChecker
+from runyard.gateway.keyguard import FailedKeyLookups
+from runyard.gateway.metrics_port import MetricsListener
 from runyard.gateway.openapi import OpenApiAggregator
 from runyard.gateway.proxy import IPNetwork, parse_networks
 from runyard.gateway.ratelimit import TokenBuckets
@@ -40,6 +42,8 @@ class GatewayState:
     timeouts: dict[str, aiohttp.ClientTimeout] = field(default_factory=dict)
     log_writer: RequestLogWriter | None = None
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
+    key_failures: FailedKeyLookups = field(default_factory=FailedKeyLookups)
+    metrics: MetricsListener | None = None
 
 
 GatewayRuntime = Runtime[Settings, GatewayState]
@@ -96,6 +100,9 @@ def build_state(
         for area, seconds in settings.area_timeouts().items()
     }
     return GatewayState(
+        key_failures=FailedKeyLookups(
+            per_minute=settings.rate_limit_failed_api_keys_per_ip_per_minute
+        ),
         breakers=breakers,
         trusted=parse_networks(settings.trusted_proxies),
         timeouts=timeouts,
@@ -136,8 +143,12 @@ def start_log_writer(runtime: GatewayRuntime) -> RequestLogWriter | None:
 
 
 async def close_state(state: GatewayState) -> None:
-    """Write what the request log still holds, then close the upstream client."""
+    """Write what the request log still holds, then close the upstream client and the metrics
+    listener."""
     writer, state.log_writer = state.log_writer, None
     if writer is not None:
         await writer.stop()
     await state.http.close()
+    metrics, state.metrics = state.metrics, None
+    if metrics is not None:
+        await metrics.close()

@@ -81,6 +81,20 @@ class RateLimited(ProblemError):
         )
 
 
+class TooManyInvalidApiKeys(ProblemError):
+    """429: this address sent too many API keys that auth does not know (``keyguard.py``)."""
+
+    def __init__(self, *, limit: int, retry_after_s: int) -> None:
+        super().__init__(
+            429,
+            "Too Many Requests",
+            f"More than {limit} invalid API keys per minute from this address; "
+            f"retry in {retry_after_s} s.",
+            type_="https://runyard.dev/problems/rate-limited",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
 # --- where the request goes --------------------------------------------------------------------
 
 

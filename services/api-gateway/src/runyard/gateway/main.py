@@ -8,7 +8,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from runyard.gateway import admin
+from runyard.gateway import admin, console
 from runyard.gateway.api import DOCS_ASSETS, DOCS_ASSETS_DIR, check_upstreams, router
 from runyard.gateway.config import Settings
 from runyard.gateway.context import (
@@ -19,6 +19,7 @@ from runyard.gateway.context import (
     start_log_writer,
 )
 from runyard.gateway.headers import EXPOSED_HEADERS, SecurityHeadersMiddleware
+from runyard.gateway.metrics_port import remove_api_port_metrics, start_metrics_listener
 from runyard.gateway.models import SCHEMA
 from runyard.gateway.requestlog import RequestLogMiddleware
 from runyard.gateway.workers import metrics_rollup
@@ -34,7 +35,10 @@ async def open_state(runtime: GatewayRuntime) -> GatewayState:
     async def own_document() -> dict[str, Any]:
         return admin_document
 
-    state = build_state(runtime.settings, own_document=own_document)
+    settings = runtime.settings
+    metrics = start_metrics_listener(settings.metrics_host, settings.metrics_port)
+    state = build_state(settings, own_document=own_document)
+    state.metrics = metrics
     state.log_writer = start_log_writer(runtime)
     return state
 
@@ -55,7 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Single entry point: authentication, routing, merged API docs.",
     )
     app = create_service_app(spec)
+    remove_api_port_metrics(app)  # served by the metrics listener (GATEWAY_METRICS_PORT) only
     app.mount(DOCS_ASSETS, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
+    app.include_router(console.router)  # last: every path nothing above answers
     # inside the request-id middleware (added by create_service_app), outermost first
     inner = [Middleware(RequestLogMiddleware, sample_bytes=settings.request_log_sample_bytes)]
     if settings.cors_origins():

@@ -32,6 +32,8 @@ from runyard.shared.events import CloudEvent, make_event
 from runyard.shared.identity import Principal
 from runyard.shared.logging import get_logger
 from runyard.shared.outbox import add_events, session_source
+from runyard.shared.redaction import redact as redact_secrets
+from runyard.shared.redaction import redact_text
 
 if TYPE_CHECKING:
     from runyard.gateway.context import GatewayRuntime
@@ -52,11 +54,6 @@ _ID_SEGMENT = re.compile(
     r"^(?:[0-9]+|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{24,})$"
 )
-_SECRET_KEY = re.compile(
-    r"pass(word)?|secret|token|api[_-]?key|^key$|authorization|totp|backup_code|^code$|credential",
-    re.IGNORECASE,
-)
-REDACTED = "[redacted]"
 
 
 def route_of(path: str) -> str:
@@ -65,18 +62,24 @@ def route_of(path: str) -> str:
 
 
 def redact(value: Any) -> Any:
-    """Secret-looking fields replaced; NUL characters (which PostgreSQL text and jsonb refuse,
-    and which would fail the whole batch) removed."""
+    """Secrets removed by key and by value (``runyard.shared.redaction``); NUL characters (which
+    PostgreSQL text and jsonb refuse, and which would fail the whole batch) removed."""
+    return redact_secrets(_nul_free(value))
+
+
+def _nul_free(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            _text_safe(str(k)): REDACTED if _SECRET_KEY.search(str(k)) else redact(v)
-            for k, v in value.items()
-        }
+        return {_text_safe(str(k)): _nul_free(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v) for v in value]
+        return [_nul_free(v) for v in value]
     if isinstance(value, str):
         return _text_safe(value)
     return value
+
+
+def _clean(value: str) -> str:
+    """One text column: no NUL, no secret."""
+    return redact_text(_text_safe(value))
 
 
 def _refuse_constant(name: str) -> Any:
@@ -224,25 +227,25 @@ def error_message(record: RequestRecord) -> str | None:
         record.response_sample, record.response_size, record.response_content_type
     )
     if isinstance(sample, dict) and ("detail" in sample or "title" in sample):
-        return str(sample.get("detail") or sample.get("title"))[:2000]
+        return _clean(str(sample.get("detail") or sample.get("title")))[:2000]
     return f"HTTP {record.status}"
 
 
 def log_row(r: RequestRecord) -> dict[str, Any]:
     p = r.principal
     return {
-        "request_id": _text_safe(r.request_id)[:128],
+        "request_id": _clean(r.request_id)[:128],
         "request_time": r.request_time,
         "method": r.method[:10],
-        "endpoint": _text_safe(r.path)[:2048],
-        "route": _text_safe(route_of(r.path)),
+        "endpoint": _clean(r.path)[:2048],
+        "route": _clean(route_of(r.path)),
         "service": r.service,
         "status_code": r.status,
         "response_time_ms": round(r.latency_ms, 3),
         "request_size_bytes": r.request_size,
         "response_size_bytes": r.response_size,
         "ip_address": (r.ip_address or None) and r.ip_address[:45],
-        "user_agent": _text_safe(r.user_agent)[:1000] if r.user_agent else None,
+        "user_agent": _clean(r.user_agent)[:1000] if r.user_agent else None,
         "user_id": p.user_id if p else None,
         "api_key_id": _uuid(p.api_key_id) if p and p.api_key_id else None,
         "auth_method": p.auth_method if p else None,
@@ -266,12 +269,12 @@ def audit_row(r: RequestRecord) -> dict[str, Any]:
     return {
         "user_id": p.user_id,
         "username": p.username[:150] or None,
-        "action": _text_safe(f"{r.method} {route_of(r.path)}")[:600],
+        "action": _clean(f"{r.method} {route_of(r.path)}")[:600],
         "status": "success" if r.status < 400 else "failure",
         "status_code": r.status,
         "details": {
-            "request_id": r.request_id,
-            "path": _text_safe(r.path),
+            "request_id": _clean(r.request_id),
+            "path": _clean(r.path),
             "service": r.service,
             "auth_method": p.auth_method,
             "api_key_id": p.api_key_id or None,
@@ -293,7 +296,7 @@ def api_key_used_event(r: RequestRecord, source: str) -> CloudEvent | None:
         key_id=key_id,
         user_id=p.user_id,
         method=r.method,
-        route=_text_safe(r.path)[:500],
+        route=_clean(r.path)[:500],
         status=r.status,
         latency_ms=round(r.latency_ms, 3),
         ip_address=r.ip_address,

@@ -41,6 +41,7 @@ PUBLISHES: list[type[EventPayload]] = [
     contracts.ExperimentCompleted,
     contracts.ExperimentFailed,
     contracts.ExperimentCancelled,
+    contracts.ExperimentEpochsLogged,
     contracts.HpoCampaignStarted,
     contracts.HpoCampaignCompleted,
     contracts.NasCampaignCompleted,

@@ -107,6 +107,29 @@ class ExperimentCancelled(_ExperimentEnded):
     reason: str | None = None
 
 
+class ExperimentEpochsLogged(EventPayload):
+    """A batch of training runs was accepted: ``POST /experiments/{id}/runs`` wrote at least one
+    epoch (new, or logged again with other values). One event per batch, not per epoch."""
+
+    event_type = "experiment.epochs_logged"
+    experiment_id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    status: str
+    #: the lowest and highest epoch the batch wrote
+    first_epoch: int
+    last_epoch: int
+    #: epochs the batch wrote, and how many of them were new
+    epochs_written: int
+    epochs_inserted: int
+    total_epochs: int
+    #: the metrics of the batch's highest epoch (``last_epoch``)
+    latest_metrics: dict[str, float] = {}
+    best_epoch: int | None = None
+    best_value: float | None = None
+    logged_at: datetime
+
+
 class _CampaignEvent(EventPayload):
     campaign_id: uuid.UUID
     name: str

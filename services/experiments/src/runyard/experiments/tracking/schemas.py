@@ -231,3 +231,31 @@ class SavedSearchOut(BaseModel):
     last_used_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+# --- downsampled history -----------------------------------------------------------------------
+
+
+class HistorySeries(BaseModel):
+    """One metric, one value per bucket (``null``: no epoch of the bucket has the metric)."""
+
+    min: list[float | None]
+    max: list[float | None]
+    #: the value at the bucket's highest epoch that has the metric
+    last: list[float | None]
+
+
+class HistoryOut(BaseModel):
+    experiment_id: uuid.UUID
+    #: buckets asked for; empty buckets (gaps in the epochs) are left out
+    buckets: int
+    #: epochs stored in the range
+    points: int
+    #: the lowest and highest stored epoch in the range (null: none)
+    from_epoch: int | None
+    to_epoch: int | None
+    #: per bucket: its highest epoch
+    epoch: list[int]
+    #: per bucket: when its last epoch was logged (Unix seconds)
+    time: list[float]
+    series: dict[str, HistorySeries]

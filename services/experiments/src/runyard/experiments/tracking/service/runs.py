@@ -22,7 +22,10 @@ from runyard.experiments.tracking.service.experiments import (
     get_writable_experiment,
 )
 from runyard.experiments.tracking.service.lifecycle import begin
+from runyard.shared.contracts.experiments import ExperimentEpochsLogged
+from runyard.shared.db import utcnow
 from runyard.shared.identity import Principal
+from runyard.shared.outbox import emit
 
 
 async def log_runs(
@@ -62,6 +65,26 @@ async def log_runs(
                 if value is not None and better(experiment.best_mode, value, experiment.best_value):
                     experiment.best_epoch, experiment.best_value = row["epoch"], value
     await session.flush()
+    if changed:
+        await emit(
+            session,
+            ExperimentEpochsLogged(
+                experiment_id=experiment.id,
+                owner_id=experiment.owner_id,
+                name=experiment.name,
+                status=experiment.status,
+                first_epoch=changed[0]["epoch"],
+                last_epoch=changed[-1]["epoch"],
+                epochs_written=len(changed),
+                epochs_inserted=inserted,
+                total_epochs=experiment.total_epochs,
+                latest_metrics=metrics_of(changed[-1]),
+                best_epoch=experiment.best_epoch,
+                best_value=experiment.best_value,
+                logged_at=utcnow(),
+            ),
+            subject=experiment.id,
+        )
     return RunBatchResult(
         experiment_id=experiment.id,
         received=len(runs),

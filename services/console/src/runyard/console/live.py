@@ -1,0 +1,159 @@
+"""Live updates: the experiment events from Kafka, pushed to each user's open pages over
+Server-Sent Events.
+
+Every console process reads the topics itself, without a consumer group (each must see every
+event, since a user's pages may be open on any replica), from the end: an event stream is for
+what happens while the page is open; what happened before, the page read from the API. Each
+event goes only to the streams of the experiment's owner. A browser too slow to take its events
+gets a ``resync`` instead of an ever longer queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from runyard.console.config import Settings
+from runyard.console.web import StateDep, UserApiDep
+from runyard.shared.contracts import experiments as contracts
+from runyard.shared.events import EventPayload, parse_event
+from runyard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+LIVE_EVENTS: list[type[EventPayload]] = [
+    contracts.ExperimentEpochsLogged,
+    contracts.ExperimentCreated,
+    contracts.ExperimentUpdated,
+    contracts.ExperimentDeleted,
+    contracts.ExperimentStarted,
+    contracts.ExperimentPaused,
+    contracts.ExperimentResumed,
+    contracts.ExperimentCompleted,
+    contracts.ExperimentFailed,
+    contracts.ExperimentCancelled,
+]
+#: fields a page never needs
+PRIVATE_FIELDS = frozenset({"owner_email", "owner_full_name"})
+
+router = APIRouter()
+
+
+class Hub:
+    """Open event streams by user; ``publish`` hands an event to its owner's streams."""
+
+    def __init__(self, queue_size: int) -> None:
+        self.queue_size = queue_size
+        self.streams: dict[str, set[asyncio.Queue[str]]] = {}
+        self.consuming = False
+
+    def subscribe(self, user_id: str) -> asyncio.Queue[str]:
+        queue: asyncio.Queue[str] = asyncio.Queue(self.queue_size)
+        self.streams.setdefault(user_id, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, user_id: str, queue: asyncio.Queue[str]) -> None:
+        streams = self.streams.get(user_id)
+        if streams is not None:
+            streams.discard(queue)
+            if not streams:
+                del self.streams[user_id]
+
+    def publish(self, owner_id: str, event_type: str, data: dict[str, Any]) -> int:
+        streams = self.streams.get(owner_id)
+        if not streams:
+            return 0
+        frame = sse_frame(event_type, data)
+        for queue in streams:
+            try:
+                queue.put_nowait(frame)
+            except asyncio.QueueFull:
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(sse_frame("resync", {}))
+        return len(streams)
+
+    def handle(self, value: bytes | None) -> None:
+        """One Kafka record: an experiment event goes to its owner's open pages."""
+        if not value:
+            return
+        try:
+            event, payload = parse_event(value)
+        except Exception as exc:  # not ours to dead-letter: the services' consumers do
+            log.info("console.live.unreadable", error=repr(exc)[:200])
+            return
+        owner = getattr(payload, "owner_id", None)
+        if owner is None:
+            return
+        data = {k: v for k, v in payload.model_dump(mode="json").items() if k not in PRIVATE_FIELDS}
+        data["event_id"] = event.id
+        data["time"] = event.time.isoformat() if hasattr(event.time, "isoformat") else event.time
+        self.publish(str(owner), event.type, data)
+
+
+def sse_frame(event_type: str, data: dict[str, Any]) -> str:
+    return f"event: {event_type}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def consume(settings: Settings, hub: Hub) -> None:
+    """Read the live topics from their end for as long as the process runs."""
+    consumer = AIOKafkaConsumer(
+        *(model.event_type for model in LIVE_EVENTS),
+        **settings.kafka_client_options(),
+        group_id=None,
+        client_id=f"runyard-console-{settings.instance}",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    hub.consuming = True
+    log.info("console.live.consuming", topics=len(LIVE_EVENTS))
+    try:
+        async for record in consumer:
+            hub.handle(record.value)
+    finally:
+        hub.consuming = False
+        await consumer.stop()
+
+
+async def stream(
+    request: Request, hub: Hub, user_id: str, settings: Settings
+) -> AsyncIterator[str]:
+    queue = hub.subscribe(user_id)
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + settings.sse_max_connection_s
+    try:
+        yield "retry: 1000\n\n" + sse_frame("hello", {"user_id": user_id})
+        while loop.time() < ends_at:
+            try:
+                timeout = min(settings.sse_heartbeat_s, max(0.0, ends_at - loop.time()))
+                yield await asyncio.wait_for(queue.get(), timeout=timeout)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+                yield ": keep-alive\n\n"
+    finally:
+        hub.unsubscribe(user_id, queue)
+
+
+@router.get("/events")
+async def events(request: Request, state: StateDep, api: UserApiDep) -> StreamingResponse:
+    """The signed-in user's live events. The session is checked (its token renewed when due)
+    when the stream opens; the stream ends after ``sse_max_connection_s`` and the browser
+    reconnects, so a session ended elsewhere stops its streams within that time."""
+    await api.get("/auth/me")
+    hub: Hub | None = state.hub
+    if hub is None:
+        return StreamingResponse(iter([sse_frame("disabled", {})]), media_type="text/event-stream")
+    return StreamingResponse(
+        stream(request, hub, api.session.user_id, state.settings),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )

@@ -1,0 +1,101 @@
+"""Live updates: experiment events read from the real broker reach only their owner's streams."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka import AIOKafkaProducer
+
+from runyard.console import live
+from runyard.console.config import Settings
+from runyard.shared.contracts.experiments import ExperimentEpochsLogged
+from runyard.shared.events import make_event
+from runyard.shared.runtime import supervise
+
+
+def epochs_logged(owner: uuid.UUID, last_epoch: int) -> bytes:
+    payload = ExperimentEpochsLogged(
+        experiment_id=uuid.uuid4(),
+        owner_id=owner,
+        name="pump cnn",
+        status="running",
+        first_epoch=last_epoch,
+        last_epoch=last_epoch,
+        epochs_written=1,
+        epochs_inserted=1,
+        total_epochs=last_epoch + 1,
+        latest_metrics={"val_loss": 0.25},
+        logged_at="2026-11-21T13:04:57Z",
+    )
+    event = make_event(payload, source="/runyard/experiments", subject=str(payload.experiment_id))
+    return event.to_json()
+
+
+async def test_an_event_goes_to_its_owners_streams_only(kafka_bootstrap: str) -> None:
+    settings = Settings(environment="test", kafka_bootstrap_servers=kafka_bootstrap)
+    hub = live.Hub(queue_size=10)
+    ada, eve = uuid.uuid4(), uuid.uuid4()
+    adas, eves = hub.subscribe(str(ada)), hub.subscribe(str(eve))
+    consumer = asyncio.create_task(supervise("live", lambda: live.consume(settings, hub)))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        while not hub.consuming:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # the partitions are assigned and read from their end
+        await producer.send_and_wait("experiment.epochs_logged", epochs_logged(ada, 7))
+        frame = await asyncio.wait_for(adas.get(), timeout=20)
+    finally:
+        await producer.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+    assert frame.startswith("event: experiment.epochs_logged\n")
+    assert '"last_epoch":7' in frame and '"val_loss":0.25' in frame
+    assert eves.empty()
+
+
+def test_a_browser_too_slow_for_its_events_is_told_to_resync_not_buffered_forever() -> None:
+    hub = live.Hub(queue_size=3)
+    owner = str(uuid.uuid4())
+    queue = hub.subscribe(owner)
+
+    for epoch in range(10):
+        hub.publish(owner, "experiment.epochs_logged", {"last_epoch": epoch})
+
+    frames = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert len(frames) <= 3
+    assert any(f.startswith("event: resync") for f in frames)
+
+
+def test_a_closed_stream_is_forgotten() -> None:
+    hub = live.Hub(queue_size=3)
+    owner = str(uuid.uuid4())
+    queue = hub.subscribe(owner)
+    hub.unsubscribe(owner, queue)
+
+    assert hub.publish(owner, "experiment.started", {}) == 0
+    assert hub.streams == {}
+
+
+def test_private_owner_fields_never_reach_a_page() -> None:
+    hub = live.Hub(queue_size=3)
+    owner = uuid.uuid4()
+    queue = hub.subscribe(str(owner))
+    from runyard.shared.contracts.experiments import ExperimentStarted
+
+    payload = ExperimentStarted(
+        experiment_id=uuid.uuid4(),
+        name="x",
+        owner_id=owner,
+        status="running",
+        owner_email="ada@example.test",
+        owner_full_name="Ada L",
+    )
+    event = make_event(payload, source="/runyard/experiments", subject=str(payload.experiment_id))
+    hub.handle(event.to_json())
+
+    frame = queue.get_nowait()
+    assert "experiment.started" in frame
+    assert "ada@example.test" not in frame and "Ada L" not in frame
