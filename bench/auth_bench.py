@@ -222,7 +222,11 @@ async def run(args: argparse.Namespace, admin_url: str, bootstrap: str) -> dict[
 
         created = await client.post(
             "/api/v1/auth/api-keys",
-            json={"name": "bench", "scopes": ["experiments:read", "experiments:write"]},
+            json={
+                "name": "bench",
+                "scopes": ["experiments:read", "experiments:write"],
+                "current_password": PASSWORD,
+            },
             headers=identity_headers(uuid.UUID(users[0]["id"]), "user", "bench0"),
         )
         assert created.status_code == 201, created.text

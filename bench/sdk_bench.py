@@ -71,6 +71,7 @@ def api_key(stack: Stack) -> str:
                 "name": "bench",
                 "scopes": ["experiments:write", "experiments:read"],
                 "rate_limit": 100000,
+                "current_password": user["password"],
             },
             headers=headers,
         )

@@ -12,7 +12,10 @@ from runyard.shared.http import install_problem_handlers
 from runyard.shared.identity import (
     CurrentPrincipal,
     Principal,
+    client_network,
+    signed_client_headers,
     signed_identity_headers,
+    verified_client_address,
     verify_identity,
 )
 from runyard.shared.testing import running_app
@@ -77,3 +80,22 @@ async def test_service_answers_401_to_unsigned_identity_that_bypassed_the_gatewa
     assert bypass.status_code == 401
     assert bypass.headers["content-type"] == "application/problem+json"
     assert through_gateway.json() == {"user_id": str(user_id), "role": "user"}
+
+
+def test_a_signed_client_address_verifies_and_a_forged_stale_or_swapped_one_does_not() -> None:
+    now = 1_800_000_000.0
+    headers = {k.lower(): v for k, v in signed_client_headers("s3cret", "203.0.113.7", now=now)}
+    assert verified_client_address("s3cret", headers, now=now + 10) == "203.0.113.7"
+    assert verified_client_address("other", headers, now=now) is None
+    assert verified_client_address("s3cret", headers, now=now + 301) is None
+    swapped = {**headers, "x-runyard-client-address": "198.51.100.1"}
+    assert verified_client_address("s3cret", swapped, now=now) is None
+    assert verified_client_address("s3cret", {"x-forwarded-for": "198.51.100.1"}) is None
+
+
+def test_client_networks_are_ipv4_addresses_and_ipv6_64s() -> None:
+    assert client_network("203.0.113.7") == "203.0.113.7"
+    assert client_network("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_network("2001:DB8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert client_network("::ffff:198.51.100.9") == "198.51.100.9"
+    assert client_network("not an address") == "not an address"

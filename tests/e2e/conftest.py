@@ -11,7 +11,7 @@ import pytest
 
 from runyard.devstack import Stack
 
-from .helpers import Receiver, User, serving_receiver
+from .helpers import Receiver, User, link_token, serving_receiver, take_mail
 
 
 @pytest.fixture(scope="package")
@@ -41,7 +41,7 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def user(api: httpx.AsyncClient, db: asyncpg.Connection) -> User:
+async def user(stack: Stack, api: httpx.AsyncClient, db: asyncpg.Connection) -> User:
     name = f"ada{uuid.uuid4().hex[:8]}"
     password = "correct horse battery staple"
     registered = await api.post(
@@ -50,6 +50,10 @@ async def user(api: httpx.AsyncClient, db: asyncpg.Connection) -> User:
     )
     assert registered.status_code == 201, registered.text
     person = User(registered.json()["id"], name, f"{name}@example.test", password)
+    # every new account is mailed a verification link: follow it, as its owner would
+    mail = await take_mail(stack.mail_dir, person.email, "Verify your Runyard email address")
+    verified = await api.post("/api/v1/auth/verify-email", json={"token": link_token(mail)})
+    assert verified.status_code == 204, verified.text
     login = await api.post("/api/v1/auth/login", json={"login": name, "password": password})
     assert login.status_code == 200, login.text
     person.token = login.json()["access_token"]

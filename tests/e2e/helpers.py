@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,35 @@ def mails_to(mail_dir: Path, address: str) -> list[EmailMessage]:
         if address in str(message["To"]):
             found.append(message)
     return found
+
+
+def link_token(message: EmailMessage) -> str:
+    """The token of the reset or verification link in an account email."""
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    found = re.search(r"#token=([A-Za-z0-9_-]+)", str(part.get_content()))
+    assert found, "no link in the email"
+    return found[1]
+
+
+async def take_mail(mail_dir: Path, address: str, subject: str) -> EmailMessage:
+    """Wait for the email to ``address`` with ``subject``, and remove it from the sink (so a
+    test counting the address's mail sees only its own)."""
+
+    async def arrived() -> tuple[Path, EmailMessage] | None:
+        return _find_mail(mail_dir, address, subject)
+
+    path, message = await eventually(arrived)
+    path.unlink()
+    return message
+
+
+def _find_mail(mail_dir: Path, address: str, subject: str) -> tuple[Path, EmailMessage] | None:
+    for path in sorted(mail_dir.glob("*.eml")):
+        message = BytesParser(policy=default_policy).parsebytes(path.read_bytes())
+        if address in str(message["To"]) and message["Subject"] == subject:
+            return path, message
+    return None
 
 
 @dataclass

@@ -20,7 +20,11 @@ async def test_api_key_works_within_its_scopes_and_stops_after_revocation(
 ) -> None:
     created = await api.post(
         "/api/v1/auth/api-keys",
-        json={"name": "training box", "scopes": ["experiments:read", "experiments:write"]},
+        json={
+            "name": "training box",
+            "scopes": ["experiments:read", "experiments:write"],
+            "current_password": user.password,
+        },
         headers=user.auth,
     )
     assert created.status_code == 201, created.text

@@ -42,7 +42,9 @@ async def enable_two_factor(api: httpx.AsyncClient, user: User) -> pyotp.TOTP:
     assert setup.status_code == 200, setup.text
     totp = pyotp.TOTP(setup.json()["secret"])
     enabled = await api.post(
-        "/api/v1/auth/2fa/enable", json={"code": totp.now()}, headers=user.auth
+        "/api/v1/auth/2fa/enable",
+        json={"code": totp.now(), "current_password": user.password},
+        headers=user.auth,
     )
     assert enabled.status_code == 200, enabled.text
     assert len(enabled.json()["backup_codes"]) >= 8
@@ -95,7 +97,11 @@ async def test_a_researcher_trains_with_an_api_key_and_hears_about_it_everywhere
 
     key = await api.post(
         "/api/v1/auth/api-keys",
-        json={"name": "training box", "scopes": ["experiments:read", "experiments:write"]},
+        json={
+            "name": "training box",
+            "scopes": ["experiments:read", "experiments:write"],
+            "current_password": user.password,
+        },
         headers=user.auth,
     )
     assert key.status_code == 201, key.text

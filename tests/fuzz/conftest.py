@@ -67,7 +67,7 @@ def identities(stack: Stack) -> FuzzIdentities:
         bearer = {"Authorization": f"Bearer {token}"}
         key = client.post(
             "/api/v1/auth/api-keys",
-            json={"name": "fuzzing", "scopes": ALL_USER_SCOPES},
+            json={"name": "fuzzing", "scopes": ALL_USER_SCOPES, "current_password": PASSWORD},
             headers=bearer,
         )
         assert key.status_code == 201, key.text

@@ -50,8 +50,9 @@ CREDENTIAL_HEADERS = {"authorization", "x-api-key"}
 #: including 2FA setup/enable/disable, password changes and admin user updates: with generated
 #: codes, passwords and ids they cannot succeed against the fuzzing accounts.
 EXCLUDED = {
-    # revokes the session of the bearer token the rest of the run uses
+    # revoke the session of the bearer token (and the API key) the rest of the run uses
     ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/sessions/revoke-all"),
 }
 
 

@@ -64,7 +64,11 @@ def account(stack: Stack) -> Account:
         token = login.json()["access_token"]
         key = api.post(
             "/auth/api-keys",
-            json={"name": "sdk tests", "scopes": ["experiments:read", "experiments:write"]},
+            json={
+                "name": "sdk tests",
+                "scopes": ["experiments:read", "experiments:write"],
+                "current_password": password,
+            },
             headers={"Authorization": f"Bearer {token}"},
         )
         assert key.status_code == 201, key.text

@@ -159,7 +159,11 @@ async def test_public_auth_routes_pass_without_token_and_lose_forged_identity(
     )
     assert response.status_code == 200, response.text
     seen = auth_upstream.received_headers()
-    assert not [h for h in seen if h.startswith("x-runyard-")]
+    # no identity; only the client address the gateway signed (test_client_address.py)
+    assert [h for h in seen if h.startswith("x-runyard-")] == [
+        "x-runyard-client-address",
+        "x-runyard-client-signature",
+    ]
     assert response.json()["body"] == (
         '{"username":"ada","email":"ada@example.com","password":"pw"}'
     )

@@ -11,12 +11,21 @@ from typing import Any
 import asyncpg
 import jwt
 
+from runyard.shared.contracts.auth import EmailLinkRequested
 from runyard.shared.db import asyncpg_dsn
-from runyard.shared.identity import Principal, internal_call_headers, signed_identity_headers
+from runyard.shared.events import EventPayload
+from runyard.shared.identity import (
+    Principal,
+    internal_call_headers,
+    signed_client_headers,
+    signed_identity_headers,
+)
 from runyard.shared.settings import dev_secret
 from runyard.shared.testing import ServiceDatabase
 
 DEV_SECRET = dev_secret("identity-signing").get_secret_value()
+#: AUTH_EMAIL_LINK_SECRET's and NOTIFICATIONS_EMAIL_LINK_SECRET's default
+LINK_SECRET = dev_secret("email-link-token").get_secret_value()
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple tortoise violin"
@@ -26,6 +35,10 @@ REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
 ME = "/api/v1/auth/me"
 SESSIONS = "/api/v1/auth/sessions"
+REVOKE_ALL = "/api/v1/auth/sessions/revoke-all"
+PASSWORD_RESET = "/api/v1/auth/password-reset"
+PASSWORD_RESET_CONFIRM = "/api/v1/auth/password-reset/confirm"
+VERIFY_EMAIL = "/api/v1/auth/verify-email"
 API_KEYS = "/api/v1/auth/api-keys"
 USERS = "/api/v1/auth/users"
 VERIFY_KEY = "/internal/v1/api-keys/verify"
@@ -90,6 +103,10 @@ async def login(client: Any, login: str = "ada", password: str = PASSWORD, **ext
     )
 
 
+async def refresh(client: Any, token: str) -> Any:
+    return await client.post(REFRESH, json={"refresh_token": token})
+
+
 async def tokens_for(client: Any, username: str = "ada", **extra: Any) -> dict[str, Any]:
     response = await login(client, username, **extra)
     assert response.status_code == 200, response.text
@@ -118,6 +135,27 @@ def as_user(
         session_id=session_of(tokens["access_token"]) if tokens is not None else "",
     )
     return dict(signed_identity_headers(DEV_SECRET, principal))
+
+
+def from_client(address: str) -> dict[str, str]:
+    """The gateway's signed statement that the request comes from ``address``."""
+    return dict(signed_client_headers(DEV_SECRET, address))
+
+
+async def create_key(client: Any, user: dict[str, Any], **body: Any) -> Any:
+    """``POST /api-keys`` as ``user``, confirmed with the password unless the body says else."""
+    payload = {"name": "ci", "scopes": ["experiments:read"], "current_password": PASSWORD, **body}
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return await client.post(API_KEYS, json=payload, headers=as_user(user))
+
+
+def link_token(event: dict[str, Any]) -> str:
+    """The token in the link an email-link event stands for, derived from the event as the
+    notifications service derives it (the event itself never carries it)."""
+    contract = EventPayload.registry[(event["type"], 1)]
+    payload = contract.model_validate(event["data"])
+    assert isinstance(payload, EmailLinkRequested)
+    return payload.link_token(LINK_SECRET)
 
 
 def internal(method: str, path: str) -> dict[str, str]:

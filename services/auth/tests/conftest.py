@@ -43,6 +43,13 @@ def settings(db: ServiceDatabase, kafka_bootstrap: str) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings, clock: FakeClock) -> AsyncIterator[Any]:
-    async with running_app(create_app(settings, clock=clock)) as c:
+def app(settings: Settings, clock: FakeClock) -> Any:
+    """The service under test; once ``client`` runs it, ``app.state.runtime`` is its runtime
+    (for running a worker step)."""
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[Any]:
+    async with running_app(app) as c:
         yield c

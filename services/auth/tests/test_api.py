@@ -14,8 +14,10 @@ from services.auth.tests.auth_helpers import (
     SESSIONS,
     USERS,
     as_user,
+    create_key,
     execute,
     fetch,
+    from_client,
     make_admin,
     outbox_events,
     register,
@@ -35,7 +37,7 @@ async def test_registered_user_logs_in_and_token_verifies_against_jwks(client, d
     login = await client.post(
         LOGIN,
         json={"login": "ADA", "password": PASSWORD},
-        headers={"User-Agent": "pytest", "X-Forwarded-For": "203.0.113.7, 10.0.0.1"},
+        headers={"User-Agent": "pytest", **from_client("203.0.113.7")},
     )
     assert login.status_code == 200, login.text
     body = login.json()
@@ -95,7 +97,7 @@ async def test_user_logs_in_with_email_in_any_case(client) -> None:
 
 async def test_registration_writes_user_registered_event_with_payload(client, db) -> None:
     user = await register(client, "ada")
-    [event] = await outbox_events(db)
+    [event] = await outbox_events(db, "user.registered")
     assert event["topic"] == "user.registered"
     assert event["key"] == user["id"]
     assert event["source"] == "/runyard/auth"
@@ -114,6 +116,7 @@ async def test_registration_writes_user_registered_event_with_payload(client, db
 
 async def test_username_taken_in_another_case_is_409_and_writes_nothing(client, db) -> None:
     await register(client, "ada")
+    events = await outbox_events(db)
     again = await client.post(
         REGISTER, json={"username": "ADA", "email": "other@example.org", "password": PASSWORD}
     )
@@ -121,7 +124,7 @@ async def test_username_taken_in_another_case_is_409_and_writes_nothing(client, 
     assert again.headers["content-type"] == "application/problem+json"
     assert again.json()["fields"] == ["username"]
     assert len(await fetch(db, "SELECT id FROM auth.users")) == 1
-    assert len(await outbox_events(db)) == 1
+    assert await outbox_events(db) == events
 
 
 async def test_concurrent_registrations_of_one_name_give_one_user_and_one_409(client, db) -> None:
@@ -136,17 +139,7 @@ async def test_concurrent_registrations_of_one_name_give_one_user_and_one_409(cl
     )
     assert sorted(r.status_code for r in responses) == [201, 409, 409]
     assert len(await fetch(db, "SELECT id FROM auth.users")) == 1
-    assert len(await outbox_events(db)) == 1
-
-
-async def test_email_taken_in_another_case_is_409(client, db) -> None:
-    await register(client, "ada")
-    again = await client.post(
-        REGISTER, json={"username": "lovelace", "email": "ADA@example.ORG", "password": PASSWORD}
-    )
-    assert again.status_code == 409
-    assert again.json()["fields"] == ["email"]
-    assert len(await fetch(db, "SELECT id FROM auth.users")) == 1
+    assert len(await outbox_events(db, "user.registered")) == 1
 
 
 async def test_short_password_is_422_and_creates_no_user(client, db) -> None:
@@ -258,9 +251,7 @@ async def test_an_invalid_cursor_is_a_400_invalid_cursor_on_every_list(client, d
         await client.get(SESSIONS, params={"limit": 1}, headers=as_user(user))
     ).json()["next_cursor"]
     assert sessions_cursor is not None
-    key = await client.post(
-        API_KEYS, json={"name": "ci", "scopes": ["experiments:read"]}, headers=as_user(user)
-    )
+    key = await create_key(client, user)
     lists = [
         (SESSIONS, user),
         ("/api/v1/auth/login-history", user),

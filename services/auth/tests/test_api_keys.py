@@ -18,6 +18,7 @@ from services.auth.tests.auth_helpers import (
     USERS,
     FakeClock,
     as_user,
+    create_key,
     execute,
     fetch,
     make_admin,
@@ -45,11 +46,6 @@ def test_a_changed_character_breaks_the_checksum() -> None:
     assert not tokens.is_well_formed_api_key(key[:-1])
     assert not tokens.is_well_formed_api_key("gh_" + key[3:])
     assert not tokens.is_well_formed_api_key(key[:20] + "!" + key[21:])
-
-
-async def create_key(client, user, **body):
-    payload = {"name": "ci", "scopes": ["experiments:read"], **body}
-    return await client.post(API_KEYS, json=payload, headers=as_user(user))
 
 
 async def test_a_created_key_is_shown_once_and_only_its_sha256_is_stored(client, db) -> None:

@@ -12,6 +12,7 @@ from services.auth.tests.auth_helpers import (
     FakeClock,
     as_user,
     fetch,
+    from_client,
     login,
     make_admin,
     outbox_events,
@@ -120,7 +121,7 @@ async def test_lock_start_publishes_account_locked_with_the_users_next_version(
     client, clock: FakeClock, db
 ) -> None:
     user = await register(client, "ada")
-    await fail(client, "ada", 5, headers={"X-Forwarded-For": "198.51.100.77"})
+    await fail(client, "ada", 5, headers=from_client("198.51.100.77"))
 
     [event] = await outbox_events(db, "account.locked")
     assert event["key"] == user["id"]
@@ -207,7 +208,7 @@ async def test_one_address_is_limited_across_accounts_and_released_after_the_win
     limited = settings.model_copy(
         update={"login_ip_max_failures": 3, "login_ip_window_seconds": 600}
     )
-    attacker = {"X-Forwarded-For": "203.0.113.66"}
+    attacker = from_client("203.0.113.66")
     async with running_app(create_app(limited, clock=clock)) as client:
         await register(client, "ada")
         for name in ("alice", "bob"):
@@ -218,9 +219,7 @@ async def test_one_address_is_limited_across_accounts_and_released_after_the_win
         blocked = await login(client, "ada", PASSWORD, headers=attacker)
         assert blocked.status_code == 429
         assert blocked.headers["retry-after"] == "580"
-        assert (
-            await login(client, "ada", PASSWORD, headers={"X-Forwarded-For": "192.0.2.1"})
-        ).is_success
+        assert (await login(client, "ada", PASSWORD, headers=from_client("192.0.2.1"))).is_success
 
         clock.advance(580)
         assert (await login(client, "ada", PASSWORD, headers=attacker)).status_code == 200

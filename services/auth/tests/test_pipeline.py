@@ -13,7 +13,7 @@ from runyard.shared.contracts.gateway import ApiKeyUsed
 from runyard.shared.events import CONTENT_TYPE
 from runyard.shared.testing import running_app
 from runyard.shared.testing.events import contract_event
-from services.auth.tests.auth_helpers import API_KEYS, as_user, fetch, register
+from services.auth.tests.auth_helpers import create_key, fetch, register
 
 pytestmark = pytest.mark.pipeline
 
@@ -23,9 +23,7 @@ pytestmark = pytest.mark.pipeline
 async def test_api_key_used_on_kafka_lands_in_the_keys_usage(settings: Settings, db) -> None:
     async with running_app(create_app(settings)) as c:
         user = await register(c, "pipeline")
-        created = await c.post(
-            API_KEYS, json={"name": "ci", "scopes": ["experiments:read"]}, headers=as_user(user)
-        )
+        created = await create_key(c, user)
     key_id = created.json()["id"]
     event = contract_event(
         ApiKeyUsed(

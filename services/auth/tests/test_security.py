@@ -28,8 +28,9 @@ def production(**values: object) -> Settings:
     """Production settings with every secret set (else they refuse to load)."""
     return Settings(
         environment="production",
-        identity_secret="production-identity-secret",
-        totp_encryption_key="production-totp-key",
+        identity_secret="production-identity-secret-of-32-bytes-or-more",
+        totp_encryption_key="production-totp-key-of-32-bytes-or-more",
+        email_link_secret="production-email-link-secret-of-32-bytes-or-more",
         **values,  # type: ignore[arg-type]
     )
 

@@ -13,6 +13,7 @@ from services.auth.tests.auth_helpers import (
     FakeClock,
     as_user,
     fetch,
+    from_client,
     login,
     make_admin,
     outbox_events,
@@ -131,7 +132,7 @@ async def test_logout_cannot_end_another_users_session(client) -> None:
 async def test_sessions_list_device_browser_address_and_the_current_one(client) -> None:
     user = await register(client, "ada")
     desktop = await tokens_for(
-        client, "ada", headers={"User-Agent": FIREFOX, "X-Forwarded-For": "203.0.113.24"}
+        client, "ada", headers={"User-Agent": FIREFOX, **from_client("203.0.113.24")}
     )
     phone = await tokens_for(client, "ada", headers={"User-Agent": IPHONE})
 

@@ -9,6 +9,7 @@ import pytest
 
 from runyard.auth import totp
 from services.auth.tests.auth_helpers import (
+    PASSWORD,
     REFRESH,
     FakeClock,
     as_user,
@@ -82,7 +83,9 @@ async def enable_2fa(client, user, clock: FakeClock, tokens=None) -> tuple[str, 
     assert setup.status_code == 200, setup.text
     secret = setup.json()["secret"]
     enabled = await client.post(
-        ENABLE, json={"code": code_now(secret, clock)}, headers=as_user(user, tokens=tokens)
+        ENABLE,
+        json={"code": code_now(secret, clock), "current_password": PASSWORD},
+        headers=as_user(user, tokens=tokens),
     )
     assert enabled.status_code == 200, enabled.text
     return secret, enabled.json()["backup_codes"]
@@ -126,7 +129,9 @@ async def test_enabling_returns_ten_backup_codes_stored_as_argon2_hashes(
 async def test_enabling_with_a_wrong_code_is_400_and_leaves_2fa_off(client, db) -> None:
     user = await register(client, "ada")
     await client.post(SETUP, headers=as_user(user))
-    response = await client.post(ENABLE, json={"code": "000000"}, headers=as_user(user))
+    response = await client.post(
+        ENABLE, json={"code": "000000", "current_password": PASSWORD}, headers=as_user(user)
+    )
     assert response.status_code == 400
     [row] = await fetch(db, "SELECT totp_enabled, failed_login_attempts FROM auth.users")
     assert (row["totp_enabled"], row["failed_login_attempts"]) == (False, 1)
@@ -135,7 +140,9 @@ async def test_enabling_with_a_wrong_code_is_400_and_leaves_2fa_off(client, db) 
 async def test_enabling_without_setup_or_twice_is_409(client, clock: FakeClock) -> None:
     user = await register(client, "ada")
     assert (
-        await client.post(ENABLE, json={"code": "123456"}, headers=as_user(user))
+        await client.post(
+            ENABLE, json={"code": "123456", "current_password": PASSWORD}, headers=as_user(user)
+        )
     ).status_code == 409
     await enable_2fa(client, user, clock)
     assert (await client.post(SETUP, headers=as_user(user))).status_code == 409

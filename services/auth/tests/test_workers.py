@@ -13,7 +13,7 @@ from runyard.shared.db import create_engine, create_sessionmaker
 from services.auth.tests.auth_helpers import FakeClock, execute, fetch, register, tokens_for
 
 
-async def test_purge_drops_stale_unknown_login_failures_and_expired_rotated_tokens(
+async def test_purge_drops_stale_lockout_rows_and_expired_tokens_and_links(
     client, settings, clock: FakeClock, db
 ) -> None:
     await register(client, "ada")
@@ -33,6 +33,9 @@ async def test_purge_drops_stale_unknown_login_failures_and_expired_rotated_toke
     await execute(
         db, "UPDATE auth.rotated_refresh_tokens SET expires_at = $1", now - timedelta(seconds=1)
     )
+    await execute(
+        db, "UPDATE auth.email_verifications SET expires_at = $1", now - timedelta(seconds=1)
+    )
 
     engine = create_engine(db.url, pool_size=1)
     try:
@@ -44,9 +47,10 @@ async def test_purge_drops_stale_unknown_login_failures_and_expired_rotated_toke
         runtime: Any = SimpleNamespace(
             context=ctx, sessionmaker=create_sessionmaker(engine, schema="auth")
         )
-        assert await purge_once(runtime) == (1, 1)
+        assert await purge_once(runtime) == (1, 1, 1)
     finally:
         await engine.dispose()
     left = await fetch(db, "SELECT login_key FROM auth.unknown_login_failures")
     assert [r["login_key"] for r in left] == ["fresh"]
     assert await fetch(db, "SELECT token_hash FROM auth.rotated_refresh_tokens") == []
+    assert await fetch(db, "SELECT id FROM auth.email_verifications") == []

@@ -6,14 +6,20 @@ HMAC-SHA256 over the timestamp and the identity (incl. the session id) with the 
 ``IDENTITY_SECRET`` (every service's ``<PREFIX>IDENTITY_SECRET``). A service accepts an identity
 only with a valid signature no older than ``MAX_SIGNATURE_AGE_S``: a request that bypasses the
 gateway is nobody.
+
+On every forwarded request, public routes included, the gateway also signs the client address it
+resolved (``X-Runyard-Client-Address`` and ``X-Runyard-Client-Signature``, same secret, same
+maximum age): services take the client from there, never from ``X-Forwarded-For``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -164,6 +170,74 @@ def verify_internal_call(secret: str, *, method: str, path: str, header: str) ->
         raise _unauthorized("Internal call not signed.")
     if abs(time.time() - timestamp) > MAX_SIGNATURE_AGE_S:
         raise _unauthorized("Internal call signature expired.")
+
+
+# --- the client's address ---------------------------------------------------------------------
+
+CLIENT_ADDRESS_HEADER = "X-Runyard-Client-Address"
+CLIENT_SIGNATURE_HEADER = "X-Runyard-Client-Signature"
+
+
+def _client_mac(secret: str, *, address: str, timestamp: int) -> str:
+    message = f"runyard-client\n{timestamp}\n{address}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signed_client_headers(
+    secret: str, address: str, *, now: float | None = None
+) -> list[tuple[str, str]]:
+    """What the gateway sets on every forwarded request, public routes included: the client
+    address it resolved (the TCP peer, or the right-most untrusted ``X-Forwarded-For`` hop
+    behind a trusted proxy), signed like the identity."""
+    timestamp = int(time.time() if now is None else now)
+    mac = _client_mac(secret, address=address, timestamp=timestamp)
+    return [
+        (CLIENT_ADDRESS_HEADER, address),
+        (CLIENT_SIGNATURE_HEADER, f"t={timestamp},v1={mac}"),
+    ]
+
+
+def verified_client_address(
+    secret: str, headers: Mapping[str, str], *, now: float | None = None
+) -> str | None:
+    """The client address the gateway signed for this request; None when there is none, or it
+    is forged or stale. Never ``X-Forwarded-For``: anything that reaches a service directly can
+    write that."""
+    address = headers.get(CLIENT_ADDRESS_HEADER.lower(), "")
+    signature = headers.get(CLIENT_SIGNATURE_HEADER.lower(), "")
+    if not address or not signature:
+        return None
+    parts = dict(p.split("=", 1) for p in signature.split(",") if "=" in p)
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        return None
+    expected = _client_mac(secret, address=address, timestamp=timestamp)
+    if not hmac.compare_digest(expected, parts.get("v1", "")):
+        return None
+    if abs((time.time() if now is None else now) - timestamp) > MAX_SIGNATURE_AGE_S:
+        return None
+    return address
+
+
+#: IPv6 clients are limited per /64: one subscriber usually holds a whole /64 and can rotate
+#: through its addresses at will.
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_network(address: str) -> str:
+    """The key per-client limits count by: an IPv4 address as it is, an IPv6 address as its /64
+    (``2001:db8:1:2::/64``), an IPv4-mapped IPv6 address as the IPv4 address. Anything that is
+    not an address is returned unchanged."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
 
 
 def principal_from_request(request: Request) -> Principal:

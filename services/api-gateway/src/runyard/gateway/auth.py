@@ -34,18 +34,25 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/api/v1/auth/register"),
         ("POST", "/api/v1/auth/login"),
         ("POST", "/api/v1/auth/refresh"),
+        ("POST", "/api/v1/auth/password-reset"),
+        ("POST", "/api/v1/auth/password-reset/confirm"),
+        ("POST", "/api/v1/auth/verify-email"),
         ("GET", JWKS_PATH),
         ("HEAD", JWKS_PATH),
         ("GET", "/api/v1/notifications/unsubscribe"),
         ("POST", "/api/v1/notifications/unsubscribe"),
     }
 )
-#: Public routes limited per client IP (credential guessing, sign-up floods).
+#: Public routes limited per client IP (per /64 for IPv6): credential and token guessing,
+#: sign-up and reset-mail floods.
 IP_LIMITED_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {
         ("POST", "/api/v1/auth/register"),
         ("POST", "/api/v1/auth/login"),
         ("POST", "/api/v1/auth/refresh"),
+        ("POST", "/api/v1/auth/password-reset"),
+        ("POST", "/api/v1/auth/password-reset/confirm"),
+        ("POST", "/api/v1/auth/verify-email"),
     }
 )
 

@@ -19,7 +19,7 @@ from runyard.gateway.errors import (
     UpstreamUnreachable,
 )
 from runyard.shared.http import REQUEST_ID_HEADER
-from runyard.shared.identity import Principal, signed_identity_headers
+from runyard.shared.identity import Principal, signed_client_headers, signed_identity_headers
 from runyard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -144,6 +144,7 @@ def upstream_request_headers(
         headers.append((REQUEST_ID_HEADER, request_id))
     if forwarded_for:
         headers.append(("X-Forwarded-For", forwarded_for))
+        headers += signed_client_headers(identity_secret, forwarded_for)
     headers.append(("X-Forwarded-Proto", request.url.scheme))
     if host := request.headers.get("host"):
         headers.append(("X-Forwarded-Host", host))
@@ -157,8 +158,8 @@ def upstream_request_headers(
 def forwarded_for(request: Request, trusted: Sequence[IPNetwork]) -> str:
     """``X-Forwarded-For`` for the upstream: the one client address the gateway resolved.
 
-    Not the chain: entries left of the right-most untrusted hop are whatever the client wrote,
-    and the services (auth's per-IP lockout) take the first entry as the client."""
+    Not the chain: entries left of the right-most untrusted hop are whatever the client wrote.
+    The services take the client from the signed ``X-Runyard-Client-Address`` (same value)."""
     return client_ip(request, trusted)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from runyard.gateway.errors import RateLimited
+from runyard.shared.identity import client_network
 
 RATE_LIMITED = Counter(
     "runyard_gateway_rate_limited", "Requests refused with 429, by bucket kind", ["kind"]
@@ -67,7 +68,11 @@ class TokenBuckets:
 
 
 def check(buckets: TokenBuckets, kind: str, key: str, limit: int) -> Decision:
-    """Take a token or raise 429 problem+json with ``Retry-After`` and ``RateLimit-*``."""
+    """Take a token or raise 429 problem+json with ``Retry-After`` and ``RateLimit-*``.
+
+    ``ip`` buckets are per client network: an IPv6 client's whole /64 shares one."""
+    if kind == "ip":
+        key = client_network(key)
     decision = buckets.take(f"{kind}:{key}", limit)
     if not decision.allowed:
         RATE_LIMITED.labels(kind).inc()

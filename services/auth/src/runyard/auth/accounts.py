@@ -6,18 +6,21 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.auth import errors, events, logins, repository, sessions
-from runyard.auth.callers import Caller
+from runyard.auth import errors, events, logins, repository, sessions, stepup
+from runyard.auth.callers import Caller, ClientInfo
 from runyard.auth.context import AuthContext
 from runyard.auth.models import User
 from runyard.auth.passwords import password_problems
+from runyard.auth.recovery import repository as recovery_repository
+from runyard.auth.recovery import verification
 from runyard.auth.repository import UserFilter
 from runyard.auth.schemas import AdminUpdateUserRequest, UpdateMeRequest
-from runyard.shared.db import new_id
+from runyard.shared.contracts.auth import PasswordChanged, RegistrationAttempted
+from runyard.shared.db import new_id, utcnow
 from runyard.shared.logging import get_logger
+from runyard.shared.outbox import emit
 from runyard.shared.pagination import cut, decode_cursor
 
 log = get_logger(__name__)
@@ -39,7 +42,16 @@ async def create_user(
     email: str,
     password: str,
     role: str = "user",
+    client: ClientInfo | None = None,
+    reveal_taken_email: bool = False,
 ) -> User:
+    """A new account, and a verification link to its address.
+
+    An address another account holds is not revealed (unless ``reveal_taken_email``, for the
+    operator's CLI): the answer is a user that looks new but is stored nowhere, and the
+    account that holds the address is told (``registration.attempted``). A taken username is
+    refused with 409: usernames are public.
+    """
     check_password_policy(password, username=username, email=email, field="password")
     password_hash = await ctx.passwords.hash(password)
     user = await repository.insert_user_unless_taken(
@@ -56,12 +68,55 @@ async def create_user(
         version=1,
     )
     if user is None:
-        raise errors.UsernameOrEmailTaken(
-            await repository.taken_fields(session, username=username, email=email)
-        )
+        taken = await repository.taken_fields(session, username=username, email=email)
+        if reveal_taken_email:
+            raise errors.UsernameOrEmailTaken(taken)
+        if "username" in taken or not taken:
+            raise errors.UsernameTaken()
+        return await _registration_attempted(session, username=username, email=email, client=client)
     await events.user_registered(session, user)
+    await verification.send_signup_link(session, ctx, user)
     log.info("auth.user.registered", user_id=str(user.id), role=role)
     return user
+
+
+async def _registration_attempted(
+    session: AsyncSession,
+    *,
+    username: str,
+    email: str,
+    client: ClientInfo | None,
+) -> User:
+    """Tell the holder of ``email`` that someone tried to register with it; answer with a user
+    that is never stored, shaped like a new one."""
+    owner = await recovery_repository.user_by_email(session, email)
+    if owner is not None:
+        await emit(
+            session,
+            RegistrationAttempted(
+                user_id=owner.id,
+                username=owner.username,
+                ip_address=client.ip_address if client else None,
+            ),
+            subject=owner.id,
+        )
+        await session.flush()
+        log.info("auth.register.email_taken", user_id=str(owner.id))
+    now = utcnow()  # as the column default stamps a real one
+    return User(
+        id=new_id(),
+        username=username,
+        email=email,
+        full_name=None,
+        role="user",
+        is_active=True,
+        timezone="UTC",
+        totp_enabled=False,
+        email_verified_at=None,
+        last_login_at=None,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 async def get_user(session: AsyncSession, *, user_id: uuid.UUID) -> User:
@@ -86,48 +141,30 @@ async def active_user_for_update(session: AsyncSession, user_id: uuid.UUID) -> U
     return user
 
 
-async def reauthenticate(
-    session: AsyncSession, ctx: AuthContext, *, user: User, password: str | None, caller: Caller
-) -> errors.Refusal | None:
-    """Check the current password for a sensitive change. Wrong ones count like failed logins."""
-    if password is None:
-        raise errors.CurrentPasswordRequired()
-
-    async def check() -> bool:
-        return await ctx.passwords.verify(user.password_hash, password)
-
-    return await logins.confirm(
-        session,
-        ctx,
-        user=user,
-        client=caller.client,
-        check=check,
-        refusal=errors.WrongCurrentPassword(),
-    )
-
-
 async def update_me(
     session: AsyncSession, ctx: AuthContext, caller: Caller, data: UpdateMeRequest
-) -> User | errors.Refusal:
+) -> tuple[User, str | None] | errors.Refusal:
+    """The changed account and its pending new address, if any. A new password needs the
+    current one; a new address the current password or (2FA on) a code, and takes effect only
+    when the link sent to it is followed."""
     user = await active_user_for_update(session, caller.user_id)
     new_email = data.email if data.email is not None and data.email != user.email else None
     if data.new_password is not None:
         check_password_policy(
-            data.new_password,
-            username=user.username,
-            email=new_email or user.email,
-            field="new_password",
+            data.new_password, username=user.username, email=user.email, field="new_password"
         )
     if new_email is not None or data.new_password is not None:
-        refusal = await reauthenticate(
-            session, ctx, user=user, password=data.current_password, caller=caller
+        refusal = await stepup.confirm_identity(
+            session,
+            ctx,
+            user=user,
+            caller=caller,
+            current_password=data.current_password,
+            code=data.code,
+            accept_code=data.new_password is None,
         )
         if refusal is not None:
             return refusal
-    if new_email is not None and await repository.email_taken(
-        session, email=new_email, except_user=user.id
-    ):
-        raise errors.EmailTaken()
 
     changed = False
     for name in ("full_name", "timezone"):
@@ -138,21 +175,27 @@ async def update_me(
             setattr(user, name, value)
             changed = True
     if new_email is not None:
-        user.email = new_email
-        changed = True
+        await verification.request_email_change(session, ctx, user=user, email=new_email)
     if data.new_password is not None:
         user.password_hash = await ctx.passwords.hash(data.new_password)
         await sessions.end_other_sessions(
             session, ctx, user_id=user.id, keep=caller.session_id, reason="password_changed"
         )
+        await emit(
+            session,
+            PasswordChanged(
+                user_id=user.id,
+                username=user.username,
+                reason="changed",
+                ip_address=caller.client.ip_address,
+            ),
+            subject=user.id,
+        )
         log.info("auth.password.changed", user_id=str(user.id))
     if changed:
         await events.user_updated(session, user)
-    try:
-        await session.flush()
-    except IntegrityError as exc:  # a concurrent change took the email first
-        raise errors.EmailTaken() from exc
-    return user
+    await session.flush()
+    return user, await verification.pending_email(session, ctx, user.id)
 
 
 # --- admin ------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.auth import errors, repository, tokens
+from runyard.auth import accounts, errors, repository, stepup, tokens
+from runyard.auth.callers import Caller
 from runyard.auth.context import AuthContext
 from runyard.auth.models import ApiKey, ApiUsage, User
 from runyard.auth.schemas import CreateApiKeyRequest
@@ -40,17 +41,27 @@ def scopes_allowed_for(role: str) -> frozenset[str]:
 
 
 async def create_api_key(
-    session: AsyncSession, ctx: AuthContext, *, principal: Principal, data: CreateApiKeyRequest
-) -> tuple[ApiKey, str]:
-    user = await repository.get_user(session, principal.user_id)
-    if user is None or not user.is_active:
-        raise errors.AccountDeactivated()
+    session: AsyncSession, ctx: AuthContext, *, caller: Caller, data: CreateApiKeyRequest
+) -> tuple[ApiKey, str] | errors.Refusal:
+    """A new key, once the caller proved who they are (step-up: the current password, or a
+    code with 2FA on): a key outlives the access token, so a stolen token must not mint one."""
+    user = await accounts.active_user_for_update(session, caller.user_id)
     denied = sorted(set(data.scopes) - scopes_allowed_for(user.role))
     if denied:
         raise errors.ScopesNotGrantable(user.role, denied)
     now = ctx.clock.now()
     if data.expires_at is not None and (data.expires_at.tzinfo is None or data.expires_at <= now):
         raise errors.ExpiryInThePast()
+    refusal = await stepup.confirm_identity(
+        session,
+        ctx,
+        user=user,
+        caller=caller,
+        current_password=data.current_password,
+        code=data.code,
+    )
+    if refusal is not None:
+        return refusal
     key = tokens.new_api_key()
     row = ApiKey(
         id=new_id(),
@@ -125,6 +136,25 @@ async def revoke_api_key(
     )
     await session.flush()
     log.info("auth.api_key.revoked", key_id=str(key.id), by=str(principal.user_id))
+
+
+async def revoke_all_api_keys(
+    session: AsyncSession, ctx: AuthContext, *, user_id: uuid.UUID
+) -> int:
+    """Revoke every active key of the user (``api_key.revoked`` for each); how many."""
+    now = ctx.clock.now()
+    keys = await repository.active_api_keys_for_update(session, user_id)
+    for key in keys:
+        key.is_active = False
+        key.revoked_at = now
+        await emit(
+            session,
+            ApiKeyRevoked(key_id=key.id, user_id=key.user_id, prefix=key.prefix),
+            subject=key.id,
+        )
+    if keys:
+        log.info("auth.api_keys.revoked_all", user_id=str(user_id), count=len(keys))
+    return len(keys)
 
 
 async def api_key_usage(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from runyard.shared.identity import client_network
+
 
 @dataclass(frozen=True)
 class ClientInfo:
@@ -13,6 +15,11 @@ class ClientInfo:
 
     ip_address: str | None
     user_agent: str | None
+
+    @property
+    def client_key(self) -> str | None:
+        """What per-client limits count by: the IPv4 address, or the IPv6 address's /64."""
+        return client_network(self.ip_address) if self.ip_address else None
 
 
 @dataclass(frozen=True)

@@ -40,3 +40,14 @@ class Settings(ServiceSettings):
     totp_issuer: str = "Runyard"
     totp_encryption_key: SecretStr = dev_secret("auth-totp-encryption-key")
     """Encrypts stored TOTP secrets (a Fernet key is derived from it with SHA-256)."""
+
+    email_link_secret: SecretStr = dev_secret("email-link-token")
+    """Derives the tokens of reset and verification links from the events' public ``link_id``;
+    the same value as ``NOTIFICATIONS_EMAIL_LINK_SECRET``, and no other service's."""
+    password_reset_token_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
+    password_reset_max_per_address: int = Field(default=3, ge=1)
+    """Reset requests one address may get within the window (known address or not)."""
+    password_reset_max_per_client: int = Field(default=20, ge=1)
+    """Reset requests one client (IPv4 address, IPv6 /64) may make within the window."""
+    password_reset_window_seconds: int = Field(default=3600, ge=60)
+    email_verification_ttl_seconds: int = Field(default=86_400, ge=300)

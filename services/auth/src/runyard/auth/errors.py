@@ -80,6 +80,23 @@ class LoginRequired(Forbidden):
         super().__init__("Log in to manage your account; API keys cannot.")
 
 
+class ReauthenticationRequired(Forbidden):
+    """A sensitive change with nothing but the access token: a stolen token must not be enough."""
+
+    def __init__(self, *, password: bool = True, code: bool = False) -> None:
+        fields = [name for name, ok in (("current_password", password), ("code", code)) if ok]
+        proofs = {
+            "current_password": "your current password (current_password)",
+            "code": "a code from your authenticator app or a backup code (code)",
+        }
+        what = ", or ".join(proofs[name] for name in fields)
+        super().__init__(
+            f"Confirm this change with {what}.",
+            code="reauthentication_required",
+            errors=[body_error(name, "Field required", "missing") for name in fields],
+        )
+
+
 class ScopesNotGrantable(Forbidden):
     """A key can never do more than its owner's role allows."""
 
@@ -101,6 +118,18 @@ class UsernameOrEmailTaken(Conflict):
     def __init__(self, fields: list[str]) -> None:
         taken = " and ".join(fields).capitalize() or "Username or email"
         super().__init__(f"{taken} already taken.", fields=fields)
+
+
+class UsernameTaken(UsernameOrEmailTaken):
+    """Registration names only a taken username: usernames are public, email addresses are not."""
+
+    def __init__(self) -> None:
+        super().__init__(["username"])
+
+
+class EmailAlreadyVerified(Conflict):
+    def __init__(self) -> None:
+        super().__init__("Your email address is verified already.")
 
 
 class EmailTaken(Conflict):
@@ -150,14 +179,6 @@ class PasswordRefused(InvalidInput):
         )
 
 
-class CurrentPasswordRequired(InvalidInput):
-    def __init__(self) -> None:
-        super().__init__(
-            "current_password is required to change the email address or the password.",
-            [body_error("current_password", "Field required", "missing")],
-        )
-
-
 class RefreshTokenRequired(InvalidInput):
     def __init__(self) -> None:
         super().__init__(
@@ -172,6 +193,45 @@ class ExpiryInThePast(InvalidInput):
             "expires_at must be a future time with a UTC offset.",
             [body_error("expires_at", "must be in the future", "value_error")],
         )
+
+
+# --- links from emails, and how often they may be asked for ----------------------------------
+
+
+class InvalidLink(ProblemError):
+    """Unknown, used, expired, or its account is deactivated: one answer for all."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(400, "Bad Request", f"The {what} link is invalid or has expired.")
+
+
+class InvalidResetLink(InvalidLink):
+    def __init__(self) -> None:
+        super().__init__("password reset")
+
+
+class InvalidVerificationLink(InvalidLink):
+    def __init__(self) -> None:
+        super().__init__("verification")
+
+
+class TooManyRequests(ProblemError):
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(
+            429, "Too Many Requests", detail, headers={"Retry-After": str(retry_after)}
+        )
+
+
+class TooManyResetRequests(TooManyRequests):
+    """The same answer for a known and an unknown address."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many password reset requests. Try again later.", retry_after)
+
+
+class VerificationRecentlySent(TooManyRequests):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("A verification email was sent a moment ago.", retry_after)
 
 
 # --- refusals: returned, so that what the attempt changed commits -----------------------------
@@ -232,6 +292,13 @@ class WrongCurrentPassword(Refusal):
 class InvalidCode(Refusal):
     def __init__(self) -> None:
         super().__init__(400, "Bad Request", "The code is not valid.")
+
+
+class WrongCode(Refusal):
+    """A wrong code given to confirm a change (as ``WrongCurrentPassword`` for passwords)."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "Forbidden", "code is not valid.")
 
 
 class InvalidApiKey(Refusal):

@@ -108,14 +108,15 @@ async def confirm(
 
 
 async def _ip_retry_after(
-    session: AsyncSession, ctx: AuthContext, *, ip: str | None, now: datetime
+    session: AsyncSession, ctx: AuthContext, *, client_key: str | None, now: datetime
 ) -> int | None:
-    if ip is None:
+    """Seconds the client (an IPv4 address, an IPv6 /64) must wait, or None."""
+    if client_key is None:
         return None
     window = timedelta(seconds=ctx.settings.login_ip_window_seconds)
     anchor = await repository.ip_blocked_until_anchor(
         session,
-        ip=ip,
+        client_key=client_key,
         since=now - window,
         reasons=COUNTED_FAILURES,
         limit=ctx.settings.login_ip_max_failures,
@@ -140,7 +141,7 @@ async def log_in(
     now = ctx.clock.now()
     attempt = _Attempt(session, login=login, client=client, now=now)
 
-    ip_wait = await _ip_retry_after(session, ctx, ip=client.ip_address, now=now)
+    ip_wait = await _ip_retry_after(session, ctx, client_key=client.client_key, now=now)
     if ip_wait is not None:
         attempt.record(user=None, reason="ip_rate_limited")
         log.warning("auth.login.ip_limited", ip=client.ip_address)
@@ -245,6 +246,7 @@ class _Attempt:
                 success=reason is None,
                 failure_reason=reason,
                 ip_address=self.client.ip_address,
+                client_key=self.client.client_key,
                 user_agent=self.client.user_agent,
                 session_id=session_id,
                 created_at=self.now,

@@ -9,6 +9,7 @@ from runyard.auth.consumers import HANDLERS
 from runyard.auth.context import AuthContext, AuthRuntime
 from runyard.auth.internal_api import router as internal_router
 from runyard.auth.models import SCHEMA
+from runyard.auth.recovery.reset import run_reset_mailer
 from runyard.auth.workers import run_purger
 from runyard.shared.contracts import auth as contracts
 from runyard.shared.runtime import ServiceSpec, create_service_app
@@ -25,6 +26,11 @@ PUBLISHES = (
     contracts.ApiKeyCreated,
     contracts.ApiKeyRevoked,
     contracts.SessionRevoked,
+    contracts.PasswordChanged,
+    contracts.PasswordResetRequested,
+    contracts.EmailVerificationRequested,
+    contracts.EmailVerified,
+    contracts.RegistrationAttempted,
 )
 
 
@@ -40,9 +46,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         settings=settings or Settings(),
         routers=[router, internal_router],
         handlers=HANDLERS,
-        workers={"purger": run_purger},
+        workers={"purger": run_purger, "password_resets": run_reset_mailer},
         publishes=PUBLISHES,
         open_context=open_context,
-        description="Users, logins, sessions, two-factor authentication and API keys.",
+        description="Users, logins, sessions, two-factor authentication, API keys, password "
+        "reset and email verification.",
     )
     return create_service_app(spec)

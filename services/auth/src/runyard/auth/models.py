@@ -67,6 +67,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The 30-second step of the last accepted code: that code and older ones are refused.
     totp_last_used_step: Mapped[int | None] = mapped_column(BigInteger)
+    #: When the owner followed a verification link sent to ``email``; NULL: not verified.
+    email_verified_at: Mapped[datetime | None]
     #: Grows by one with every change published as a ``user.*``/``account.*``/``two_factor.*``
     #: event; the events carry it as ``sequence``.
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -80,7 +82,7 @@ class LoginHistory(Base):
     __tablename__ = "login_history"
     __table_args__ = (
         Index("ix_login_history_user_id_created_at", "user_id", "created_at"),
-        Index("ix_login_history_ip_address_created_at", "ip_address", "created_at"),
+        Index("ix_login_history_client_key_created_at", "client_key", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -90,6 +92,8 @@ class LoginHistory(Base):
     success: Mapped[bool] = mapped_column(Boolean)
     failure_reason: Mapped[str | None] = mapped_column(String(50))
     ip_address: Mapped[str | None] = mapped_column(String(45))
+    #: What the per-client limit counts by: the IPv4 address, or the IPv6 address's /64.
+    client_key: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     #: Not filled yet (no GeoIP database); kept for the data model's column set.
     location: Mapped[str | None] = mapped_column(String(255))
@@ -199,3 +203,66 @@ class ApiUsage(Base):
     response_time_ms: Mapped[float] = mapped_column(Float)
     ip_address: Mapped[str | None] = mapped_column(String(45))
     timestamp: Mapped[datetime]
+
+
+class PasswordResetRequest(Base):
+    """One ``POST /password-reset``, known address or not: the per-address and per-client limits
+    count these rows, and a worker turns the ones for an account into a token and an email, so
+    the request itself does the same work whatever the address. ``email`` is cleared once done."""
+
+    __tablename__ = "password_reset_requests"
+    __table_args__ = (
+        Index("ix_password_reset_requests_email_key_created_at", "email_key", "created_at"),
+        Index("ix_password_reset_requests_client_key_created_at", "client_key", "created_at"),
+        Index("ix_password_reset_requests_processed_at_created_at", "processed_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    #: SHA-256 (hex) of the lower-cased address.
+    email_key: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(254))
+    client_key: Mapped[str | None] = mapped_column(String(64))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    created_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+
+
+class PasswordResetToken(UUIDPrimaryKey, Base):
+    """A single-use reset token sent by email; only its SHA-256 is stored."""
+
+    __tablename__ = "password_reset_tokens"
+    __table_args__ = (
+        Index("uq_password_reset_tokens_token_hash", "token_hash", unique=True),
+        Index("ix_password_reset_tokens_user_id", "user_id"),
+        Index("ix_password_reset_tokens_expires_at", "expires_at"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    #: The address the token was sent to.
+    email: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class EmailVerification(UUIDPrimaryKey, Base):
+    """A link sent to ``email`` to prove the user reads it: the address of a new account
+    (``signup``), or the new address of an email change (``change``), which takes effect only
+    when the link is followed. Only the token's SHA-256 is stored."""
+
+    __tablename__ = "email_verifications"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('signup','change')", name="purpose"),
+        Index("uq_email_verifications_token_hash", "token_hash", unique=True),
+        Index("ix_email_verifications_user_id_created_at", "user_id", "created_at"),
+        Index("ix_email_verifications_expires_at", "expires_at"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(254))
+    purpose: Mapped[str] = mapped_column(String(10))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -184,16 +184,16 @@ def add_login_history(session: AsyncSession, entry: LoginHistory) -> None:
 
 
 async def ip_blocked_until_anchor(
-    session: AsyncSession, *, ip: str, since: datetime, reasons: Sequence[str], limit: int
+    session: AsyncSession, *, client_key: str, since: datetime, reasons: Sequence[str], limit: int
 ) -> datetime | None:
-    """The ``limit``-th most recent counted failure from ``ip`` since ``since``, if there is one.
-
-    The address stays blocked until that failure leaves the window.
+    """The ``limit``-th most recent counted failure from the client (an IPv4 address, an IPv6
+    /64) since ``since``, if there is one. The client stays blocked until that failure leaves
+    the window.
     """
     result = await session.execute(
         select(LoginHistory.created_at)
         .where(
-            LoginHistory.ip_address == ip,
+            LoginHistory.client_key == client_key,
             LoginHistory.created_at > since,
             LoginHistory.success.is_(False),
             LoginHistory.failure_reason.in_(reasons),
@@ -309,6 +309,15 @@ async def get_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None
 async def get_api_key_for_update(session: AsyncSession, key_id: uuid.UUID) -> ApiKey | None:
     result = await session.execute(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
     return result.scalar_one_or_none()
+
+
+async def active_api_keys_for_update(session: AsyncSession, user_id: uuid.UUID) -> Sequence[ApiKey]:
+    result = await session.execute(
+        select(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.is_active.is_(True))
+        .with_for_update()
+    )
+    return result.scalars().all()
 
 
 async def api_key_with_owner(session: AsyncSession, key_hash: str) -> tuple[ApiKey, User] | None:

@@ -91,6 +91,14 @@ class UserOut(BaseModel):
     is_active: bool
     timezone: str
     totp_enabled: bool
+    email_verified_at: datetime | None = Field(
+        description="When a verification link sent to `email` was followed; null: not yet."
+    )
+    pending_email: str | None = Field(
+        default=None,
+        description="A new address waiting for its verification link to be followed (your own "
+        "account only); `email` changes when it is.",
+    )
     last_login_at: datetime | None
     created_at: datetime
 
@@ -105,8 +113,27 @@ class AdminUserPage(Page):
     items: list[AdminUserOut]
 
 
+CurrentPassword = Annotated[
+    str | None,
+    Field(
+        max_length=PASSWORD_MAX_LENGTH,
+        description="Your current password: confirms that you, not only your token, ask.",
+    ),
+]
+StepUpCode = Annotated[
+    str | None,
+    Field(
+        max_length=32,
+        description="With two-factor authentication on: a code from the authenticator app or "
+        "an unused backup code, instead of `current_password`.",
+    ),
+]
+
+
 class UpdateMeRequest(BaseModel):
-    """Change your own account. Email and password changes need `current_password`."""
+    """Change your own account. A new password needs `current_password`; a new email address
+    `current_password` or (2FA on) `code`, and takes effect once the link sent to it is
+    followed."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -115,7 +142,8 @@ class UpdateMeRequest(BaseModel):
         None
     )
     timezone: TimeZone | None = Field(default=None, description="IANA name, e.g. `Europe/Berlin`.")
-    current_password: str | None = Field(default=None, max_length=PASSWORD_MAX_LENGTH)
+    current_password: CurrentPassword = None
+    code: StepUpCode = None
     new_password: NewPassword | None = None
 
 
@@ -185,6 +213,48 @@ class SessionPage(Page):
     items: list[SessionOut]
 
 
+class RevokeAllRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_current: bool = Field(
+        default=False, description="Also end the session of this request (log out here too)."
+    )
+    revoke_api_keys: bool = Field(default=False, description="Also revoke every API key.")
+
+
+class RevokedOut(BaseModel):
+    sessions_revoked: int
+    api_keys_revoked: int
+
+
+# --- recovery and email ownership -------------------------------------------------------------
+
+
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+
+
+class PasswordResetConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=256, description="The token from the email.")
+    password: NewPassword = Field(
+        description="12-128 characters, not a common password, not the username or email."
+    )
+
+
+class VerifyEmailRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=256, description="The token from the email.")
+
+
+class Accepted(BaseModel):
+    detail: str
+
+
 class LoginHistoryOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -210,10 +280,23 @@ class TwoFactorSetupOut(BaseModel):
     otpauth_uri: str = Field(description="`otpauth://totp/...` URI, usually shown as a QR code.")
 
 
-class CodeRequest(BaseModel):
+class EnableTwoFactorRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=32, description="6-digit code or a backup code.")
+    code: str = Field(
+        min_length=1, max_length=32, description="A 6-digit code from the newly set-up app."
+    )
+    current_password: CurrentPassword = None
+
+
+class CodeRequest(BaseModel):
+    """Disabling 2FA and new backup codes are confirmed with a code (required)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str | None = Field(
+        default=None, min_length=1, max_length=32, description="6-digit code or a backup code."
+    )
 
 
 class BackupCodesOut(BaseModel):
@@ -234,6 +317,8 @@ class CreateApiKeyRequest(BaseModel):
     rate_limit: int | None = Field(
         default=None, ge=1, le=100_000, description="Requests per minute; null: gateway default."
     )
+    current_password: CurrentPassword = None
+    code: StepUpCode = None
 
 
 class ApiKeyOut(BaseModel):

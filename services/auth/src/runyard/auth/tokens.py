@@ -1,4 +1,4 @@
-"""Opaque secrets: refresh tokens and API keys. Only their SHA-256 is ever stored.
+"""Opaque secrets: refresh tokens, API keys, email links. Only their SHA-256 is ever stored.
 
 API keys look like GitHub's tokens: ``ry_`` + 30 random base62 characters (178 bits) + 6 base62
 characters of CRC32 over the random part. The fixed prefix lets secret scanners find leaked keys;
@@ -30,6 +30,11 @@ def sha256_hex(secret: str) -> str:
 
 def new_refresh_token() -> str:
     """256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def new_link_id() -> str:
+    """The public handle of an email link (its token is derived from it): 256 random bits."""
     return secrets.token_urlsafe(32)
 
 

@@ -1,7 +1,8 @@
 """Two-factor authentication: TOTP setup, enable, disable, backup codes.
 
-Every change here ends the user's other sessions. A wrong code counts as a failed login (the
-same lockout), so a stolen session cannot guess codes.
+Every change here ends the user's other sessions and needs a step-up: enabling the current
+password (and a code from the new app), disabling and new backup codes a code. A wrong password
+or code counts as a failed login (the same lockout), so a stolen session cannot guess them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.auth import accounts, errors, events, logins, repository, sessions, totp
+from runyard.auth import accounts, errors, events, logins, repository, sessions, stepup, totp
 from runyard.auth.callers import Caller
 from runyard.auth.context import AuthContext
 from runyard.auth.models import BackupCode, User
@@ -72,13 +73,15 @@ async def _check_code(
 
 
 async def _user_with_two_factor(
-    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str
+    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str | None
 ) -> User | errors.Refusal:
     """The caller's account, which has 2FA on, once ``code`` (from the app or a backup code)
-    confirms the change."""
+    confirms the change (step-up: the password alone is not enough here)."""
     user = await accounts.active_user_for_update(session, caller.user_id)
     if not user.totp_enabled:
         raise errors.TwoFactorNotEnabled()
+    if code is None:
+        raise errors.ReauthenticationRequired(password=False, code=True)
     refusal = await _check_code(
         session, ctx, user=user, code=code, caller=caller, allow_backup=True
     )
@@ -86,13 +89,25 @@ async def _user_with_two_factor(
 
 
 async def enable(
-    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str
+    session: AsyncSession,
+    ctx: AuthContext,
+    caller: Caller,
+    *,
+    code: str,
+    current_password: str | None,
 ) -> list[str] | errors.Refusal:
+    """Turn 2FA on: ``code`` proves the app holds the secret, ``current_password`` that the
+    account's owner asks (a stolen token could otherwise lock the owner out with its own app)."""
     user = await accounts.active_user_for_update(session, caller.user_id)
     if user.totp_enabled:
         raise errors.TwoFactorAlreadyEnabled()
     if user.totp_secret is None:
         raise errors.TwoFactorNotSetUp()
+    refusal = await stepup.confirm_identity(
+        session, ctx, user=user, caller=caller, current_password=current_password
+    )
+    if refusal is not None:
+        return refusal
     refusal = await _check_code(
         session, ctx, user=user, code=code, caller=caller, allow_backup=False
     )
@@ -106,7 +121,7 @@ async def enable(
 
 
 async def disable(
-    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str
+    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str | None
 ) -> errors.Refusal | None:
     user = await _user_with_two_factor(session, ctx, caller, code=code)
     if isinstance(user, errors.Refusal):
@@ -121,7 +136,7 @@ async def disable(
 
 
 async def regenerate_backup_codes(
-    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str
+    session: AsyncSession, ctx: AuthContext, caller: Caller, *, code: str | None
 ) -> list[str] | errors.Refusal:
     user = await _user_with_two_factor(session, ctx, caller, code=code)
     if isinstance(user, errors.Refusal):

@@ -33,6 +33,9 @@ class Settings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8000"
     #: HMAC key of the unsubscribe tokens in emails.
     unsubscribe_secret: SecretStr = dev_secret("unsubscribe-signing")
+    #: Derives the tokens of password reset and verification links from the events' public
+    #: ``link_id``: the same value as ``AUTH_EMAIL_LINK_SECRET``, and no other service's.
+    email_link_secret: SecretStr = dev_secret("email-link-token")
     unsubscribe_token_ttl_s: float = 90 * 24 * 3600.0
 
     #: Local hour (in the user's timezone) daily and weekly digests go out at.

@@ -65,6 +65,7 @@ async def notify(
         return
     if (
         notice.critical
+        and notice.throttled
         and user is not None
         and await fold_into_summary(session, event=event, user=user, options=options, now=now)
     ):

@@ -20,6 +20,13 @@ from urllib.parse import urlencode
 from runyard.notifications.config import Settings
 
 UNSUBSCRIBE_PATH = "/api/v1/notifications/unsubscribe"
+#: The page an account email's link opens, by event type. The token travels in the fragment
+#: (``#token=...``), which browsers never send to a server, so it stays out of access logs and
+#: ``Referer`` headers; the page posts it to the API (``docs/api.md``, auth).
+ACCOUNT_PAGES = {
+    "password_reset.requested": "/account/reset-password",
+    "email_verification.requested": "/account/verify-email",
+}
 
 
 class InvalidToken(ValueError):
@@ -46,6 +53,8 @@ class Links:
     public_url: str
     secret: bytes
     ttl: timedelta
+    #: derives the tokens of reset and verification links (``EmailLinkRequested``)
+    email_link_secret: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Links:
@@ -53,7 +62,13 @@ class Links:
             public_url=settings.public_url.rstrip("/"),
             secret=settings.unsubscribe_secret.get_secret_value().encode(),
             ttl=timedelta(seconds=settings.unsubscribe_token_ttl_s),
+            email_link_secret=settings.email_link_secret.get_secret_value(),
         )
+
+    def account_link(self, event_type: str, token: str) -> str:
+        """The link of an account email: its page on the public URL, the token in the
+        fragment."""
+        return f"{self.public_url}{ACCOUNT_PAGES[event_type]}#{urlencode({'token': token})}"
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self.secret, body, hashlib.sha256).digest()

@@ -10,13 +10,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from runyard.notifications.account_notices import (
+    email_changed_context,
+    password_changed_context,
+    password_reset_context,
+    registration_attempted_context,
+    verification_context,
+)
+from runyard.notifications.formatting import facts as facts
+from runyard.notifications.formatting import format_local as format_local
+from runyard.notifications.formatting import zone_of as zone_of
+from runyard.notifications.links import Links
 from runyard.notifications.mailer import RenderedEmail, render_email
 from runyard.notifications.models import User
-from runyard.shared.contracts.auth import AccountLocked, LoginFailed
+from runyard.shared.contracts.auth import (
+    AccountLocked,
+    EmailLinkRequested,
+    EmailVerificationRequested,
+    EmailVerified,
+    LoginFailed,
+    PasswordChanged,
+    PasswordResetRequested,
+    RegistrationAttempted,
+)
 from runyard.shared.contracts.experiments import (
     DatasetGenerationCompleted,
     DatasetGenerationFailed,
@@ -31,19 +49,6 @@ from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
 from runyard.shared.events import CloudEvent
 
 MAX_TITLE_LENGTH = 500
-
-
-def zone_of(timezone: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def format_local(moment: datetime | None, timezone: str) -> str:
-    if moment is None:
-        return "unknown"
-    return moment.astimezone(zone_of(timezone)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def format_duration(seconds: float | None) -> str | None:
@@ -69,11 +74,6 @@ def user_context(user: User) -> dict[str, Any]:
         "display_name": user.full_name or user.username,
         "timezone": user.timezone,
     }
-
-
-def facts(*rows: tuple[str, Any]) -> list[tuple[str, str]]:
-    """The (label, value) rows of a layout template, leaving out the unknown ones."""
-    return [(label, str(value)) for label, value in rows if value not in (None, "", [])]
 
 
 # --- contexts (event, payload, recipient) -> what the template needs besides ``user`` ---------
@@ -262,6 +262,12 @@ class Notice:
     #: security alert: always emailed at once, never digested, cannot be switched off, no
     #: unsubscribe link
     critical: bool = False
+    #: payload -> where the email goes instead of the user's address (a new address to verify,
+    #: the previous one after a change); None: the user's address
+    address: Callable[[Any], str | None] = field(default=lambda p: None)
+    #: a burst of a critical type may be folded into one summary email; not for emails whose
+    #: link or recipient a summary would lose
+    throttled: bool = True
 
 
 def _failed_title(noun: str) -> Callable[[Any], str]:
@@ -341,6 +347,58 @@ NOTICES: dict[str, Notice] = {
         recipient=lambda p: p.user_id,
         critical=True,
     ),
+    PasswordResetRequested.event_type: Notice(
+        "password_reset_requested",
+        "Password reset",
+        password_reset_context,
+        lambda p: f"Password reset requested from {p.ip_address or 'an unknown address'}",
+        recipient=lambda p: p.user_id,
+        critical=True,
+        address=lambda p: p.email,
+        throttled=False,
+    ),
+    EmailVerificationRequested.event_type: Notice(
+        "email_verification_requested",
+        "Email verification",
+        verification_context,
+        lambda p: f"Verification link sent to {p.email}",
+        recipient=lambda p: p.user_id,
+        critical=True,
+        address=lambda p: p.email,
+        throttled=False,
+    ),
+    PasswordChanged.event_type: Notice(
+        "password_changed",
+        "Password changed",
+        password_changed_context,
+        lambda p: (
+            "Password reset with an emailed link" if p.reason == "reset" else "Password changed"
+        ),
+        recipient=lambda p: p.user_id,
+        critical=True,
+    ),
+    EmailVerified.event_type: Notice(
+        "email_changed",
+        "Email address changed",
+        email_changed_context,
+        lambda p: f"Email address changed to {p.email}",
+        # only a change is told, to the address the account had before it
+        recipient=lambda p: p.user_id if p.previous_email else None,
+        critical=True,
+        address=lambda p: p.previous_email,
+        throttled=False,
+    ),
+    RegistrationAttempted.event_type: Notice(
+        "registration_attempted",
+        "Sign-up with your address",
+        registration_attempted_context,
+        lambda p: (
+            f"Someone tried to sign up with your address from "
+            f"{p.ip_address or 'an unknown address'}"
+        ),
+        recipient=lambda p: p.user_id,
+        critical=True,
+    ),
 }
 
 
@@ -353,10 +411,25 @@ def title_of(event: CloudEvent, payload: Any) -> str:
     return title[:MAX_TITLE_LENGTH]
 
 
-def render_notice(event: CloudEvent, user: User, *, unsubscribe_url: str | None) -> RenderedEmail:
-    """The email ``event`` means for ``user``; raises on a payload that does not validate."""
+def address_of(event: CloudEvent) -> str | None:
+    """Where the email ``event`` means goes when not to its user's address."""
+    return NOTICES[event.type].address(event.payload())
+
+
+def render_notice(
+    event: CloudEvent, user: User, *, unsubscribe_url: str | None, links: Links | None = None
+) -> RenderedEmail:
+    """The email ``event`` means for ``user``; raises on a payload that does not validate. An
+    email-link event gets its ``link`` and ``token``, derived here from the event's public
+    ``link_id`` (the event never carries them)."""
     notice = NOTICES[event.type]
-    context = notice.context(event, event.payload(), user)
+    payload = event.payload()
+    context = notice.context(event, payload, user)
+    if isinstance(payload, EmailLinkRequested):
+        if links is None:
+            raise ValueError(f"{event.type} needs the email link secret to render")
+        token = payload.link_token(links.email_link_secret)
+        context = {**context, "token": token, "link": links.account_link(event.type, token)}
     return render_email(
         notice.template_name,
         {

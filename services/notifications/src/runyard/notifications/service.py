@@ -131,9 +131,15 @@ def unsubscribe_url(event_type: str, user_id: uuid.UUID, options: Options) -> st
 
 def render_for(event: CloudEvent, user: User, options: Options) -> dict[str, Any]:
     rendered = notices.render_notice(
-        event, user, unsubscribe_url=unsubscribe_url(event.type, user.user_id, options)
+        event,
+        user,
+        unsubscribe_url=unsubscribe_url(event.type, user.user_id, options),
+        links=options.links,
     )
-    return rendered_values(rendered, user)
+    values = rendered_values(rendered, user)
+    if (address := notices.address_of(event)) is not None:
+        values["to_address"] = address
+    return values
 
 
 async def queue_email_for_user(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
-from runyard.auth import api_keys
-from runyard.auth.api.deps import PROBLEM, InteractivePrincipal
+from runyard.auth import api_keys, errors
+from runyard.auth.api.deps import PROBLEM, CallerDep, InteractivePrincipal
 from runyard.auth.context import ContextDep
 from runyard.auth.schemas import (
     ApiKeyCreated,
@@ -28,13 +29,28 @@ router = APIRouter()
     "/api-keys",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses={403: {"description": "A scope your role cannot grant", **PROBLEM}},
+    responses={
+        403: {
+            "description": "A scope your role cannot grant; or no `current_password` (or, 2FA "
+            "on, `code`): `code: reauthentication_required`, or a wrong one",
+            **PROBLEM,
+        },
+        423: {"description": "Locked after repeated failures", **PROBLEM},
+    },
 )
 async def create_api_key(
-    body: CreateApiKeyRequest, session: SessionDep, ctx: ContextDep, principal: InteractivePrincipal
-) -> ApiKeyCreated:
-    """The response is the only time the key is shown; only its SHA-256 is stored."""
-    row, key = await api_keys.create_api_key(session, ctx, principal=principal, data=body)
+    body: CreateApiKeyRequest,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    caller: CallerDep,
+) -> ApiKeyCreated | JSONResponse:
+    """Needs your current password (or, with 2FA on, a code): a key outlives any access token.
+    The response is the only time the key is shown; only its SHA-256 is stored."""
+    outcome = await api_keys.create_api_key(session, ctx, caller=caller, data=body)
+    if isinstance(outcome, errors.Refusal):
+        return errors.problem(request, outcome)
+    row, key = outcome
     return ApiKeyCreated(**ApiKeyOut.model_validate(row).model_dump(), key=key)
 
 

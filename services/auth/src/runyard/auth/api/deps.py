@@ -10,8 +10,9 @@ from fastapi import Depends, Request
 
 from runyard.auth import errors
 from runyard.auth.callers import Caller, ClientInfo
+from runyard.auth.context import AuthRuntimeDep
 from runyard.shared.http import PROBLEM_JSON
-from runyard.shared.identity import CurrentPrincipal, Principal
+from runyard.shared.identity import CurrentPrincipal, Principal, verified_client_address
 
 USER_AGENT_MAX = 512
 API_KEY_METHOD = "api_key"
@@ -29,10 +30,16 @@ def _valid_ip(value: str | None) -> str | None:
         return None
 
 
-async def client_info(request: Request) -> ClientInfo:
-    """Client address from the gateway's ``X-Forwarded-For`` (first entry), else the peer."""
-    forwarded = request.headers.get("x-forwarded-for")
-    ip = _valid_ip(forwarded.split(",")[0]) if forwarded else None
+async def client_info(request: Request, runtime: AuthRuntimeDep) -> ClientInfo:
+    """The client address the gateway signed (``X-Runyard-Client-Address``), else the TCP peer.
+
+    Never ``X-Forwarded-For``: whatever reaches auth without the gateway could write any address
+    there and rotate it past the per-client limits."""
+    signed = verified_client_address(
+        runtime.settings.identity_secret.get_secret_value(),
+        {k.lower(): v for k, v in request.headers.items()},
+    )
+    ip = _valid_ip(signed)
     if ip is None and request.client is not None:
         ip = _valid_ip(request.client.host)
     user_agent = request.headers.get("user-agent")

@@ -43,13 +43,23 @@ def tokens_out(
     status_code=201,
     response_model=UserOut,
     responses={
-        409: {"description": "Username or email already taken", **PROBLEM},
+        409: {"description": "Username already taken", **PROBLEM},
         422: {"description": "Invalid input, or a password the policy refuses", **PROBLEM},
     },
 )
-async def register(body: RegisterRequest, session: SessionDep, ctx: ContextDep) -> UserOut:
+async def register(
+    body: RegisterRequest, session: SessionDep, ctx: ContextDep, client: ClientDep
+) -> UserOut:
+    """A new account; a verification link goes to its address. Whether the address already
+    belongs to an account is not revealed: the answer is the same, and that account's owner
+    gets an email saying someone tried."""
     user = await accounts.create_user(
-        session, ctx, username=body.username, email=body.email, password=body.password
+        session,
+        ctx,
+        username=body.username,
+        email=body.email,
+        password=body.password,
+        client=client,
     )
     return UserOut.model_validate(user)
 

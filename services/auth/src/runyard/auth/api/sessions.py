@@ -6,10 +6,17 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from runyard.auth import logins, sessions
-from runyard.auth.api.deps import CurrentSessionDep, InteractivePrincipal
+from runyard.auth import logins, sessions, signout
+from runyard.auth.api.deps import CallerDep, CurrentSessionDep, InteractivePrincipal
 from runyard.auth.context import ContextDep
-from runyard.auth.schemas import LoginHistoryOut, LoginHistoryPage, SessionOut, SessionPage
+from runyard.auth.schemas import (
+    LoginHistoryOut,
+    LoginHistoryPage,
+    RevokeAllRequest,
+    RevokedOut,
+    SessionOut,
+    SessionPage,
+)
 from runyard.shared.identity import CurrentPrincipal
 from runyard.shared.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from runyard.shared.runtime import SessionDep
@@ -49,6 +56,24 @@ async def revoke_session(
     """End one of your sessions: its refresh token stops working at once."""
     await sessions.revoke_session(session, ctx, user_id=principal.user_id, session_id=session_id)
     return Response(status_code=204)
+
+
+@router.post("/sessions/revoke-all", response_model=RevokedOut)
+async def revoke_all_sessions(
+    session: SessionDep, ctx: ContextDep, caller: CallerDep, body: RevokeAllRequest | None = None
+) -> RevokedOut:
+    """Log out everywhere: end every other session (`include_current`: this one too), and with
+    `revoke_api_keys` revoke every API key. Their refresh tokens stop at once, their access
+    tokens and keys at the gateway's next check."""
+    body = body or RevokeAllRequest()
+    ended, revoked = await signout.log_out_everywhere(
+        session,
+        ctx,
+        caller,
+        include_current=body.include_current,
+        revoke_api_keys=body.revoke_api_keys,
+    )
+    return RevokedOut(sessions_revoked=ended, api_keys_revoked=revoked)
 
 
 @router.get("/login-history", response_model=LoginHistoryPage)

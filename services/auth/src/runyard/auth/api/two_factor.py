@@ -10,12 +10,31 @@ from fastapi.responses import JSONResponse
 from runyard.auth import errors, two_factor
 from runyard.auth.api.deps import PROBLEM, CallerDep, InteractivePrincipal
 from runyard.auth.context import ContextDep
-from runyard.auth.schemas import BackupCodesOut, CodeRequest, TwoFactorSetupOut
+from runyard.auth.schemas import (
+    BackupCodesOut,
+    CodeRequest,
+    EnableTwoFactorRequest,
+    TwoFactorSetupOut,
+)
 from runyard.shared.runtime import SessionDep
 
 router = APIRouter()
 
-WRONG_CODE: dict[int | str, dict[str, Any]] = {400: {"description": "Wrong code", **PROBLEM}}
+WRONG_CODE: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Wrong code", **PROBLEM},
+    403: {
+        "description": "No `code` sent (`code: reauthentication_required`): a stolen access "
+        "token alone cannot change 2FA",
+        **PROBLEM,
+    },
+}
+ENABLE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Wrong code", **PROBLEM},
+    403: {
+        "description": "No `current_password` (`code: reauthentication_required`), or a wrong one",
+        **PROBLEM,
+    },
+}
 
 
 def backup_codes_out(
@@ -35,12 +54,19 @@ async def two_factor_setup(
     return TwoFactorSetupOut(secret=secret, otpauth_uri=uri)
 
 
-@router.post("/2fa/enable", response_model=BackupCodesOut, responses=WRONG_CODE)
+@router.post("/2fa/enable", response_model=BackupCodesOut, responses=ENABLE_REFUSALS)
 async def two_factor_enable(
-    body: CodeRequest, request: Request, session: SessionDep, ctx: ContextDep, caller: CallerDep
+    body: EnableTwoFactorRequest,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    caller: CallerDep,
 ) -> BackupCodesOut | JSONResponse:
-    """Turn 2FA on with a code from the app; returns 10 single-use backup codes (only now)."""
-    outcome = await two_factor.enable(session, ctx, caller, code=body.code)
+    """Turn 2FA on with a code from the app and your current password; returns 10 single-use
+    backup codes (only now)."""
+    outcome = await two_factor.enable(
+        session, ctx, caller, code=body.code, current_password=body.current_password
+    )
     return backup_codes_out(request, outcome)
 
 
