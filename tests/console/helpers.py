@@ -1,11 +1,15 @@
 """What the console's whole-stack tests share: accounts made through the API, epochs logged
-through it, screenshots kept under ``.data/``."""
+through it, mail taken from the stack's sink, screenshots kept under ``.data/``."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,10 @@ class Account:
     password: str
     token: str
     totp_secret: str | None = None
+
+    @property
+    def email(self) -> str:
+        return f"{self.username}@example.test"
 
     def code(self, *, ahead_s: float = 30.0) -> str:
         """A TOTP code of the next step (the enabling code used the current one)."""
@@ -92,6 +100,33 @@ def log_epochs(
             f"/experiments/{experiment_id}/runs",
             json={"runs": runs[i : i + 1000]},
         )
+
+
+def take_mail(
+    mail_dir: Path | None, address: str, subject: str, timeout_s: float = 60
+) -> EmailMessage:
+    """Wait for the email to ``address`` with ``subject`` in the stack's sink, and remove it (so
+    a later wait for the same subject sees only a newer one)."""
+    assert mail_dir is not None, "the stack has no mail sink"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for path in sorted(mail_dir.glob("*.eml")):
+            message = BytesParser(policy=default_policy).parsebytes(path.read_bytes())
+            if address in str(message["To"]) and message["Subject"] == subject:
+                path.unlink()
+                return message
+        assert time.monotonic() < deadline, f"no email {subject!r} to {address}"
+        time.sleep(0.2)
+
+
+def account_link(message: EmailMessage) -> str:
+    """The link of an account email (reset, verification): the page, the token in the
+    fragment."""
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    found = re.search(r"\S+/account/[a-z-]+#token=[A-Za-z0-9_-]+", str(part.get_content()))
+    assert found, "no account link in the email"
+    return found[0]
 
 
 def screenshot(page: Any, name: str) -> Path:

@@ -1,5 +1,6 @@
 """Every call the console makes to auth's public API, in one place (sign in with its two-factor
-step, register, renew, sign out, who am I), so changes to the auth API are adapted here."""
+step, register, renew, sign out, who am I, and the signed-out account links: a forgotten
+password, a reset link, a verification link), so changes to the auth API are adapted here."""
 
 from __future__ import annotations
 
@@ -108,3 +109,49 @@ async def logout(
         json={"refresh_token": refresh_token},
         headers={**headers, "Authorization": f"Bearer {access_token}"},
     )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The API's answer to a call that needs no login."""
+
+    status: int
+    #: the problem document, when it refused
+    problem: dict[str, Any] | None = None
+    retry_after: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+async def _public_post(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any], *, headers: dict[str, str]
+) -> Answer:
+    response = await http.post(f"/api/v1/auth/{path}", json=body, headers=headers)
+    if response.status_code < 400:
+        return Answer(response.status_code)
+    return Answer(response.status_code, _problem(response), response.headers.get("retry-after"))
+
+
+async def request_password_reset(
+    http: httpx.AsyncClient, email: str, *, headers: dict[str, str]
+) -> Answer:
+    """202 for every address alike; 422 for something that is no address, 429 beyond the
+    limits."""
+    return await _public_post(http, "password-reset", {"email": email}, headers=headers)
+
+
+async def confirm_password_reset(
+    http: httpx.AsyncClient, token: str, password: str, *, headers: dict[str, str]
+) -> Answer:
+    """204: the password is set (every session and API key ended); 400: the link is unknown,
+    used or expired; 422: the policy refuses the password (the link still works)."""
+    body = {"token": token, "password": password}
+    return await _public_post(http, "password-reset/confirm", body, headers=headers)
+
+
+async def verify_email(http: httpx.AsyncClient, token: str, *, headers: dict[str, str]) -> Answer:
+    """204: the address is verified (for an email change, the account has it now); 400: the
+    link is unknown, used or expired; 409: another account holds the new address by now."""
+    return await _public_post(http, "verify-email", {"token": token}, headers=headers)

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from functools import partial
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from runyard.console import live
 from runyard.console.config import Settings
 from runyard.console.gateway import ApiProblem, Gateway, SessionExpired
-from runyard.console.pages import auth, experiment, experiments
+from runyard.console.pages import account, auth, experiment, experiments
 from runyard.console.render import STATIC_DIR, make_templates, page
 from runyard.console.session import Sessions
 from runyard.console.web import (
@@ -56,6 +57,11 @@ async def on_api_problem(request: Request, exc: Exception) -> Response:
         return error_page(request, 502, "Runyard is not answering", "Try again in a moment.")
     title = str(exc.problem.get("title") or "Refused")
     return error_page(request, exc.status, title, str(exc.problem.get("detail") or ""))
+
+
+async def on_unreachable(request: Request, exc: Exception) -> Response:
+    log.warning("console.api.unreachable", path=request.url.path, error=type(exc).__name__)
+    return error_page(request, 502, "Runyard is not answering", "Try again in a moment.")
 
 
 async def on_csrf(request: Request, exc: Exception) -> Response:
@@ -120,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_exception_handler(ApiProblem, on_api_problem)
     app.add_exception_handler(CsrfRefused, on_csrf)
+    app.add_exception_handler(httpx.TransportError, on_unreachable)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(LoginRequired, on_expired)
     app.add_exception_handler(SessionExpired, on_expired)
@@ -140,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def favicon() -> Response:
         return Response(status_code=204)
 
-    for router in (auth.router, experiments.router, experiment.router, live.router):
+    for router in (auth.router, account.router, experiments.router, experiment.router, live.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(ConsoleHeadersMiddleware, sessions=sessions, settings=settings)

@@ -35,6 +35,11 @@ router = APIRouter()
 
 Field = Annotated[str, Form(max_length=1000)]
 NextField = Annotated[str, Form(max_length=2000)]
+#: the messages the sign-in page shows for ``?notice=``; any other value shows nothing
+LOGIN_NOTICES = {
+    "password-reset": "Your new password is set and every session of the account has ended. "
+    "Sign in with the new password.",
+}
 
 
 def anonymous_page(
@@ -91,10 +96,13 @@ async def signed_in(
 
 
 @router.get("/login")
-async def login_form(request: Request, state: StateDep, next: str = "/experiments") -> Response:
+async def login_form(
+    request: Request, state: StateDep, next: str = "/experiments", notice: str = ""
+) -> Response:
     if state.sessions.open(request.cookies.get(SESSION_COOKIE)) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return anonymous_page(request, state, "login.html", {"next": safe_next(next)})
+    context = {"next": safe_next(next), "notice": LOGIN_NOTICES.get(notice)}
+    return anonymous_page(request, state, "login.html", context)
 
 
 @router.post("/login", dependencies=[AnonymousCsrfDep])
