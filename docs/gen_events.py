@@ -354,6 +354,26 @@ EXAMPLES: dict[str, Example] = {
             "logged_at": "2026-11-21T13:04:57.201Z",
         },
     ),
+    "experiment.stalled": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T13:35:07.412Z",
+        {
+            **EXPERIMENT,
+            "status": "running",
+            "total_epochs": 21,
+            "latest_metrics": {
+                "train_loss": 0.1307,
+                "val_loss": 0.1552,
+                "train_accuracy": 0.9544,
+                "val_accuracy": 0.9461,
+            },
+            "started_at": "2026-11-21T12:58:03.114Z",
+            "last_seen_at": "2026-11-21T13:24:55.031Z",
+            "stalled_at": "2026-11-21T13:35:07.409Z",
+            "stale_after_s": 600.0,
+        },
+        5,
+    ),
     # --- experiments: HPO and NAS campaigns, dataset jobs
     "hpo_campaign.started": Example(
         "7e3a5c1f-9b2d-4e6f-8a0c-2d4f6b8e0a17",

@@ -123,6 +123,48 @@ def test_links_are_built_from_ids_that_cannot_leave_runyard() -> None:
     assert summarize(event, base_url=BASE).link == f"{BASE}/api/v1/experiments/..%2F..%2Fx%7Cy%3Ez"
 
 
+STALLED = {
+    "id": "evt-3",
+    "type": "experiment.stalled",
+    "subject": "e3",
+    "data": {
+        "experiment_id": "e3",
+        "name": "cnn *night* run",
+        "status": "running",
+        "model_type": "cnn1d",
+        "total_epochs": 21,
+        "latest_metrics": {"val_loss": 0.1552, "val_accuracy": 0.9461},
+        "started_at": "2026-11-21T12:58:03.114000Z",
+        "last_seen_at": "2026-11-21T13:24:55.031000+01:00",
+        "stalled_at": "2026-11-21T13:35:07.409000Z",
+        "stale_after_s": 600.0,
+    },
+}
+
+
+def test_a_stalled_run_reads_as_an_alert_with_its_last_report_and_limit() -> None:
+    s = summarize(STALLED, base_url=BASE)
+    assert (s.title, s.icon) == ('Experiment "cnn *night* run" stopped reporting', "⚠️")
+    facts = dict(s.facts)
+    assert facts["Status"] == "running" and facts["Model"] == "cnn1d"
+    assert facts["Last report"] == "2026-11-21 12:24:55 UTC"
+    assert facts["Silent for more than"] == "10 min 0 s" and facts["Epochs"] == "21"
+    assert (facts["val_accuracy"], facts["val_loss"]) == ("0.9461", "0.1552")
+    assert s.link == f"{BASE}/api/v1/experiments/e3"
+    slack = slack_message(STALLED, base_url=BASE)
+    assert slack["text"].startswith('⚠️ Experiment "cnn *night* run" stopped reporting')
+    card = teams_message(STALLED, base_url=BASE)["attachments"][0]["content"]
+    assert card["body"][0]["text"] == '⚠️ Experiment "cnn \\*night\\* run" stopped reporting'
+
+
+def test_a_stalled_run_reporting_again_is_told_apart_from_a_resume_after_pause() -> None:
+    resumed = {"id": "evt-4", "type": "experiment.resumed", "subject": "e3"}
+    after_stall = {**resumed, "data": {**STALLED["data"], "stalled_at": "2026-11-21T13:35:07Z"}}
+    after_pause = {**resumed, "data": {**STALLED["data"], "stalled_at": None}}
+    assert summarize(after_stall, base_url=BASE).title.endswith('" is reporting again')
+    assert summarize(after_pause, base_url=BASE).title.endswith('" resumed')
+
+
 def test_other_events_show_their_scalar_fields() -> None:
     event = {
         "id": "evt-2",

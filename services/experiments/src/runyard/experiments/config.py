@@ -39,3 +39,8 @@ class Settings(ServiceSettings):
     user_quota_bytes: int = Field(default=2 * 1024**3, ge=0)
     #: pending and running jobs (generations and imports together) one user may have: 422 beyond
     user_max_active_jobs: int = Field(default=4, ge=1)
+    #: a running experiment without a heartbeat or a logged epoch for this long is marked
+    #: stalled (``experiment.stalled``); an experiment's own ``stale_after_s`` wins
+    stale_after_s: float = Field(default=600.0, gt=0)
+    #: how often the ``stalled-runs`` worker looks for silent running experiments
+    stall_poll_interval_s: float = Field(default=15.0, gt=0)

@@ -42,6 +42,7 @@ PUBLISHES: list[type[EventPayload]] = [
     contracts.ExperimentFailed,
     contracts.ExperimentCancelled,
     contracts.ExperimentEpochsLogged,
+    contracts.ExperimentStalled,
     contracts.HpoCampaignStarted,
     contracts.HpoCampaignCompleted,
     contracts.NasCampaignCompleted,
@@ -61,7 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             routers=ROUTERS,
             handlers=consumers.handlers(),
             publishes=PUBLISHES,
-            workers={"dataset-jobs": workers.run_dataset_jobs},
+            workers={
+                "dataset-jobs": workers.run_dataset_jobs,
+                "stalled-runs": workers.watch_stalled_runs,
+            },
             description="Datasets, signals, experiments and their lifecycle, training runs, "
             "tags, search and saved searches; HPO and NAS campaigns, explanations, dataset "
             "generation and import jobs.",

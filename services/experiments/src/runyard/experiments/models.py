@@ -111,7 +111,11 @@ class Signal(Base):
 
 class Experiment(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "experiments"
-    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name"),
+        CheckConstraint("stalled_at IS NULL OR status = 'running'", name="stalled_only_running"),
+        CheckConstraint("stale_after_s > 0", name="stale_after_s_positive"),
+    )
 
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
@@ -141,6 +145,11 @@ class Experiment(UUIDPrimaryKey, Timestamps, Base):
     last_epoch: Mapped[int | None] = mapped_column(Integer)
     tags: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list)
     search_vector: Mapped[str | None] = deferred(mapped_column(TSVECTOR))
+    # --- 0005: liveness. The last heartbeat or epoch; set while a running experiment is silent
+    # (a flag, not a status); the experiment's own silence limit (null: the service's default)
+    last_seen_at: Mapped[datetime | None]
+    stalled_at: Mapped[datetime | None]
+    stale_after_s: Mapped[int | None] = mapped_column(Integer)
 
 
 class TrainingRun(Base):

@@ -25,6 +25,7 @@ from runyard.notifications.formatting import zone_of as zone_of
 from runyard.notifications.links import Links
 from runyard.notifications.mailer import RenderedEmail, render_email
 from runyard.notifications.models import User
+from runyard.notifications.run_notices import experiment_stalled_context
 from runyard.shared.contracts.auth import (
     AccountLocked,
     EmailLinkRequested,
@@ -42,6 +43,7 @@ from runyard.shared.contracts.experiments import (
     DatasetImportFailed,
     ExperimentCompleted,
     ExperimentFailed,
+    ExperimentStalled,
     HpoCampaignCompleted,
     NasCampaignCompleted,
 )
@@ -286,6 +288,12 @@ NOTICES: dict[str, Notice] = {
         "Experiment failed",
         experiment_failed_context,
         lambda p: f'Experiment "{p.name}" failed' + (f": {p.error}" if p.error else ""),
+    ),
+    ExperimentStalled.event_type: Notice(
+        "experiment_stalled",
+        "Training run stopped reporting",
+        experiment_stalled_context,
+        lambda p: f'Experiment "{p.name}" stopped reporting',
     ),
     HpoCampaignCompleted.event_type: Notice(
         "hpo_campaign_completed",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -39,7 +40,10 @@ EXPERIMENT_VERBS = {
     "experiment.completed": ("completed", "✅"),
     "experiment.failed": ("failed", "❌"),
     "experiment.cancelled": ("cancelled", "🚫"),
+    "experiment.stalled": ("stopped reporting", "⚠️"),
 }
+#: ``experiment.resumed`` of a stalled run (its ``stalled_at`` set), not of a paused one
+REPORTING_AGAIN = ("is reporting again", "🔄")
 #: Links by the id field a payload carries: (field, API path under the public base URL).
 LINKS = (
     ("experiment_id", "/api/v1/experiments/{}"),
@@ -90,6 +94,31 @@ def key_metrics(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k, format_value(numeric[k])) for k in ordered[:MAX_METRICS]]
 
 
+def format_moment(value: Any) -> str:
+    """An event's RFC 3339 time as ``2026-11-21 13:24:55 UTC`` (as given if it is not one)."""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)[:64]
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _stall_facts(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a stalled run's message adds: since when it is silent, and the limit it passed."""
+    facts: list[tuple[str, str]] = []
+    last = data.get("last_seen_at") or data.get("started_at")
+    if last:
+        facts.append(("Last report", format_moment(last)))
+    limit = data.get("stale_after_s")
+    if isinstance(limit, int | float) and not isinstance(limit, bool):
+        facts.append(("Silent for more than", format_duration(float(limit))))
+    if data.get("total_epochs") is not None:
+        facts.append(("Epochs", format_value(data["total_epochs"])))
+    return facts
+
+
 def _link(data: dict[str, Any], base_url: str) -> str | None:
     for key, path in LINKS:
         if data.get(key):
@@ -116,10 +145,14 @@ def summarize(event: dict[str, Any], *, base_url: str) -> Summary:
     link = _link(data, base_url)
     if event_type in EXPERIMENT_VERBS:
         verb, icon = EXPERIMENT_VERBS[event_type]
-        metrics = key_metrics(data.get("final_metrics") or {})
+        if event_type == "experiment.resumed" and data.get("stalled_at"):
+            verb, icon = REPORTING_AGAIN
+        metrics = key_metrics(data.get("final_metrics") or data.get("latest_metrics") or {})
         facts = [("Status", str(data.get("status", verb)))]
         if data.get("model_type"):
             facts.append(("Model", str(data["model_type"])))
+        if event_type == "experiment.stalled":
+            facts += _stall_facts(data)
         duration = data.get("duration_seconds")
         if isinstance(duration, int | float):
             facts.append(("Duration", format_duration(float(duration))))

@@ -80,8 +80,29 @@ class ExperimentPaused(_ExperimentEvent):
 
 
 class ExperimentResumed(_ExperimentEvent):
+    """Back to ``running``: resumed from ``paused``, or a stalled run reported again (then
+    ``stalled_at`` says since when it had been silent)."""
+
     event_type = "experiment.resumed"
     total_epochs: int = 0
+    #: when the run had been marked stalled; null for a resume from ``paused``
+    stalled_at: datetime | None = None
+
+
+class ExperimentStalled(_ExperimentEvent):
+    """A running experiment sent no heartbeat and logged no epoch for ``stale_after_s``: its
+    training process may have died or hung. It stays ``running``; ``experiment.resumed``
+    follows when it reports again."""
+
+    event_type = "experiment.stalled"
+    total_epochs: int = 0
+    latest_metrics: dict[str, Any] = {}
+    started_at: datetime | None = None
+    #: the last heartbeat or epoch (null: none since the experiment started)
+    last_seen_at: datetime | None = None
+    stalled_at: datetime
+    #: the silence that counts as stalled for this experiment, in seconds
+    stale_after_s: float
 
 
 class _ExperimentEnded(_ExperimentEvent):

@@ -26,6 +26,11 @@ DEFAULT_COLOR = "#6b7280"
 
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 BestMode = Literal["min", "max"]
+#: seconds without a heartbeat or an epoch after which a running experiment is stalled: from a
+#: minute (two of the SDK's default heartbeat periods) to 30 days
+MIN_STALE_AFTER_S = 60
+MAX_STALE_AFTER_S = 30 * 24 * 3600
+StaleAfter = Annotated[int, Field(strict=True, ge=MIN_STALE_AFTER_S, le=MAX_STALE_AFTER_S)]
 
 
 # --- experiments -------------------------------------------------------------------------------
@@ -48,6 +53,9 @@ class ExperimentCreate(Input):
     best_metric: Key = "val_loss"
     best_mode: BestMode | None = None
     tags: list[Label] = Field(default_factory=list, max_length=50)
+    #: silence (no heartbeat, no epoch) after which the running experiment is marked stalled,
+    #: in seconds; null: the service's default (EXPERIMENTS_STALE_AFTER_S, 10 minutes)
+    stale_after_s: StaleAfter | None = None
 
 
 class ExperimentUpdate(Input):
@@ -65,6 +73,8 @@ class ExperimentUpdate(Input):
     results_dir: Path | None = None
     best_metric: Key | None = None
     best_mode: BestMode | None = None
+    #: null: back to the service's default
+    stale_after_s: StaleAfter | None = None
 
 
 class ExperimentComplete(Input):
@@ -109,6 +119,13 @@ class ExperimentOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     duration_seconds: float | None
+    #: the last heartbeat or logged epoch (null: none yet)
+    last_seen_at: datetime | None
+    #: set while a running experiment is silent for longer than its limit (`experiment.stalled`);
+    #: cleared when it reports again (`experiment.resumed`) or leaves `running`
+    stalled_at: datetime | None
+    #: the experiment's own silence limit in seconds (null: the service's default)
+    stale_after_s: int | None
     version: int
     created_at: datetime
     updated_at: datetime

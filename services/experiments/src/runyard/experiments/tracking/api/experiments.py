@@ -23,7 +23,7 @@ from runyard.experiments.tracking.schemas import (
     RunOut,
 )
 from runyard.experiments.tracking.service import experiments as service
-from runyard.experiments.tracking.service import history, lifecycle, runs, search
+from runyard.experiments.tracking.service import history, lifecycle, liveness, runs, search
 from runyard.shared.identity import CurrentPrincipal
 from runyard.shared.pagination import DEFAULT_LIMIT, CursorParam, Limit, Page
 from runyard.shared.runtime import SessionDep
@@ -199,6 +199,18 @@ async def cancel_experiment(
         session, principal=principal, experiment_id=experiment_id, body=body or ExperimentCancel()
     )
     return ExperimentOut.model_validate(experiment)
+
+
+@router.post("/{experiment_id}/heartbeat", status_code=204)
+async def heartbeat(
+    experiment_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """The training process is alive (no body; the SDK sends one every 30 s while a run is open).
+    A running experiment without a heartbeat or an epoch for its `stale_after_s` is marked
+    stalled (`stalled_at`, `experiment.stalled`); the next heartbeat or epoch clears it
+    (`experiment.resumed`). A finished experiment: 204, nothing changes."""
+    await liveness.heartbeat(session, principal=principal, experiment_id=experiment_id)
+    return Response(status_code=204)
 
 
 # --- training runs

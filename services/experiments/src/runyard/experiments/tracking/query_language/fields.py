@@ -30,6 +30,8 @@ ATTRIBUTES: dict[str, Attribute] = {
     "updated_at": Attribute(Experiment.updated_at, "datetime", False),
     "started_at": Attribute(Experiment.started_at, "datetime", True),
     "ended_at": Attribute(Experiment.ended_at, "datetime", True),
+    "last_seen_at": Attribute(Experiment.last_seen_at, "datetime", True),
+    "stalled_at": Attribute(Experiment.stalled_at, "datetime", True),
     "dataset_id": Attribute(Experiment.dataset_id, "uuid", True),
     "owner_id": Attribute(Experiment.owner_id, "uuid", False),
     "best_epoch": Attribute(Experiment.best_epoch, "int", True),

@@ -7,7 +7,8 @@
 
 Every transition bumps the experiment's ``version`` and emits its event with that version as
 ``sequence``. An action the current status does not allow is a 409 naming the status and the
-actions it allows.
+actions it allows. A transition is a sign of life (``last_seen_at``) and ends a stall (see
+``liveness``: stalled is a flag of a running experiment, not a status).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def move(experiment: Experiment, action: str) -> None:
             action, experiment.status, allowed_actions(experiment.status)
         )
     experiment.status = rule.target
+    experiment.stalled_at = None
+    experiment.last_seen_at = utcnow()
     experiment.version += 1
 
 

@@ -22,6 +22,7 @@ from runyard.experiments.tracking.service.experiments import (
     get_writable_experiment,
 )
 from runyard.experiments.tracking.service.lifecycle import begin
+from runyard.experiments.tracking.service.liveness import reporting_again
 from runyard.shared.contracts.experiments import ExperimentEpochsLogged
 from runyard.shared.db import utcnow
 from runyard.shared.identity import Principal
@@ -31,7 +32,8 @@ from runyard.shared.outbox import emit
 async def log_runs(
     session: AsyncSession, *, principal: Principal, experiment_id: uuid.UUID, runs: list[RunIn]
 ) -> RunBatchResult:
-    """The first epoch logged to a pending experiment starts it; a finished one takes none."""
+    """The first epoch logged to a pending experiment starts it; a finished one takes none. An
+    epoch is a sign of life: a stalled experiment resumes."""
     experiment = await get_writable_experiment(
         session, principal=principal, experiment_id=experiment_id
     )
@@ -40,6 +42,7 @@ async def log_runs(
     repeated = sorted(epoch for epoch, n in Counter(r.epoch for r in runs).items() if n > 1)
     if repeated:
         raise errors.RepeatedEpochs(repeated)
+    await reporting_again(session, experiment)
     if experiment.status == "pending":
         await begin(session, experiment)
 
