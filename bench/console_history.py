@@ -27,9 +27,12 @@ import asyncpg
 from runyard.experiments.config import Settings
 from runyard.experiments.main import create_app
 from runyard.shared.db import asyncpg_dsn
-from runyard.shared.migrations import upgrade
-from runyard.shared.provision import ensure_database, provision_service, role_url
-from runyard.shared.testing import _with_db, identity_headers, local_infrastructure, running_app
+from runyard.shared.testing import (
+    identity_headers,
+    local_infrastructure,
+    migrated_database,
+    running_app,
+)
 
 PASSWORD = "bench-console-history"
 SPIKE_EVERY = 9_973
@@ -49,18 +52,11 @@ def summary(ms: list[float]) -> str:
 
 
 async def prepare_database(admin_url: str) -> tuple[str, str]:
+    """A new database migrated like production; (service role URL, admin URL)."""
     name = f"bench_hist_{uuid.uuid4().hex[:8]}"
-    await ensure_database(admin_url, name)
-    await provision_service(
-        _with_db(admin_url, name),
-        schema="experiments",
-        role="runyard_experiments",
-        password=PASSWORD,
-        database=name,
+    return await migrated_database(
+        admin_url, "runyard.experiments", "experiments", name=name, password=PASSWORD
     )
-    url = role_url(admin_url, role="runyard_experiments", password=PASSWORD, database=name)
-    await asyncio.to_thread(upgrade, "runyard.experiments", url)
-    return url, _with_db(admin_url, name)
 
 
 async def seed(admin_db_url: str, owner: uuid.UUID, epochs: int) -> uuid.UUID:

@@ -41,13 +41,11 @@ from runyard.experiments.main import create_app
 from runyard.experiments.tracking.repository import search
 from runyard.shared.db import asyncpg_dsn, create_engine
 from runyard.shared.identity import Principal
-from runyard.shared.migrations import upgrade
-from runyard.shared.provision import ensure_database, provision_service, role_url
 from runyard.shared.testing import (
-    _with_db,
     free_port,
     identity_headers,
     local_infrastructure,
+    migrated_database,
     running_app,
     wait_for_port,
 )
@@ -74,17 +72,9 @@ def summary(ms: list[float]) -> str:
 async def prepare_database(admin_url: str) -> tuple[str, str]:
     """A new database migrated like production; (service role URL, admin URL)."""
     name = f"bench_exp_{uuid.uuid4().hex[:8]}"
-    await ensure_database(admin_url, name)
-    await provision_service(
-        _with_db(admin_url, name),
-        schema="experiments",
-        role="runyard_experiments",
-        password=PASSWORD,
-        database=name,
+    return await migrated_database(
+        admin_url, "runyard.experiments", "experiments", name=name, password=PASSWORD
     )
-    url = role_url(admin_url, role="runyard_experiments", password=PASSWORD, database=name)
-    await asyncio.to_thread(upgrade, "runyard.experiments", url)
-    return url, _with_db(admin_url, name)
 
 
 def start_uvicorn(url: str, bootstrap: str, port: int) -> subprocess.Popen[bytes]:

@@ -36,9 +36,12 @@ from runyard.experiments.config import Settings
 from runyard.experiments.jobs import runner as job_runner
 from runyard.experiments.main import create_app
 from runyard.shared.db import create_engine, create_sessionmaker
-from runyard.shared.migrations import upgrade
-from runyard.shared.provision import ensure_database, provision_service, role_url
-from runyard.shared.testing import _with_db, identity_headers, local_infrastructure, running_app
+from runyard.shared.testing import (
+    identity_headers,
+    local_infrastructure,
+    migrated_database,
+    running_app,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services/experiments/tests"))
 from experiments_helpers import deliver_own_events
@@ -59,18 +62,11 @@ def summary(ms: list[float]) -> str:
 
 
 async def prepare_database(admin_url: str) -> tuple[str, str]:
+    """A new database migrated like production; (service role URL, admin URL)."""
     name = f"bench_jobs_{uuid.uuid4().hex[:8]}"
-    await ensure_database(admin_url, name)
-    await provision_service(
-        _with_db(admin_url, name),
-        schema="experiments",
-        role="runyard_experiments",
-        password=PASSWORD,
-        database=name,
+    return await migrated_database(
+        admin_url, "runyard.experiments", "experiments", name=name, password=PASSWORD
     )
-    url = role_url(admin_url, role="runyard_experiments", password=PASSWORD, database=name)
-    await asyncio.to_thread(upgrade, "runyard.experiments", url)
-    return url, _with_db(admin_url, name)
 
 
 class Db:

@@ -181,6 +181,24 @@ async def _template_for(admin_url: str, package: str, schema: str) -> str:
     return name
 
 
+async def migrated_database(
+    admin_url: str, package: str, schema: str, *, name: str, password: str
+) -> tuple[str, str]:
+    """A new database ``name`` with the service's role and schema, migrated to head, as the
+    stack makes it (for benchmarks): (service role URL, admin URL of that database)."""
+    from runyard.shared.provision import ensure_database
+
+    await ensure_database(admin_url, name)
+    role = f"runyard_{schema}"
+    database_admin_url = _with_db(admin_url, name)
+    await provision_service(
+        database_admin_url, schema=schema, role=role, password=password, database=name
+    )
+    url = role_url(admin_url, role=role, password=password, database=name)
+    await asyncio.to_thread(upgrade, package, url)
+    return url, database_admin_url
+
+
 def _with_db(admin_url: str, database: str) -> str:
     from sqlalchemy.engine import make_url
 
