@@ -31,7 +31,7 @@ help:
 	@echo "                 a replica such as webhooks-2, postgres, kafka, mail) and waits until"
 	@echo "                 it is ready; the others are left alone"
 	@echo "make test        lint + all tests (installs uv if missing, uv sync --frozen)"
-	@echo "make test-fast   lint + every test but the whole-stack suites (e2e, faults, fuzz, sdk, console)"
+	@echo "make test-fast   lint + every test but the whole-stack suites and the slow worst cases, in parallel"
 	@echo "                 PYTEST_ARGS='services/auth -k login' narrows any test run"
 	@echo "make format      ruff check --fix, then ruff format"
 	@echo "make lint        ruff check, ruff format --check, mypy (strict) on shared, services, devstack"
@@ -67,18 +67,24 @@ format: uv
 browser:
 	bash .ci/install-chromium
 
+# The whole-stack suites start every service (e2e, faults, fuzz, the SDK's and the console's) and
+# run one at a time. Every other test has its own database (cloned from a migrated template) and
+# its own topics, so those run in parallel: PYTEST_WORKERS pytest-xdist workers, each with its own
+# embedded PostgreSQL and broker. They mostly wait on I/O, so more workers than cores pays.
+PYTEST_WORKERS ?= 4
+STACK_MARKERS := e2e or faults or fuzz or sdk or console
+STACK_SUITES := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz --ignore=tests/console
+PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS),)
+
 test: sync browser
 	$(MAKE) --no-print-directory lint UV="$(UV)"
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest $(STACK_SUITES) -m "not ($(STACK_MARKERS))" $(PARALLEL) $(PYTEST_ARGS)
+	$(RUN) pytest -m "$(STACK_MARKERS)" $(PYTEST_ARGS)
 
-# The whole-stack suites start every service (e2e, faults, fuzz, the SDK's and the console's):
-# the rest is the quick loop.
-FAST_IGNORE := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz --ignore=tests/console
-FAST_MARKERS := not e2e and not faults and not fuzz and not sdk and not console
-
+# The quick loop: the parallel part without the slow worst cases.
 test-fast: sync browser
 	$(MAKE) --no-print-directory lint UV="$(UV)"
-	$(RUN) pytest $(FAST_IGNORE) -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+	$(RUN) pytest $(STACK_SUITES) -m "not ($(STACK_MARKERS)) and not slow" $(PARALLEL) $(PYTEST_ARGS)
 
 up: uv
 	$(RUN) python -m runyard.devstack up $(if $(SERVICES),--services $(SERVICES),) $(if $(REPLICAS),--replicas $(REPLICAS),) $(if $(PARTITIONS),--partitions $(PARTITIONS),)

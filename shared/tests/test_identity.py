@@ -38,7 +38,7 @@ def test_signed_identity_round_trips() -> None:
     ("header", "value"),
     [
         ("x-runyard-user-role", "admin"),
-        ("x-runyard-user-id", str(uuid.uuid4())),
+        ("x-runyard-user-id", "7e09728b-16eb-42c5-97a3-fc1529e589d2"),
         ("x-runyard-username", "mallory"),
         ("x-runyard-api-key-id", "another-key"),
     ],

@@ -68,6 +68,7 @@ def test_a_lost_response_is_sent_again_and_changes_nothing(fake: Fake) -> None:
     assert fake.unchanged == fake.runs_requests[0]
 
 
+@pytest.mark.slow  # most of a minute of logging under tracemalloc
 def test_outage_keeps_logging_with_bounded_memory(
     fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

