@@ -24,12 +24,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
-from runyard.shared.db import create_engine, create_sessionmaker
+from runyard.shared.db import asyncpg_dsn, create_engine, create_sessionmaker
 from runyard.shared.events import EventPayload, make_event
 from runyard.shared.inbox import EventConsumer
 from runyard.shared.migrations import create_outbox_and_inbox
 from runyard.shared.outbox import OutboxRelay, add_event
 from runyard.shared.provision import ensure_database
+from runyard.shared.settings import ServiceSettings
 from runyard.shared.testing import _with_db, local_infrastructure
 
 SCHEMA = "bench"
@@ -79,8 +80,16 @@ async def run(
             {"n": payload.n, "w": payload.written_at},
         )
 
+    # the services' defaults: NOTIFY-woken relay with its fallback poll, a consumer that
+    # rests when idle and wakes on the relay's NOTIFY
+    defaults = {name: field.default for name, field in ServiceSettings.model_fields.items()}
     relay = OutboxRelay(
-        engine=engine, producer=producer, schema=SCHEMA, service="bench", batch_size=500
+        engine=engine,
+        producer=producer,
+        schema=SCHEMA,
+        service="bench",
+        batch_size=500,
+        poll_interval_s=defaults["outbox_poll_interval_s"],
     )
     consumer = EventConsumer(
         sessionmaker=sessionmaker,
@@ -91,6 +100,10 @@ async def run(
         service="bench",
         handlers={topic: effect},
         max_records=500,
+        fetch_max_wait_ms=defaults["consumer_fetch_max_wait_ms"],
+        idle_pause_after_s=defaults["consumer_idle_pause_after_s"],
+        idle_check_s=defaults["consumer_idle_check_s"],
+        wake_dsn=asyncpg_dsn(url),
     )
     consumer_task = asyncio.create_task(consumer.run())
     relay_task = asyncio.create_task(relay.run())

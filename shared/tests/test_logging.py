@@ -9,7 +9,13 @@ import pytest
 import structlog
 
 from runyard.shared.logging import bound, configure_logging, get_logger
-from runyard.shared.redaction import REDACTED, redact, redact_text
+from runyard.shared.redaction import (
+    REDACTED,
+    apply_value_rules,
+    may_hold_secret,
+    redact,
+    redact_text,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -89,6 +95,29 @@ def test_secret_looking_values_are_redacted_wherever_they_appear(text: str, secr
     redacted = redact_text(text)
     assert secret not in redacted
     assert REDACTED in redacted
+
+
+@pytest.mark.parametrize(("text", "secret"), BY_VALUE)
+def test_the_fast_path_lets_every_secret_through_to_the_rules(text: str, secret: str) -> None:
+    """``redact_text`` skips the rules for text that ``may_hold_secret`` rules out: it must
+    never rule out one that a rule would redact, whatever its case."""
+    for variant in (text, text.upper(), text.lower()):
+        if apply_value_rules(variant) != variant:
+            assert may_hold_secret(variant)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "experiment.run.logged",
+        "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        "webhooks.delivery.sent status 200",
+        "2026-12-06T07:11:13.675578Z",
+    ],
+)
+def test_the_fast_path_skips_ordinary_log_values(text: str) -> None:
+    assert not may_hold_secret(text)
+    assert redact_text(text) == text
 
 
 @pytest.mark.parametrize(

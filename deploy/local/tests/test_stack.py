@@ -112,6 +112,23 @@ def test_a_killed_service_can_be_started_again(stack: Stack) -> None:
     assert httpx.get(f"{stack.service_urls['experiments']}/ready", trust_env=False).is_success
 
 
+def test_services_run_under_the_quiet_uvicorn_server(stack: Stack) -> None:
+    """``runyard.devstack.serve``: uvicorn with a one-second housekeeping tick."""
+    cmdline = psutil.Process(stack.pids["experiments"]).cmdline()
+
+    assert cmdline[1:4] == ["-m", "runyard.devstack.serve", "runyard.experiments.main:create_app"]
+
+
+async def test_the_embedded_postgres_gets_the_development_background_settings(
+    stack: Stack,
+) -> None:
+    admin = await asyncpg.connect(stack.admin_dsn)
+    try:
+        assert await admin.fetchval("SHOW autovacuum_naptime") == "5min"
+    finally:
+        await admin.close()
+
+
 async def test_provision_creates_the_roles_named_in_the_service_urls(stack: Stack) -> None:
     """What docker-compose's one-shot ``migrate`` service runs."""
     url = role_url(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,3 +154,74 @@ def database_unavailable(exc: BaseException) -> bool:
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
     return False
+
+
+def _set_event(event: asyncio.Event, *_args: object) -> None:
+    event.set()
+
+
+class PgListener:
+    """Keeps one connection LISTENing on ``channel`` for as long as ``run()`` runs.
+
+    ``on_notify(payload)`` is called for every notification. ``on_connect()`` is called each
+    time the LISTEN starts, the first time included: notifications sent while nobody listened
+    are lost, so whoever relies on them looks for work then. A connection that ends (the server
+    restarted, the backend was terminated) is noticed at once and opened again, with a backoff
+    while the server cannot be reached. Notifications only shorten a wait: every user also has
+    a fallback timer, so a lost one costs latency, never correctness.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        *,
+        on_notify: Callable[[str], None],
+        on_connect: Callable[[], None] = lambda: None,
+        connect_timeout_s: float = 10.0,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.dsn = dsn
+        self.channel = channel
+        self.on_notify = on_notify
+        self.on_connect = on_connect
+        self.connect_timeout_s = connect_timeout_s
+        self.max_backoff_s = max_backoff_s
+        #: set while a LISTEN connection is open (tests wait for it)
+        self.listening = asyncio.Event()
+        self.connections = 0
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.on_notify(payload)
+
+    async def run(self) -> None:
+        import asyncpg
+
+        from runyard.shared.logging import get_logger
+
+        log = get_logger(__name__)
+        backoff = 0.5
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=self.connect_timeout_s)
+                ended = asyncio.Event()
+                conn.add_termination_listener(functools.partial(_set_event, ended))
+                await conn.add_listener(self.channel, self._notified)
+                self.connections += 1
+                self.listening.set()
+                backoff = 0.5
+                self.on_connect()
+                await ended.wait()
+                log.info("pg.listen.ended", channel=self.channel)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("pg.listen.unavailable", channel=self.channel, error=repr(exc))
+            finally:
+                self.listening.clear()
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)

@@ -8,26 +8,41 @@ commits. A record that cannot be parsed, has an unknown contract, is bigger than
 ``<topic>.dlq`` with the error in headers, then its offset is committed and the consumer moves on.
 A dead letter too big for the producer is published without its value (header
 ``dlq-value-dropped``), so that no record can stop the consumer.
+
+At rest the consumer can stop asking the broker for records (``idle_pause_after_s``): after that
+long without a record it pauses its partitions, so no fetch request is sent, and resumes them when
+a relay sharing its database notifies ``runyard_published`` with one of its topics, when that
+LISTEN connection starts (again), or when a check every ``idle_check_s`` finds a partition whose
+end offset is past the consumer's position (records a producer wrote without notifying). Pausing
+changes when records are fetched, never which: offsets, the inbox and the DLQ work as above.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import Counter
 from sqlalchemy import Column, DateTime, MetaData, PrimaryKeyConstraint, Table, Text, func, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from runyard.shared.db import database_unavailable
+from runyard.shared.db import PgListener, database_unavailable
 from runyard.shared.events import CloudEvent, EventPayload, parse_event
 from runyard.shared.logging import bound, get_logger
-from runyard.shared.outbox import check_identifier
+from runyard.shared.outbox import PUBLISHED_CHANNEL, check_identifier
 
 log = get_logger(__name__)
 
@@ -56,6 +71,17 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
+class _WakeOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: EventConsumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.consumer.wake()
+
+
 class EventConsumer:
     """One consumer group over a set of topics, one handler per topic."""
 
@@ -74,6 +100,12 @@ class EventConsumer:
         max_records: int = 200,
         client_options: dict[str, Any] | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        fetch_max_wait_ms: int = 100,
+        idle_pause_after_s: float = 0.0,
+        idle_check_s: float = 10.0,
+        wake_dsn: str | None = None,
+        on_commit: Callable[[], None] | None = None,
+        metadata_max_age_ms: int = 30_000,
     ) -> None:
         #: extra aiokafka options (security, client_id); bootstrap_servers wins over theirs
         self.client_options = {
@@ -91,6 +123,25 @@ class EventConsumer:
         if max_record_bytes < 1:
             raise ValueError(f"max_record_bytes must be positive, got {max_record_bytes}")
         self.max_record_bytes = max_record_bytes
+        #: how long the broker may hold a fetch that finds nothing (Tansu answers a fetch at
+        #: about this time even when records arrive meanwhile: it is a latency, not a long poll)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        #: pause every partition after this long without a record (0: never pause)
+        self.idle_pause_after_s = idle_pause_after_s
+        #: while paused, ask the broker this often whether a partition has records after all
+        self.idle_check_s = idle_check_s
+        #: database to LISTEN on for ``runyard_published`` (None: the idle check only)
+        self.wake_dsn = wake_dsn
+        #: called after each partition batch (its transactions committed): wakes local workers
+        self.on_commit = on_commit
+        #: how often the consumer refreshes the cluster's metadata (topics, partitions, leaders)
+        #: unasked; a lost connection or an unknown leader refreshes it at once anyway
+        self.metadata_max_age_ms = metadata_max_age_ms
+        self.listener: PgListener | None = None
+        self._topics = frozenset(handlers)
+        self._woken = asyncio.Event()
+        self._last_record = time.monotonic()
+        self._last_check = time.monotonic()
         s = check_identifier(schema)
         self._mark = text(
             f"INSERT INTO {s}.inbox (consumer, event_id, topic) "
@@ -101,25 +152,110 @@ class EventConsumer:
 
     async def run(self) -> None:
         self.consumer = AIOKafkaConsumer(
-            *self.handlers,
             **self.client_options,
             bootstrap_servers=self.bootstrap_servers,
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            metadata_max_age_ms=5000,
-            fetch_max_wait_ms=100,
+            metadata_max_age_ms=self.metadata_max_age_ms,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            # aiokafka's fetch routine wakes this often even with nothing to fetch (default
+            # 200 ms); rebalances, resumes and fetch answers wake it anyway
+            consumer_timeout_ms=2000,
         )
+        self.consumer.subscribe(topics=sorted(self.handlers), listener=_WakeOnAssignment(self))
         await self.consumer.start()
         log.info("consumer.started", group=self.group_id, topics=sorted(self.handlers))
+        listening: asyncio.Task[None] | None = None
+        if self.idle_pause_after_s > 0 and self.wake_dsn:
+            self.listener = PgListener(
+                self.wake_dsn, PUBLISHED_CHANNEL, on_notify=self._published, on_connect=self.wake
+            )
+            listening = asyncio.create_task(self.listener.run())
+        self._last_record = self._last_check = time.monotonic()
         try:
             while True:
                 batches = await self.consumer.getmany(timeout_ms=1000, max_records=self.max_records)
                 for tp, records in batches.items():
-                    await self.process_batch(records)
+                    try:
+                        await self.process_batch(records)
+                    finally:
+                        if self.on_commit is not None:
+                            self.on_commit()
                     await self.consumer.commit({tp: records[-1].offset + 1})
+                if batches:
+                    self._last_record = time.monotonic()
+                elif self.idle_pause_after_s > 0:
+                    await self._rest()
         finally:
+            if listening is not None:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
             await self.consumer.stop()
+
+    @property
+    def resting(self) -> bool:
+        """Every assigned partition is paused: no fetch request goes to the broker."""
+        if self.consumer is None:
+            return False
+        assigned = self.consumer.assignment()
+        return bool(assigned) and not (assigned - self.consumer.paused())
+
+    def wake(self) -> None:
+        """Fetch again now (records were published, the LISTEN (re)started, partitions were
+        assigned); pause again once idle for ``idle_pause_after_s``."""
+        self._last_record = time.monotonic()
+        self._woken.set()
+        if self.consumer is not None:
+            paused = self.consumer.paused()
+            if paused:
+                self.consumer.resume(*paused)
+
+    def _published(self, payload: str) -> None:
+        if payload == "*" or not self._topics.isdisjoint(payload.split(",")):
+            self.wake()
+
+    async def _rest(self) -> None:
+        """After an empty ``getmany``: pause when idle long enough; while paused, wait for a
+        wake-up or the next check, whichever comes first."""
+        assert self.consumer is not None
+        now = time.monotonic()
+        if not self.resting:
+            if now - self._last_record >= self.idle_pause_after_s:
+                active = self.consumer.assignment() - self.consumer.paused()
+                if active:
+                    self.consumer.pause(*active)
+                    self._last_check = now
+            return
+        self._woken.clear()
+        with contextlib.suppress(TimeoutError):
+            remaining = self.idle_check_s - (now - self._last_check)
+            await asyncio.wait_for(self._woken.wait(), timeout=max(remaining, 0.0))
+        if self._woken.is_set():
+            return
+        self._last_check = time.monotonic()
+        if await self._has_records():
+            self.wake()
+
+    async def _has_records(self) -> bool:
+        """Whether a paused partition has records past the consumer's position (one
+        ListOffsets request); any doubt counts as yes."""
+        assert self.consumer is not None
+        paused = sorted(self.consumer.paused())
+        if not paused:
+            return False
+        try:
+            async with asyncio.timeout(10.0):
+                ends = await self.consumer.end_offsets(paused)
+                for tp, end in ends.items():
+                    if end > await self.consumer.position(tp):
+                        return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("consumer.idle_check.failed", error=repr(exc))
+            return True
+        return False
 
     async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:
         """Handle one partition's records in order, all in one transaction when all goes well.

@@ -6,6 +6,9 @@ statement trigger on the table notifies at commit) with a polling fallback, clai
 aggregate id as key, waits for the broker's acks and only then marks the rows published.
 A crash between publish and mark republishes the batch: consumers dedupe on the event id.
 
+The transaction that marks a batch published also notifies ``runyard_published`` with the batch's
+topics: consumers that share the database pause while idle and wake on it (``inbox.py``).
+
 A broker that comes back without the records it acknowledged (an in-memory broker restarted, a
 topic deleted and created again, an unclean leader election) shows itself in the acks: a
 partition hands out an offset at or below one it already acknowledged to this relay. The relay
@@ -24,7 +27,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import asyncpg
 from prometheus_client import Counter, Gauge
 from sqlalchemy import (
     BigInteger,
@@ -42,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from runyard.shared.db import asyncpg_dsn
+from runyard.shared.db import PgListener, asyncpg_dsn
 from runyard.shared.events import CONTENT_TYPE, CloudEvent, EventPayload, make_event
 from runyard.shared.logging import get_logger
 
@@ -78,6 +80,19 @@ def check_identifier(name: str) -> str:
 
 def notify_channel(schema: str) -> str:
     return f"runyard_outbox_{check_identifier(schema)}"
+
+
+#: Every relay notifies this channel when it committed a published batch; the payload is the
+#: batch's topics, comma-separated, or ``*`` when they do not fit in a notification.
+PUBLISHED_CHANNEL = "runyard_published"
+#: PostgreSQL refuses a notification payload of 8000 bytes or more
+_MAX_NOTIFY_PAYLOAD = 7900
+
+
+def published_payload(topics: list[str]) -> str:
+    """The ``runyard_published`` payload for a batch of these topics."""
+    payload = ",".join(sorted(set(topics)))
+    return payload if len(payload.encode()) <= _MAX_NOTIFY_PAYLOAD else "*"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -230,7 +245,7 @@ class OutboxRelay:
         schema: str,
         service: str,
         batch_size: int = 500,
-        poll_interval_s: float = 1.0,
+        poll_interval_s: float = 10.0,
         retention_hours: float = 24.0,
         prune_every_s: float = 60.0,
         replay_window_s: float = 600.0,
@@ -240,6 +255,7 @@ class OutboxRelay:
         self.schema = check_identifier(schema)
         self.service = service
         self.batch_size = batch_size
+        #: the fallback poll: LISTEN/NOTIFY wakes the relay at every commit that adds rows
         self.poll_interval_s = poll_interval_s
         self.retention_hours = retention_hours
         self.prune_every_s = prune_every_s
@@ -248,6 +264,8 @@ class OutboxRelay:
         #: the highest offset the broker acknowledged to this relay, per (topic, partition)
         self._acked_offsets: dict[tuple[str, int], int] = {}
         self._wake = asyncio.Event()
+        #: the LISTEN connection while ``run()`` runs
+        self.listener: PgListener | None = None
         self._claim = text(
             f"SELECT id, event_id, topic, key, payload, headers FROM {self.schema}.outbox "
             "WHERE published_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
@@ -256,6 +274,7 @@ class OutboxRelay:
             f"UPDATE {self.schema}.outbox SET published_at = now(), attempts = attempts + 1 "
             "WHERE id = ANY(:ids)"
         )
+        self._notify_published = text("SELECT pg_notify(:channel, :payload)")
         self._stats = text(
             "SELECT count(*), extract(epoch FROM now() - min(created_at)) "
             f"FROM {self.schema}.outbox "
@@ -290,6 +309,14 @@ class OutboxRelay:
                 )
             acks = await asyncio.gather(*futures)
             await conn.execute(self._mark, {"ids": [r.id for r in rows]})
+            # delivered at commit: the records are in the broker by then
+            await conn.execute(
+                self._notify_published,
+                {
+                    "channel": PUBLISHED_CHANNEL,
+                    "payload": published_payload([r.topic for r in rows]),
+                },
+            )
             reset, acked_offsets = offsets_after(self._acked_offsets, acks)
             if reset is not None and self.replay_window_s > 0:
                 # This batch too: part of it may have been acked by the broker that was lost.
@@ -312,6 +339,7 @@ class OutboxRelay:
             OUTBOX_BROKER_RESETS.labels(self.service).inc()
             if self.replay_window_s > 0:
                 OUTBOX_REPLAYED.labels(self.service).inc(replayed or 0)
+                self.wake()  # the replayed rows are due now, not at the next poll
         OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
 
@@ -332,43 +360,44 @@ class OutboxRelay:
             if deleted < 5000:
                 return total
 
-    async def _listen(self, dsn: str) -> asyncpg.Connection | None:
-        try:
-            conn = await asyncpg.connect(dsn)
-            await conn.add_listener(notify_channel(self.schema), lambda *_: self._wake.set())
-            return conn
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("outbox.listen.unavailable", error=str(exc))
-            return None
+    def wake(self) -> None:
+        """Look for unpublished rows now (a NOTIFY arrived, or the LISTEN started again)."""
+        self._wake.set()
 
     async def run(self) -> None:
         dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
-        listener = await self._listen(dsn)
+        self.listener = PgListener(
+            dsn,
+            notify_channel(self.schema),
+            on_notify=lambda _payload: self.wake(),
+            on_connect=self.wake,
+        )
+        listening = asyncio.create_task(self.listener.run())
         last_prune = 0.0
-        backoff = self.poll_interval_s
+        error_backoff = 0.5
         try:
             while True:
                 self._wake.clear()
+                wait = self.poll_interval_s
                 try:
                     published = await self.publish_batch()
                     await self.update_metrics()
                     if time.monotonic() - last_prune > self.prune_every_s:
                         last_prune = time.monotonic()
                         await self.prune()
-                    backoff = self.poll_interval_s
+                    error_backoff = 0.5
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     OUTBOX_PUBLISH_ERRORS.labels(self.service).inc()
                     log.warning("outbox.publish.failed", error=repr(exc))
                     published = 0
-                    backoff = min(backoff * 2, 30.0)
+                    error_backoff = min(error_backoff * 2, 30.0)
+                    wait = error_backoff
                 if published >= self.batch_size:
                     continue
-                if listener is None or listener.is_closed():
-                    listener = await self._listen(dsn)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
         finally:
-            if listener is not None and not listener.is_closed():
-                await listener.close()
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)

@@ -85,6 +85,19 @@ _VALUE_RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
 )
 
 
+#: Something every rule of ``_VALUE_RULES`` needs in the text to match (a PEM header, a URL
+#: scheme, a JWT's header, a bearer token, a key's prefix, a query parameter's ``=``). Most log
+#: values have none of them: one search instead of nine substitutions (a log line cost 68 us of
+#: CPU, 48 of them here, on the development machine). ``test_logging`` checks that every
+#: example secret passes it.
+_MAY_HOLD_SECRET = re.compile(r"-----BEGIN|://|eyJ|ry_|whsec_|=|bearer", re.IGNORECASE)
+
+
+def may_hold_secret(text: str) -> bool:
+    """False when no rule of ``redact_text`` can match ``text`` (it is returned as is)."""
+    return _MAY_HOLD_SECRET.search(text) is not None
+
+
 def is_secret_key(name: str) -> bool:
     """Whether a field called ``name`` holds a secret (its value is never logged)."""
     return bool(_SECRET_KEY.search(name)) and not _DESCRIPTIVE_KEY.search(name)
@@ -92,6 +105,12 @@ def is_secret_key(name: str) -> bool:
 
 def redact_text(text: str) -> str:
     """``text`` with every secret-looking part replaced."""
+    return apply_value_rules(text) if may_hold_secret(text) else text
+
+
+def apply_value_rules(text: str) -> str:
+    """Every rule of ``_VALUE_RULES`` applied to ``text`` (``redact_text`` without its fast
+    path)."""
     for pattern, replacement in _VALUE_RULES:
         text = pattern.sub(replacement, text)
     return text

@@ -3,6 +3,10 @@
 ``create_service_app(spec)`` returns the ASGI app; its lifespan builds the engine, sessionmaker and
 Kafka producer, starts every background task under a supervisor (a crashed loop restarts with
 backoff), and tears everything down on shutdown.
+
+Workers that poll the database for due rows wait on ``runtime.work`` (a ``WorkSignal``) instead of
+sleeping: every request transaction and every consumer batch this process commits wakes them, so
+their idle poll can be slow without making new work wait.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from runyard.shared import contracts
-from runyard.shared.db import create_engine, create_sessionmaker
+from runyard.shared.db import asyncpg_dsn, create_engine, create_sessionmaker
 from runyard.shared.events import EventPayload
 from runyard.shared.http import (
     ReadinessCheck,
@@ -71,6 +75,50 @@ class ServiceSpec(Generic[SettingsT, ContextT]):
 _UNSET: Any = object()
 
 
+class WorkSignal:
+    """A pulse from this process's commits to its background workers.
+
+    ``notify()`` is called after every request transaction and every consumer batch; a worker
+    reads ``generation`` before it looks for due rows and, when it found too few, calls
+    ``wait(seen, idle_s=...)``: it returns at once if anything was committed since (work may
+    have become due while the worker looked), else at the next commit or after ``idle_s``, the
+    worker's idle poll (which still finds what no commit of this process announced: retries
+    coming due, another replica's rows). ``min_wait`` spaces the passes of a worker woken by a
+    stream of commits, so that a busy process does not turn its workers into a busy loop.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def notify(self) -> None:
+        self.generation += 1
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, since: int, *, idle_s: float, min_wait: float = 0.1) -> bool:
+        """Until a commit after generation ``since``, or ``idle_s``; True when woken."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        woken = self.generation != since
+        if not woken:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.add(waiter)
+            try:
+                await asyncio.wait_for(waiter, idle_s)
+                woken = True
+            except TimeoutError:
+                pass
+            finally:
+                self._waiters.discard(waiter)
+        rest = min(min_wait, idle_s) - (loop.time() - started)
+        if rest > 0:
+            await asyncio.sleep(rest)
+        return woken
+
+
 @dataclass
 class Runtime(Generic[SettingsT, ContextT]):
     spec: ServiceSpec[SettingsT, ContextT]
@@ -78,6 +126,10 @@ class Runtime(Generic[SettingsT, ContextT]):
     sessionmaker: async_sessionmaker[AsyncSession]
     producer: AIOKafkaProducer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: woken by every commit of this process (requests, consumer batches): see ``WorkSignal``
+    work: WorkSignal = field(default_factory=WorkSignal)
+    #: the event consumer while it runs (a new one after each restart of its loop)
+    consumer: EventConsumer | None = None
     _context: ContextT = _UNSET
 
     @property
@@ -160,6 +212,11 @@ def build_consumer(runtime: AnyRuntime) -> EventConsumer:
         max_attempts=s.consumer_max_attempts,
         retry_backoff_s=s.consumer_retry_backoff_s,
         max_record_bytes=s.consumer_max_record_bytes,
+        fetch_max_wait_ms=s.consumer_fetch_max_wait_ms,
+        idle_pause_after_s=s.consumer_idle_pause_after_s,
+        idle_check_s=s.consumer_idle_check_s,
+        wake_dsn=asyncpg_dsn(runtime.engine.url.render_as_string(hide_password=False)),
+        on_commit=runtime.work.notify,
     )
 
 
@@ -247,11 +304,12 @@ def create_service_app(spec: ServiceSpec[Any, Any]) -> FastAPI:
                 relay = build_relay(runtime)
                 runtime.tasks.append(asyncio.create_task(supervise("outbox", relay.run)))
                 if spec.handlers:
-                    runtime.tasks.append(
-                        asyncio.create_task(
-                            supervise("consumer", lambda: build_consumer(runtime).run())
-                        )
-                    )
+
+                    def run_consumer() -> Awaitable[None]:
+                        runtime.consumer = build_consumer(runtime)
+                        return runtime.consumer.run()
+
+                    runtime.tasks.append(asyncio.create_task(supervise("consumer", run_consumer)))
                 for name, worker in spec.workers.items():
                     runtime.tasks.append(
                         asyncio.create_task(supervise(name, partial(worker, runtime)))
@@ -317,9 +375,12 @@ def get_runtime(request: Request) -> AnyRuntime:
 
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: commits after the endpoint returns, before the response."""
-    async with get_runtime(request).sessionmaker() as session, session.begin():
+    """The request's unit of work: commits after the endpoint returns, before the response;
+    then wakes the process's workers (``runtime.work``): the request may have made work due."""
+    runtime = get_runtime(request)
+    async with runtime.sessionmaker() as session, session.begin():
         yield session
+    runtime.work.notify()
 
 
 SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]

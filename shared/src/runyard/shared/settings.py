@@ -59,11 +59,21 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = None
     outbox_batch_size: int = 500
-    outbox_poll_interval_s: float = 1.0
+    #: the relay's fallback poll: LISTEN/NOTIFY wakes it at every commit that adds outbox rows
+    outbox_poll_interval_s: float = 10.0
     outbox_retention_hours: float = 24.0
     #: after the broker lost acknowledged records, republish the rows published this long ago
     outbox_replay_window_s: float = 600.0
     consumer_max_attempts: int = 3
+    #: how long the broker may hold an empty fetch; Tansu answers at about this time even when
+    #: records arrive meanwhile, so it bounds the consumer's latency while it fetches
+    consumer_fetch_max_wait_ms: int = 100
+    #: pause every partition after this long without a record, so that an idle consumer sends
+    #: the broker no fetch at all; a relay's NOTIFY (same database) resumes it (0: never pause)
+    consumer_idle_pause_after_s: float = 2.0
+    #: while paused, ask the broker this often whether a partition has records after all (from
+    #: a producer that did not notify): the latency bound for those records
+    consumer_idle_check_s: float = 5.0
     consumer_retry_backoff_s: float = 0.2
     #: a record value larger than this goes to the DLQ (reason ``oversized``) unread
     consumer_max_record_bytes: int = 1024 * 1024

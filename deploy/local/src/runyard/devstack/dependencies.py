@@ -97,8 +97,50 @@ def _let_postgres_reach(pgdata: Path) -> None:
             ensure(Path(pgdata))
 
 
+#: Background settings of the embedded cluster for a development machine (``ALTER SYSTEM`` at
+#: every start, then a reload): the autovacuum launcher starts a worker process per database
+#: every ``autovacuum_naptime`` (default 1 min), the largest cost of an idle cluster.
+EMBEDDED_POSTGRES_SETTINGS = {"autovacuum_naptime": "5min"}
+
+
+def tune_postgres(uri: str, settings: dict[str, str] = EMBEDDED_POSTGRES_SETTINGS) -> None:
+    """``ALTER SYSTEM SET`` each setting on the server at ``uri`` and reload its configuration
+    (in a thread of its own: callable from within a running event loop)."""
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    async def apply() -> None:
+        conn = await asyncpg.connect(uri.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            for name, value in settings.items():
+                current = await conn.fetchval("SELECT current_setting($1)", name)
+                if current != value:
+                    literal = await conn.fetchval("SELECT quote_literal($1)", value)
+                    await conn.execute(f"ALTER SYSTEM SET {name} = {literal}")
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(apply())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="tune-postgres", daemon=True)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+
+
 class EmbeddedPostgres:
-    """The ``embedded-postgres`` server on ``pgdata``; ``start()`` reuses one already running."""
+    """The ``embedded-postgres`` server on ``pgdata``; ``start()`` reuses one already running.
+    Its background settings are ``EMBEDDED_POSTGRES_SETTINGS``."""
 
     def __init__(self, pgdata: Path, say: Callable[[str], None] = lambda _m: None) -> None:
         self.pgdata = pgdata
@@ -121,7 +163,9 @@ class EmbeddedPostgres:
         self.say(f"starting embedded PostgreSQL in {self.pgdata}")
         self.server = get_server(self.pgdata, cleanup_mode=None)
         self._last_pid, self._last_status = self.server.get_pid(), None
-        return str(self.server.get_uri())
+        uri = str(self.server.get_uri())
+        tune_postgres(uri)
+        return uri
 
     @property
     def pid(self) -> int | None:

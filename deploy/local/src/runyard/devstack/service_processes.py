@@ -93,8 +93,9 @@ class ServiceProcesses:
         port = self.ports[name]
         if port_open(port):
             raise StackError(f"port {port} for {name} is already in use")
-        argv = [sys.executable, "-m", "uvicorn", "--factory", service.app, "--host", HOST]
-        argv += ["--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5"]
+        # uvicorn with a once-a-second housekeeping tick (``runyard.devstack.serve``)
+        argv = [sys.executable, "-m", "runyard.devstack.serve", service.app, "--host", HOST]
+        argv += ["--port", str(port), "--timeout-graceful-shutdown", "5"]
         if service.name == "gateway":  # it resolves X-Forwarded-For itself
             argv.append("--no-proxy-headers")
         proc = ManagedProcess(

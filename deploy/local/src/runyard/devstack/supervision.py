@@ -45,7 +45,9 @@ class RestartPolicy:
     reset_after_s: float = 60.0
     crash_loop_restarts: int = 5
     crash_loop_window_s: float = 120.0
-    poll_interval_s: float = 0.25
+    #: how often the watcher thread looks at every unit (a crash is restarted after the
+    #: backoff anyway, so a slower look costs little and keeps the idle stack quiet)
+    poll_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.backoff_s <= 0 or self.backoff_max_s < self.backoff_s:
