@@ -10,8 +10,13 @@ Runs the real code in-process against a real PostgreSQL and a real SMTP server (
   render, store the digest emails and mark the items, in batches of --batch users), with one
   scheduler and with two on the same database.
 
+For the emails it also reports the CPU milliseconds per email of this process (the sender),
+PostgreSQL and the SMTP sink (user + system time during the sending; the machine is shared, so
+this moves much less than the wall-clock figures). The service logs as in production (JSON lines
+at --log-level, INFO by default), written to /dev/null.
+
 Usage: uv run python bench/notifications_bench.py [--emails 1000] [--senders 4]
-       [--users 10000] [--items 3] [--batch 200]     (--users 0: emails only)
+       [--users 10000] [--items 3] [--batch 200] [--log-level INFO]  (--users 0: emails only)
 Uses DATABASE_URL when set, else starts an embedded PostgreSQL (and a Tansu broker it does not
 use: ``local_infrastructure`` starts both).
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import subprocess
@@ -27,9 +33,14 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from cpu_meter import CpuMeter, children_named, postgres_cluster, this_process
 
 from runyard.notifications.config import Settings
 from runyard.notifications.consumers import make_handlers
@@ -39,9 +50,15 @@ from runyard.shared.contracts.auth import UserRegistered
 from runyard.shared.contracts.experiments import ExperimentCompleted
 from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.events import make_event
+from runyard.shared.logging import configure_logging
 from runyard.shared.migrations import upgrade
 from runyard.shared.provision import ensure_database, provision_service, role_url
-from runyard.shared.testing import _with_db, free_port, local_infrastructure, wait_for_port
+from runyard.shared.testing import (
+    _with_db,
+    free_port,
+    local_infrastructure,
+    wait_for_port,
+)
 
 SINK_COMMAND = [sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink"]
 
@@ -54,6 +71,13 @@ def start_smtp_sink(port: int) -> subprocess.Popen[bytes]:
     )
     wait_for_port("127.0.0.1", port)
     return proc
+
+
+@contextlib.contextmanager
+def quiet() -> Any:
+    """The service's log lines (JSON, as in production) go to /dev/null, not the report."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 async def count_sent(url: str) -> int:
@@ -82,6 +106,13 @@ async def provision(admin_url: str) -> str:
 
 
 async def bench_emails(url: str, settings: Settings, emails: int, senders: int) -> None:
+    meter = CpuMeter(
+        {
+            "sender": this_process,
+            "postgres": await postgres_cluster(url),
+            "smtp sink": children_named("aiosmtpd"),
+        }
+    )
     engine = create_engine(url, pool_size=senders + 2)
     sessionmaker = create_sessionmaker(engine, schema="notifications")
     handlers = make_handlers(settings)
@@ -113,8 +144,9 @@ async def bench_emails(url: str, settings: Settings, emails: int, senders: int) 
                 source="/runyard/experiments",
                 subject=owner,
             )
-            async with sessionmaker() as session, session.begin():
-                await handlers[event.type](session, event, event.payload())
+            with quiet():
+                async with sessionmaker() as session, session.begin():
+                    await handlers[event.type](session, event, event.payload())
         return time.perf_counter() - started
 
     mailer = Mailer.from_settings(settings)
@@ -122,14 +154,17 @@ async def bench_emails(url: str, settings: Settings, emails: int, senders: int) 
         for loops in sorted({1, senders}):
             queued_in = await queue(emails)
             sent_before = await count_sent(url)
+            meter.start()
             started = time.perf_counter()
 
             async def sender() -> None:
                 while await send_due_emails(sessionmaker, settings=settings, mailer=mailer):
                     pass
 
-            await asyncio.gather(*(sender() for _ in range(loops)))
+            with quiet():
+                await asyncio.gather(*(sender() for _ in range(loops)))
             elapsed = time.perf_counter() - started
+            meter.stop()
             delivered = await count_sent(url) - sent_before
             print(
                 f"events handled -> email rows: {emails / queued_in:,.0f} events/s "
@@ -137,7 +172,8 @@ async def bench_emails(url: str, settings: Settings, emails: int, senders: int) 
             )
             print(
                 f"emails to the SMTP sink, {loops} sender loop(s): {delivered / elapsed:,.0f} "
-                f"emails/s ({delivered} in {elapsed:.2f}s)"
+                f"emails/s ({delivered} in {elapsed:.2f}s); CPU per email: "
+                f"{meter.per_operation(delivered)}"
             )
     finally:
         await engine.dispose()
@@ -228,6 +264,7 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
     )
+    configure_logging(service="notifications", level=args.log_level, json=True)
     with local_infrastructure() as (admin_url, _bootstrap):
         port = free_port()
         sink = start_smtp_sink(port)
@@ -254,4 +291,5 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=3)
     parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--log-level", default="INFO", help="the service's log level")
     asyncio.run(main(parser.parse_args()))

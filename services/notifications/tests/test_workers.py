@@ -153,8 +153,9 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
 
 
 async def test_one_batch_goes_over_one_connection_and_a_refusal_does_not_stop_the_others(
-    sessionmaker, settings, mailer, smtp_sink
+    sessionmaker, settings, smtp_sink
 ) -> None:
+    mailer = Mailer.from_settings(settings.model_copy(update={"smtp_connections": 1}))
     users = [uuid.uuid4() for _ in range(3)]
     for i, user in enumerate(users):
         await handle(sessionmaker, user_registered(user, email=f"u{i}@example.com"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
@@ -26,6 +28,21 @@ from services.webhooks.tests.webhooks_helpers import (
     make_due,
     query,
 )
+
+
+async def timed_delivery(sessionmaker: Any, http: Any, settings: Any) -> tuple[datetime, datetime]:
+    """Run one delivery pass; return the clock just before and just after it."""
+    before = datetime.now(UTC)
+    await deliver_due(sessionmaker, http, settings=settings)
+    return before, datetime.now(UTC)
+
+
+def due_between(delivery: Any, window: tuple[datetime, datetime], low: float, high: float) -> bool:
+    """The retry was scheduled ``low``..``high`` s after a moment inside ``window`` (the pass
+    that recorded it), whatever the time the test took before reading it."""
+    before, after = window
+    due = delivery["next_attempt_at"]
+    return (due - before).total_seconds() >= low and (due - after).total_seconds() <= high
 
 
 async def test_completed_experiment_is_posted_to_the_owner_signed_per_standard_webhooks(
@@ -85,10 +102,10 @@ async def test_a_500_then_a_success_retries_with_the_same_webhook_id_and_clears_
     event = experiment_completed(owner)
     await consume(sessionmaker, event)
 
-    await deliver_due(sessionmaker, http, settings=settings)
+    window = await timed_delivery(sessionmaker, http, settings)
     [delivery] = await deliveries(db)
     assert (delivery["status"], delivery["attempt_count"]) == ("pending", 1)
-    assert 4 <= delivery["due_in"] <= 6  # Svix: 5 s after the first failure, +-20 %
+    assert due_between(delivery, window, 4, 6)  # Svix: 5 s after the first failure, +-20 %
     assert (await endpoint(db, webhook["id"]))["consecutive_failures"] == 1
     assert await deliver_due(sessionmaker, http, settings=settings) == 0  # not due yet
 
@@ -184,10 +201,10 @@ async def test_a_429_waits_for_its_retry_after_and_holds_back_the_whole_endpoint
     receiver.script("/busy", Reply(429, headers={"Retry-After": "120"}))
     await consume(sessionmaker, experiment_completed(owner))
 
-    await deliver_due(sessionmaker, http, settings=settings)
+    window = await timed_delivery(sessionmaker, http, settings)
     [delivery] = await deliveries(db)
     assert delivery["status"] == "pending"
-    assert 115 <= delivery["due_in"] <= 121
+    assert due_between(delivery, window, 119, 121)
     assert 115 <= (await endpoint(db, webhook["id"]))["held_for"] <= 121
 
     # another event for the same endpoint is due now, but the endpoint is held back
@@ -207,17 +224,17 @@ async def test_a_429_with_a_short_retry_after_still_waits_a_minute_and_a_huge_on
     await create_webhook(client, owner, receiver.url("/short"), enabled_events=["*"])
     receiver.script("/short", Reply(429, headers={"Retry-After": "1"}))
     await consume(sessionmaker, experiment_completed(owner))
-    await deliver_due(sessionmaker, http, settings=settings)
+    window = await timed_delivery(sessionmaker, http, settings)
     [delivery] = await deliveries(db)
-    assert 59 <= delivery["due_in"] <= 61
+    assert due_between(delivery, window, 59, 61)
 
     await query(db, "DELETE FROM webhooks.webhook_deliveries")
     await make_due(db)
     receiver.script("/short", Reply(429, headers={"Retry-After": str(7 * 24 * 3600)}))
     await consume(sessionmaker, experiment_completed(owner))
-    await deliver_due(sessionmaker, http, settings=settings)
+    window = await timed_delivery(sessionmaker, http, settings)
     [delivery] = await deliveries(db)
-    assert settings.retry_after_max_s - 2 <= delivery["due_in"] <= settings.retry_after_max_s
+    assert due_between(delivery, window, settings.retry_after_max_s, settings.retry_after_max_s)
 
 
 async def test_the_response_body_is_stored_cut_at_20_kb(

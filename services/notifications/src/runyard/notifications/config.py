@@ -16,10 +16,18 @@ class Settings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_s: float = 30.0
+    #: SMTP connections the sender uses at once: a batch is spread over them, and they are kept
+    #: open between batches (the relay's concurrency limit per client is usually 10-20).
+    smtp_connections: int = Field(default=4, ge=1, le=64)
+    #: A kept-open SMTP connection unused for this long is closed (QUIT); servers drop idle
+    #: clients after a few minutes (RFC 5321 suggests 5).
+    smtp_idle_timeout_s: float = Field(default=30.0, ge=0)
     mail_from: str = "Runyard <noreply@runyard.local>"
 
     email_batch_size: int = 20
-    email_poll_interval_s: float = 0.5
+    #: longest pause when less than a full batch was due: the consumer batch that queues an
+    #: email wakes the sender at once (``runtime.work``); this finds retries coming due
+    email_poll_interval_s: float = 5.0
     email_max_attempts: int = 8
     email_backoff_base_s: float = 5.0
     email_backoff_cap_s: float = 3600.0

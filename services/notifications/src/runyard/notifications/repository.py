@@ -85,16 +85,44 @@ async def requeue_stuck_emails(session: AsyncSession, *, older_than: timedelta) 
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def claim_due_emails(session: AsyncSession, *, limit: int) -> list[EmailLog]:
-    """Lock due rows (skipping rows another sender holds); the caller marks them ``sending``."""
+async def claim_due_emails(
+    session: AsyncSession, *, limit: int, domain: str
+) -> list[dict[str, Any]]:
+    """Mark up to ``limit`` due rows ``sending`` (skipping rows another sender holds), in one
+    statement, and return them. A row without a Message-ID gets one in ``domain``, kept
+    across attempts so that a resend after a crash carries the same Message-ID."""
     result = await session.execute(
-        select(EmailLog)
-        .where(EmailLog.status == "queued", EmailLog.next_attempt_at <= func.now())
-        .order_by(EmailLog.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        text(
+            "UPDATE email_logs e SET status = 'sending', updated_at = now(),"
+            " message_id = coalesce(e.message_id,"
+            " '<' || replace(gen_random_uuid()::text, '-', '') || '@' || :domain || '>')"
+            " FROM (SELECT id FROM email_logs"
+            " WHERE status = 'queued' AND next_attempt_at <= now()"
+            " ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED) due"
+            " WHERE e.id = due.id"
+            " RETURNING e.id, e.to_address, e.subject, e.body_text, e.body_html,"
+            " e.message_id, e.unsubscribe_url"
+        ),
+        {"limit": limit, "domain": domain},
     )
-    return list(result.scalars())
+    return [dict(row._mapping) for row in result]
+
+
+async def mark_emails_sent(session: AsyncSession, email_ids: list[uuid.UUID]) -> list[Any]:
+    """``sent`` for the rows among ``email_ids`` still ``sending`` (one statement); returns
+    them with what ``email.sent`` tells."""
+    if not email_ids:
+        return []
+    result = await session.execute(
+        text(
+            "UPDATE email_logs SET status = 'sent', sent_at = now(), next_attempt_at = NULL,"
+            " error_message = NULL, updated_at = now()"
+            " WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'sending'"
+            " RETURNING id, user_id, to_address, subject, event_type, event_id, message_id"
+        ),
+        {"ids": email_ids},
+    )
+    return list(result)
 
 
 async def emails_for_update(

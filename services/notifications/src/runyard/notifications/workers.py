@@ -8,20 +8,26 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from runyard.notifications import digests, repository, service
 from runyard.notifications.config import Settings
 from runyard.notifications.links import Links
-from runyard.notifications.mailer import Mailer, SendError, build_message, new_message_id
+from runyard.notifications.mailer import (
+    Mailer,
+    OutgoingMail,
+    SendError,
+    compose,
+    sender_domain,
+)
 from runyard.notifications.models import EmailLog
 from runyard.notifications.runtime import NotificationsRuntime
 from runyard.shared.contracts.notifications import EmailFailed, EmailSent
 from runyard.shared.db import utcnow
+from runyard.shared.events import CloudEvent, make_event
 from runyard.shared.logging import bound, get_logger
-from runyard.shared.outbox import emit
+from runyard.shared.outbox import add_events, session_source
 
 log = get_logger(__name__)
 
@@ -40,7 +46,8 @@ class OutgoingEmail:
 async def claim_due_emails(
     sessionmaker: async_sessionmaker[AsyncSession], *, settings: Settings
 ) -> list[OutgoingEmail]:
-    """One short transaction: requeue stuck rows, lock due ones, mark them ``sending``.
+    """One short transaction: requeue stuck rows, lock due ones and mark them ``sending``
+    (one statement, ``FOR UPDATE SKIP LOCKED``: a row another sender holds is passed over).
 
     Also skips the emails parked longer than allowed for a user who never arrived.
     """
@@ -55,33 +62,16 @@ async def claim_due_emails(
         )
         if expired:
             log.info("notifications.email.skipped", reason="user_never_known", count=expired)
-        rows = await repository.claim_due_emails(session, limit=settings.email_batch_size)
-        claimed = []
-        for row in rows:
-            # ck_email_logs_rendered: a queued email has its address, subject and body.
-            assert row.to_address is not None and row.subject is not None
-            assert row.body_text is not None
-            row.status = "sending"
-            # Kept across attempts, so a resend after a crash carries the same Message-ID.
-            row.message_id = row.message_id or new_message_id(settings.mail_from)
-            claimed.append(
-                OutgoingEmail(
-                    id=row.id,
-                    to_address=row.to_address,
-                    subject=row.subject,
-                    body_text=row.body_text,
-                    body_html=row.body_html,
-                    message_id=row.message_id,
-                    unsubscribe_url=row.unsubscribe_url,
-                )
-            )
-        await session.flush()
-    return claimed
+        rows = await repository.claim_due_emails(
+            session, limit=settings.email_batch_size, domain=sender_domain(settings.mail_from)
+        )
+    # ck_email_logs_rendered: a queued email has its address, subject and body.
+    return [OutgoingEmail(**row) for row in rows]
 
 
-def prepare(email: OutgoingEmail, settings: Settings) -> EmailMessage | SendError:
+def prepare(email: OutgoingEmail, settings: Settings) -> OutgoingMail | SendError:
     try:
-        return build_message(
+        return compose(
             mail_from=settings.mail_from,
             to=email.to_address,
             subject=email.subject,
@@ -91,7 +81,7 @@ def prepare(email: OutgoingEmail, settings: Settings) -> EmailMessage | SendErro
             date=utcnow(),
             unsubscribe_url=email.unsubscribe_url,
         )
-    except ValueError as exc:  # an address or header the email library rejects
+    except ValueError as exc:  # an address or header no message may carry
         return SendError(f"invalid message: {exc}"[:2000], permanent=True)
 
 
@@ -125,16 +115,65 @@ def record_outcome(
     return "retry", None
 
 
+async def record_outcomes(
+    session: AsyncSession,
+    claimed: list[OutgoingEmail],
+    outcomes: dict[uuid.UUID, SendError | None],
+    *,
+    settings: Settings,
+) -> None:
+    """In the caller's transaction: every accepted email ``sent`` in one statement (only rows
+    still ``sending``: a claim lost to the stuck-row timeout is not recorded twice) with its
+    ``email.sent`` outbox row (one insert for all); each failure on its own locked row."""
+    sent_ids = [email.id for email in claimed if outcomes[email.id] is None]
+    events: list[CloudEvent] = []
+    source = session_source(session)
+    for row in await repository.mark_emails_sent(session, sent_ids):
+        log.info("notifications.email.sent", email_id=str(row.id), message_id=row.message_id)
+        payload = EmailSent(
+            email_id=row.id,
+            user_id=row.user_id,
+            to=row.to_address,
+            subject=row.subject,
+            trigger_event_type=row.event_type,
+            trigger_event_id=row.event_id,
+            message_id=row.message_id,
+        )
+        events.append(make_event(payload, source=source, subject=row.id))
+    if len(events) < len(sent_ids):
+        recorded = {event.subject for event in events}
+        for email_id in sent_ids:
+            if str(email_id) not in recorded:
+                log.warning("notifications.email.claim_lost", email_id=str(email_id))
+    failed = [email for email in claimed if outcomes[email.id] is not None]
+    if failed:
+        rows = await repository.emails_for_update(session, [email.id for email in failed])
+        for email in failed:
+            with bound(email_id=str(email.id)):
+                _outcome, event = record_outcome(
+                    rows.get(email.id), email, outcomes[email.id], settings=settings
+                )
+            if event is not None:
+                events.append(make_event(event, source=source, subject=email.id))
+        await session.flush()
+    await add_events(session, events)
+
+
 async def send_due_emails(
     sessionmaker: async_sessionmaker[AsyncSession], *, settings: Settings, mailer: Mailer
 ) -> int:
-    """Claim one batch of due emails, send them over one SMTP connection and record the
-    outcomes in one transaction; returns how many were claimed."""
+    """Claim one batch of due emails, send them (over the mailer's kept-open connections,
+    several at once) and record the outcomes in one transaction; returns how many were
+    claimed.
+
+    At-least-once on the wire: a crash after the server accepted an email and before the
+    batch's outcomes commit leaves its row ``sending``; it is queued again after
+    ``email_sending_timeout_s`` and sent again with the same Message-ID."""
     claimed = await claim_due_emails(sessionmaker, settings=settings)
     if not claimed:
         return 0
     outcomes: dict[uuid.UUID, SendError | None] = {}
-    ready: list[tuple[OutgoingEmail, EmailMessage]] = []
+    ready: list[tuple[OutgoingEmail, OutgoingMail]] = []
     for email in claimed:
         message = prepare(email, settings)
         if isinstance(message, SendError):
@@ -145,26 +184,28 @@ async def send_due_emails(
     for (email, _), error in zip(ready, errors, strict=True):
         outcomes[email.id] = error
     async with sessionmaker() as session, session.begin():
-        rows = await repository.emails_for_update(session, [email.id for email in claimed])
-        for email in claimed:
-            with bound(email_id=str(email.id)):
-                _outcome, event = record_outcome(
-                    rows.get(email.id), email, outcomes[email.id], settings=settings
-                )
-            if event is not None:
-                await emit(session, event, subject=email.id)
-        await session.flush()
+        await record_outcomes(session, claimed, outcomes, settings=settings)
     return len(claimed)
 
 
 async def run_email_sender(runtime: NotificationsRuntime) -> None:
     settings = runtime.settings
     mailer = Mailer.from_settings(settings)
-    log.info("notifications.email_sender.started", smtp_host=mailer.target.hostname)
-    while True:
-        claimed = await send_due_emails(runtime.sessionmaker, settings=settings, mailer=mailer)
-        if claimed < settings.email_batch_size:
-            await asyncio.sleep(settings.email_poll_interval_s)
+    log.info(
+        "notifications.email_sender.started",
+        smtp_host=mailer.target.hostname,
+        connections=mailer.connections,
+    )
+    try:
+        while True:
+            seen = runtime.work.generation
+            claimed = await send_due_emails(runtime.sessionmaker, settings=settings, mailer=mailer)
+            if claimed < settings.email_batch_size:
+                await mailer.close_idle()
+                # the consumer batch that queues an email wakes the sender at once
+                await runtime.work.wait(seen, idle_s=settings.email_poll_interval_s)
+    finally:
+        await asyncio.shield(mailer.aclose())
 
 
 async def schedule_due_digests(

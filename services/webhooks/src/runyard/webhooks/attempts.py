@@ -7,6 +7,7 @@ Claiming and recording mutate and flush; they never commit. ``send_once`` touche
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +29,24 @@ from runyard.webhooks.delivery import AttemptResult, build_request, gone_reason,
 from runyard.webhooks.endpoints import disable_endpoint, get_owned_webhook
 from runyard.webhooks.models import WebhookConfiguration, WebhookDelivery, WebhookLog
 from runyard.webhooks.signing import SecretBox
+from runyard.webhooks.ssrf import TargetPolicy
 
 log = get_logger(__name__)
+
+
+@functools.lru_cache(maxsize=16)
+def _target_policy(allow_private: bool, http_allowed_hosts: str) -> TargetPolicy:
+    return TargetPolicy(
+        allow_private=allow_private,
+        http_hosts=frozenset(
+            h.strip().lower().rstrip(".") for h in http_allowed_hosts.split(",") if h.strip()
+        ),
+    )
+
+
+def target_policy(settings: Settings) -> TargetPolicy:
+    """``settings.target_policy()``, built once per settings."""
+    return _target_policy(settings.allow_private_targets, settings.http_allowed_hosts)
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,9 @@ class ClaimedDelivery:
     endpoint_settings: dict[str, Any] | None = None
     trigger_type: str = "event"
     automatic_retries: bool = True
+    #: the payload as canonical JSON when fan-out has it already (the request body of a
+    #: generic endpoint); else rendered from ``payload`` for the attempt
+    body: str | None = None
 
     @classmethod
     def of(
@@ -79,6 +99,8 @@ class ClaimedDelivery:
         return cls(**(fields | extra))
 
     def signing_secrets(self, box: SecretBox, now: datetime) -> list[str]:
+        """The current secret, and the previous one while its overlap lasts (decrypted once
+        per process: ``SecretBox`` keeps what it decrypted)."""
         secrets_ = [box.decrypt(self.secret_encrypted)]
         if (
             self.previous_secret_encrypted
@@ -96,10 +118,29 @@ Outcome = tuple[ClaimedDelivery, AttemptResult]
 async def claim_due_deliveries(
     session: AsyncSession, *, limit: int, lease: timedelta, slack_rate: float = 1.0
 ) -> list[ClaimedDelivery]:
-    claimed = await delivery_queue.claim_due_deliveries(
+    rows = await delivery_queue.claim_due_deliveries(
         session, limit=limit, lease=lease, slack_rate=slack_rate
     )
-    return [ClaimedDelivery.of(c, d) for d, c in claimed]
+    return [
+        ClaimedDelivery(
+            delivery_id=row["delivery_id"],
+            webhook_id=row["webhook_id"],
+            owner_id=row["owner_id"],
+            event_id=row["event_id"],
+            event_type=row["event_type"],
+            payload=row["payload"],
+            attempt_number=row["attempt_count"] + 1,
+            url=row["url"],
+            provider_type=row["provider_type"],
+            secret_encrypted=row["secret_encrypted"],
+            previous_secret_encrypted=row["previous_secret_encrypted"],
+            previous_secret_expires_at=row["previous_secret_expires_at"],
+            endpoint_settings=dict(row["endpoint_settings"] or {}),
+            trigger_type=row["trigger_type"],
+            automatic_retries=row["automatic_retries"],
+        )
+        for row in rows
+    ]
 
 
 async def send_once(
@@ -109,10 +150,11 @@ async def send_once(
     try:
         request = build_request(
             provider_type=job.provider_type,
-            secrets=job.signing_secrets(SecretBox(settings.secret_encryption_key), utcnow()),
+            secrets=job.signing_secrets(SecretBox.of(settings.secret_encryption_key), utcnow()),
             event=job.payload,
             custom_headers=(job.endpoint_settings or {}).get("headers"),
             base_url=settings.public_base_url,
+            body=job.body,
         )
     except Exception as exc:
         return AttemptResult(
@@ -123,7 +165,7 @@ async def send_once(
         job.url,
         request,
         timeout_s=settings.delivery_timeout_s,
-        policy=settings.target_policy(),
+        policy=target_policy(settings),
     )
     metrics.observe_attempt(job.provider_type, job.trigger_type, result)
     return result
@@ -153,6 +195,31 @@ def _attempt_log(
     )
 
 
+def _attempt_row(
+    job: ClaimedDelivery, result: AttemptResult, next_attempt_at: datetime | None
+) -> dict[str, Any]:
+    """``_attempt_log`` as a row to insert (no ORM object: a batch has hundreds)."""
+    return {
+        "id": new_id(),
+        "webhook_id": job.webhook_id,
+        "delivery_id": job.delivery_id,
+        "owner_id": job.owner_id,
+        "event_id": job.event_id,
+        "event_type": job.event_type,
+        "provider_type": job.provider_type,
+        "url": job.url,
+        "attempt_number": job.attempt_number,
+        "status": "success" if result.succeeded else "failed",
+        "response_status_code": result.status_code,
+        "response_body": result.response_body,
+        "error_message": result.error,
+        "duration_ms": result.duration_ms,
+        "trigger_type": job.trigger_type,
+        "sent_at": result.sent_at or utcnow(),
+        "next_attempt_at": next_attempt_at,
+    }
+
+
 def _hold_after(result: AttemptResult, settings: Settings, now: datetime) -> datetime | None:
     """After a 429 every request to the endpoint waits (at least the minimum, or Retry-After)."""
     if result.status_code != 429:
@@ -173,7 +240,7 @@ async def record_attempts(
     current = await delivery_queue.lock_deliveries(
         session, [job.delivery_id for job, _ in outcomes if job.delivery_id is not None]
     )
-    attempts: list[WebhookLog] = []
+    attempts: list[dict[str, Any]] = []
     settled: list[dict[str, Any]] = []
     per_endpoint: dict[uuid.UUID, list[Outcome]] = {}
     for job, result in outcomes:
@@ -193,7 +260,7 @@ async def record_attempts(
             )
         next_at = None if retry_in is None else now + retry_in
         status = "succeeded" if result.succeeded else ("pending" if next_at else "failed")
-        attempts.append(_attempt_log(job, result, next_at if was == "pending" else None))
+        attempts.append(_attempt_row(job, result, next_at if was == "pending" else None))
         if was != "pending":
             continue
         current[job.delivery_id] = (status, max(attempt_count, job.attempt_number))
@@ -204,21 +271,19 @@ async def record_attempts(
                 "attempt_count": max(attempt_count, job.attempt_number),
                 "last_status_code": result.status_code,
                 "last_error": result.error,
-                "last_attempt_at": now,
                 "next_attempt_at": next_at,
-                "trigger_type": "event",
-                "updated_at": now,
             }
         )
         per_endpoint.setdefault(job.webhook_id, []).append((job, result))
         if status != "pending":
-            metrics.SETTLED.labels(job.provider_type, status).inc()
+            metrics.observe_settled(job.provider_type, status)
         if result.succeeded:
             metrics.observe_lag(job.provider_type, job.payload.get("time"), now)
         log.info(
             "webhooks.delivery.attempted",
             webhook_id=str(job.webhook_id),
             delivery_id=str(job.delivery_id),
+            event_id=job.event_id,
             event_type=job.event_type,
             attempt=job.attempt_number,
             trigger=job.trigger_type,
@@ -226,8 +291,8 @@ async def record_attempts(
             outcome=result.outcome,
             delivery_status=status,
         )
-    session.add_all(attempts)
-    await delivery_queue.settle_deliveries(session, settled)
+    await repository.insert_attempts(session, attempts)
+    await delivery_queue.settle_deliveries(session, settled, at=now)
     for webhook_id in sorted(per_endpoint):
         await _count_on_endpoint(session, webhook_id, per_endpoint[webhook_id], settings, now)
 

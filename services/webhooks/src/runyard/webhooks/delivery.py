@@ -120,16 +120,19 @@ def build_request(
     event: dict[str, Any],
     custom_headers: Mapping[str, str] | None = None,
     base_url: str = "http://127.0.0.1:8000",
+    body: str | None = None,
 ) -> OutgoingRequest:
     """Generic: the CloudEvents document, signed per Standard Webhooks with ``webhook-id`` = the
-    event id. Slack and Teams: their message formats (their URLs are their credentials)."""
+    event id (``body``: the document as canonical JSON already, written once per event by
+    fan-out). Slack and Teams: their message formats (their URLs are their credentials)."""
     headers = dict(custom_headers or {})
     headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
     if provider_type == "slack":
         return OutgoingRequest(canonical_json(slack_message(event, base_url=base_url)), headers)
     if provider_type == "teams":
         return OutgoingRequest(canonical_json(teams_message(event, base_url=base_url)), headers)
-    body = canonical_json(event)
+    if body is None:
+        body = canonical_json(event)
     headers |= standard_webhook_headers(secrets, msg_id=str(event["id"]), body=body)
     return OutgoingRequest(body, headers)
 

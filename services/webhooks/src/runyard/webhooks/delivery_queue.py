@@ -9,19 +9,50 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, or_, select, update
+from sqlalchemy import RowMapping, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.webhooks.models import WebhookConfiguration, WebhookDelivery
 
-
-def effective_rate(slack_rate: float) -> ColumnElement[Any]:
-    """Requests per second allowed to an endpoint (SQL): its setting, else the Slack default
-    for Slack endpoints, else NULL (unlimited)."""
-    return func.coalesce(
-        WebhookConfiguration.settings["rate_limit_per_second"].as_float(),
-        case((WebhookConfiguration.provider_type == "slack", literal(slack_rate)), else_=None),
-    )
+#: Due deliveries of active endpoints that may send now, locked (skipping rows another worker
+#: holds), with what an attempt needs of the delivery and its endpoint. Of an endpoint with a
+#: rate limit of r/s, at most max(1, floor(r)) per claim: the rest stay due for a later one.
+#: One prepared statement (asyncpg caches it), no ORM entities.
+CLAIM = text(
+    "WITH scan AS ("
+    " SELECT d.id, d.webhook_id, d.next_attempt_at,"
+    " coalesce(CAST(c.settings ->> 'rate_limit_per_second' AS float),"
+    " CASE WHEN c.provider_type = 'slack' THEN CAST(:slack_rate AS float) END) AS rate"
+    " FROM webhooks.webhook_deliveries d"
+    " JOIN webhooks.webhook_configurations c ON c.id = d.webhook_id"
+    " WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND c.is_active"
+    " AND (c.next_send_at IS NULL OR c.next_send_at <= now())"
+    " ORDER BY d.next_attempt_at LIMIT :scan),"
+    " eligible AS (SELECT id, rate FROM (SELECT id, rate, row_number() OVER ("
+    "PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS n FROM scan) ranked"
+    " WHERE rate IS NULL OR n <= greatest(1, floor(rate)))"
+    " SELECT d.id AS delivery_id, d.event_id, d.event_type, d.payload, d.attempt_count,"
+    " d.trigger_type, d.automatic_retries, e.rate, c.id AS webhook_id, c.owner_id, c.url,"
+    " c.provider_type, c.secret_encrypted, c.previous_secret_encrypted,"
+    " c.previous_secret_expires_at, c.settings AS endpoint_settings"
+    " FROM webhooks.webhook_deliveries d JOIN eligible e ON e.id = d.id"
+    " JOIN webhooks.webhook_configurations c ON c.id = d.webhook_id"
+    " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+    " ORDER BY d.next_attempt_at LIMIT :limit FOR UPDATE OF d SKIP LOCKED"
+).columns(payload=JSONB, endpoint_settings=JSONB)
+#: Takes an endpoint's rate-limit slot for ``count`` requests, unless another worker has.
+TAKE_SLOT = text(
+    "UPDATE webhooks.webhook_configurations"
+    " SET next_send_at = now() + make_interval(secs => :seconds)"
+    " WHERE id = :id AND (next_send_at IS NULL OR next_send_at <= now()) RETURNING id"
+)
+#: Pushes the claimed deliveries' ``next_attempt_at`` past the lease.
+LEASE = text(
+    "UPDATE webhooks.webhook_deliveries"
+    " SET next_attempt_at = now() + make_interval(secs => :lease_s), updated_at = now()"
+    " WHERE id = ANY(CAST(:ids AS uuid[]))"
+)
 
 
 async def claim_due_deliveries(
@@ -30,101 +61,38 @@ async def claim_due_deliveries(
     limit: int,
     lease: timedelta,
     slack_rate: float,
-) -> Sequence[tuple[WebhookDelivery, WebhookConfiguration]]:
+) -> list[RowMapping]:
     """Lock due deliveries of active endpoints (skipping ones another worker holds) and push
     their ``next_attempt_at`` past the lease, so a worker that dies mid-attempt is retried.
+    Rows of the delivery and its endpoint (``CLAIM``'s columns).
 
     Rate limits are durable: an endpoint with a limit of r/s gets at most max(1, floor(r))
     deliveries per claim, and only when its ``next_send_at`` has passed; the claim moves
     ``next_send_at`` forward by (claimed / r) seconds. The others stay due for a later pass.
     """
-    now = func.now()
-    rate = effective_rate(slack_rate)
-    scan = (
-        select(
-            WebhookDelivery.id,
-            WebhookDelivery.webhook_id,
-            WebhookDelivery.next_attempt_at,
-            rate.label("rate"),
-        )
-        .join(WebhookConfiguration, WebhookConfiguration.id == WebhookDelivery.webhook_id)
-        .where(
-            WebhookDelivery.status == "pending",
-            WebhookDelivery.next_attempt_at <= now,
-            WebhookConfiguration.is_active.is_(True),
-            or_(
-                WebhookConfiguration.next_send_at.is_(None),
-                WebhookConfiguration.next_send_at <= now,
-            ),
-        )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit * 10)
-        .subquery()
-    )
-    ranked = select(
-        scan.c.id,
-        scan.c.rate,
-        func.row_number()
-        .over(partition_by=scan.c.webhook_id, order_by=(scan.c.next_attempt_at, scan.c.id))
-        .label("n"),
-    ).subquery()
-    eligible = select(ranked.c.id).where(
-        or_(ranked.c.rate.is_(None), ranked.c.n <= func.greatest(1, func.floor(ranked.c.rate)))
-    )
-    due = await session.execute(
-        select(WebhookDelivery, WebhookConfiguration)
-        .join(WebhookConfiguration, WebhookConfiguration.id == WebhookDelivery.webhook_id)
-        .where(
-            WebhookDelivery.id.in_(eligible),
-            WebhookDelivery.status == "pending",
-            WebhookDelivery.next_attempt_at <= now,
-        )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
-        .with_for_update(of=WebhookDelivery, skip_locked=True)
-    )
-    claimed = [(d, c) for d, c in due.all()]
-    limited: dict[uuid.UUID, int] = {}
-    for _d, c in claimed:
-        if endpoint_rate(c, slack_rate) is not None:
-            limited[c.id] = limited.get(c.id, 0) + 1
-    lost: set[uuid.UUID] = set()
-    for webhook_id, count in limited.items():
-        config = next(c for _d, c in claimed if c.id == webhook_id)
-        per_second = endpoint_rate(config, slack_rate)
-        assert per_second is not None
-        won = await session.execute(
-            update(WebhookConfiguration)
-            .where(
-                WebhookConfiguration.id == webhook_id,
-                or_(
-                    WebhookConfiguration.next_send_at.is_(None),
-                    WebhookConfiguration.next_send_at <= now,
-                ),
+    rows = list(
+        (
+            await session.execute(
+                CLAIM, {"slack_rate": slack_rate, "scan": limit * 10, "limit": limit}
             )
-            .values(next_send_at=now + timedelta(seconds=count / per_second))
-            .returning(WebhookConfiguration.id)
-            .execution_options(synchronize_session=False)
-        )
+        ).mappings()
+    )
+    limited: dict[uuid.UUID, tuple[int, float]] = {}
+    for row in rows:
+        if row["rate"] is not None:
+            count, rate = limited.get(row["webhook_id"], (0, row["rate"]))
+            limited[row["webhook_id"]] = (count + 1, rate)
+    lost: set[uuid.UUID] = set()
+    for webhook_id, (count, per_second) in limited.items():
+        won = await session.execute(TAKE_SLOT, {"id": webhook_id, "seconds": count / per_second})
         if won.first() is None:  # another worker took this endpoint's slot
             lost.add(webhook_id)
-    claimed = [(d, c) for d, c in claimed if c.id not in lost]
-    if claimed:
+    rows = [row for row in rows if row["webhook_id"] not in lost]
+    if rows:
         await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_([d.id for d, _ in claimed]))
-            .values(next_attempt_at=now + lease, updated_at=now)
-            .execution_options(synchronize_session=False)
+            LEASE, {"ids": [row["delivery_id"] for row in rows], "lease_s": lease.total_seconds()}
         )
-    return claimed
-
-
-def endpoint_rate(config: WebhookConfiguration, slack_rate: float) -> float | None:
-    """The Python twin of ``effective_rate``."""
-    configured = (config.settings or {}).get("rate_limit_per_second")
-    if configured is not None:
-        return float(configured)
-    return slack_rate if config.provider_type == "slack" else None
+    return rows
 
 
 async def lock_deliveries(
@@ -143,10 +111,37 @@ async def lock_deliveries(
     return {row.id: (row.status, row.attempt_count) for row in rows}
 
 
-async def settle_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Bulk UPDATE by primary key (one statement, executed for every row)."""
+#: Settles deliveries after their attempts: one statement for a batch (arrays of the fields).
+SETTLE = text(
+    "UPDATE webhooks.webhook_deliveries d SET status = s.status,"
+    " attempt_count = s.attempt_count, last_status_code = s.last_status_code,"
+    " last_error = s.last_error, next_attempt_at = s.next_attempt_at,"
+    " last_attempt_at = :at, trigger_type = 'event', updated_at = :at"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:attempts AS int[]),"
+    " CAST(:codes AS int[]), CAST(:errors AS text[]), CAST(:next_at AS timestamptz[]))"
+    " AS s(id, status, attempt_count, last_status_code, last_error, next_attempt_at)"
+    " WHERE d.id = s.id"
+)
+
+
+async def settle_deliveries(
+    session: AsyncSession, rows: list[dict[str, Any]], *, at: datetime
+) -> None:
+    """Rows of (id, status, attempt_count, last_status_code, last_error, next_attempt_at),
+    attempted ``at``: one statement."""
     if rows:
-        await session.execute(update(WebhookDelivery), rows)
+        await session.execute(
+            SETTLE,
+            {
+                "ids": [r["id"] for r in rows],
+                "statuses": [r["status"] for r in rows],
+                "attempts": [r["attempt_count"] for r in rows],
+                "codes": [r["last_status_code"] for r in rows],
+                "errors": [r["last_error"] for r in rows],
+                "next_at": [r["next_attempt_at"] for r in rows],
+                "at": at,
+            },
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from runyard.webhooks import consumers, workers
 from runyard.webhooks.api import router
 from runyard.webhooks.config import Settings
 from runyard.webhooks.context import Context, close_context, open_context
+from runyard.webhooks.handoff import Handoff
 from runyard.webhooks.models import SCHEMA
 from runyard.webhooks.ssrf import Lookup
 
@@ -17,14 +18,17 @@ from runyard.webhooks.ssrf import Lookup
 def create_app(settings: Settings | None = None, *, lookup: Lookup | None = None) -> FastAPI:
     """``lookup`` replaces the system DNS resolver (tests point host names at chosen
     addresses with ``ssrf.StaticLookup``)."""
+    settings = settings or Settings()
+    # fan-out hands new deliveries to this process's delivery worker (when it runs)
+    handoff = Handoff.from_settings(settings)
     return create_service_app(
         ServiceSpec[Settings, Context](
             name="webhooks",
             schema=SCHEMA,
-            settings=settings or Settings(),
+            settings=settings,
             routers=[router],
-            handlers=consumers.handlers(),
-            workers={"delivery": workers.delivery_worker},
+            handlers=consumers.handlers(handoff),
+            workers={"delivery": partial(workers.delivery_worker, handoff=handoff)},
             publishes=[WebhookEndpointDisabled],
             open_context=partial(open_context, lookup=lookup),
             close_context=close_context,

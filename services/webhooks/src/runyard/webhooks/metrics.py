@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from runyard.webhooks.delivery import AttemptResult
 
@@ -41,9 +43,20 @@ DISABLED = Counter(
 )
 
 
+@functools.lru_cache(maxsize=512)
+def labelled(metric: MetricWrapperBase, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once (``labels()`` takes a lock and converts
+    every value on each call: a cost per delivery)."""
+    return metric.labels(*values)
+
+
 def observe_attempt(provider: str, trigger: str, result: AttemptResult) -> None:
-    ATTEMPTS.labels(provider, trigger, result.outcome).inc()
-    ATTEMPT_DURATION.labels(provider, result.outcome).observe(result.duration_ms / 1000)
+    labelled(ATTEMPTS, provider, trigger, result.outcome).inc()
+    labelled(ATTEMPT_DURATION, provider, result.outcome).observe(result.duration_ms / 1000)
+
+
+def observe_settled(provider: str, status: str) -> None:
+    labelled(SETTLED, provider, status).inc()
 
 
 def observe_lag(provider: str, event_time: Any, now: datetime) -> None:
@@ -53,4 +66,4 @@ def observe_lag(provider: str, event_time: Any, now: datetime) -> None:
         sent = datetime.fromisoformat(event_time.replace("Z", "+00:00"))
     except ValueError:
         return
-    LAG.labels(provider).observe(max(0.0, (now - sent).total_seconds()))
+    labelled(LAG, provider).observe(max(0.0, (now - sent).total_seconds()))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, func, select, tuple_, update
+from sqlalchemy import Select, Table, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -107,17 +107,48 @@ async def active_webhooks_of(
     return result.scalars().all()
 
 
-async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
-    """Insert pending deliveries due now; an existing (webhook, event) pair is left alone."""
-    if not rows:
-        return 0
-    stmt = (
-        insert(WebhookDelivery)
-        .values([{**row, "next_attempt_at": func.now()} for row in rows])
-        .on_conflict_do_nothing(index_elements=["webhook_id", "event_id"])
-        .returning(WebhookDelivery.id)
+#: New deliveries, one statement for a whole consumer batch (arrays of the rows' fields, the
+#: payload as JSON text). A leased row is due only after the attempt lease (this process's
+#: worker sends it); an existing (webhook, event) pair is left alone.
+INSERT_DELIVERIES = text(
+    "INSERT INTO webhooks.webhook_deliveries (id, webhook_id, event_id, event_type, payload,"
+    " status, attempt_count, next_attempt_at, trigger_type, automatic_retries)"
+    " SELECT d.id, d.webhook_id, d.event_id, d.event_type, CAST(d.payload AS jsonb), 'pending', 0,"
+    " CASE WHEN d.leased THEN now() + make_interval(secs => :lease_s) ELSE now() END,"
+    " 'event', true"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:webhook_ids AS uuid[]), CAST(:event_ids AS text[]),"
+    " CAST(:event_types AS text[]), CAST(:payloads AS text[]), CAST(:leased AS boolean[]))"
+    " AS d(id, webhook_id, event_id, event_type, payload, leased)"
+    " ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING id"
+)
+
+
+def insert_deliveries_params(
+    rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, str, str, bool]], *, lease_s: float
+) -> dict[str, Any]:
+    """The parameters of ``INSERT_DELIVERIES``: rows of (id, webhook id, event id, event
+    type, payload JSON, leased)."""
+    ids, webhook_ids, event_ids, event_types, payloads, leased = (
+        list(column) for column in zip(*rows, strict=True)
     )
-    return len((await session.execute(stmt)).all())
+    return {
+        "ids": ids,
+        "webhook_ids": webhook_ids,
+        "event_ids": event_ids,
+        "event_types": event_types,
+        "payloads": payloads,
+        "leased": leased,
+        "lease_s": lease_s,
+    }
+
+
+WEBHOOK_LOGS: Table = WebhookLog.__table__  # type: ignore[assignment]
+
+
+async def insert_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Attempt log rows (``webhook_logs``), one executemany (batched into multi-row inserts)."""
+    if rows:
+        await session.execute(insert(WEBHOOK_LOGS), rows)
 
 
 async def upsert_preference(

@@ -18,6 +18,7 @@ non-public address stay refused.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable, Mapping
@@ -124,7 +125,14 @@ class TargetPolicy:
 
     def check_url(self, url: str) -> tuple[str, int]:
         """Scheme and host rules, plus the address rule for an IP-literal host.
-        Returns (host, port)."""
+        Returns (host, port). The verdict depends on the URL and the policy only (no DNS): it
+        is worked out once per (policy, URL) and remembered, as every attempt checks again."""
+        verdict = _url_verdict(self, url)
+        if isinstance(verdict, str):
+            raise TargetRefused(verdict)
+        return verdict
+
+    def _check_url(self, url: str) -> tuple[str, int]:
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -148,6 +156,15 @@ class TargetPolicy:
         if problem is not None and not (self.allow_private and is_loopback(address)):
             shown = f"{host!r} resolves to {address}" if str(address) != host else str(address)
             raise TargetRefused(f"{shown}: {problem}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_verdict(policy: TargetPolicy, url: str) -> tuple[str, int] | str:
+    """(host, port), or why the URL is refused."""
+    try:
+        return policy._check_url(url)
+    except TargetRefused as exc:
+        return str(exc)
 
 
 class Lookup(Protocol):
