@@ -1,6 +1,6 @@
 """Gateway overhead: the same request sent directly to a service and through the gateway.
 
-Four targets, each its own uvicorn process (one worker), all in front of the same upstream:
+The targets, each its own uvicorn process (one worker), all in front of the same upstream:
 
 - ``direct``: the upstream itself (a small Starlette app answering ``GET /api/v1/experiments/x``
   with a ~300-byte JSON document; it also serves the JWKS and auth's session check);
@@ -9,13 +9,25 @@ Four targets, each its own uvicorn process (one worker), all in front of the sam
   metrics rollup worker, security headers;
 - ``hop-aiohttp`` and ``hop-httpx``: a bare Starlette reverse proxy (read the request, forward
   it with one pooled client, relay the answer) with each HTTP client: the cost of the proxy hop
-  alone, to choose the gateway's client (ADR 0009).
+  alone, to choose the gateway's client (ADR 0009);
+- ``gateway-baseline`` (with ``--baseline DIR``): the gateway package found under ``DIR``, e.g.
+  an earlier revision's ``services/api-gateway/src``, in the same rounds: before/after figures
+  measured under the same machine load.
+
+Two requests (``--scenarios``): ``get``, the small authenticated ``GET`` above; ``epoch``, the
+per-epoch log request of a training loop, ``POST /api/v1/experiments/<id>/runs`` with one epoch's
+4 metrics (answered 201 with a ~200-byte JSON document): through the gateway it also samples the
+request body and writes an audit row.
 
 The load comes from this process: ``--concurrency`` aiohttp clients with keep-alive, each
 sending its requests one after another. Every round runs the targets in ABBA order so that
-drifting machine load is shared; latency percentiles are over all rounds.
+drifting machine load is shared; latency percentiles are over all rounds. Besides wall time it
+reads the CPU time (user + system, psutil) of the target process and of the upstream process
+around each timed run: CPU per request is what the hop costs on a loaded machine, where the
+wall-clock figures move with whatever else runs.
 
 Usage: uv run python bench/gateway_bench.py [--requests 2000] [--rounds 2] [--concurrency 1,16]
+       [--scenarios get,epoch] [--targets direct,gateway,hop-aiohttp,hop-httpx] [--baseline DIR]
 Uses DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts embedded Postgres and Tansu.
 """
 
@@ -33,13 +45,28 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
 ROLE_ENV = "GATEWAY_BENCH_ROLE"
 DB_PASSWORD = "bench-gateway"
 PATH = "/api/v1/experiments/0b7f8a52-3f4e-4c1a-9d2b-6e5f4a3b2c1d"
+EPOCH_PATH = PATH + "/runs"
+TARGETS = ("direct", "gateway", "hop-aiohttp", "hop-httpx")
+
+
+def epoch_body(epoch: int) -> bytes:
+    """One epoch's 4 metrics, as a training loop logs them (bench/mlflow_compare.py)."""
+    return json.dumps(
+        {
+            "epoch": epoch,
+            "train_loss": 1 / (epoch + 1),
+            "val_loss": 1.1 / (epoch + 1),
+            "train_accuracy": 1 - 0.5 / (epoch + 1),
+            "val_accuracy": 1 - 0.55 / (epoch + 1),
+        }
+    ).encode()
 
 
 # --- the processes under test (this file run with GATEWAY_BENCH_ROLE set) --------------------
@@ -77,11 +104,23 @@ def upstream_app() -> Any:
     async def resource(_: Request) -> Response:
         return Response(body, media_type="application/json")
 
+    async def epoch(request: Request) -> Response:
+        logged = json.loads(await request.body())
+        run = {
+            "id": str(uuid.uuid4()),
+            "experiment_id": experiment["id"],
+            "epoch": logged["epoch"],
+            "metrics": {k: v for k, v in logged.items() if k != "epoch"},
+            "created_at": "2026-11-22T00:00:00Z",
+        }
+        return JSONResponse(run, status_code=201)
+
     return Starlette(
         routes=[
             Route("/health", health),
             Route("/api/v1/auth/.well-known/jwks.json", keys),
             Route("/internal/v1/sessions/{sid}", session),
+            Route(EPOCH_PATH, epoch, methods=["POST"]),
             Route("/api/v1/{path:path}", resource, methods=["GET", "POST"]),
         ]
     )
@@ -216,97 +255,149 @@ async def wait_ready(url: str, path: str = "/health") -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+class Outcome(NamedTuple):
+    latencies: list[float]
+    rate: float
+    errors: int
+    #: CPU seconds per request of the target process and of the upstream process
+    target_cpu: float
+    upstream_cpu: float
+
+
 async def load(
-    url: str, headers: dict[str, str], *, requests: int, concurrency: int
-) -> tuple[list[float], float, int]:
-    """Latencies (ms) of ``requests`` GETs from ``concurrency`` keep-alive clients, the rate of
-    successful answers per second, and how many answers were not 200."""
+    url: str,
+    headers: dict[str, str],
+    *,
+    scenario: str,
+    requests: int,
+    concurrency: int,
+    pids: tuple[int, int],
+) -> Outcome:
+    """``requests`` requests from ``concurrency`` keep-alive clients: their latencies (ms), the
+    rate of successful answers per second, how many answers were not 200/201, and the CPU time
+    per request of the target and upstream processes (``pids``) over the timed part."""
     latencies: list[float] = []
     errors = 0
     per_client = requests // concurrency
     connector = aiohttp.TCPConnector(limit=concurrency)
+    post = scenario == "epoch"
+    if post:
+        headers = {**headers, "Content-Type": "application/json"}
+    counter = iter(range(10**9))
     async with aiohttp.ClientSession(url, connector=connector, headers=headers) as session:
+
+        async def one() -> int:
+            if post:
+                async with session.post(EPOCH_PATH, data=epoch_body(next(counter))) as resp:
+                    await resp.read()
+            else:
+                async with session.get(PATH) as resp:
+                    await resp.read()
+            return resp.status
 
         async def client() -> None:
             nonlocal errors
             for _ in range(per_client):
                 began = time.perf_counter()
-                async with session.get(PATH) as resp:
-                    await resp.read()
-                if resp.status != 200:
+                if await one() not in (200, 201):
                     errors += 1
                     continue
                 latencies.append((time.perf_counter() - began) * 1000)
 
         for _ in range(min(50, per_client)):  # warm the pool and caches
-            async with session.get(PATH) as resp:
-                await resp.read()
+            await one()
+        target_before, upstream_before = cpu_seconds(pids[0]), cpu_seconds(pids[1])
         began = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    return latencies, len(latencies) / elapsed, errors
+        target_cpu = cpu_seconds(pids[0]) - target_before
+        upstream_cpu = cpu_seconds(pids[1]) - upstream_before
+    done = per_client * concurrency
+    return Outcome(
+        latencies, len(latencies) / elapsed, errors, target_cpu / done, upstream_cpu / done
+    )
+
+
+def gateway_command(port: int) -> list[str]:
+    return [
+        "-m",
+        "uvicorn",
+        "runyard.gateway.main:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--no-proxy-headers",
+    ]
 
 
 @contextlib.contextmanager
-def processes(admin_url: str, bootstrap: str) -> Iterator[dict[str, Any]]:
+def processes(
+    admin_url: str, bootstrap: str, targets: list[str], baseline: str = ""
+) -> Iterator[dict[str, Any]]:
+    """The upstream and each target in ``targets`` ("gateway-baseline": the gateway package
+    found under ``baseline``, e.g. an older checkout's ``services/api-gateway/src``)."""
     from runyard.shared.testing import free_port
 
     token, jwks = signing_material()
     db_url = asyncio.run(prepare_database(admin_url))
-    ports = {name: free_port() for name in ("direct", "gateway", "hop-aiohttp", "hop-httpx")}
+    ports = {name: free_port() for name in ["direct", *targets] if name}
     upstream = f"http://127.0.0.1:{ports['direct']}"
     me = os.path.abspath(__file__)
-    procs = [
-        start(
+    gateway_env = {
+        "GATEWAY_ENVIRONMENT": "test",
+        "GATEWAY_DATABASE_URL": db_url,
+        "GATEWAY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "GATEWAY_LOG_LEVEL": "WARNING",
+        "GATEWAY_LOG_JSON": "true",
+        "GATEWAY_AUTH_URL": upstream,
+        "GATEWAY_EXPERIMENTS_URL": upstream,
+        "GATEWAY_NOTIFICATIONS_URL": upstream,
+        "GATEWAY_WEBHOOKS_URL": upstream,
+        "GATEWAY_METRICS_PORT": "0",
+        # measured with the limiter on, but never reached
+        "GATEWAY_RATE_LIMIT_USER_PER_MINUTE": "100000000",
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {
+        "direct": start(
             [me, "upstream", str(ports["direct"])],
             {ROLE_ENV: "upstream", "BENCH_JWKS": json.dumps(jwks)},
-        ),
-        start(
-            [me, "hop", str(ports["hop-aiohttp"])],
-            {ROLE_ENV: "hop", "BENCH_UPSTREAM": upstream, "BENCH_CLIENT": "aiohttp"},
-        ),
-        start(
-            [me, "hop", str(ports["hop-httpx"])],
-            {ROLE_ENV: "hop", "BENCH_UPSTREAM": upstream, "BENCH_CLIENT": "httpx"},
-        ),
-        start(
-            [
-                "-m",
-                "uvicorn",
-                "runyard.gateway.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports["gateway"]),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--no-proxy-headers",
-            ],
-            {
-                "GATEWAY_ENVIRONMENT": "test",
-                "GATEWAY_DATABASE_URL": db_url,
-                "GATEWAY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "GATEWAY_LOG_LEVEL": "WARNING",
-                "GATEWAY_LOG_JSON": "true",
-                "GATEWAY_AUTH_URL": upstream,
-                "GATEWAY_EXPERIMENTS_URL": upstream,
-                "GATEWAY_NOTIFICATIONS_URL": upstream,
-                "GATEWAY_WEBHOOKS_URL": upstream,
-                # measured with the limiter on, but never reached
-                "GATEWAY_RATE_LIMIT_USER_PER_MINUTE": "100000000",
-            },
-        ),
-    ]
+        )
+    }
+    for name in ports:
+        if name.startswith("hop-"):
+            client = name.removeprefix("hop-")
+            procs[name] = start(
+                [me, "hop", str(ports[name])],
+                {ROLE_ENV: "hop", "BENCH_UPSTREAM": upstream, "BENCH_CLIENT": client},
+            )
+        elif name == "gateway":
+            procs[name] = start(gateway_command(ports[name]), gateway_env)
+        elif name == "gateway-baseline":
+            path = os.pathsep.join(p for p in (baseline, os.environ.get("PYTHONPATH")) if p)
+            procs[name] = start(gateway_command(ports[name]), {**gateway_env, "PYTHONPATH": path})
     try:
         yield {
             "urls": {name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
+            # the process serving each target (uvicorn runs the app in the process it starts)
+            "pids": {name: proc.pid for name, proc in procs.items()},
             "token": token,
             "db_url": db_url,
         }
     finally:
-        for proc in procs:
+        for proc in procs.values():
             stop(proc)
 
 
@@ -323,44 +414,60 @@ async def count_logged(db_url: str) -> int:
 
 
 async def run(setup: dict[str, Any], args: argparse.Namespace) -> None:
-    urls = setup["urls"]
+    urls, pids = setup["urls"], setup["pids"]
     for url in urls.values():
         await wait_ready(url)
     headers = {"Authorization": f"Bearer {setup['token']}"}
-    targets = ["direct", "gateway", "hop-aiohttp", "hop-httpx"]
+    targets = ["direct", *(t for t in urls if t != "direct")]
     print(
         f"# {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{args.requests} requests per target per round, {args.rounds} rounds (ABBA)"
+        f"{args.requests} requests per target per round, {args.rounds} rounds (ABBA); "
+        f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
     lines = [
-        "| clients | target | requests/s | p50 ms | p95 ms | p99 ms | added p50 / p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| request | clients | target | requests/s | vs direct | p50 ms | p95 ms | p99 ms "
+        "| added p50 / p99 ms | target CPU µs/req | upstream CPU µs/req | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for concurrency in [int(c) for c in args.concurrency.split(",")]:
-        latencies: dict[str, list[float]] = {t: [] for t in targets}
-        rates: dict[str, list[float]] = {t: [] for t in targets}
-        failed: dict[str, int] = dict.fromkeys(targets, 0)
-        for round_ in range(args.rounds):
-            order = targets if round_ % 2 == 0 else list(reversed(targets))
-            for target in order:
-                ms, rps, errors = await load(
-                    urls[target], headers, requests=args.requests, concurrency=concurrency
+    for scenario in [s.strip() for s in args.scenarios.split(",") if s.strip()]:
+        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+            latencies: dict[str, list[float]] = {t: [] for t in targets}
+            rates: dict[str, list[float]] = {t: [] for t in targets}
+            cpu: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
+            failed: dict[str, int] = dict.fromkeys(targets, 0)
+            for round_ in range(args.rounds):
+                order = targets if round_ % 2 == 0 else list(reversed(targets))
+                for target in order:
+                    outcome = await load(
+                        urls[target],
+                        headers,
+                        scenario=scenario,
+                        requests=args.requests,
+                        concurrency=concurrency,
+                        pids=(pids[target], pids["direct"]),
+                    )
+                    failed[target] += outcome.errors
+                    latencies[target] += outcome.latencies
+                    rates[target].append(outcome.rate)
+                    cpu[target].append((outcome.target_cpu, outcome.upstream_cpu))
+            base50 = percentile(latencies["direct"], 0.5)
+            base99 = percentile(latencies["direct"], 0.99)
+            base_rps = sum(rates["direct"]) / len(rates["direct"])
+            for target in targets:
+                ms = latencies[target]
+                p50, p95, p99 = (percentile(ms, p) for p in (0.5, 0.95, 0.99))
+                direct = target == "direct"
+                added = "—" if direct else f"{p50 - base50:+.2f} / {p99 - base99:+.2f}"
+                rps = sum(rates[target]) / len(rates[target])
+                target_us = 1e6 * sum(c[0] for c in cpu[target]) / len(cpu[target])
+                upstream_us = 1e6 * sum(c[1] for c in cpu[target]) / len(cpu[target])
+                lines.append(
+                    f"| {scenario} | {concurrency} | {target} | {rps:,.0f} "
+                    f"| {'—' if direct else f'{rps / base_rps:.0%}'} | {p50:.2f} | {p95:.2f} "
+                    f"| {p99:.2f} | {added} | {'—' if direct else f'{target_us:,.0f}'} "
+                    f"| {upstream_us:,.0f} | {failed[target]} |"
                 )
-                failed[target] += errors
-                latencies[target] += ms
-                rates[target].append(rps)
-        base50 = percentile(latencies["direct"], 0.5)
-        base99 = percentile(latencies["direct"], 0.99)
-        for target in targets:
-            ms = latencies[target]
-            p50, p95, p99 = (percentile(ms, p) for p in (0.5, 0.95, 0.99))
-            added = "—" if target == "direct" else f"{p50 - base50:+.2f} / {p99 - base99:+.2f}"
-            rps = sum(rates[target]) / len(rates[target])
-            lines.append(
-                f"| {concurrency} | {target} | {rps:,.0f} | {p50:.2f} | {p95:.2f} | {p99:.2f} "
-                f"| {added} | {failed[target]} |"
-            )
-            print(lines[-1], flush=True)
+                print(lines[-1], flush=True)
     await asyncio.sleep(2.0)  # let the writer flush
     logged = await count_logged(setup["db_url"])
     print("\n".join(["", *lines]))
@@ -376,11 +483,31 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", default="1,16")
+    parser.add_argument(
+        "--scenarios", default="get", help="comma-separated: get (small GET), epoch (POST)"
+    )
+    parser.add_argument("--targets", default=",".join(TARGETS), help="direct is always run")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="also run target gateway-baseline: the runyard.gateway package under this directory "
+        "(e.g. `git archive <rev> services/api-gateway/src | tar -x -C /tmp/base`, then "
+        "/tmp/base/services/api-gateway/src)",
+    )
     args = parser.parse_args()
+    targets = [t.strip() for t in args.targets.split(",") if t.strip() and t.strip() != "direct"]
+    if args.baseline and "gateway-baseline" not in targets:
+        targets.append("gateway-baseline")
+    unknown = set(targets) - {*TARGETS, "gateway-baseline"}
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     from runyard.shared.testing import local_infrastructure
 
-    with local_infrastructure() as (admin_url, bootstrap), processes(admin_url, bootstrap) as s:
-        asyncio.run(run(s, args))
+    with (
+        local_infrastructure() as (admin_url, bootstrap),
+        processes(admin_url, bootstrap, targets, args.baseline) as setup,
+    ):
+        asyncio.run(run(setup, args))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -235,3 +236,35 @@ def test_a_verified_token_is_remembered_only_until_it_expires() -> None:
     assert verified.get("live") == (principal, "sid-1")
     assert verified.get("expired") is None
     assert verified.get("never-seen") is None
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(
+    start_gateway, signing_key, experiments_upstream
+) -> None:
+    expires = int(time.time()) + 2
+    token = signing_key.token(exp=expires)
+    async with start_gateway(jwt_leeway_s=0.0) as client:
+        first = await client.get("/api/v1/experiments", headers=bearer(token))
+        again = await client.get("/api/v1/experiments", headers=bearer(token))  # remembered
+        while time.time() <= expires:
+            await asyncio.sleep(0.2)
+        expired = await client.get("/api/v1/experiments", headers=bearer(token))
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert expired.status_code == 401
+    assert expired.json()["detail"] == "The access token is invalid or expired."
+    assert len(experiments_upstream.requests) == 2
+
+
+async def test_a_remembered_token_is_refused_once_its_session_is_revoked(
+    start_gateway, signing_key, auth_upstream, experiments_upstream
+) -> None:
+    sid = str(uuid.uuid4())
+    token = signing_key.token(sid=sid)
+    async with start_gateway(session_cache_s=0.0) as client:
+        first = await client.get("/api/v1/experiments", headers=bearer(token))
+        auth_upstream.sessions[sid] = {"active": False}  # logged out
+        revoked = await client.get("/api/v1/experiments", headers=bearer(token))
+    assert first.status_code == 200
+    assert revoked.status_code == 401
+    assert revoked.json()["detail"] == "The session has ended; log in again."
+    assert len(experiments_upstream.requests) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -138,3 +139,17 @@ async def test_gateway_fails_closed_when_auth_refuses_its_internal_calls(
         )
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_a_burst_of_one_callers_requests_asks_auth_once(
+    client, auth_upstream, signing_key
+) -> None:
+    auth_upstream.api_keys[KEY] = grant(uuid.uuid4(), "experiments:read")
+    by_token = {"Authorization": f"Bearer {signing_key.token()}"}
+    by_key = {"X-API-Key": KEY}
+    answers = await asyncio.gather(
+        *(client.get("/api/v1/experiments", headers=h) for h in [by_token, by_key] * 20)
+    )
+    assert [a.status_code for a in answers] == [200] * 40
+    # one session check and one key check, not one per request
+    assert len(auth_upstream.internal_calls) == 2

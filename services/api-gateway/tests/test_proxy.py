@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 PROBLEM_JSON = "application/problem+json"
@@ -140,3 +142,64 @@ async def test_a_per_area_timeout_overrides_the_default_for_that_area_only(
         default = await client.get("/api/v1/datasets?sleep=0.5", headers=auth_headers)
     assert short.status_code == 504
     assert default.status_code == 200
+
+
+async def test_a_body_sent_in_pieces_is_forwarded_whole(
+    client, auth_headers, experiments_upstream
+) -> None:
+    async def pieces():
+        for piece in (b'{"epoch": ', b"7, ", b'"loss": 0.5}'):
+            yield piece
+
+    response = await client.post(
+        "/api/v1/experiments/1/runs",
+        content=pieces(),
+        headers={**auth_headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    [seen] = experiments_upstream.requests
+    assert seen["body"] == '{"epoch": 7, "loss": 0.5}'
+
+
+async def test_a_method_the_proxy_does_not_take_is_405_problem(
+    client, auth_headers, experiments_upstream
+) -> None:
+    response = await client.request("TRACE", "/api/v1/experiments", headers=auth_headers)
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert experiments_upstream.requests == []
+
+
+async def test_proxied_requests_are_counted_under_the_proxy_route(client, auth_headers) -> None:
+    assert (await client.get("/api/v1/experiments/1", headers=auth_headers)).status_code == 200
+    assert (await client.get("/api/v1/nowhere", headers=auth_headers)).status_code == 404
+    metrics = (await client.get(client.metrics_url)).text
+    for status in ("200", "404"):
+        assert (
+            'runyard_http_request_duration_seconds_count{method="GET",'
+            f'route="/api/v1/{{path:path}}",service="gateway",status="{status}"}}'
+        ) in metrics
+
+
+def test_signed_headers_are_those_of_the_current_second_for_each_caller() -> None:
+    from runyard.gateway.proxy import SignedHeaders
+    from runyard.shared.identity import (
+        Principal,
+        signed_client_headers,
+        signed_identity_headers,
+        verify_identity,
+    )
+
+    signed = SignedHeaders()
+    ada = Principal(user_id=uuid.uuid4(), role="user", session_id="s1")
+    bob = Principal(user_id=uuid.uuid4(), role="viewer", session_id="s2")
+    for principal in (ada, bob, ada):
+        headers = signed.identity("secret", principal)
+        second = int(dict(headers)["X-Runyard-Signature"].split(",")[0].removeprefix("t="))
+        assert headers == signed_identity_headers("secret", principal, now=second)
+        seen = {k.lower(): v for k, v in headers}
+        assert verify_identity("secret", seen) == principal
+    assert signed.identity("other-secret", ada) != signed.identity("secret", ada)
+    client = signed.client("secret", "203.0.113.7")
+    second = int(dict(client)["X-Runyard-Client-Signature"].split(",")[0].removeprefix("t="))
+    assert client == signed_client_headers("secret", "203.0.113.7", now=second)

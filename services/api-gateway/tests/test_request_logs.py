@@ -225,3 +225,31 @@ async def test_secret_values_never_reach_the_request_logs(eventually, client, db
     assert sample["settings"] == {"headers": {"X-Team-Auth": "[redacted]"}}
     assert sample["callback"] == "https://h.example/cb?token=[redacted]&page=2"
     assert logged[1]["endpoint"] == "/api/v1/experiments/ry_[redacted]"
+
+
+async def test_entries_still_queued_at_shutdown_are_written_before_the_gateway_stops(
+    start_gateway, db_conn, signing_key
+) -> None:
+    # the writer waits a minute for a batch to gather: only the shutdown drain can write these
+    async with start_gateway(request_log_flush_interval_s=60.0) as client:
+        paths = [f"/api/v1/experiments/{uuid.uuid4()}" for _ in range(5)]
+        for path in paths:
+            assert (await client.get(path, headers=bearer(signing_key))).status_code == 200
+        assert await db_conn.fetchval("SELECT count(*) FROM gateway.api_request_logs") == 0
+    logged = await rows(db_conn, "api_request_logs")
+    assert [row["endpoint"] for row in logged] == paths
+
+
+async def test_a_nul_escaped_in_a_json_body_is_removed_from_the_sample(
+    eventually, client, db_conn, signing_key
+) -> None:
+    body = b'{"note": "a\\u0000b", "ki\\u0000nd": 1}'
+    response = await client.post(
+        "/api/v1/experiments/x?mirror=1",
+        content=body,
+        headers={**bearer(signing_key), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    [row] = await eventually(lambda: rows(db_conn, "api_request_logs"))
+    assert json.loads(row["request_payload_sample"]) == {"note": "ab", "kind": 1}
+    assert json.loads(row["response_payload_sample"]) == {"note": "ab", "kind": 1}

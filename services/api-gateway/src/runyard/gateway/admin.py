@@ -18,12 +18,11 @@ from runyard.gateway import repository
 from runyard.gateway.api import identify, limit_caller
 from runyard.gateway.context import gateway_state
 from runyard.gateway.errors import AdminOnly
+from runyard.gateway.proxy import ADMIN_PREFIX
 from runyard.gateway.schemas import AuditPage, MetricsPage, RequestLogPage
 from runyard.shared.identity import Principal
 from runyard.shared.pagination import DEFAULT_LIMIT, CursorParam, Limit
 from runyard.shared.runtime import db_session
-
-ADMIN_PREFIX = "/api/v1/admin"
 
 
 async def require_admin(request: Request, response: Response) -> Principal:

@@ -171,7 +171,8 @@ async def authenticate(
     if role is not None and role != principal.role:
         # the role changed since the token was issued: the current one counts
         principal = replace(principal, role=role)
-    principal = replace(principal, session_id=sid)
+    if principal.session_id != sid:
+        principal = replace(principal, session_id=sid)
     request.state.principal = principal
     return principal
 
@@ -228,7 +229,9 @@ class VerifiedTokens:
 async def verify_access_token(
     request: Request, jwks: JwksCache, settings: Settings, verified: VerifiedTokens | None = None
 ) -> tuple[Principal, str]:
-    """The token's principal and session id, or 401 (503 if keys cannot be fetched)."""
+    """The token's principal (its ``session_id`` set) and session id, or 401 (503 if keys
+    cannot be fetched). Whether the session is still live is the caller's check (every
+    request, ``authenticate``), also for a token found in ``verified``."""
     token = bearer_token(request)
     if verified is not None and (known := verified.get(token)) is not None:
         return known
@@ -272,6 +275,7 @@ async def verify_access_token(
         role=role,
         username=str(claims.get("preferred_username") or ""),
         auth_method="jwt",
+        session_id=sid,
     )
     if verified is not None:
         verified.put(token, principal, sid, exp=float(claims["exp"]))

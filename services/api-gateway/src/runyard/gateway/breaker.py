@@ -43,8 +43,9 @@ class CircuitBreaker:
         CIRCUIT_STATE.labels(name).set(self.state)
 
     def _set(self, state: State) -> None:
-        if state != self.state:
-            log.warning("gateway.circuit.changed", upstream=self.name, state=state.name.lower())
+        if state == self.state:
+            return  # the gauge shows it already (set at start and at every change)
+        log.warning("gateway.circuit.changed", upstream=self.name, state=state.name.lower())
         self.state = state
         CIRCUIT_STATE.labels(self.name).set(state)
 
@@ -64,7 +65,8 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self.failures = 0
         self._trial_in_flight = False
-        self._set(State.CLOSED)
+        if self.state != State.CLOSED:
+            self._set(State.CLOSED)
 
     def record_failure(self) -> None:
         self.failures += 1

@@ -21,7 +21,7 @@ from runyard.gateway.credentials import CredentialChecker
 from runyard.gateway.keyguard import FailedKeyLookups
 from runyard.gateway.metrics_port import MetricsListener
 from runyard.gateway.openapi import OpenApiAggregator
-from runyard.gateway.proxy import IPNetwork, parse_networks
+from runyard.gateway.proxy import IPNetwork, SignedHeaders, parse_networks
 from runyard.gateway.ratelimit import TokenBuckets
 from runyard.gateway.requestlog import RequestLogWriter
 from runyard.shared.runtime import Runtime, get_runtime
@@ -44,6 +44,16 @@ class GatewayState:
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
     key_failures: FailedKeyLookups = field(default_factory=FailedKeyLookups)
     metrics: MetricsListener | None = None
+    #: ``settings.upstreams()`` and the identity secret, read once rather than per request
+    upstreams: dict[str, str] = field(default_factory=dict)
+    identity_secret: str = ""
+    signed: SignedHeaders = field(default_factory=SignedHeaders)
+
+    def __post_init__(self) -> None:
+        self.upstreams = self.upstreams or self.settings.upstreams()
+        self.identity_secret = (
+            self.identity_secret or self.settings.identity_secret.get_secret_value()
+        )
 
 
 GatewayRuntime = Runtime[Settings, GatewayState]

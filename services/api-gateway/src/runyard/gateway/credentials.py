@@ -6,14 +6,18 @@
 - Bearer tokens: the ``sid`` claim is checked with ``GET /internal/v1/sessions/{sid}`` (cached for
   ``SESSION_CACHE_S``), so a logged-out or revoked session, or a deactivated user, is refused
   within seconds although the JWT itself is still valid.
+Concurrent requests that miss the cache for the same key or session share one call (a burst
+from one caller would otherwise ask auth once per request, and time out together).
 Both calls carry the internal signature (runyard.shared.identity.internal_call_headers). If auth
 cannot be asked, the request is refused with 503: never fail open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +91,24 @@ class CredentialChecker:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._keys: dict[str, tuple[float, ApiKeyGrant | None]] = {}
         self._sessions: dict[str, tuple[float, SessionState | None]] = {}
+        #: lookups under way, by ("key", digest) or ("session", sid): later callers wait for it
+        self._pending: dict[tuple[str, str], asyncio.Future[Any]] = {}
+
+    async def _once(self, key: tuple[str, str], lookup: Callable[[], Awaitable[Any]]) -> Any:
+        """``lookup()``, or the result of the same lookup another request started already.
+        Shielded: a caller that goes away (client disconnect) does not cancel it for others."""
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(lookup())
+            self._pending[key] = pending
+            pending.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(pending)
+
+    def _settled(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
+        if self._pending.get(key) is done:
+            del self._pending[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have gone away
 
     async def _call(self, method: str, path: str, json: Any = None) -> tuple[int, Any]:
         headers = internal_call_headers(self._secret, method=method, path=path)
@@ -103,48 +125,56 @@ class CredentialChecker:
     async def api_key(self, key: str) -> ApiKeyGrant | None:
         digest = hashlib.sha256(key.encode()).hexdigest()
         cached = self._keys.get(digest)
-        now = time.monotonic()
-        if cached is None or cached[0] < now:
-            status, body = await self._call("POST", API_KEYS_VERIFY_PATH, {"key": key})
-            if status == 200 and isinstance(body, dict):
-                grant: ApiKeyGrant | None = ApiKeyGrant(
-                    key_id=str(body["key_id"]),
-                    user_id=str(body["user_id"]),
-                    username=str(body.get("username") or ""),
-                    role=str(body["role"]),
-                    scopes=frozenset(body.get("scopes") or ()),
-                    rate_limit=body.get("rate_limit"),
-                    expires_at=_parse_time(body.get("expires_at")),
-                )
-            elif status in (401, 404, 422):
-                grant = None
-            else:
-                raise CredentialsUnavailable()
-            self._remember(self._keys, digest, (now + self._api_key_ttl, grant))
-            cached = self._keys[digest]
+        if cached is None or cached[0] < time.monotonic():
+            cached = await self._once(("key", digest), lambda: self._look_up_key(key, digest))
         grant = cached[1]
         if grant is not None and grant.expires_at is not None and grant.expires_at <= _utcnow():
             return None
         return grant
 
+    async def _look_up_key(self, key: str, digest: str) -> tuple[float, ApiKeyGrant | None]:
+        asked = time.monotonic()
+        status, body = await self._call("POST", API_KEYS_VERIFY_PATH, {"key": key})
+        if status == 200 and isinstance(body, dict):
+            grant: ApiKeyGrant | None = ApiKeyGrant(
+                key_id=str(body["key_id"]),
+                user_id=str(body["user_id"]),
+                username=str(body.get("username") or ""),
+                role=str(body["role"]),
+                scopes=frozenset(body.get("scopes") or ()),
+                rate_limit=body.get("rate_limit"),
+                expires_at=_parse_time(body.get("expires_at")),
+            )
+        elif status in (401, 404, 422):
+            grant = None
+        else:
+            raise CredentialsUnavailable()
+        entry = (asked + self._api_key_ttl, grant)
+        self._remember(self._keys, digest, entry)
+        return entry
+
     async def session(self, sid: str) -> SessionState | None:
         cached = self._sessions.get(sid)
-        now = time.monotonic()
-        if cached is None or cached[0] < now:
-            status, body = await self._call("GET", SESSIONS_PATH + sid)
-            if status == 200 and isinstance(body, dict):
-                state: SessionState | None = SessionState(
-                    active=bool(body.get("active")),
-                    user_active=bool(body.get("user_active")),
-                    role=str(body.get("role") or ""),
-                )
-            elif status in (404, 422):
-                state = None
-            else:
-                raise CredentialsUnavailable()
-            self._remember(self._sessions, sid, (now + self._session_ttl, state))
-            cached = self._sessions[sid]
+        if cached is None or cached[0] < time.monotonic():
+            cached = await self._once(("session", sid), lambda: self._look_up_session(sid))
         return cached[1]
+
+    async def _look_up_session(self, sid: str) -> tuple[float, SessionState | None]:
+        asked = time.monotonic()
+        status, body = await self._call("GET", SESSIONS_PATH + sid)
+        if status == 200 and isinstance(body, dict):
+            state: SessionState | None = SessionState(
+                active=bool(body.get("active")),
+                user_active=bool(body.get("user_active")),
+                role=str(body.get("role") or ""),
+            )
+        elif status in (404, 422):
+            state = None
+        else:
+            raise CredentialsUnavailable()
+        entry = (asked + self._session_ttl, state)
+        self._remember(self._sessions, sid, entry)
+        return entry
 
     @staticmethod
     def _remember(cache: dict[str, Any], key: str, value: Any, limit: int = 100_000) -> None:

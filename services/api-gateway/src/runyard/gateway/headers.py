@@ -30,12 +30,13 @@ class SecurityHeadersMiddleware:
         self.extra = list(_ALWAYS)
         if hsts_max_age_s > 0:
             self.extra.append((b"strict-transport-security", f"max-age={hsts_max_age_s}".encode()))
+        self.api_extra = [*self.extra, _API_CSP]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self.extra + ([_API_CSP] if scope["path"].startswith("/api/") else [])
+        extra = self.api_extra if scope["path"].startswith("/api/") else self.extra
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -9,7 +9,13 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from runyard.gateway import admin, console
-from runyard.gateway.api import DOCS_ASSETS, DOCS_ASSETS_DIR, check_upstreams, router
+from runyard.gateway.api import (
+    DOCS_ASSETS,
+    DOCS_ASSETS_DIR,
+    ProxyFastPath,
+    check_upstreams,
+    router,
+)
 from runyard.gateway.config import Settings
 from runyard.gateway.context import (
     GatewayRuntime,
@@ -78,5 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     if settings.security_headers_enabled:
         inner.append(Middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s))
+    inner.append(Middleware(ProxyFastPath))  # innermost: proxied requests skip the router
     app.user_middleware.extend(inner)
     return app

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from fastapi import Request, Response
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
@@ -25,6 +28,8 @@ from runyard.shared.logging import get_logger
 log = get_logger(__name__)
 
 API_PREFIX = "/api/v1/"
+#: The gateway's own endpoints (admin.py), never proxied.
+ADMIN_PREFIX = "/api/v1/admin"
 
 #: First path segment after ``/api/v1/`` -> the service that owns it.
 AREAS: dict[str, str] = {
@@ -37,6 +42,7 @@ AREAS: dict[str, str] = {
     "nas-campaigns": "experiments",
     "dataset-generations": "experiments",
     "dataset-imports": "experiments",
+    "projects": "experiments",
     "notifications": "notifications",
     "webhooks": "webhooks",
 }
@@ -93,7 +99,8 @@ def _connection_tokens(values: list[str]) -> set[str]:
 def client_ip(request: Request, trusted: Sequence[IPNetwork]) -> str:
     """The caller's address: the TCP peer, or, when the peer is a trusted proxy, the right-most
     ``X-Forwarded-For`` entry that is not one (entries further left are client-supplied)."""
-    peer = request.client.host if request.client else ""
+    client = request.scope.get("client")
+    peer: str = client[0] if client else ""
     if not trusted or not _is_trusted(peer, trusted):
         return peer
     chain = [
@@ -123,6 +130,51 @@ def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
     return any(ip in network for network in trusted)
 
 
+class SignedHeaders:
+    """The signed identity and client-address headers of the current second, reused.
+
+    A signature covers the secret, the unix second and the signed fields, nothing else, so every
+    request of one caller within one second carries the same headers: computing them once per
+    second and caller gives byte-identical results for less work. The entries are dropped when
+    the second changes; at most ``max_entries`` callers are remembered within one second (the
+    others are signed afresh)."""
+
+    def __init__(self, *, max_entries: int = 4096) -> None:
+        self._max = max_entries
+        self._second = -1
+        self._identity: dict[tuple[str, Principal], list[tuple[str, str]]] = {}
+        self._client: dict[tuple[str, str], list[tuple[str, str]]] = {}
+
+    def _tick(self) -> int:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._identity.clear()
+            self._client.clear()
+        return second
+
+    def identity(self, secret: str, principal: Principal) -> list[tuple[str, str]]:
+        second = self._tick()
+        headers = self._identity.get((secret, principal))
+        if headers is None:
+            headers = signed_identity_headers(secret, principal, now=second)
+            if len(self._identity) < self._max:
+                self._identity[(secret, principal)] = headers
+        return headers
+
+    def client(self, secret: str, address: str) -> list[tuple[str, str]]:
+        second = self._tick()
+        headers = self._client.get((secret, address))
+        if headers is None:
+            headers = signed_client_headers(secret, address, now=second)
+            if len(self._client) < self._max:
+                self._client[(secret, address)] = headers
+        return headers
+
+
+_UNCACHED = SignedHeaders(max_entries=0)
+
+
 def upstream_request_headers(
     request: Request,
     principal: Principal | None,
@@ -130,28 +182,34 @@ def upstream_request_headers(
     identity_secret: str,
     forwarded_for: str = "",
     content_length: int | None = None,
+    signed: SignedHeaders = _UNCACHED,
 ) -> list[tuple[str, str]]:
-    drop = _DROP_UPSTREAM | _connection_tokens(request.headers.getlist("connection"))
-    headers = [
-        (k, v)
-        for k, v in request.headers.items()
-        if k not in drop and not k.startswith(_IDENTITY_PREFIX)
-    ]
-    if not forwarded_for and request.client:
-        forwarded_for = request.client.host
-    request_id = getattr(request.state, "request_id", None)
+    raw = request.scope["headers"]
+    connection = [v.decode("latin-1") for k, v in raw if k == b"connection"]
+    drop = _DROP_UPSTREAM | _connection_tokens(connection) if connection else _DROP_UPSTREAM
+    headers: list[tuple[str, str]] = []
+    host = ""
+    for k, v in raw:
+        key = k.decode("latin-1")
+        if key == "host" and not host:
+            host = v.decode("latin-1")
+        if key not in drop and not key.startswith(_IDENTITY_PREFIX):
+            headers.append((key, v.decode("latin-1")))
+    if not forwarded_for and (client := request.scope.get("client")):
+        forwarded_for = client[0]
+    request_id = request.scope.get("state", {}).get("request_id")
     if request_id:
         headers.append((REQUEST_ID_HEADER, request_id))
     if forwarded_for:
         headers.append(("X-Forwarded-For", forwarded_for))
-        headers += signed_client_headers(identity_secret, forwarded_for)
-    headers.append(("X-Forwarded-Proto", request.url.scheme))
-    if host := request.headers.get("host"):
+        headers += signed.client(identity_secret, forwarded_for)
+    headers.append(("X-Forwarded-Proto", request.scope.get("scheme", "http")))
+    if host:
         headers.append(("X-Forwarded-Host", host))
     if content_length is not None:
         headers.append(("Content-Length", str(content_length)))
     if principal is not None:
-        headers += signed_identity_headers(identity_secret, principal)
+        headers += signed.identity(identity_secret, principal)
     return headers
 
 
@@ -187,33 +245,57 @@ async def request_body(
 ) -> bytes | AsyncIterator[bytes]:
     """The body as bytes when it ends within ``buffer_up_to`` bytes; otherwise an iterator that
     streams it (what was read first, then the rest) and raises ``BodyTooLargeError`` past
-    ``limit``. 413 at once when ``Content-Length`` announces more than ``limit``."""
+    ``limit``. 413 at once when ``Content-Length`` announces more than ``limit``.
+
+    Reads the ASGI messages itself (``Request.stream`` would wrap each one in an async
+    generator step): a body that came in one message, the usual case, is returned as it is."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
-    stream = request.stream()
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    async for chunk in stream:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        if message["type"] != "http.request":
+            continue
+        chunk: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(limit)
-        chunks.append(chunk)
+        if not more and not chunks and size <= buffer_up_to:
+            return chunk
+        if chunk:
+            chunks.append(chunk)
         if size > buffer_up_to:
-            return _rest(chunks, stream, size, limit)
-    return b"".join(chunks)
+            return _rest(chunks, receive if more else None, size, limit)
+        if not more:
+            return b"".join(chunks)
 
 
 async def _rest(
-    head: list[bytes], stream: AsyncIterator[bytes], size: int, limit: int
+    head: list[bytes], receive: Receive | None, size: int, limit: int
 ) -> AsyncIterator[bytes]:
+    """``head``, then the rest of the body from ``receive`` (None: there is no more)."""
     for chunk in head:
         yield chunk
-    async for chunk in stream:
-        size += len(chunk)
+    while receive is not None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        if message["type"] != "http.request":
+            continue
+        piece: bytes = message.get("body", b"")
+        size += len(piece)
         if size > limit:
             raise BodyTooLargeError
-        yield chunk
+        if piece:
+            yield piece
+        if not message.get("more_body", False):
+            return
 
 
 def upstream_url(base_url: str, request: Request) -> URL:
@@ -243,17 +325,22 @@ async def forward(
     breaker: CircuitBreaker | None = None,
     trusted: Sequence[IPNetwork] = (),
     limit: int = 0,
+    client: str | None = None,
+    signed: SignedHeaders = _UNCACHED,
 ) -> Response:
-    method = request.method
+    """Send the request to ``base_url`` and relay the answer; ``client``: the caller's address
+    when already resolved (``forwarded_for``), ``signed``: where signed headers are reused."""
+    method = request.scope["method"]
     streamed = not isinstance(body, bytes)
-    declared = request.headers.get("content-length")
-    content_length = int(declared) if streamed and declared and declared.isdigit() else None
+    declared = request.headers.get("content-length") if streamed else None
+    content_length = int(declared) if declared and declared.isdigit() else None
     headers = upstream_request_headers(
         request,
         principal,
         identity_secret=identity_secret,
-        forwarded_for=forwarded_for(request, trusted),
+        forwarded_for=forwarded_for(request, trusted) if client is None else client,
         content_length=content_length,
+        signed=signed,
     )
     if breaker is not None:
         breaker.before_call()
@@ -293,12 +380,27 @@ async def forward(
         breaker.record_success()
     status = upstream.status
     if content is not None:
-        response = Response(content=content, status_code=status)
-        response.raw_headers = downstream_headers(
-            upstream.raw_headers, method=method, status=status, body_length=len(content)
+        return RelayedResponse(
+            content,
+            status,
+            downstream_headers(
+                upstream.raw_headers, method=method, status=status, body_length=len(content)
+            ),
         )
-        return response
     return StreamedUpstreamResponse(upstream, service=service)
+
+
+class RelayedResponse(Response):
+    """A small upstream answer read whole: its status, headers and body as they are (no media
+    type or charset guessed, no headers rendered twice)."""
+
+    def __init__(
+        self, content: bytes, status_code: int, raw_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.body = content
+        self.status_code = status_code
+        self.raw_headers = raw_headers
+        self.background: BackgroundTask | None = None
 
 
 def _caused_by_size(exc: BaseException) -> bool:

@@ -40,6 +40,14 @@ class Decision:
             "RateLimit-Reset": str(self.reset_s),
         }
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """``headers()`` as ASGI response headers."""
+        return [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(self.reset_s).encode()),
+        ]
+
 
 class TokenBuckets:
     def __init__(self, *, max_buckets: int = 100_000) -> None:

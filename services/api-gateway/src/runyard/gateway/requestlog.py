@@ -96,7 +96,12 @@ def payload_sample(raw: bytes, total: int, content_type: str) -> Any:
         return None
     if "json" in content_type and len(raw) == total:
         with contextlib.suppress(ValueError):
-            return redact(json.loads(raw, parse_constant=_refuse_constant))
+            value = json.loads(raw, parse_constant=_refuse_constant)
+            if b"\\u0000" not in raw and b"\x00" not in raw:
+                # UTF-8 JSON can only hold a NUL as the escape "\u0000" (a raw control
+                # character is refused by json.loads): nothing for _nul_free to remove
+                return redact_secrets(value)
+            return redact(value)
     return {"content_type": content_type or None, "size": total, "sampled": False}
 
 
@@ -134,6 +139,9 @@ class RequestLogWriter:
         self._batch_size = max(batch_size, 1)
         self._interval = flush_interval_s
         self._task: asyncio.Task[None] | None = None
+        #: taken from the queue by the writer, waiting for its batch to gather (not yet being
+        #: written): written by ``stop`` if the writer is stopped meanwhile
+        self._gathering: list[RequestRecord] = []
 
     def submit(self, record: RequestRecord) -> bool:
         try:
@@ -155,12 +163,15 @@ class RequestLogWriter:
                 await self._task
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain(), timeout=drain_timeout_s)
-        if not self._queue.empty():
-            LOGS_DROPPED.labels("shutdown").inc(self._queue.qsize())
+        left = self._queue.qsize() + len(self._gathering)
+        if left:
+            LOGS_DROPPED.labels("shutdown").inc(left)
 
     async def _drain(self) -> None:
-        while not self._queue.empty():
-            await self.flush(self._take_batch())
+        while self._gathering or not self._queue.empty():
+            held = self._gathering
+            await self.flush([*held, *self._take_batch(self._batch_size - len(held))])
+            self._gathering = []
 
     def _take_batch(self, size: int | None = None) -> list[RequestRecord]:
         batch: list[RequestRecord] = []
@@ -173,9 +184,11 @@ class RequestLogWriter:
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
+            self._gathering = [first]
             if self._queue.qsize() < self._batch_size - 1:
                 await asyncio.sleep(self._interval)  # let a batch gather
             batch = [first, *self._take_batch(self._batch_size - 1)]
+            self._gathering = []
             try:
                 await self.flush(batch)
             except asyncio.CancelledError:
@@ -200,15 +213,20 @@ class RequestLogWriter:
     async def flush(self, batch: list[RequestRecord]) -> None:
         if not batch:
             return
-        logs = [log_row(r) for r in batch]
-        audits = [audit_row(r) for r in batch if is_audited(r)]
+        texts = [Texts.of(r) for r in batch]
+        logs = [log_row(r, t) for r, t in zip(batch, texts, strict=True)]
+        audits = [audit_row(r, t) for r, t in zip(batch, texts, strict=True) if is_audited(r)]
         async with self._sessionmaker() as session, session.begin():
             await session.execute(insert(api_request_logs), logs)
             if audits:
                 await session.execute(insert(system_logs), audits)
             # Built here, not with outbox.emit: each event carries its request's time.
             source = session_source(session)
-            events = [e for r in batch if (e := api_key_used_event(r, source)) is not None]
+            events = [
+                e
+                for r, t in zip(batch, texts, strict=True)
+                if (e := api_key_used_event(r, source, t)) is not None
+            ]
             await add_events(session, events)
         LOGS_WRITTEN.inc(len(logs))
 
@@ -226,19 +244,54 @@ def error_message(record: RequestRecord) -> str | None:
     sample = payload_sample(
         record.response_sample, record.response_size, record.response_content_type
     )
-    if isinstance(sample, dict) and ("detail" in sample or "title" in sample):
-        return _clean(str(sample.get("detail") or sample.get("title")))[:2000]
-    return f"HTTP {record.status}"
+    return _error_from(record.status, sample)
 
 
-def log_row(r: RequestRecord) -> dict[str, Any]:
+def _error_from(status: int, response_sample: Any) -> str | None:
+    if status < 400:
+        return None
+    if isinstance(response_sample, dict) and (
+        "detail" in response_sample or "title" in response_sample
+    ):
+        detail = response_sample.get("detail") or response_sample.get("title")
+        return _clean(str(detail))[:2000]
+    return f"HTTP {status}"
+
+
+@dataclass(frozen=True)
+class Texts:
+    """What the log row, the audit row and the ``api_key.used`` event of one request share,
+    cleaned once."""
+
+    request_id: str
+    path: str
+    route: str
+    response_sample: Any
+    error_message: str | None
+
+    @classmethod
+    def of(cls, r: RequestRecord) -> Texts:
+        response_sample = payload_sample(
+            r.response_sample, r.response_size, r.response_content_type
+        )
+        return cls(
+            request_id=_clean(r.request_id),
+            path=_clean(r.path),
+            route=_clean(route_of(r.path)),
+            response_sample=response_sample,
+            error_message=_error_from(r.status, response_sample),
+        )
+
+
+def log_row(r: RequestRecord, texts: Texts | None = None) -> dict[str, Any]:
+    t = texts or Texts.of(r)
     p = r.principal
     return {
-        "request_id": _clean(r.request_id)[:128],
+        "request_id": t.request_id[:128],
         "request_time": r.request_time,
         "method": r.method[:10],
-        "endpoint": _clean(r.path)[:2048],
-        "route": _clean(route_of(r.path)),
+        "endpoint": t.path[:2048],
+        "route": t.route,
         "service": r.service,
         "status_code": r.status,
         "response_time_ms": round(r.latency_ms, 3),
@@ -249,13 +302,11 @@ def log_row(r: RequestRecord) -> dict[str, Any]:
         "user_id": p.user_id if p else None,
         "api_key_id": _uuid(p.api_key_id) if p and p.api_key_id else None,
         "auth_method": p.auth_method if p else None,
-        "error_message": error_message(r),
+        "error_message": t.error_message,
         "request_payload_sample": payload_sample(
             r.request_sample, r.request_size, r.request_content_type
         ),
-        "response_payload_sample": payload_sample(
-            r.response_sample, r.response_size, r.response_content_type
-        ),
+        "response_payload_sample": t.response_sample,
     }
 
 
@@ -263,7 +314,8 @@ def is_audited(r: RequestRecord) -> bool:
     return r.principal is not None and r.method in STATE_CHANGING
 
 
-def audit_row(r: RequestRecord) -> dict[str, Any]:
+def audit_row(r: RequestRecord, texts: Texts | None = None) -> dict[str, Any]:
+    t = texts or Texts.of(r)
     p = r.principal
     assert p is not None
     return {
@@ -273,8 +325,8 @@ def audit_row(r: RequestRecord) -> dict[str, Any]:
         "status": "success" if r.status < 400 else "failure",
         "status_code": r.status,
         "details": {
-            "request_id": _clean(r.request_id),
-            "path": _clean(r.path),
+            "request_id": t.request_id,
+            "path": t.path,
             "service": r.service,
             "auth_method": p.auth_method,
             "api_key_id": p.api_key_id or None,
@@ -282,11 +334,13 @@ def audit_row(r: RequestRecord) -> dict[str, Any]:
             "ip_address": r.ip_address,
             "latency_ms": round(r.latency_ms, 3),
         },
-        "error_message": error_message(r),
+        "error_message": t.error_message,
     }
 
 
-def api_key_used_event(r: RequestRecord, source: str) -> CloudEvent | None:
+def api_key_used_event(
+    r: RequestRecord, source: str, texts: Texts | None = None
+) -> CloudEvent | None:
     """``api_key.used`` of an API-key request (``source``: the gateway's), else None."""
     p = r.principal
     key_id = _uuid(p.api_key_id) if p and p.api_key_id else None
@@ -296,7 +350,7 @@ def api_key_used_event(r: RequestRecord, source: str) -> CloudEvent | None:
         key_id=key_id,
         user_id=p.user_id,
         method=r.method,
-        route=_clean(r.path)[:500],
+        route=(texts.path if texts is not None else _clean(r.path))[:500],
         status=r.status,
         latency_ms=round(r.latency_ms, 3),
         ip_address=r.ip_address,
