@@ -6,12 +6,14 @@ console behind the gateway), in a real headless Chromium (Debian's, through Play
    console, its API calls through the gateway to experiments, the rendering), first page of 50,
    without a filter, with a filter, with full text.
 2. A drawn chart of 10 experiments x E epochs (default 100,000, 4 metrics, seeded with
-   generate_series): from navigation to ``/compare?id=...`` until its charts are drawn.
+   generate_series, their history summaries by the experiments service's rebuild): from
+   navigation to ``/compare?id=...`` until its charts are drawn, and where that time goes (the
+   page's own clocks: HTML, scripts, the histories read and its size, parsing, drawing).
 3. Live: an open experiment page while a script logs R epochs per second (default 50, one
    request per epoch through the API): from each POST's answer to the point on the page.
 
 Usage: uv run python bench/console_bench.py [--experiments 100000] [--epochs 100000]
-       [--rate 50] [--seconds 20] [--repeat 30]
+       [--rate 50] [--seconds 20] [--repeat 30] [--chart-repeat 10] [--skip-live]
 Needs /usr/bin/chromium (``make browser``).
 """
 
@@ -25,7 +27,6 @@ import platform
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -35,9 +36,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 from playwright.sync_api import sync_playwright
 
 from runyard.devstack import Stack
+from runyard.experiments.tracking.repository import history
+from runyard.shared.db import create_engine, create_sessionmaker
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "correct horse battery staple"
@@ -50,6 +54,53 @@ new MutationObserver(() => {
   if (el && el.dataset.lastEpoch) window.__arrivals.push([Number(el.dataset.lastEpoch), Date.now()]);
 }).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-last-epoch"]});
 """
+
+
+#: where the time of a /compare navigation goes, from the page's own clocks (ms since the
+#: navigation started; the histories' size in bytes as sent)
+TIMINGS = """(() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  const reads = performance.getEntriesByType("resource").filter(
+    (r) => r.name.includes("/console-api/histories"));
+  const read = reads[reads.length - 1];
+  const charts = document.getElementById("compare-charts").dataset;
+  return {
+    "page HTML received (ms)": nav.responseEnd,
+    "scripts run, histories asked (ms)": read.requestStart,
+    "histories received (ms)": read.responseEnd,
+    "histories requests (1: the preload was used)": reads.length,
+    "histories JSON bytes": read.decodedBodySize,
+    "histories parsed (ms)": Number(charts.parsedMs),
+    "charts drawn (ms)": Number(charts.drawnMs),
+  };
+})()"""
+
+
+def cpu_by_process() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process's descendants, by role: the stack's
+    services, PostgreSQL, Chromium (the machine is shared: CPU per operation is steadier than
+    wall time)."""
+    roles = {
+        "runyard.console": "console",
+        "runyard.gateway": "gateway",
+        "runyard.experiments": "experiments",
+        "runyard.notifications": "notifications",
+        "runyard.webhooks": "webhooks",
+        "runyard.auth": "auth",
+        "postgres": "postgres",
+        "chrom": "chromium",
+        "tansu": "broker",
+    }
+    found: dict[str, float] = {}
+    for process in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            command = " ".join(process.cmdline()) or process.name()
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        role = next((r for key, r in roles.items() if key in command), "other")
+        found[role] = found.get(role, 0.0) + times.user + times.system
+    return found
 
 
 def load_experiments_bench() -> Any:
@@ -94,7 +145,9 @@ def sign_in(browser: httpx.Client, name: str) -> None:
     browser.post("/login", data={"login": name, "password": PASSWORD, "csrf_token": token[1]})
 
 
-async def seed_histories(dsn: str, owner: str, count: int, epochs: int) -> list[str]:
+async def seed_histories(
+    dsn: str, admin_url: str, owner: str, count: int, epochs: int
+) -> list[str]:
     conn = await asyncpg.connect(dsn)
     ids = []
     try:
@@ -126,6 +179,18 @@ async def seed_histories(dsn: str, owner: str, count: int, epochs: int) -> list[
         await conn.execute("ANALYZE experiments.training_runs")
     finally:
         await conn.close()
+    # the runs went around the write path: their block summaries by the service's own rebuild
+    # (none to fill in a checkout from before the summaries, for a comparison)
+    if not hasattr(history, "rebuild_summary"):
+        return ids
+    engine = create_engine(admin_url, pool_size=1)
+    try:
+        async with create_sessionmaker(engine, schema="experiments")() as session:
+            for experiment_id in ids:
+                await history.rebuild_summary(session, uuid.UUID(experiment_id))
+            await session.commit()
+    finally:
+        await engine.dispose()
     return ids
 
 
@@ -160,7 +225,9 @@ def bench_pages(stack: Stack, name: str, owner: str, args: argparse.Namespace) -
 def bench_browser(
     stack: Stack, name: str, owner: str, token: str, args: argparse.Namespace
 ) -> dict[str, str]:
-    ids = asyncio.run(seed_histories(stack.admin_dsn, owner, 10, args.epochs))
+    ids = asyncio.run(
+        seed_histories(stack.admin_dsn, stack.admin_database_url, owner, 10, args.epochs)
+    )
     result: dict[str, str] = {}
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as playwright:
@@ -177,12 +244,32 @@ def bench_browser(
         compare = f"{stack.gateway_url}/compare?" + "&".join(f"id={i}" for i in ids)
         drawn = "#compare-charts[data-drawn]:not([data-drawn='0'])"
         times = []
-        for _ in range(6):
+        parts: dict[str, list[float]] = {}
+        page.goto(compare)  # warm: connections, static files in the cache
+        page.wait_for_selector(drawn, state="attached", timeout=60_000)
+        cpu_before = cpu_by_process()
+        for _ in range(args.chart_repeat):
             started = time.perf_counter()
             page.goto(compare)
             page.wait_for_selector(drawn, state="attached", timeout=60_000)
             times.append((time.perf_counter() - started) * 1000)
-        result[f"chart of 10 x {args.epochs:,} epochs drawn"] = summary(times[1:])
+            for key, value in page.evaluate(TIMINGS).items():
+                parts.setdefault(key, []).append(value)
+        cpu_after = cpu_by_process()
+        result[f"chart of 10 x {args.epochs:,} epochs drawn"] = summary(times)
+        for key, values in parts.items():
+            result[f"  {key}"] = f"p50 {percentile(values, 0.5):,.0f}"
+        spent = {
+            role: (cpu_after[role] - cpu_before.get(role, 0.0)) * 1000 / args.chart_repeat
+            for role in sorted(cpu_after)
+        }
+        result["  CPU ms per chart load, by process"] = ", ".join(
+            f"{role} {ms:.0f}" for role, ms in spent.items() if ms >= 1
+        )
+
+        if args.skip_live:
+            browser.close()
+            return result
 
         # live: one running experiment, its page open, epochs logged through the API
         with httpx.Client(
@@ -253,6 +340,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--chart-repeat", type=int, default=10, help="timed chart loads")
+    parser.add_argument("--skip-live", action="store_true", help="no live-epochs part")
     args = parser.parse_args()
     result: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp, Stack.isolated(Path(tmp) / "stack") as stack:
@@ -268,4 +357,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -18,9 +18,14 @@ from .helpers import Account, enable_two_factor, register
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+#: the stalled-runs worker looks every half second (its default is 15 s), so that a run made
+#: silent by a test shows as stalled at once; the silence limit itself stays the default
+LIVENESS = {"EXPERIMENTS_STALL_POLL_INTERVAL_S": "0.5"}
+
+
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack.isolated(tmp_path_factory.mktemp("console-stack")) as running:
+    with Stack.isolated(tmp_path_factory.mktemp("console-stack"), extra_env=LIVENESS) as running:
         yield running
 
 

@@ -1,4 +1,5 @@
-"""Live updates: experiment events read from the real broker reach only their owner's streams."""
+"""Live updates: experiment and inbox events read from the real broker reach only their user's
+streams."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from aiokafka import AIOKafkaProducer
 
 from runyard.console import live
 from runyard.console.config import Settings
-from runyard.shared.contracts.experiments import ExperimentEpochsLogged
+from runyard.shared.contracts.experiments import ExperimentEpochsLogged, ExperimentStalled
+from runyard.shared.contracts.notifications import NotificationCreated, NotificationRead
 from runyard.shared.events import make_event
 from runyard.shared.runtime import supervise
 
@@ -99,3 +101,69 @@ def test_private_owner_fields_never_reach_a_page() -> None:
     frame = queue.get_nowait()
     assert "experiment.started" in frame
     assert "ada@example.test" not in frame and "Ada L" not in frame
+
+
+def inbox_event(user: uuid.UUID, unread: int) -> bytes:
+    payload = NotificationCreated(
+        notification_id=uuid.uuid4(),
+        user_id=user,
+        trigger_event_type="experiment.completed",
+        trigger_event_id=str(uuid.uuid4()),
+        title="Experiment completed",
+        unread_count=unread,
+    )
+    return make_event(payload, source="/runyard/notifications", subject=str(user)).to_json()
+
+
+def stalled_event(owner: uuid.UUID) -> bytes:
+    payload = ExperimentStalled(
+        experiment_id=uuid.uuid4(),
+        name="pump cnn",
+        owner_id=owner,
+        status="running",
+        last_seen_at="2026-11-21T13:00:00Z",
+        stalled_at="2026-11-21T13:10:00Z",
+        stale_after_s=600.0,
+    )
+    return make_event(payload, source="/runyard/experiments", subject=str(owner)).to_json()
+
+
+async def test_inbox_counts_and_stalled_runs_reach_their_users_streams_only(
+    kafka_bootstrap: str,
+) -> None:
+    settings = Settings(environment="test", kafka_bootstrap_servers=kafka_bootstrap)
+    hub = live.Hub(queue_size=10)
+    ada, eve = uuid.uuid4(), uuid.uuid4()
+    adas, eves = hub.subscribe(str(ada)), hub.subscribe(str(eve))
+    consumer = asyncio.create_task(supervise("live", lambda: live.consume(settings, hub)))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        while not hub.consuming:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # the partitions are assigned and read from their end
+        await producer.send_and_wait("notification.created", inbox_event(ada, 4))
+        await producer.send_and_wait("experiment.stalled", stalled_event(ada))
+        frames = [await asyncio.wait_for(adas.get(), timeout=20) for _ in range(2)]
+    finally:
+        await producer.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+    by_type = {frame.split("\n", 1)[0]: frame for frame in frames}
+    assert '"unread_count":4' in by_type["event: notification.created"]
+    assert '"stalled_at":"2026-11-21T13:10:00Z"' in by_type["event: experiment.stalled"]
+    assert eves.empty()
+
+
+def test_a_read_inbox_goes_to_its_user_with_the_new_count() -> None:
+    hub = live.Hub(queue_size=3)
+    ada = uuid.uuid4()
+    queue = hub.subscribe(str(ada))
+    payload = NotificationRead(user_id=ada, notification_id=None, marked_read=3, unread_count=0)
+
+    hub.handle(make_event(payload, source="/runyard/notifications", subject=str(ada)).to_json())
+
+    frame = queue.get_nowait()
+    assert frame.startswith("event: notification.read\n")
+    assert '"unread_count":0' in frame and '"marked_read":3' in frame

@@ -89,10 +89,17 @@ async def email_rows(sessionmaker: Sessionmaker) -> list[Any]:
     )
 
 
-async def outbox_events(sessionmaker: Sessionmaker) -> list[Any]:
-    return await fetch(
+#: published with every change of a user's inbox (the console's unread badge)
+INBOX_TOPICS = ("notification.created", "notification.read")
+
+
+async def outbox_events(sessionmaker: Sessionmaker, *, inbox: bool = False) -> list[Any]:
+    """The outbox's events, oldest first; the inbox's own (``INBOX_TOPICS``) only with
+    ``inbox=True`` (the email tests are about emails)."""
+    events = await fetch(
         sessionmaker, "SELECT topic, key, payload FROM notifications.outbox ORDER BY id"
     )
+    return [e for e in events if inbox or e.topic not in INBOX_TOPICS]
 
 
 def event_of(payload: EventPayload, *, subject: uuid.UUID | str | None = None) -> CloudEvent:

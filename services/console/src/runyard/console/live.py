@@ -1,11 +1,12 @@
-"""Live updates: the experiment events from Kafka, pushed to each user's open pages over
-Server-Sent Events.
+"""Live updates: the experiment and inbox events from Kafka, pushed to each user's open pages
+over Server-Sent Events.
 
 Every console process reads the topics itself, without a consumer group (each must see every
 event, since a user's pages may be open on any replica), from the end: an event stream is for
 what happens while the page is open; what happened before, the page read from the API. Each
-event goes only to the streams of the experiment's owner. A browser too slow to take its events
-gets a ``resync`` instead of an ever longer queue.
+event goes only to the streams of its user: the experiment's owner, the inbox's user (the
+unread badge follows ``notification.created`` and ``notification.read``). A browser too slow to
+take its events gets a ``resync`` instead of an ever longer queue.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from runyard.console.config import Settings
 from runyard.console.web import StateDep, UserApiDep
 from runyard.shared.contracts import experiments as contracts
+from runyard.shared.contracts import notifications
 from runyard.shared.events import EventPayload, parse_event
 from runyard.shared.logging import get_logger
 
@@ -38,6 +40,9 @@ LIVE_EVENTS: list[type[EventPayload]] = [
     contracts.ExperimentCompleted,
     contracts.ExperimentFailed,
     contracts.ExperimentCancelled,
+    contracts.ExperimentStalled,
+    notifications.NotificationCreated,
+    notifications.NotificationRead,
 ]
 #: fields a page never needs
 PRIVATE_FIELDS = frozenset({"owner_email", "owner_full_name"})
@@ -80,7 +85,8 @@ class Hub:
         return len(streams)
 
     def handle(self, value: bytes | None) -> None:
-        """One Kafka record: an experiment event goes to its owner's open pages."""
+        """One Kafka record: an experiment event goes to its owner's open pages, an inbox event
+        to its user's."""
         if not value:
             return
         try:
@@ -88,7 +94,7 @@ class Hub:
         except Exception as exc:  # not ours to dead-letter: the services' consumers do
             log.info("console.live.unreadable", error=repr(exc)[:200])
             return
-        owner = getattr(payload, "owner_id", None)
+        owner = getattr(payload, "owner_id", None) or getattr(payload, "user_id", None)
         if owner is None:
             return
         data = {k: v for k, v in payload.model_dump(mode="json").items() if k not in PRIVATE_FIELDS}

@@ -25,6 +25,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 contracts.EmailSent,
                 contracts.EmailFailed,
                 contracts.NotificationPreferenceUpdated,
+                contracts.NotificationCreated,
+                contracts.NotificationRead,
             ],
             description="Emails, digests and the in-app inbox, driven by domain events.",
         )

@@ -39,3 +39,28 @@ class NotificationPreferenceUpdated(EventPayload):
     slack_enabled: bool
     webhook_enabled: bool
     email_frequency: str
+
+
+class NotificationCreated(EventPayload):
+    """An entry was added to a user's in-app inbox; ``unread_count`` is the user's unread
+    entries as the adding transaction saw them (the console's badge)."""
+
+    event_type = "notification.created"
+    notification_id: uuid.UUID
+    user_id: uuid.UUID
+    #: the event the entry is about
+    trigger_event_type: str
+    trigger_event_id: str
+    title: str
+    unread_count: int
+
+
+class NotificationRead(EventPayload):
+    """The user marked inbox entries read: one (``notification_id``) or all of them (null)."""
+
+    event_type = "notification.read"
+    user_id: uuid.UUID
+    notification_id: uuid.UUID | None = None
+    #: entries this change marked read (at least 1: marking nothing publishes nothing)
+    marked_read: int
+    unread_count: int

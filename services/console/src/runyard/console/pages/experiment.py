@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -26,6 +26,11 @@ ACTIONS = {
 }
 LIFECYCLE = frozenset({"start", "pause", "resume", "complete", "fail", "cancel"})
 MAX_COMPARED = 10
+#: buckets of a chart's history, drawn as a line and a min-max band: one experiment's charts
+#: take 1,000 (zooming reads finer ones); the compare page's 10 lines a chart about one per
+#: pixel of a chart's width at 1280 px (two charts a row), 600
+EXPERIMENT_BUCKETS = 1000
+COMPARE_BUCKETS = 600
 MetricParam = Annotated[list[str] | None, Query(max_length=20)]
 
 
@@ -52,6 +57,9 @@ async def experiment(
             dataset = await api.get(f"/datasets/{found['dataset_id']}")
         except ApiProblem:
             dataset = None
+    groups = chart_groups(found.get("metrics") or {})
+    # the charts' first read, preloaded by the page's head (see compare)
+    query = [("buckets", str(EXPERIMENT_BUCKETS))] + [("metric", m) for g in groups for m in g]
     return page(
         request,
         state.templates,
@@ -60,8 +68,11 @@ async def experiment(
             "e": found,
             "dataset": dataset,
             "actions": ACTIONS.get(found["status"], []),
-            "groups": chart_groups(found.get("metrics") or {}),
-            "groups_json": json.dumps(chart_groups(found.get("metrics") or {})),
+            "groups": groups,
+            "groups_json": json.dumps(groups),
+            "history_url": f"/console-api/experiments/{found['id']}/history?{urlencode(query)}"
+            if groups
+            else "",
             "config_json": json.dumps(found.get("config") or {}, indent=2, sort_keys=True),
             "error": error[:300],
             "unread": unread,
@@ -124,6 +135,12 @@ async def compare(
         row["differs"] = len({json.dumps(v, sort_keys=True) for v in row["values"]}) > 1
     metric_keys = sorted({k for e in found for k in (e.get("metrics") or {})})
     merged: dict[str, Any] = {k: 0.0 for k in metric_keys}
+    groups = chart_groups(merged)
+    # the charts' one read, named here so that the page's head can have the browser fetch it
+    # while it still loads the scripts that will draw it (<link rel=preload>)
+    query = [("buckets", str(COMPARE_BUCKETS))]
+    query += [("id", str(e["id"])) for e in found]
+    query += [("metric", m) for group in groups for m in group]
     return page(
         request,
         state.templates,
@@ -132,7 +149,8 @@ async def compare(
             "experiments": found,
             "params": params,
             "metric_keys": metric_keys,
-            "groups_json": json.dumps(chart_groups(merged)),
+            "groups_json": json.dumps(groups),
+            "histories_url": "/console-api/histories?" + urlencode(query),
             "ids_json": json.dumps([str(e["id"]) for e in found]),
             "names_json": json.dumps([e["name"] for e in found]),
             "unread": await unread_count(api),

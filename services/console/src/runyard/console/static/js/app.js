@@ -4,9 +4,11 @@ export const live = new EventTarget();
 const LIVE_TYPES = [
   "experiment.epochs_logged", "experiment.created", "experiment.updated", "experiment.deleted",
   "experiment.started", "experiment.paused", "experiment.resumed", "experiment.completed",
-  "experiment.failed", "experiment.cancelled", "resync",
+  "experiment.failed", "experiment.cancelled", "experiment.stalled",
+  "notification.created", "notification.read", "resync",
 ];
-const NOTIFYING = new Set(["experiment.completed", "experiment.failed", "experiment.cancelled"]);
+/** Inbox events carry the user's unread count: the badge shows it as it comes. */
+const INBOX = new Set(["notification.created", "notification.read"]);
 
 export function currentTheme() {
   const set = document.documentElement.dataset.theme;
@@ -36,34 +38,37 @@ export async function getJson(url) {
   return response.json();
 }
 
-async function refreshUnread() {
+function showUnread(count) {
   const badge = document.getElementById("unread");
-  if (!badge) return;
+  if (!badge || typeof count !== "number") return;
+  badge.textContent = String(count);
+  badge.classList.toggle("zero", count === 0);
+}
+
+/** Read the count once: after the stream was lost (events may have been missed meanwhile). */
+async function refreshUnread() {
   try {
-    const body = await getJson("/console-api/unread-count");
-    if (typeof body.unread_count === "number") {
-      badge.textContent = String(body.unread_count);
-      badge.classList.toggle("zero", body.unread_count === 0);
-    }
-  } catch (e) { /* the next event tries again */ }
+    showUnread((await getJson("/console-api/unread-count")).unread_count);
+  } catch (e) { /* the next event brings it */ }
 }
 
 function connect() {
   const indicator = document.getElementById("live-state");
   const source = new EventSource("/events");
+  let connections = 0;
   source.addEventListener("hello", () => {
     indicator?.classList.add("on");
     document.body.dataset.liveConnected = "true";
+    connections += 1;
+    if (connections > 1) refreshUnread(); // the page's own count is from before the gap
   });
   for (const type of LIVE_TYPES) {
     source.addEventListener(type, (message) => {
       const detail = JSON.parse(message.data || "{}");
+      if (INBOX.has(type)) showUnread(detail.unread_count);
+      if (type === "resync") refreshUnread();
       live.dispatchEvent(new CustomEvent(type, { detail }));
       live.dispatchEvent(new CustomEvent("any", { detail: { type, ...detail } }));
-      if (NOTIFYING.has(type)) {
-        setTimeout(refreshUnread, 1500);
-        setTimeout(refreshUnread, 5000);
-      }
     });
   }
   source.onerror = async () => {
@@ -75,4 +80,9 @@ function connect() {
   };
 }
 
-if (document.body.dataset.live === "on") connect();
+if (document.body.dataset.live === "on") {
+  // once the page's own reads are in (a preloaded history delays "load"): the stream's session
+  // check then does not compete with them
+  if (document.readyState === "complete") connect();
+  else addEventListener("load", connect, { once: true });
+}

@@ -1,5 +1,5 @@
 // One experiment's page: charts from the downsampled history read, zoom reads the finer range,
-// live epochs and status changes from the event stream.
+// live epochs and status changes (and stalled / resumed) from the event stream.
 import { getJson, live } from "./app.js";
 import { PALETTE, drawChart, groupMetrics } from "./chart.js";
 
@@ -19,6 +19,8 @@ let reloadTimer = null;
 
 function metricNames() { return groups.flat(); }
 
+let preloaded = chartsEl.dataset.history || "";
+
 async function load(range) {
   if (!metricNames().length) return;
   const params = new URLSearchParams({ buckets: String(BUCKETS) });
@@ -27,7 +29,10 @@ async function load(range) {
     params.set("to_epoch", String(Math.max(0, Math.ceil(range[1]))));
   }
   for (const m of metricNames()) params.append("metric", m);
-  history = await getJson(`/console-api/experiments/${id}/history?${params}`);
+  // the first read is the one the page's head preloads (same URL, already on its way)
+  const url = !range && preloaded ? preloaded : `/console-api/experiments/${id}/history?${params}`;
+  preloaded = "";
+  history = await getJson(url);
   zoom = range || null;
   render();
 }
@@ -42,6 +47,9 @@ function linesOf(group) {
 
 function mark() {
   chartsEl.dataset.points = String(history ? history.epoch.length : 0);
+  chartsEl.dataset.fromEpoch = history && history.from_epoch !== null ? String(history.from_epoch) : "";
+  chartsEl.dataset.toEpoch = history && history.to_epoch !== null ? String(history.to_epoch) : "";
+  chartsEl.dataset.zoomed = zoom ? "true" : "false";
   chartsEl.dataset.lastEpoch = history && history.epoch.length ? String(history.epoch[history.epoch.length - 1]) : "";
   chartsEl.dataset.drawn = String(charts.length);
 }
@@ -113,6 +121,7 @@ function fmt(v) { return typeof v === "number" ? Number(v.toPrecision(4)).toStri
 live.addEventListener("experiment.epochs_logged", (event) => {
   const d = event.detail;
   if (d.experiment_id !== id) return;
+  if (root.dataset.stalled === "true") showStalled(null); // an epoch is a sign of life
   setText("total-epochs", d.total_epochs.toLocaleString());
   if (d.best_value !== null && d.best_value !== undefined) {
     setText("best", `${fmt(d.best_value)} (epoch ${d.best_epoch})`);
@@ -120,12 +129,23 @@ live.addEventListener("experiment.epochs_logged", (event) => {
   appendEpoch(d);
 });
 
-async function statusChanged(d) {
+/** A running experiment silent for too long shows "stalled" until it reports again. */
+function showStalled(d) {
+  const since = d && d.stalled_at ? (d.last_seen_at || d.started_at || d.stalled_at) : null;
+  document.getElementById("stalled").hidden = !since;
+  document.getElementById("stalled-note").hidden = !since;
+  if (since) setText("stalled-since", since.slice(0, 16).replace("T", " "));
+  root.dataset.stalled = since ? "true" : "false";
+}
+
+async function statusChanged(d, type) {
   if (d.experiment_id !== id) return;
+  showStalled(type === "stalled" ? d : null);
   const badge = document.getElementById("status");
   badge.textContent = d.status;
   badge.className = `status big s-${d.status}`;
   root.dataset.status = d.status;
+  if (type === "stalled") return; // still running: the same buttons
   try {
     const html = await (await fetch(location.pathname, { credentials: "same-origin" })).text();
     const fresh = new DOMParser().parseFromString(html, "text/html").querySelector(".actions");
@@ -134,8 +154,8 @@ async function statusChanged(d) {
   } catch (e) { /* the buttons refresh on the next load */ }
 }
 
-for (const type of ["started", "paused", "resumed", "completed", "failed", "cancelled"]) {
-  live.addEventListener(`experiment.${type}`, (event) => statusChanged(event.detail));
+for (const type of ["started", "paused", "resumed", "completed", "failed", "cancelled", "stalled"]) {
+  live.addEventListener(`experiment.${type}`, (event) => statusChanged(event.detail, type));
 }
 live.addEventListener("resync", () => load(zoom));
 

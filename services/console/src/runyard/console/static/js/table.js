@@ -1,11 +1,20 @@
 // The experiments table, live: epochs, best values and statuses of the rows shown change as
-// events arrive; new experiments are announced.
+// events arrive (a running experiment gone silent shows "stalled" until it reports again); new
+// experiments are announced.
 import { live } from "./app.js";
 
 function row(id) { return document.querySelector(`tr[data-experiment="${CSS.escape(id)}"]`); }
 function cell(tr, field) { return tr ? tr.querySelector(`[data-field="${field}"]`) : null; }
 function fmt(v) { return typeof v === "number" ? Number(v.toPrecision(4)).toString() : String(v); }
 function now() { return new Date().toISOString().slice(0, 16).replace("T", " "); }
+/** The row's "stalled" badge: shown with its silence's start (d: the stalled event), or hidden. */
+function stalled(tr, d) {
+  const badge = cell(tr, "stalled");
+  if (!badge) return;
+  const since = d && d.stalled_at ? (d.last_seen_at || d.started_at || d.stalled_at) : null;
+  badge.hidden = !since;
+  badge.title = since ? `No heartbeat or epoch since ${since.slice(0, 16).replace("T", " ")} UTC` : "";
+}
 
 live.addEventListener("experiment.epochs_logged", (event) => {
   const d = event.detail;
@@ -25,9 +34,11 @@ live.addEventListener("experiment.epochs_logged", (event) => {
     status.textContent = d.status;
     status.className = `status s-${d.status}`;
   }
+  stalled(tr, null); // an epoch is a sign of life
 });
 
-for (const type of ["started", "paused", "resumed", "completed", "failed", "cancelled", "updated"]) {
+for (const type of ["started", "paused", "resumed", "completed", "failed", "cancelled", "updated",
+  "stalled"]) {
   live.addEventListener(`experiment.${type}`, (event) => {
     const d = event.detail;
     const tr = row(d.experiment_id);
@@ -38,6 +49,9 @@ for (const type of ["started", "paused", "resumed", "completed", "failed", "canc
       const updated = cell(tr, "updated");
       if (updated) updated.textContent = now();
     }
+    // stalled only while running: any other change (or a resume) ends it
+    if (type === "stalled") stalled(tr, d);
+    else if (type !== "updated" || d.status !== "running") stalled(tr, null);
   });
 }
 

@@ -1,6 +1,7 @@
 """Training runs: epochs logged one at a time or in batches, idempotent per (experiment, epoch).
 
-The batch is one statement (``repository.runs``); the experiment's total epochs, latest metrics
+The batch is one statement (``repository.runs``), and one more keeps the history's block
+summaries (``repository.history.record_runs``); the experiment's total epochs, latest metrics
 and best epoch change in the same transaction, under the experiment's row lock, so concurrent
 loggers of one experiment cannot lose an update.
 """
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments import errors
 from runyard.experiments.models import TERMINAL, TrainingRun
+from runyard.experiments.tracking.repository import history
 from runyard.experiments.tracking.repository import runs as repository
 from runyard.experiments.tracking.schemas import RunBatchResult, RunIn
 from runyard.experiments.tracking.service.bookkeeping import better, metrics_of, recompute_best
@@ -50,6 +52,12 @@ async def log_runs(
     written = await repository.upsert_runs(session, experiment.id, rows)
     inserted = sum(1 for _epoch, is_new in written if is_new)
     overwritten = {epoch for epoch, is_new in written if not is_new}
+    await history.record_runs(
+        session,
+        experiment.id,
+        inserted=[epoch for epoch, is_new in written if is_new],
+        rewritten=sorted(overwritten),
+    )
     by_epoch = {row["epoch"]: row for row in rows}
     changed = sorted((by_epoch[epoch] for epoch, _ in written), key=lambda r: int(r["epoch"]))
 
