@@ -127,6 +127,9 @@ class Api:
             )
         except httpx.TransportError as exc:
             raise Transient(f"cannot reach {self.url}: {type(exc).__name__} {exc}") from exc
+        return self._answer(response, method, path)
+
+    def _answer(self, response: httpx.Response, method: str, path: str) -> Any:
         status = response.status_code
         if status >= 500 or status == 429:
             raise Transient(
@@ -142,6 +145,16 @@ class Api:
             return response.json()
         except ValueError as exc:
             raise Transient(f"{self.url} answered {status} with a body that is not JSON") from exc
+
+    def upload(self, path: str, file: Any, *, content_type: str | None = None) -> Any:
+        """PUT an open binary file as the raw body, streamed (httpx sends its Content-Length);
+        the decoded JSON answer. Raises ``Transient`` or ``ApiError`` as ``request`` does."""
+        headers = {"Content-Type": content_type or "application/octet-stream"}
+        try:
+            response = self._client.request("PUT", path, content=file, headers=headers)
+        except httpx.TransportError as exc:
+            raise Transient(f"cannot reach {self.url}: {type(exc).__name__} {exc}") from exc
+        return self._answer(response, "PUT", path)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)

@@ -168,6 +168,45 @@ class Run:
         """Change other fields of the experiment (description, model_path, config ...)."""
         self._op({"op": "update", "body": fields})
 
+    def log_artifact(
+        self, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
+        """Attach a file to the experiment at ``<artifact_path>/<its name>`` (MLflow's layout).
+        The file is copied into the run's log at once (later changes to it do not count) and
+        uploaded in the background like metrics: retried, and resumable with ``runyard sync``."""
+        import mimetypes
+        import shutil
+        import uuid
+        from pathlib import Path
+
+        source = Path(local_path)
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} is not a file")
+        prefix = (artifact_path or "").strip("/")
+        target = f"{prefix}/{source.name}" if prefix else source.name
+        copy_id = uuid.uuid4().hex
+        copy = self._dir.artifact_copy(copy_id)
+        copy.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.copyfile(source, copy)
+        content_type = mimetypes.guess_type(source.name)[0]
+        self._op({"op": "artifact", "file": copy_id, "path": target, "content_type": content_type})
+
+    def log_artifacts(
+        self, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
+        """Every file under ``local_dir`` (recursively), at ``<artifact_path>/<its path in the
+        directory>``."""
+        from pathlib import Path
+
+        root = Path(local_dir)
+        if not root.is_dir():
+            raise NotADirectoryError(f"{root} is not a directory")
+        prefix = (artifact_path or "").strip("/")
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            parent = file.relative_to(root).parent.as_posix()
+            parts = [part for part in (prefix, "" if parent == "." else parent) if part]
+            self.log_artifact(file, "/".join(parts) or None)
+
     def _op(self, op: Mapping[str, Any]) -> None:
         import json
 
@@ -284,6 +323,7 @@ def init(
     hyperparameters: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
     dataset: str | None = None,
+    project: str | None = None,
     tags: Sequence[str] = (),
     description: str | None = None,
     notes: str | None = None,
@@ -296,7 +336,7 @@ def init(
     """Start tracking a new experiment. A refused API key or invalid field raises at once
     (``AuthError``, ``ApiError``); an unreachable server does not: the run is kept locally and
     created on the server when it answers. ``dataset`` is a dataset id or the name of one of
-    yours (created if you have none by that name)."""
+    yours (created if you have none by that name); ``project`` likewise a project id or name."""
     import uuid
 
     settings = Settings.load(url=url, api_key=api_key, mode=mode)
@@ -313,13 +353,18 @@ def init(
         "best_mode": best_mode,
     }
     body = {k: v for k, v in body.items() if v is not None}
-    create = {"body": body, "dataset": dataset, "config": {RUN_ID_KEY: local_id}}
+    create = {
+        "body": body,
+        "dataset": dataset,
+        "project": project,
+        "config": {RUN_ID_KEY: local_id},
+    }
     experiment: dict[str, Any] | None = None
     api: Api | None = None
     if settings.mode == "online":
         api = Api(settings.url, settings.api_key, settings.timeout)
         try:
-            experiment = create_experiment(api, body, dataset)
+            experiment = create_experiment(api, body, dataset, project)
         except Transient as exc:
             output.warn(f"{exc}; this run is kept locally and created on the server later")
         except BaseException:

@@ -58,6 +58,23 @@ def resolve_dataset(api: Api, dataset: str) -> str:
     return str(api.post("/datasets", {"name": dataset})["id"])
 
 
+def resolve_project(api: Api, project: str) -> str:
+    """A project id as it is, else the id of the caller's project with that name (created when
+    there is none; a deleted one is left for the server to refuse)."""
+    if is_uuid(project):
+        return project
+    for attempt in range(2):
+        page = api.get("/projects", name=project, lifecycle_stage="all", limit=1)
+        if page["items"]:
+            return str(page["items"][0]["id"])
+        try:
+            return str(api.post("/projects", {"name": project})["id"])
+        except ApiError as exc:
+            if exc.status != 409 or attempt:  # 409: created meanwhile by another run
+                raise
+    raise Blocked(f"cannot find or create the project {project!r}")
+
+
 def _own_experiment(api: Api, name: str, run_id: str) -> dict[str, Any] | None:
     """The experiment called ``name`` that this run created before (its create request got
     through but the answer was lost)."""
@@ -68,12 +85,16 @@ def _own_experiment(api: Api, name: str, run_id: str) -> dict[str, Any] | None:
     return None
 
 
-def create_experiment(api: Api, body: Mapping[str, Any], dataset: str | None) -> dict[str, Any]:
+def create_experiment(
+    api: Api, body: Mapping[str, Any], dataset: str | None, project: str | None = None
+) -> dict[str, Any]:
     """Create and start the experiment. A name already taken gets `` (2)``, `` (3)`` ... unless
     the experiment holding it is this very run's (a repeated create)."""
     request = dict(body)
     if dataset:
         request["dataset_id"] = resolve_dataset(api, dataset)
+    if project:
+        request["project"] = resolve_project(api, project)
     run_id = str((request.get("config") or {}).get(RUN_ID_KEY, ""))
     name = str(request["name"])
     for number in range(2, 1000):
@@ -135,7 +156,9 @@ class Uploader:
         if not create:
             raise Blocked(f"{self.run.path}: no experiment id and nothing to create it with")
         try:
-            experiment = create_experiment(self.api, create["body"], create.get("dataset"))
+            experiment = create_experiment(
+                self.api, create["body"], create.get("dataset"), create.get("project")
+            )
         except (AuthError, NotFound, ApiError) as exc:
             raise Blocked(f"cannot create the experiment: {exc}") from exc
         self.meta["experiment_id"] = str(experiment["id"])
@@ -253,6 +276,8 @@ class Uploader:
                 self.api.request(method, f"{base}/tags/{quote(str(op['tag']), safe='')}")
             elif kind == "update":
                 self.api.request("PATCH", base, json=op["body"])
+            elif kind == "artifact":
+                self._artifact(base, line, op)
             elif kind == "end":
                 self._end(base, str(op["action"]), op.get("body") or {})
             else:
@@ -261,6 +286,21 @@ class Uploader:
             raise Blocked(f"the server refused {kind}: {exc}") from exc
         except ApiError as exc:
             self._reject(line.data, exc.one_line())
+
+    def _artifact(self, base: str, line: Line, op: dict[str, Any]) -> None:
+        """Upload the copy ``log_artifact`` made; it goes once the server has it. A file the
+        server refuses for good (too large, over quota, a bad path) is kept and reported."""
+        staged = self.run.artifact_copy(str(op["file"]))
+        if not staged.is_file():
+            self._reject(line.data, f"the copy {staged} is gone")
+            return
+        with open(staged, "rb") as file:
+            self.api.upload(
+                f"{base}/artifacts/{quote(str(op['path']), safe='/')}",
+                file,
+                content_type=op.get("content_type"),
+            )
+        staged.unlink(missing_ok=True)
 
     def _end(self, base: str, action: str, body: dict[str, Any]) -> None:
         target = TARGET[action]

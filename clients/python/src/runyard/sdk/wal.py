@@ -13,6 +13,8 @@
 - ``lock``: held (``flock``) by the process that writes the run; a run whose lock is free belongs
   to nobody and ``runyard sync`` may upload it.
 - ``rejected.jsonl``: lines the server refused for good (422), with its reason.
+- ``artifacts/<id>``: a copy of each file ``log_artifact`` logged, taken when it was logged
+  (the op line ``{"op":"artifact","file":<id>,"path":...}`` names it); removed once uploaded.
 """
 
 from __future__ import annotations
@@ -204,6 +206,9 @@ class RunDir:
             return self.lock_path.read_text().strip() or None
         except OSError:
             return None
+
+    def artifact_copy(self, name: str) -> Path:
+        return self.path / "artifacts" / Path(name).name
 
     def reject(self, line: bytes, reason: str) -> None:
         entry = json.dumps({"reason": reason, "line": line.decode("utf-8", "replace")})

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -19,8 +21,9 @@ class Settings(ServiceSettings):
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     #: the largest ``explanation_data`` document stored (serialized JSON): 413 beyond
     explanation_max_bytes: int = Field(default=1024 * 1024, ge=1024)
-    #: pause of the dataset-job worker when it found nothing to do
-    job_poll_interval_s: float = Field(default=1.0, gt=0)
+    #: longest pause of the dataset-job worker when it found nothing to do: a request of the
+    #: same process that queues a job wakes it at once (``runtime.work``)
+    job_poll_interval_s: float = Field(default=10.0, gt=0)
     #: a claimed job whose worker stopped renewing its lease this long ago is taken over
     job_lease_s: float = Field(default=60.0, gt=0)
     #: signals a generation job writes (and commits progress for) per step, fewer for long
@@ -44,3 +47,28 @@ class Settings(ServiceSettings):
     stale_after_s: float = Field(default=600.0, gt=0)
     #: how often the ``stalled-runs`` worker looks for silent running experiments
     stall_poll_interval_s: float = Field(default=15.0, gt=0)
+
+    # --- artifacts: files of experiments (metadata in PostgreSQL, bytes in the store)
+    #: where artifact bytes live: ``local`` (content-addressed under ``<data_dir>/artifacts``) or
+    #: ``s3`` (an S3-compatible bucket: the EXPERIMENTS_ARTIFACT_S3_* settings)
+    artifact_store: Literal["local", "s3"] = "local"
+    #: one artifact larger than this is refused (413), counted while it streams in
+    artifact_max_bytes: int = Field(default=5 * 1024**3, ge=1)
+    #: bytes of artifacts one user's experiments may hold (each artifact's size, identical files
+    #: counted each time): an upload past it is refused (413)
+    artifact_user_quota_bytes: int = Field(default=50 * 1024**3, ge=0)
+    #: bytes read from or written to the store at a time (an S3 multipart part: at least 5 MiB)
+    artifact_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    #: how often the ``artifact-gc`` worker removes blobs no artifact references (those of
+    #: deleted experiments)
+    artifact_gc_interval_s: float = Field(default=300.0, gt=0)
+    #: the bucket of the ``s3`` store (it must exist)
+    artifact_s3_bucket: str = ""
+    #: key prefix of the blobs in the bucket
+    artifact_s3_prefix: str = "artifacts/"
+    #: endpoint of an S3-compatible server (MinIO, Ceph ...); empty: AWS
+    artifact_s3_endpoint_url: str = ""
+    artifact_s3_region: str = "us-east-1"
+    #: empty: boto3's default credential chain (environment, profile, instance role)
+    artifact_s3_access_key_id: str = ""
+    artifact_s3_secret_access_key: str = ""

@@ -291,3 +291,80 @@ class ExplanationTooLarge(ContentTooLarge):
             "large maps in a file and give its file_path.",
             max_bytes=max_bytes,
         )
+
+
+# --- projects ----------------------------------------------------------------------------------
+
+
+class UnknownProject(ValidationFailed):
+    """The project of an experiment: an active one of the experiment's owner, by id or name."""
+
+    def __init__(self, field: str = "project") -> None:
+        super().__init__(
+            "No such active project.", loc=["body", field], msg="no such active project"
+        )
+
+
+class ProjectDeleted(Conflict):
+    def __init__(self) -> None:
+        super().__init__("The project is deleted; restore it first.", lifecycle_stage="deleted")
+
+
+class ProjectActive(Conflict):
+    def __init__(self) -> None:
+        super().__init__("The project is not deleted.", lifecycle_stage="active")
+
+
+# --- artifacts ---------------------------------------------------------------------------------
+
+
+class InvalidArtifactPath(ValidationFailed):
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"Invalid artifact path: {reason}.", loc=["path", "artifact_path"], msg=reason
+        )
+
+
+class ArtifactTooLarge(ContentTooLarge):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The artifact is larger than {limit} bytes (EXPERIMENTS_ARTIFACT_MAX_BYTES).",
+            max_bytes=limit,
+        )
+
+
+class ArtifactQuotaExceeded(ProblemError):
+    """413: the upload would take the owner's artifacts past their quota."""
+
+    def __init__(self, size: int, used: int, quota: int) -> None:
+        super().__init__(
+            413,
+            "Artifact quota exceeded",
+            f"The artifact is {size} bytes and your artifacts already hold {used}; "
+            f"{used + size} would pass your quota of {quota} bytes "
+            "(EXPERIMENTS_ARTIFACT_USER_QUOTA_BYTES). Delete artifacts you no longer need.",
+            quota="EXPERIMENTS_ARTIFACT_USER_QUOTA_BYTES",
+            requested=used + size,
+            limit=quota,
+        )
+
+
+class RangeNotSatisfiable(ProblemError):
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            416,
+            "Range Not Satisfiable",
+            f"The requested range is not within the artifact's {size} bytes.",
+            headers={"Content-Range": f"bytes */{size}"},
+            size=size,
+        )
+
+
+class ArtifactBodyIncomplete(ProblemError):
+    def __init__(self, expected: int, received: int) -> None:
+        super().__init__(
+            400,
+            "Bad Request",
+            f"The body ended after {received} of the {expected} bytes its Content-Length "
+            "announced.",
+        )

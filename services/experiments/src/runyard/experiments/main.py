@@ -3,12 +3,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from runyard.experiments import consumers, workers
+from runyard.experiments.artifacts import api as artifacts
 from runyard.experiments.campaigns.api import hpo, nas
 from runyard.experiments.config import Settings
 from runyard.experiments.datasets import api as datasets
 from runyard.experiments.explanations import api as explanations
 from runyard.experiments.jobs import api as jobs
 from runyard.experiments.models import SCHEMA
+from runyard.experiments.projects import api as projects
 from runyard.experiments.tracking.api import experiments, saved_searches, tags
 from runyard.shared.contracts import experiments as contracts
 from runyard.shared.events import EventPayload
@@ -16,6 +18,7 @@ from runyard.shared.runtime import ServiceSpec, create_service_app
 
 #: in this order: a path two routers could match goes to the first
 ROUTERS = [
+    artifacts.router,
     experiments.router,
     hpo.pruning,
     explanations.router,
@@ -26,6 +29,7 @@ ROUTERS = [
     nas.router,
     jobs.generations,
     jobs.imports,
+    projects.router,
 ]
 
 PUBLISHES: list[type[EventPayload]] = [
@@ -50,6 +54,12 @@ PUBLISHES: list[type[EventPayload]] = [
     contracts.DatasetGenerationFailed,
     contracts.DatasetImportCompleted,
     contracts.DatasetImportFailed,
+    contracts.ProjectCreated,
+    contracts.ProjectUpdated,
+    contracts.ProjectDeleted,
+    contracts.ProjectRestored,
+    contracts.ArtifactCreated,
+    contracts.ArtifactDeleted,
 ]
 
 
@@ -65,9 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             workers={
                 "dataset-jobs": workers.run_dataset_jobs,
                 "stalled-runs": workers.watch_stalled_runs,
+                "artifact-gc": workers.collect_artifact_blobs,
             },
             description="Datasets, signals, experiments and their lifecycle, training runs, "
-            "tags, search and saved searches; HPO and NAS campaigns, explanations, dataset "
-            "generation and import jobs.",
+            "tags, search and saved searches; projects and artifacts; HPO and NAS campaigns, "
+            "explanations, dataset generation and import jobs.",
         )
     )

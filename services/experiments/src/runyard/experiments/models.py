@@ -21,6 +21,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -150,6 +151,10 @@ class Experiment(UUIDPrimaryKey, Timestamps, Base):
     last_seen_at: Mapped[datetime | None]
     stalled_at: Mapped[datetime | None]
     stale_after_s: Mapped[int | None] = mapped_column(Integer)
+    # --- 0007: the project the experiment belongs to (null: none)
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.projects.id", ondelete="SET NULL"), index=True
+    )
 
 
 class TrainingRun(Base):
@@ -177,6 +182,31 @@ class TrainingRun(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
     )
+
+
+class HistoryBlock(Base):
+    """A summary of one metric over an aligned block of an experiment's epochs, kept in the
+    transaction that writes the runs (``tracking.repository.history``): blocks of 16 x 4**level
+    epochs (level 0-4: 16 to 4,096), so that a downsampled history reads blocks, not runs.
+    ``metric`` '' is every run of the block (its count, highest epoch and that epoch's time)."""
+
+    __tablename__ = "history_blocks"
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    #: the block's first epoch is ``block * 16 * 4**level``
+    block: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: runs of the block having the metric
+    n: Mapped[int] = mapped_column(Integer)
+    min: Mapped[float | None] = mapped_column(Float)
+    max: Mapped[float | None] = mapped_column(Float)
+    #: the highest epoch of the block having the metric, its value and when it was logged
+    last_epoch: Mapped[int] = mapped_column(Integer)
+    last_value: Mapped[float | None] = mapped_column(Float)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Tag(UUIDPrimaryKey, Timestamps, Base):
@@ -413,3 +443,61 @@ class DatasetImport(_DatasetJob, Base):
     __tablename__ = "dataset_imports"
 
     num_files: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- 0007: projects and artifacts ---------------------------------------------------------------
+
+PROJECT_STAGES = ("active", "deleted")
+
+
+class Project(UUIDPrimaryKey, Timestamps, Base):
+    """A named group of an owner's experiments (W&B's project, MLflow's experiment). Deleting
+    one is soft (``lifecycle_stage`` ``deleted``, restorable); its experiments keep it."""
+
+    __tablename__ = "projects"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name"),
+        CheckConstraint("lifecycle_stage IN ('active', 'deleted')", name="lifecycle_stage"),
+        Index("ix_projects_owner_id_created_at_id", "owner_id", "created_at", "id"),
+    )
+
+    owner_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    #: key/value tags (MLflow's experiment tags)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    lifecycle_stage: Mapped[str] = mapped_column(String(10), default="active")
+    deleted_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ArtifactBlob(Base):
+    """A stored content (by its SHA-256) and its size; a blob without artifacts is garbage."""
+
+    __tablename__ = "artifact_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)
+
+
+class Artifact(UUIDPrimaryKey, Timestamps, Base):
+    """A file attached to an experiment at ``path``; its bytes are the blob ``sha256``.
+    ``owner_id`` is the experiment's owner (whose quota the bytes count against)."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "path"),
+        Index("ix_artifacts_owner_id", "owner_id"),
+        Index("ix_artifacts_sha256", "sha256"),
+        CheckConstraint("size >= 0", name="size_not_negative"),
+    )
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.experiments.id", ondelete="CASCADE")
+    )
+    owner_id: Mapped[uuid.UUID]
+    path: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(255))

@@ -7,6 +7,8 @@ import os
 import socket
 import uuid
 
+from runyard.experiments.artifacts import service as artifacts
+from runyard.experiments.artifacts.store import make_store
 from runyard.experiments.campaigns.service import hpo_results
 from runyard.experiments.deps import ServiceRuntime
 from runyard.experiments.jobs import runner
@@ -23,11 +25,13 @@ async def run_dataset_jobs(runtime: ServiceRuntime) -> None:
     queue through ``SKIP LOCKED``), and the HPO campaigns whose duration budget ran out."""
     worker = runner.Worker(runtime.sessionmaker, runtime.settings, worker_id())
     while True:
+        seen = runtime.work.generation
         worked = await runner.run_next(worker)
         async with runtime.sessionmaker() as session, session.begin():
             await hpo_results.complete_expired(session)
         if not worked:
-            await asyncio.sleep(runtime.settings.job_poll_interval_s)
+            # a request of this process that queues a job wakes it at once
+            await runtime.work.wait(seen, idle_s=runtime.settings.job_poll_interval_s)
 
 
 async def watch_stalled_runs(runtime: ServiceRuntime) -> None:
@@ -43,3 +47,13 @@ async def watch_stalled_runs(runtime: ServiceRuntime) -> None:
             if marked < liveness.STALL_BATCH:
                 break
         await asyncio.sleep(settings.stall_poll_interval_s)
+
+
+async def collect_artifact_blobs(runtime: ServiceRuntime) -> None:
+    """Every ``artifact_gc_interval_s``: remove the stored blobs no artifact references any
+    more (those of deleted experiments, or of a clean-up that was interrupted)."""
+    store = make_store(runtime.settings)
+    while True:
+        while await artifacts.collect_unreferenced(runtime.sessionmaker, store) > 0:
+            pass
+        await asyncio.sleep(runtime.settings.artifact_gc_interval_s)

@@ -52,6 +52,8 @@ class _ExperimentEvent(EventPayload):
     owner_email: str | None = None
     owner_full_name: str | None = None
     dataset_name: str | None = None
+    #: the project the experiment belongs to (null: none)
+    project_id: uuid.UUID | None = None
 
 
 class ExperimentCreated(_ExperimentEvent):
@@ -234,3 +236,57 @@ class DatasetImportFailed(_DatasetJobEvent):
     error: str
     #: per-row / per-file validation errors (first ones), when validation failed
     errors: list[dict[str, Any]] = []
+
+
+class _ProjectEvent(EventPayload):
+    project_id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    description: str | None = None
+    #: key/value tags of the project
+    tags: dict[str, Any] = {}
+    #: ``active``, or ``deleted`` (soft-deleted, restorable)
+    lifecycle_stage: str = "active"
+
+
+class ProjectCreated(_ProjectEvent):
+    event_type = "project.created"
+
+
+class ProjectUpdated(_ProjectEvent):
+    event_type = "project.updated"
+    #: names of the fields the update changed
+    changed: list[str] = []
+
+
+class ProjectDeleted(_ProjectEvent):
+    """Soft delete: the project is hidden from lists and takes no new experiments; its
+    experiments are untouched. ``project.restored`` undoes it."""
+
+    event_type = "project.deleted"
+
+
+class ProjectRestored(_ProjectEvent):
+    event_type = "project.restored"
+
+
+class _ArtifactEvent(EventPayload):
+    artifact_id: uuid.UUID
+    experiment_id: uuid.UUID
+    owner_id: uuid.UUID
+    path: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+class ArtifactCreated(_ArtifactEvent):
+    """A file was stored at ``path`` of the experiment (also when it replaced an older one:
+    ``replaced`` is then true)."""
+
+    event_type = "artifact.created"
+    replaced: bool = False
+
+
+class ArtifactDeleted(_ArtifactEvent):
+    event_type = "artifact.deleted"

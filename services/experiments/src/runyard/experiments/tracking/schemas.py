@@ -44,6 +44,11 @@ class ExperimentCreate(Input):
         None
     )
     dataset_id: uuid.UUID | None = None
+    #: the project (its id, or its name): an active project of the experiment's owner
+    project: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+        | None
+    ) = None
     config: JsonObject = Field(default_factory=dict)
     hyperparameters: JsonObject = Field(default_factory=dict)
     model_path: Path | None = None
@@ -66,6 +71,11 @@ class ExperimentUpdate(Input):
         None
     )
     dataset_id: uuid.UUID | None = None
+    #: the project (its id, or its name): an active project of the experiment's owner; null: none
+    project: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+        | None
+    ) = None
     config: JsonObject | None = None
     hyperparameters: JsonObject | None = None
     model_path: Path | None = None
@@ -102,6 +112,8 @@ class ExperimentOut(BaseModel):
     owner_id: uuid.UUID
     model_type: str | None
     dataset_id: uuid.UUID | None
+    #: the project the experiment belongs to (null: none)
+    project_id: uuid.UUID | None
     status: str
     config: dict[str, Any]
     hyperparameters: dict[str, Any]

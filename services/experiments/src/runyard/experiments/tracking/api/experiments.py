@@ -56,8 +56,8 @@ async def search_experiments(
             max_length=4000,
             description="filter expression, e.g. `metrics.val_accuracy > 0.9 and "
             "model_type = 'cnn1d'` (AND, OR, NOT, parentheses; = != < <= > >= IN LIKE ILIKE "
-            "IS NULL over status, name, model_type, created_at, dataset_id, metrics.<key>, "
-            "params.<key>, tag ...)",
+            "IS NULL over status, name, model_type, created_at, dataset_id, project, "
+            "metrics.<key>, params.<key>, tag ...)",
         ),
     ] = None,
     q: Annotated[
@@ -74,6 +74,7 @@ async def search_experiments(
     status: Status | None = None,
     model_type: Annotated[str | None, Query(max_length=100)] = None,
     dataset_id: uuid.UUID | None = None,
+    project_id: Annotated[uuid.UUID | None, Query(description="only this project's")] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     owner_id: Annotated[
         uuid.UUID | None, Query(description="admins and viewers: only this owner's experiments")
@@ -88,6 +89,7 @@ async def search_experiments(
         status=status,
         model_type=model_type,
         dataset_id=dataset_id,
+        project_id=project_id,
         tag=tag,
         owner_id=owner_id,
     )

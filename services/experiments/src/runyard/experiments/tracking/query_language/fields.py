@@ -33,6 +33,8 @@ ATTRIBUTES: dict[str, Attribute] = {
     "last_seen_at": Attribute(Experiment.last_seen_at, "datetime", True),
     "stalled_at": Attribute(Experiment.stalled_at, "datetime", True),
     "dataset_id": Attribute(Experiment.dataset_id, "uuid", True),
+    "project": Attribute(Experiment.project_id, "uuid", True),
+    "project_id": Attribute(Experiment.project_id, "uuid", True),
     "owner_id": Attribute(Experiment.owner_id, "uuid", False),
     "best_epoch": Attribute(Experiment.best_epoch, "int", True),
     "total_epochs": Attribute(Experiment.total_epochs, "int", False),

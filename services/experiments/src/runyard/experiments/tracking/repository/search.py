@@ -47,6 +47,7 @@ class SearchParams:
     status: str | None = None
     model_type: str | None = None
     dataset_id: uuid.UUID | None = None
+    project_id: uuid.UUID | None = None
     tag: str | None = None
     owner_id: uuid.UUID | None = None
 
@@ -93,6 +94,8 @@ def build_query(
         query = query.where(Experiment.model_type == params.model_type)
     if params.dataset_id is not None:
         query = query.where(Experiment.dataset_id == params.dataset_id)
+    if params.project_id is not None:
+        query = query.where(Experiment.project_id == params.project_id)
     if params.tag is not None:
         query = query.where(Experiment.tags.contains([slugify(params.tag)]))
     if params.q is not None and params.q.strip():

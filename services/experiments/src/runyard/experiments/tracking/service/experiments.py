@@ -11,6 +11,7 @@ from runyard.experiments import errors, users
 from runyard.experiments.datasets import repository as datasets
 from runyard.experiments.datasets.service import usable_dataset
 from runyard.experiments.models import Experiment
+from runyard.experiments.projects.service import resolve_project
 from runyard.experiments.repository import get_owned, unique_or_conflict
 from runyard.experiments.schemas import changed_fields, requested_changes
 from runyard.experiments.tracking.repository import experiments as repository
@@ -51,6 +52,7 @@ async def summary(session: AsyncSession, experiment: Experiment) -> dict[str, An
         "status": experiment.status,
         **await users.owner_fields(session, experiment.owner_id),
         "dataset_name": await datasets.dataset_name(session, experiment.dataset_id),
+        "project_id": experiment.project_id,
     }
 
 
@@ -81,9 +83,13 @@ async def create_experiment(
     require_writer(principal)
     if data.dataset_id is not None:
         await usable_dataset(session, principal, principal.user_id, data.dataset_id)
-    values = data.model_dump(exclude={"tags", "best_mode"})
+    project_id = None
+    if data.project is not None:
+        project_id = await resolve_project(session, principal, principal.user_id, data.project)
+    values = data.model_dump(exclude={"tags", "best_mode", "project"})
     experiment = Experiment(
         id=new_id(),
+        project_id=project_id,
         owner_id=principal.user_id,
         status="pending",
         metrics={},
@@ -117,6 +123,13 @@ async def update_experiment(
     changes = requested_changes(data, not_nullable=NOT_NULLABLE)
     if changes.get("dataset_id") is not None:
         await usable_dataset(session, principal, experiment.owner_id, changes["dataset_id"])
+    if "project" in changes:
+        reference = changes.pop("project")
+        changes["project_id"] = (
+            None
+            if reference is None
+            else await resolve_project(session, principal, experiment.owner_id, reference)
+        )
     if "best_metric" in changes and "best_mode" not in changes:
         changes["best_mode"] = default_best_mode(changes["best_metric"])
     changed = changed_fields(experiment, changes)

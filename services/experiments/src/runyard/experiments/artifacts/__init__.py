@@ -1,0 +1,1 @@
+"""Artifacts: files attached to experiments, their bytes in a content-addressed store."""

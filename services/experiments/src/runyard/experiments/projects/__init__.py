@@ -1,0 +1,1 @@
+"""Projects: named, soft-deletable groups of an owner\x27s experiments."""
