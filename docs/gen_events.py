@@ -63,6 +63,23 @@ DATASET = {
     "name": "cwru-bearing-12k-drive-end",
     "description": "CWRU bearing data, 12 kHz, drive-end accelerometer",
 }
+PROJECT_ID = "4d2b8f6a-1c3e-4a5b-9d7f-0e2c4a6b8d13"
+PROJECT = {
+    "project_id": PROJECT_ID,
+    "owner_id": USER_ID,
+    "name": "bearing-faults",
+    "description": "1D CNNs on the CWRU bearing data",
+    "tags": {"team": "condition-monitoring"},
+}
+ARTIFACT = {
+    "artifact_id": "8b1f3d5a-7c9e-4b2d-a6f8-1e3c5a7b9d24",
+    "experiment_id": EXPERIMENT_ID,
+    "owner_id": USER_ID,
+    "path": "models/cnn1d.onnx",
+    "size": 4718592,
+    "sha256": "9f2c4e6a8b0d1f3e5a7c9b2d4f6e8a0c1b3d5f7e9a2c4b6d8f0e1a3c5b7d9f2e",
+    "content_type": "application/octet-stream",
+}
 ENDED = {
     **EXPERIMENT,
     "best_epoch": 41,
@@ -477,6 +494,37 @@ EXAMPLES: dict[str, Example] = {
             ],
         },
     ),
+    # --- experiments: projects and artifacts
+    "project.created": Example(
+        PROJECT_ID,
+        "2026-11-21T12:50:02.481Z",
+        {**PROJECT, "lifecycle_stage": "active"},
+        sequence=1,
+    ),
+    "project.updated": Example(
+        PROJECT_ID,
+        "2026-11-22T08:14:37.105Z",
+        {**PROJECT, "lifecycle_stage": "active", "changed": ["description"]},
+        sequence=2,
+    ),
+    "project.deleted": Example(
+        PROJECT_ID,
+        "2026-12-10T17:02:55.730Z",
+        {**PROJECT, "lifecycle_stage": "deleted"},
+        sequence=3,
+    ),
+    "project.restored": Example(
+        PROJECT_ID,
+        "2026-12-11T09:31:20.012Z",
+        {**PROJECT, "lifecycle_stage": "active"},
+        sequence=4,
+    ),
+    "artifact.created": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T14:02:10.377Z",
+        {**ARTIFACT, "replaced": False},
+    ),
+    "artifact.deleted": Example(EXPERIMENT_ID, "2026-11-30T10:45:03.840Z", ARTIFACT),
     # --- notifications
     "email.sent": Example(
         EMAIL_ID,
@@ -516,6 +564,28 @@ EXAMPLES: dict[str, Example] = {
             "slack_enabled": False,
             "webhook_enabled": True,
             "email_frequency": "immediate",
+        },
+    ),
+    "notification.created": Example(
+        USER_ID,
+        "2026-11-21T14:03:12.655Z",
+        {
+            "notification_id": "5e2b7c1a-9d4f-4a8e-b6c3-0f1d2e3a4b5c",
+            "user_id": USER_ID,
+            "trigger_event_type": "experiment.completed",
+            "trigger_event_id": "0b5e6f0e-5a8c-4d51-9d0f-3c2b7a1e4f66",
+            "title": "Experiment completed",
+            "unread_count": 3,
+        },
+    ),
+    "notification.read": Example(
+        USER_ID,
+        "2026-11-21T14:09:40.318Z",
+        {
+            "user_id": USER_ID,
+            "notification_id": None,
+            "marked_read": 3,
+            "unread_count": 0,
         },
     ),
     # --- webhooks
