@@ -64,6 +64,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "datasets",
         "tags",
         "saved-searches",
+        "projects",
         "hpo-campaigns",
         "nas-campaigns",
         "dataset-generations",

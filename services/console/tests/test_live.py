@@ -167,3 +167,39 @@ def test_a_read_inbox_goes_to_its_user_with_the_new_count() -> None:
     frame = queue.get_nowait()
     assert frame.startswith("event: notification.read\n")
     assert '"unread_count":0' in frame and '"marked_read":3' in frame
+
+
+async def test_with_no_page_open_the_consumer_pauses_and_the_first_page_gets_what_follows(
+    kafka_bootstrap: str,
+) -> None:
+    settings = Settings(environment="test", kafka_bootstrap_servers=kafka_bootstrap)
+    hub = live.Hub(queue_size=10)
+    ada = uuid.uuid4()
+    consumer = asyncio.create_task(supervise("live", lambda: live.consume(settings, hub)))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        while not hub.consuming:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        assert not hub.live.is_set()  # paused: nobody is watching
+        # published while no page was open: the page read it from the API, the stream skips it
+        await producer.send_and_wait("experiment.epochs_logged", epochs_logged(ada, 1))
+
+        adas = hub.subscribe(str(ada))
+        await asyncio.wait_for(hub.live.wait(), timeout=20)
+        await producer.send_and_wait("experiment.epochs_logged", epochs_logged(ada, 2))
+        frame = await asyncio.wait_for(adas.get(), timeout=20)
+        assert '"last_epoch":2' in frame
+        assert adas.empty()
+
+        hub.unsubscribe(str(ada), adas)
+        for _ in range(100):
+            if not hub.live.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert not hub.live.is_set()  # the last page closed: paused again
+    finally:
+        await producer.stop()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)

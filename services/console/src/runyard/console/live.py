@@ -7,11 +7,17 @@ what happens while the page is open; what happened before, the page read from th
 event goes only to the streams of its user: the experiment's owner, the inbox's user (the
 unread badge follows ``notification.created`` and ``notification.read``). A browser too slow to
 take its events gets a ``resync`` instead of an ever longer queue.
+
+With no page open the consumer pauses its partitions, so an idle console sends the broker no
+fetch requests (Tansu holds every fetch for its full wait time, so polling an empty topic costs
+the broker CPU). The first stream to open moves every partition to its end, resumes them and
+only then says ``hello``: an event published after the page's ``hello`` is never missed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -57,10 +63,15 @@ class Hub:
         self.queue_size = queue_size
         self.streams: dict[str, set[asyncio.Queue[str]]] = {}
         self.consuming = False
+        #: set while some stream is open (the consumer reads), clear while none is (it pauses)
+        self.wanted = asyncio.Event()
+        #: set once the consumer reads from the end for the open streams
+        self.live = asyncio.Event()
 
     def subscribe(self, user_id: str) -> asyncio.Queue[str]:
         queue: asyncio.Queue[str] = asyncio.Queue(self.queue_size)
         self.streams.setdefault(user_id, set()).add(queue)
+        self.wanted.set()
         return queue
 
     def unsubscribe(self, user_id: str, queue: asyncio.Queue[str]) -> None:
@@ -69,6 +80,8 @@ class Hub:
             streams.discard(queue)
             if not streams:
                 del self.streams[user_id]
+        if not self.streams:
+            self.wanted.clear()
 
     def publish(self, owner_id: str, event_type: str, data: dict[str, Any]) -> int:
         streams = self.streams.get(owner_id)
@@ -108,7 +121,8 @@ def sse_frame(event_type: str, data: dict[str, Any]) -> str:
 
 
 async def consume(settings: Settings, hub: Hub) -> None:
-    """Read the live topics from their end for as long as the process runs."""
+    """Read the live topics from their end while a page is open, for as long as the process
+    runs; paused while no page is."""
     consumer = AIOKafkaConsumer(
         *(model.event_type for model in LIVE_EVENTS),
         **settings.kafka_client_options(),
@@ -117,16 +131,47 @@ async def consume(settings: Settings, hub: Hub) -> None:
         auto_offset_reset="latest",
         enable_auto_commit=False,
         fetch_max_wait_ms=50,
+        # aiokafka's fetch routine otherwise wakes every 200 ms even while paused
+        consumer_timeout_ms=2000,
     )
     await consumer.start()
+    # without a group the partitions are assigned from the first metadata answer
+    for _ in range(100):
+        if consumer.assignment():
+            break
+        await asyncio.sleep(0.1)
     hub.consuming = True
     log.info("console.live.consuming", topics=len(LIVE_EVENTS))
     try:
-        async for record in consumer:
-            hub.handle(record.value)
+        while True:
+            if not hub.wanted.is_set():
+                hub.live.clear()
+                consumer.pause(*consumer.assignment())
+                await hub.wanted.wait()
+                await to_the_end(consumer)
+                hub.live.set()
+            elif not hub.live.is_set():
+                await to_the_end(consumer)
+                hub.live.set()
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    hub.handle(record.value)
     finally:
         hub.consuming = False
+        hub.live.clear()
         await consumer.stop()
+
+
+async def to_the_end(consumer: AIOKafkaConsumer) -> None:
+    """Move every partition to its end and resume it; returns once the positions are known, so
+    whatever is published afterwards will be read."""
+    partitions = sorted(consumer.assignment())
+    if partitions:
+        await consumer.seek_to_end(*partitions)
+        for partition in partitions:
+            await consumer.position(partition)
+        consumer.resume(*partitions)
 
 
 async def stream(
@@ -136,6 +181,9 @@ async def stream(
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + settings.sse_max_connection_s
     try:
+        # a paused consumer moves to the end first; a console that cannot read still streams
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hub.live.wait(), timeout=settings.sse_heartbeat_s)
         yield "retry: 1000\n\n" + sse_frame("hello", {"user_id": user_id})
         while loop.time() < ends_at:
             try:
