@@ -134,6 +134,29 @@ async def test_oversized_body_is_413_problem_and_never_forwarded(
     assert [len(r["body"]) for r in experiments_upstream.requests] == [1024]
 
 
+async def test_an_artifact_upload_streams_past_the_body_limit_up_to_the_upload_limit(
+    start_gateway, auth_headers, experiments_upstream
+) -> None:
+    async def chunks(count: int):
+        for _ in range(count):
+            yield b"a" * 4096
+
+    upload = "/api/v1/experiments/8d1c1d2e-0000-4000-8000-000000000001/artifacts/model/weights.bin"
+    async with start_gateway(max_body_bytes=1024, max_upload_bytes=64 * 1024) as client:
+        uploaded = await client.put(upload, content=chunks(10), headers=auth_headers)
+        too_big = await client.put(upload, content=chunks(17), headers=auth_headers)
+        elsewhere = await client.put(
+            "/api/v1/experiments/8d1c1d2e-0000-4000-8000-000000000001",
+            content=b"x" * 4096,
+            headers=auth_headers,
+        )
+    assert uploaded.status_code == 200
+    assert too_big.status_code == 413
+    assert too_big.headers["content-type"] == PROBLEM_JSON
+    assert elsewhere.status_code == 413  # any other body keeps the general limit
+    assert [len(r["body"]) for r in experiments_upstream.requests] == [40960]
+
+
 async def test_a_per_area_timeout_overrides_the_default_for_that_area_only(
     start_gateway, auth_headers
 ) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,9 @@ async def proxy_request(request: Request, state: GatewayState, path: str) -> Res
         decision = limit_caller(request, state, principal)
     elif settings.rate_limit_enabled and (method, route_path) in IP_LIMITED_ROUTES:
         decision = check(state.buckets, "ip", ip, settings.rate_limit_login_per_ip_per_minute)
-    body = await request_body(
-        request, limit=settings.max_body_bytes, buffer_up_to=settings.stream_threshold_bytes
-    )
+    upload = method == "PUT" and is_artifact_upload(path)
+    limit = settings.max_upload_bytes if upload else settings.max_body_bytes
+    body = await request_body(request, limit=limit, buffer_up_to=settings.stream_threshold_bytes)
     response = await forward(
         state.http,
         request,
@@ -187,16 +188,32 @@ async def proxy_request(request: Request, state: GatewayState, path: str) -> Res
         body=body,
         principal=principal,
         identity_secret=state.identity_secret,
-        upstream_timeout=state.timeouts.get(path.split("/", 1)[0]) if state.timeouts else None,
+        upstream_timeout=(
+            aiohttp.ClientTimeout(
+                total=settings.upload_timeout_s, connect=settings.upstream_connect_timeout_s
+            )
+            if upload
+            else state.timeouts.get(path.split("/", 1)[0])
+            if state.timeouts
+            else None
+        ),
         breaker=state.breakers.get(service),
         trusted=state.trusted,
-        limit=settings.max_body_bytes,
+        limit=limit,
         client=ip,
         signed=state.signed,
     )
     if decision is not None:
         response.raw_headers += decision.raw_headers()
     return response
+
+
+_ARTIFACT_UPLOAD = re.compile(r"experiments/[^/]+/artifacts/.+")
+
+
+def is_artifact_upload(path: str) -> bool:
+    """``path`` (after ``/api/v1/``) names an experiment's artifact, the one streamed upload."""
+    return _ARTIFACT_UPLOAD.fullmatch(path) is not None
 
 
 _PROXY_ROUTE = next(r for r in router.routes if getattr(r, "path", None) == PROXY_PATH)

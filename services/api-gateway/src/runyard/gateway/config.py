@@ -29,6 +29,11 @@ class Settings(ServiceSettings):
     upstream_timeout_s: float = 60.0
     upstream_pool_size: int = 200
     max_body_bytes: int = 10 * 1024 * 1024
+    #: Artifact uploads (``PUT /api/v1/experiments/{id}/artifacts/{path}``) stream through with
+    #: this limit instead of ``max_body_bytes`` (the experiments service applies its own, lower
+    #: or equal, limit and the user's quota), and this whole-request timeout.
+    max_upload_bytes: int = 5 * 1024**3
+    upload_timeout_s: float = 3600.0
     openapi_cache_s: float = 5.0
     openapi_fetch_timeout_s: float = 3.0
     #: How long auth's answer about an API key is reused: a revoked key works at most this long.
