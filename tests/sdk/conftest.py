@@ -49,11 +49,12 @@ class Account:
         )
 
 
-@pytest.fixture(scope="package")
-def account(stack: Stack) -> Account:
-    name = f"sdk{uuid.uuid4().hex[:8]}"
+def sign_up(gateway_url: str, *, prefix: str, key_name: str) -> Account:
+    """A new user on the stack at ``gateway_url``: registered, logged in, with an API key that
+    reads and writes experiments."""
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     password = "correct horse battery staple"
-    with httpx.Client(base_url=f"{stack.gateway_url}/api/v1", timeout=30.0) as api:
+    with httpx.Client(base_url=f"{gateway_url}/api/v1", timeout=30.0) as api:
         registered = api.post(
             "/auth/register",
             json={"username": name, "email": f"{name}@example.test", "password": password},
@@ -65,14 +66,19 @@ def account(stack: Stack) -> Account:
         key = api.post(
             "/auth/api-keys",
             json={
-                "name": "sdk tests",
+                "name": key_name,
                 "scopes": ["experiments:read", "experiments:write"],
                 "current_password": password,
             },
             headers={"Authorization": f"Bearer {token}"},
         )
         assert key.status_code == 201, key.text
-    return Account(stack.gateway_url, name, token, key.json()["key"])
+    return Account(gateway_url, name, token, key.json()["key"])
+
+
+@pytest.fixture(scope="package")
+def account(stack: Stack) -> Account:
+    return sign_up(stack.gateway_url, prefix="sdk", key_name="sdk tests")
 
 
 @pytest.fixture

@@ -30,13 +30,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from runyard.devstack import Stack
 from runyard.shared.testing import free_port
 
-from .conftest import TRAIN, Account, Training, wait_until
+from .conftest import TRAIN, Account, Training, sign_up, wait_until
 
 pytestmark = pytest.mark.sdk
 
@@ -58,28 +57,7 @@ def stalling_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def owner(stalling_stack: Stack) -> Account:
-    name = f"stall{uuid.uuid4().hex[:8]}"
-    password = "correct horse battery staple"
-    with httpx.Client(base_url=f"{stalling_stack.gateway_url}/api/v1", timeout=30.0) as api:
-        registered = api.post(
-            "/auth/register",
-            json={"username": name, "email": f"{name}@example.test", "password": password},
-        )
-        assert registered.status_code == 201, registered.text
-        login = api.post("/auth/login", json={"login": name, "password": password})
-        assert login.status_code == 200, login.text
-        token = login.json()["access_token"]
-        key = api.post(
-            "/auth/api-keys",
-            json={
-                "name": "training box",
-                "scopes": ["experiments:read", "experiments:write"],
-                "current_password": password,
-            },
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert key.status_code == 201, key.text
-    return Account(stalling_stack.gateway_url, name, token, key.json()["key"])
+    return sign_up(stalling_stack.gateway_url, prefix="stall", key_name="training box")
 
 
 @dataclass
