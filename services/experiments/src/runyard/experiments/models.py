@@ -155,6 +155,12 @@ class Experiment(UUIDPrimaryKey, Timestamps, Base):
     project_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey(f"{SCHEMA}.projects.id", ondelete="SET NULL"), index=True
     )
+    # --- 0008: what MLflow's tracking API keeps of a run. Key/value tags (MLflow's ``mlflow.*``
+    # system tags included); soft delete (null: not deleted); dataset/model inputs and outputs
+    kv_tags: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict, server_default="{}")
+    deleted_at: Mapped[datetime | None]
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
+    outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
 
 
 class TrainingRun(Base):
@@ -176,6 +182,8 @@ class TrainingRun(Base):
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     checkpoint_path: Mapped[str | None] = mapped_column(String(1024))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    #: 0008: metric name -> when its value was logged (ms since the Unix epoch; MLflow's timestamp)
+    metric_times: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), default=utcnow
     )
