@@ -1,7 +1,8 @@
 """Idempotent consumers: inbox table + a Kafka consumer loop with DLQ.
 
 For each record: parse the CloudEvent and its contract; in ONE transaction insert
-(consumer, event id) into the inbox and run the handler — an already-seen id means the effect is
+(consumer, event id) into the inbox and run the handler (a partition's batch of records shares one
+transaction and one inbox statement) — an already-seen id means the effect is
 already stored, so the handler is skipped. Offsets are committed only after that transaction
 commits. A record that cannot be parsed, has an unknown contract, is bigger than
 ``max_record_bytes``, or whose handler fails ``max_attempts`` times is published to
@@ -148,6 +149,15 @@ class EventConsumer:
             "VALUES (:consumer, :event_id, :topic) "
             "ON CONFLICT DO NOTHING RETURNING event_id"
         )
+        # a partition batch's inbox rows in one statement: the ids that come back are the new
+        # ones (an id twice in one batch is inserted once, so its second record is a duplicate)
+        self._mark_all = text(
+            f"INSERT INTO {s}.inbox (consumer, event_id, topic) "
+            "SELECT :consumer, u.event_id, u.topic "
+            "FROM unnest(CAST(:event_ids AS text[]), CAST(:topics AS text[])) "
+            "AS u(event_id, topic) "
+            "ON CONFLICT DO NOTHING RETURNING event_id"
+        )
         self.consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
@@ -265,13 +275,20 @@ class EventConsumer:
         (own transaction, retries, DLQ). The inbox makes the redo safe.
         """
         parsed = [self._parse(record) for record in records]
-        if not any(isinstance(p, ValueError) for p in parsed):
+        events = [item for item in parsed if not isinstance(item, ValueError)]
+        if len(events) == len(records):
             try:
                 outcomes: list[tuple[str, str]] = []
                 async with self.sessionmaker() as session, session.begin():
-                    for record, item in zip(records, parsed, strict=True):
-                        assert not isinstance(item, ValueError)
-                        outcomes.append((record.topic, await self._apply(session, *item)))
+                    fresh = await self._mark_batch(session, [event for event, _ in events])
+                    for record, (event, payload) in zip(records, events, strict=True):
+                        if event.id not in fresh:
+                            outcomes.append((record.topic, "duplicate"))
+                            continue
+                        fresh.discard(event.id)
+                        with bound(event_id=event.id, event_type=event.type):
+                            await self.handlers[event.type](session, event, payload)
+                        outcomes.append((record.topic, "processed"))
                 return [self._count(topic, outcome) for topic, outcome in outcomes]
             except asyncio.CancelledError:
                 raise
@@ -332,6 +349,18 @@ class EventConsumer:
     async def _handle_once(self, event: CloudEvent, payload: EventPayload) -> str:
         async with self.sessionmaker() as session, session.begin():
             return await self._apply(session, event, payload)
+
+    async def _mark_batch(self, session: AsyncSession, events: list[CloudEvent]) -> set[str]:
+        """Insert the batch's inbox rows; the ids not seen before (their handlers run)."""
+        found = await session.execute(
+            self._mark_all,
+            {
+                "consumer": self.group_id,
+                "event_ids": [event.id for event in events],
+                "topics": [event.type for event in events],
+            },
+        )
+        return {row[0] for row in found}
 
     async def _apply(self, session: AsyncSession, event: CloudEvent, payload: EventPayload) -> str:
         """Inbox insert + handler, inside the caller's transaction."""
