@@ -221,12 +221,13 @@ def echo_app(upstream: Upstream) -> FastAPI:
             state = {"active": True, "user_active": True, "role": "", "session_id": sid}
             return JSONResponse({**state, **upstream.sessions.get(sid, {})})
 
-    app.add_api_route(
-        "/api/v1/{path:path}",
-        echo,
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-        include_in_schema=False,
-    )
+    for served in ("/api/v1/{path:path}", "/api/2.0/{path:path}", "/ajax-api/2.0/{path:path}"):
+        app.add_api_route(
+            served,
+            echo,
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+            include_in_schema=False,
+        )
     return app
 
 

@@ -4,6 +4,7 @@ import asyncio
 import inspect
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,16 @@ from runyard.gateway.auth import IP_LIMITED_ROUTES, authenticate, is_public
 from runyard.gateway.context import GatewayRuntime, GatewayState, gateway_state
 from runyard.gateway.errors import InvalidApiKey
 from runyard.gateway.keyguard import sends_api_key
+from runyard.gateway.mlflow import (
+    MLFLOW_AREA,
+    MLFLOW_PREFIXES,
+    MlflowMethodNotAllowed,
+    in_mlflow_zone,
+    is_mlflow_upload,
+    mlflow_error_response,
+    mlflow_prefix,
+    route_mlflow,
+)
 from runyard.gateway.proxy import (
     ADMIN_PREFIX,
     API_PREFIX,
@@ -27,7 +38,7 @@ from runyard.gateway.proxy import (
     service_for,
 )
 from runyard.gateway.ratelimit import Decision, check
-from runyard.shared.http import problem_response
+from runyard.shared.http import ProblemError, problem_response
 from runyard.shared.identity import Principal
 from runyard.shared.logging import get_logger
 
@@ -121,24 +132,41 @@ def limit_caller(request: Request, state: GatewayState, principal: Principal) ->
 
 
 async def identify(
-    request: Request, state: GatewayState, *, service: str, ip: str | None = None
+    request: Request,
+    state: GatewayState,
+    *,
+    service: str,
+    ip: str | None = None,
+    basic: bool = False,
 ) -> Principal:
     """The caller, or 401/403/503; 429 before any lookup once the client's IP has sent too many
-    unknown API keys (``keyguard.py``). ``ip``: the client address when already resolved."""
+    unknown API keys (``keyguard.py``). ``ip``: the client address when already resolved.
+    ``basic``: Basic credentials are accepted (MLflow paths); each login they cause takes a
+    token of the client's login bucket, like ``POST /auth/login``."""
     if ip is None:
         ip = client_ip(request, state.trusted)
         request.state.client_ip = ip
+    client = ip
+    settings = state.settings
     by_key = sends_api_key(request)
     if by_key:
         state.key_failures.check(ip)
+
+    def before_login() -> None:
+        if settings.rate_limit_enabled:
+            check(state.buckets, "ip", client, settings.rate_limit_login_per_ip_per_minute)
+
     try:
         return await authenticate(
             request,
             state.jwks,
-            state.settings,
+            settings,
             state.credentials,
             service=service,
             verified=state.verified,
+            basic=basic,
+            client_ip=ip,
+            before_login=before_login,
         )
     except InvalidApiKey:
         if by_key:
@@ -159,7 +187,6 @@ async def proxy(request: Request, path: str) -> Response:
 
 async def proxy_request(request: Request, state: GatewayState, path: str) -> Response:
     """Identify the caller, apply the rate limits, forward to the owning service, relay."""
-    settings = state.settings
     scope = request.scope
     ip = client_ip(request, state.trusted)
     request_state = scope.setdefault("state", {})
@@ -170,14 +197,63 @@ async def proxy_request(request: Request, state: GatewayState, path: str) -> Res
     # the public routes are plain paths: equal to scope["path"] exactly when to request.url.path
     # (which also escapes "?", "#" and "\\"), without building the URL
     route_path: str = scope["path"]
+    return await relay(
+        request,
+        state,
+        service=service,
+        ip=ip,
+        area=path.split("/", 1)[0],
+        upload=method == "PUT" and is_artifact_upload(path),
+        public=is_public(method, route_path),
+        ip_limited=(method, route_path) in IP_LIMITED_ROUTES,
+    )
+
+
+async def mlflow_request(request: Request, state: GatewayState) -> Response:
+    """An MLflow path (``mlflow.py``): forwarded unchanged, never public, Basic accepted."""
+    scope = request.scope
+    ip = client_ip(request, state.trusted)
+    request_state = scope.setdefault("state", {})
+    request_state["client_ip"] = ip
+    method: str = scope["method"]
+    path: str = scope["path"]
+    service = route_mlflow(path)
+    if method not in _FAST_METHODS:
+        raise MlflowMethodNotAllowed(method)
+    request_state["service"] = service
+    return await relay(
+        request,
+        state,
+        service=service,
+        ip=ip,
+        area=MLFLOW_AREA,
+        upload=is_mlflow_upload(method, path),
+        basic=True,
+    )
+
+
+async def relay(
+    request: Request,
+    state: GatewayState,
+    *,
+    service: str,
+    ip: str,
+    area: str,
+    upload: bool,
+    public: bool = False,
+    ip_limited: bool = False,
+    basic: bool = False,
+) -> Response:
+    """The common part of every proxied request: identify (unless ``public``), rate-limit, read
+    or stream the body (``upload``: the artifact limit and timeout), forward, relay."""
+    settings = state.settings
     principal = None
     decision = None
-    if not is_public(method, route_path):
-        principal = await identify(request, state, service=service, ip=ip)
+    if not public:
+        principal = await identify(request, state, service=service, ip=ip, basic=basic)
         decision = limit_caller(request, state, principal)
-    elif settings.rate_limit_enabled and (method, route_path) in IP_LIMITED_ROUTES:
+    elif settings.rate_limit_enabled and ip_limited:
         decision = check(state.buckets, "ip", ip, settings.rate_limit_login_per_ip_per_minute)
-    upload = method == "PUT" and is_artifact_upload(path)
     limit = settings.max_upload_bytes if upload else settings.max_body_bytes
     body = await request_body(request, limit=limit, buffer_up_to=settings.stream_threshold_bytes)
     response = await forward(
@@ -193,7 +269,7 @@ async def proxy_request(request: Request, state: GatewayState, path: str) -> Res
                 total=settings.upload_timeout_s, connect=settings.upstream_connect_timeout_s
             )
             if upload
-            else state.timeouts.get(path.split("/", 1)[0])
+            else state.timeouts.get(area)
             if state.timeouts
             else None
         ),
@@ -220,6 +296,17 @@ _PROXY_ROUTE = next(r for r in router.routes if getattr(r, "path", None) == PROX
 _FAST_METHODS = frozenset(PROXIED_METHODS)
 
 
+@dataclass(frozen=True)
+class RouteLabel:
+    """What the latency metrics read of a route (its ``path``) for the MLflow paths, which
+    have no route of the router."""
+
+    path: str
+
+
+_MLFLOW_ROUTES = {prefix: RouteLabel(prefix + "{path}") for prefix in MLFLOW_PREFIXES}
+
+
 class ProxyFastPath:
     """Proxied requests (``/api/v1/<area>/...``) straight to ``proxy_request``, as pure ASGI.
 
@@ -231,13 +318,19 @@ class ProxyFastPath:
     labelled with the proxy route in the latency metrics. Whatever the proxy route would not
     take (the admin paths, other methods, a ``root_path``, a newline in the path) goes on to the
     router as before. Innermost of the gateway's middlewares: request id, request log, CORS and
-    security headers see every request as they did."""
+    security headers see every request as they did.
+
+    Every path of the MLflow zone (``mlflow.py``) is taken here too, whatever its method, and
+    never reaches the router: the gateway's own errors there are in MLflow's shape."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
+        if scope["type"] == "http" and in_mlflow_zone(path) and not scope.get("root_path"):
+            await self._mlflow(scope, receive, send)
+            return
         if (
             scope["type"] != "http"
             or not path.startswith(API_PREFIX)
@@ -255,6 +348,28 @@ class ProxyFastPath:
             response = await proxy_request(
                 request, app.state.runtime.context, path[len(API_PREFIX) :]
             )
+        except Exception as exc:
+            handler = _exception_handler(app.exception_handlers, exc)
+            if handler is None:
+                raise
+            response = handler(request, exc)
+            if inspect.isawaitable(response):
+                response = await response
+        await response(scope, receive, send)
+
+    async def _mlflow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every path of the MLflow zone: the gateway's own errors in MLflow's shape; an
+        error that is no ``ProblemError`` is handled as on the other proxied paths."""
+        app = scope["app"]
+        prefix = mlflow_prefix(scope["path"])
+        if prefix is not None:
+            scope["route"] = _MLFLOW_ROUTES[prefix]
+        request = Request(scope, receive)
+        response: Any
+        try:
+            response = await mlflow_request(request, app.state.runtime.context)
+        except ProblemError as exc:
+            response = mlflow_error_response(exc)
         except Exception as exc:
             handler = _exception_handler(app.exception_handlers, exc)
             if handler is None:

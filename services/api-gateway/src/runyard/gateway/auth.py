@@ -1,12 +1,19 @@
 """Who is calling: bearer JWTs (EdDSA) verified against the auth service's JWKS, whose session
 must still be live, or API keys verified by the auth service (see credentials.py).
 
+An API key comes as ``X-API-Key`` or as ``Authorization: Bearer ry_...`` (on every path: that
+is how the MLflow client sends ``MLFLOW_TRACKING_TOKEN``, and no JWT starts with ``ry_``).
+On MLflow's paths only, ``Authorization: Basic`` (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``)
+is a login at auth (credentials.py) whose access token then counts like a bearer token.
+
 Public routes pass without credentials; everything else needs one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,6 +28,7 @@ from runyard.gateway.credentials import CredentialChecker, key_allows, required_
 from runyard.gateway.errors import (
     InsufficientScope,
     InvalidApiKey,
+    InvalidPassword,
     TokensUnverifiable,
     Unauthorized,
 )
@@ -58,6 +66,10 @@ IP_LIMITED_ROUTES: frozenset[tuple[str, str]] = frozenset(
 
 ROLES: tuple[Role, ...] = ("admin", "user", "viewer")
 ALGORITHM = "EdDSA"
+#: Every Runyard API key starts so (auth's ``tokens.API_KEY_PREFIX``); no JWT does.
+API_KEY_PREFIX = "ry_"
+#: ``Principal.auth_method`` of a request that came with Basic credentials.
+PASSWORD_METHOD = "password"
 
 
 def as_role(value: object) -> Role | None:
@@ -150,6 +162,42 @@ def bearer_token(request: Request) -> str:
     return token
 
 
+def presented_api_key(request: Request) -> str | None:
+    """The API key the request is identified by: ``X-API-Key`` when there is no
+    ``Authorization``, or ``Authorization: Bearer ry_...``; else None."""
+    header = request.headers.get("authorization")
+    if not header:
+        return request.headers.get("x-api-key") or None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token.startswith(API_KEY_PREFIX):
+        return token
+    return None
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """(login, password) of ``Authorization: Basic``, None for another scheme, 401 if
+    malformed (RFC 7617: base64 of ``login:password``; UTF-8, else Latin-1)."""
+    header = request.headers.get("authorization") or ""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        raw = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error as exc:
+        raise Unauthorized(
+            "The Authorization header must be 'Basic base64(username:password)'.", invalid=True
+        ) from exc
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:  # python-requests (the MLflow client) encodes str as Latin-1
+        decoded = raw.decode("latin-1")
+    login, colon, password = decoded.partition(":")
+    if not colon or not login or not password:
+        raise InvalidPassword()
+    return login, password
+
+
 async def authenticate(
     request: Request,
     jwks: JwksCache,
@@ -158,23 +206,91 @@ async def authenticate(
     *,
     service: str,
     verified: VerifiedTokens | None = None,
+    basic: bool = False,
+    client_ip: str = "",
+    before_login: Callable[[], None] | None = None,
 ) -> Principal:
-    """The caller of a protected route, or 401/403 problem+json (503 if it cannot be checked)."""
-    api_key = request.headers.get("x-api-key")
-    if api_key and not request.headers.get("authorization"):
+    """The caller of a protected route, or 401/403 problem+json (503 if it cannot be checked).
+    ``basic``: Basic credentials are accepted (MLflow paths); ``before_login`` is called before
+    each login they cause (not for cached ones), ``client_ip`` is who logs in."""
+    api_key = presented_api_key(request)
+    if api_key is not None:
         return await authenticate_api_key(request, checker, api_key, service=service)
-    principal, sid = await verify_access_token(request, jwks, settings, verified)
+    if basic and (credentials := basic_credentials(request)) is not None:
+        return await authenticate_password(
+            request,
+            jwks,
+            settings,
+            checker,
+            credentials,
+            client_ip=client_ip,
+            verified=verified,
+            before_login=before_login,
+        )
+    token_principal, sid = await verify_access_token(request, jwks, settings, verified)
+    principal = await live_session(checker, token_principal, sid)
+    if principal is None:
+        raise Unauthorized("The session has ended; log in again.", invalid=True)
+    request.state.principal = principal
+    return principal
+
+
+async def live_session(
+    checker: CredentialChecker, principal: Principal, sid: str
+) -> Principal | None:
+    """``principal`` with its current role when its session is live, else None."""
     session = await checker.session(sid)
     if session is None or not session.active or not session.user_active:
-        raise Unauthorized("The session has ended; log in again.", invalid=True)
+        return None
     role = as_role(session.role)
     if role is not None and role != principal.role:
         # the role changed since the token was issued: the current one counts
         principal = replace(principal, role=role)
     if principal.session_id != sid:
         principal = replace(principal, session_id=sid)
-    request.state.principal = principal
     return principal
+
+
+async def authenticate_password(
+    request: Request,
+    jwks: JwksCache,
+    settings: Settings,
+    checker: CredentialChecker,
+    credentials: tuple[str, str],
+    *,
+    client_ip: str,
+    verified: VerifiedTokens | None = None,
+    before_login: Callable[[], None] | None = None,
+) -> Principal:
+    """Basic credentials: the access token of a login at auth (cached, credentials.py),
+    verified like any bearer token, its session checked on every request. A cached token
+    whose session has ended (logout, password change, revoked) or that no longer verifies is
+    dropped and the credentials logged in once more: the password still decides."""
+    login, password = credentials
+    request_id = request.scope.get("state", {}).get("request_id")
+    for attempt in range(2):
+        token = await checker.password_login(
+            login,
+            password,
+            client_ip=client_ip,
+            user_agent=request.headers.get("user-agent"),
+            request_id=request_id,
+            before_login=before_login,
+        )
+        try:
+            principal, sid = await verify_token(token, jwks, settings, verified)
+        except Unauthorized:  # e.g. signed with a key auth has withdrawn since
+            checker.forget_login(login, password)
+            if attempt:
+                raise
+            continue
+        live = await live_session(checker, principal, sid)
+        if live is not None:
+            principal = replace(live, auth_method=PASSWORD_METHOD)
+            request.state.principal = principal
+            return principal
+        checker.forget_login(login, password)
+    raise Unauthorized("The session has ended; log in again.", invalid=True)
 
 
 async def authenticate_api_key(
@@ -232,7 +348,13 @@ async def verify_access_token(
     """The token's principal (its ``session_id`` set) and session id, or 401 (503 if keys
     cannot be fetched). Whether the session is still live is the caller's check (every
     request, ``authenticate``), also for a token found in ``verified``."""
-    token = bearer_token(request)
+    return await verify_token(bearer_token(request), jwks, settings, verified)
+
+
+async def verify_token(
+    token: str, jwks: JwksCache, settings: Settings, verified: VerifiedTokens | None = None
+) -> tuple[Principal, str]:
+    """``verify_access_token`` of a token in hand (one a Basic login answered)."""
     if verified is not None and (known := verified.get(token)) is not None:
         return known
     invalid = Unauthorized("The access token is invalid or expired.", invalid=True)

@@ -29,7 +29,8 @@ class Settings(ServiceSettings):
     upstream_timeout_s: float = 60.0
     upstream_pool_size: int = 200
     max_body_bytes: int = 10 * 1024 * 1024
-    #: Artifact uploads (``PUT /api/v1/experiments/{id}/artifacts/{path}``) stream through with
+    #: Artifact uploads (``PUT /api/v1/experiments/{id}/artifacts/{path}`` and every PUT under
+    #: MLflow's ``/api/2.0/mlflow-artifacts/`` or ``/ajax-api/...``) stream through with
     #: this limit instead of ``max_body_bytes`` (the experiments service applies its own, lower
     #: or equal, limit and the user's quota), and this whole-request timeout.
     max_upload_bytes: int = 5 * 1024**3
@@ -40,9 +41,14 @@ class Settings(ServiceSettings):
     api_key_cache_s: float = 5.0
     #: How long a session's state is reused: a logged-out session's token works at most this long.
     session_cache_s: float = 5.0
+    #: How long the access token of a verified Basic login (MLflow paths) is reused before the
+    #: credentials are checked with auth again (never past the token's expiry). Every check is a
+    #: login (a session, a login-history row); the session is still checked every
+    #: ``session_cache_s``, so a password change or revocation stops the cached token.
+    basic_auth_cache_s: float = Field(default=300.0, ge=0.0)
     internal_timeout_s: float = 3.0
-    #: Per-area whole-request timeouts, ``area=seconds`` comma-separated (``dataset-imports=300``);
-    #: areas not named use ``upstream_timeout_s``.
+    #: Per-area whole-request timeouts, ``area=seconds`` comma-separated (``dataset-imports=300``;
+    #: ``mlflow`` names MLflow's paths); areas not named use ``upstream_timeout_s``.
     upstream_timeouts: str = ""
     #: Request bodies up to this size are read whole before forwarding; larger ones are streamed.
     stream_threshold_bytes: int = 1024 * 1024

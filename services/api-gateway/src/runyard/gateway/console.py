@@ -30,7 +30,16 @@ from runyard.shared.logging import get_logger
 log = get_logger(__name__)
 
 #: paths the gateway answers itself (or refuses): never the console's
-NOT_CONSOLE = ("/api/", "/docs", "/openapi.json", "/health", "/ready", "/metrics", "/asyncapi.json")
+NOT_CONSOLE = (
+    "/api/",
+    "/ajax-api/",  # MLflow's (mlflow.py)
+    "/docs",
+    "/openapi.json",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/asyncapi.json",
+)
 METHODS = ["GET", "POST", "HEAD"]
 _DROP = HOP_BY_HOP | {
     "host",

@@ -133,6 +133,7 @@ def build_state(
             api_key_cache_s=settings.api_key_cache_s,
             session_cache_s=settings.session_cache_s,
             timeout_s=settings.internal_timeout_s,
+            basic_auth_cache_s=settings.basic_auth_cache_s,
         ),
     )
 

@@ -3,19 +3,26 @@
 - ``X-API-Key``: ``POST /internal/v1/api-keys/verify`` answers who the key acts for (user, role,
   scopes, rate limit, expiry) or 401. Answers, good and bad, are cached by the key's SHA-256 for
   ``API_KEY_CACHE_S``: a revoked key stops working within that many seconds.
+- Basic credentials (MLflow paths only, auth.py): ``POST /api/v1/auth/login``, the login every
+  client uses, so a wrong password is a failed login there (lockout, per-client limits, login
+  history) and a locked account is refused. The access token it answers is cached by an HMAC of
+  the credentials under a key of this process (never the password) for ``BASIC_AUTH_CACHE_S``
+  at most (and never past the token's expiry); failures are never cached, each one counts.
 - Bearer tokens: the ``sid`` claim is checked with ``GET /internal/v1/sessions/{sid}`` (cached for
   ``SESSION_CACHE_S``), so a logged-out or revoked session, or a deactivated user, is refused
   within seconds although the JWT itself is still valid.
-Concurrent requests that miss the cache for the same key or session share one call (a burst
-from one caller would otherwise ask auth once per request, and time out together).
-Both calls carry the internal signature (runyard.shared.identity.internal_call_headers). If auth
-cannot be asked, the request is refused with 503: never fail open.
+Concurrent requests that miss the cache for the same key, session or credentials share one
+call (a burst from one caller would otherwise ask auth once per request, and time out together).
+The internal calls carry the internal signature (runyard.shared.identity.internal_call_headers).
+If auth cannot be asked, the request is refused with 503: never fail open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,14 +31,25 @@ from typing import Any
 
 import aiohttp
 
-from runyard.gateway.errors import CredentialsUnavailable
-from runyard.shared.identity import internal_call_headers
+from runyard.gateway.errors import (
+    AccountLocked,
+    CredentialsUnavailable,
+    InvalidPassword,
+    SecondFactorRequired,
+    TooManyFailedLogins,
+)
+from runyard.gateway.mlflow import is_mlflow_path, mlflow_reads
+from runyard.shared.http import REQUEST_ID_HEADER
+from runyard.shared.identity import internal_call_headers, signed_client_headers
 from runyard.shared.logging import get_logger
 
 log = get_logger(__name__)
 
 API_KEYS_VERIFY_PATH = "/internal/v1/api-keys/verify"
 SESSIONS_PATH = "/internal/v1/sessions/"
+LOGIN_PATH = "/api/v1/auth/login"
+#: A cached login's token is dropped this long before it expires (clock skew, slow requests).
+TOKEN_EXPIRY_MARGIN_S = 30.0
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Area of the API -> the scope family an API key needs for it.
@@ -62,6 +80,8 @@ class SessionState:
 
 def required_scope(service: str, method: str, path: str) -> str:
     """The scope an API key needs for this request (``admin`` covers everything)."""
+    if is_mlflow_path(path):  # MLflow's API is the experiments service's
+        return f"experiments:{'read' if mlflow_reads(method, path) else 'write'}"
     family = SCOPE_FAMILY.get(service)
     if family is None:  # the auth area: only reading one's own account, else admin keys
         return "any" if (method, path) == ("GET", "/api/v1/auth/me") else "admin"
@@ -82,6 +102,7 @@ class CredentialChecker:
         api_key_cache_s: float,
         session_cache_s: float,
         timeout_s: float,
+        basic_auth_cache_s: float = 300.0,
     ) -> None:
         self._http = http
         self._auth_url = auth_url.rstrip("/")
@@ -91,6 +112,11 @@ class CredentialChecker:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._keys: dict[str, tuple[float, ApiKeyGrant | None]] = {}
         self._sessions: dict[str, tuple[float, SessionState | None]] = {}
+        self._login_ttl = basic_auth_cache_s
+        #: HMAC of login and password -> (good until, access token); successes only
+        self._logins: dict[str, tuple[float, str]] = {}
+        #: the HMAC key: random per process, so a digest in memory is no offline password check
+        self._login_key = secrets.token_bytes(32)
         #: lookups under way, by ("key", digest) or ("session", sid): later callers wait for it
         self._pending: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
@@ -175,6 +201,88 @@ class CredentialChecker:
         entry = (asked + self._session_ttl, state)
         self._remember(self._sessions, sid, entry)
         return entry
+
+    def _login_digest(self, login: str, password: str) -> str:
+        message = login.encode() + b"\0" + password.encode()
+        return hmac.new(self._login_key, message, hashlib.sha256).hexdigest()
+
+    async def password_login(
+        self,
+        login: str,
+        password: str,
+        *,
+        client_ip: str,
+        user_agent: str | None = None,
+        request_id: str | None = None,
+        before_login: Callable[[], None] | None = None,
+    ) -> str:
+        """An access token for ``login``/``password`` (Basic credentials): a cached one, else
+        a login at auth (``before_login()`` first: it may refuse, e.g. the per-IP bucket).
+        401/429 (``errors.py``) when auth refuses, 503 when it cannot be asked."""
+        digest = self._login_digest(login, password)
+        cached = self._logins.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        if before_login is not None:
+            before_login()
+        token: str = await self._once(
+            ("login", digest),
+            lambda: self._log_in(login, password, digest, client_ip, user_agent, request_id),
+        )
+        return token
+
+    def forget_login(self, login: str, password: str) -> None:
+        """Drop the cached token of these credentials (its session ended)."""
+        self._logins.pop(self._login_digest(login, password), None)
+
+    async def _log_in(
+        self,
+        login: str,
+        password: str,
+        digest: str,
+        client_ip: str,
+        user_agent: str | None,
+        request_id: str | None,
+    ) -> str:
+        asked = time.monotonic()
+        # the client's address, signed as for a proxied login: auth's per-client limits and the
+        # login history see the client, not the gateway
+        headers = signed_client_headers(self._secret, client_ip) if client_ip else []
+        if user_agent:
+            headers.append(("User-Agent", user_agent))
+        if request_id:
+            headers.append((REQUEST_ID_HEADER, request_id))
+        try:
+            async with self._http.post(
+                self._auth_url + LOGIN_PATH,
+                json={"login": login, "password": password},
+                headers=headers,
+                timeout=self._timeout,
+            ) as response:
+                status = response.status
+                body = await response.json(content_type=None) if status != 204 else None
+                retry_after = response.headers.get("Retry-After", "")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("gateway.credentials.unavailable", path=LOGIN_PATH, error=repr(exc))
+            raise CredentialsUnavailable() from exc
+        wait = int(retry_after) if retry_after.isdigit() else 60
+        if status == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
+            token: str = body["access_token"]
+            expires_in = float(body.get("expires_in") or 0)
+            ttl = min(self._login_ttl, expires_in - TOKEN_EXPIRY_MARGIN_S)
+            if ttl > 0:
+                self._remember(self._logins, digest, (asked + ttl, token))
+            return token
+        if status == 401 and isinstance(body, dict) and body.get("code") == "two_factor_required":
+            raise SecondFactorRequired()
+        if status in (401, 422):  # 422: a login or password auth would never accept
+            raise InvalidPassword()
+        if status == 423:
+            raise AccountLocked(retry_after_s=wait)
+        if status == 429:
+            raise TooManyFailedLogins(retry_after_s=wait)
+        log.warning("gateway.credentials.login_failed", status=status)
+        raise CredentialsUnavailable()
 
     @staticmethod
     def _remember(cache: dict[str, Any], key: str, value: Any, limit: int = 100_000) -> None:

@@ -30,6 +30,52 @@ class InvalidApiKey(ProblemError):
         )
 
 
+class InvalidPassword(Unauthorized):
+    """401: auth refused the Basic credentials (one answer for every cause, as auth's)."""
+
+    def __init__(self) -> None:
+        super().__init__("Invalid username, email or password.", invalid=True)
+
+
+class SecondFactorRequired(Unauthorized):
+    """401: the password is right but the account has two-factor authentication on, and Basic
+    credentials carry no code."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This account has two-factor authentication on, so a username and password cannot "
+            "be used here: create an API key and send it as the token "
+            "(MLFLOW_TRACKING_TOKEN=ry_...).",
+            invalid=True,
+        )
+
+
+class AccountLocked(ProblemError):
+    """401 with ``Retry-After``: auth locked the account after repeated failed logins (auth
+    answers 423; MLflow clients know no such status, and the credentials are what is refused)."""
+
+    def __init__(self, *, retry_after_s: int) -> None:
+        super().__init__(
+            401,
+            "Unauthorized",
+            f"The account is locked after repeated failed logins; try again in {retry_after_s} s.",
+            headers={"WWW-Authenticate": BEARER_CHALLENGE, "Retry-After": str(retry_after_s)},
+        )
+
+
+class TooManyFailedLogins(ProblemError):
+    """429: auth's limit on failed logins from this client (across accounts)."""
+
+    def __init__(self, *, retry_after_s: int) -> None:
+        super().__init__(
+            429,
+            "Too Many Requests",
+            f"Too many failed logins from this address; retry in {retry_after_s} s.",
+            type_="https://runyard.dev/problems/rate-limited",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
 class InsufficientScope(ProblemError):
     """403: the API key is good but does not cover this request."""
 

@@ -22,6 +22,7 @@ _ALWAYS = [
 ]
 #: API answers are data, never a page: nothing in them may load or run.
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_API_PATHS = ("/api/", "/ajax-api/")
 
 
 class SecurityHeadersMiddleware:
@@ -36,7 +37,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self.api_extra if scope["path"].startswith("/api/") else self.extra
+        extra = self.api_extra if scope["path"].startswith(_API_PATHS) else self.extra
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -1,9 +1,10 @@
 """Guessing API keys from one address is stopped at the gateway, before auth is asked.
 
-Each client IP has an allowance of failed API-key lookups (an ``X-API-Key`` that auth does not
-know, or that expired): ``GATEWAY_RATE_LIMIT_FAILED_API_KEYS_PER_IP_PER_MINUTE``, refilled over a
-minute. Once it is spent, every request of that IP that carries an ``X-API-Key`` is answered 429
-without a lookup, until the allowance refills. Keys that work spend nothing, so a client with a
+Each client IP has an allowance of failed API-key lookups (an ``X-API-Key`` or a
+``Bearer ry_...`` that auth does not know, or that expired):
+``GATEWAY_RATE_LIMIT_FAILED_API_KEYS_PER_IP_PER_MINUTE``, refilled over a minute. Once it is
+spent, every request of that IP that carries an API key is answered 429 without a lookup, until
+the allowance refills. Keys that work spend nothing, so a client with a
 valid key is never slowed down by its own traffic. In memory, per gateway instance, like the
 other buckets (``ratelimit.py``).
 """
@@ -16,13 +17,14 @@ from collections import OrderedDict
 
 from fastapi import Request
 
+from runyard.gateway.auth import presented_api_key
 from runyard.gateway.errors import TooManyInvalidApiKeys
 from runyard.gateway.ratelimit import RATE_LIMITED
 
 
 def sends_api_key(request: Request) -> bool:
-    """The request will be identified by its ``X-API-Key`` (no ``Authorization`` header)."""
-    return bool(request.headers.get("x-api-key")) and not request.headers.get("authorization")
+    """The request will be identified by an API key (``auth.presented_api_key``)."""
+    return presented_api_key(request) is not None
 
 
 class FailedKeyLookups:

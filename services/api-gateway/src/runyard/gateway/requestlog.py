@@ -1,8 +1,8 @@
 """Request logs and the audit trail, written in batches off the request path.
 
-``RequestLogMiddleware`` measures every ``/api/v1`` request (status, sizes, latency, the first
-bytes of both bodies) and hands a ``RequestRecord`` to ``RequestLogWriter.submit``, which never
-waits: the bounded queue either takes it or the record is dropped and counted
+``RequestLogMiddleware`` measures every ``/api/v1`` and MLflow request (status, sizes, latency,
+the first bytes of both bodies) and hands a ``RequestRecord`` to ``RequestLogWriter.submit``,
+which never waits: the bounded queue either takes it or the record is dropped and counted
 (``runyard_gateway_request_logs_dropped_total``). One background task drains the queue and writes,
 per batch and in one transaction: the ``api_request_logs`` rows, a ``system_logs`` row per
 state-changing request of an identified caller, and an ``api_key.used`` outbox event per API-key
@@ -26,6 +26,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runyard.gateway.mlflow import MLFLOW_PREFIXES
 from runyard.gateway.models import api_request_logs, system_logs
 from runyard.shared.contracts.gateway import ApiKeyUsed
 from runyard.shared.events import CloudEvent, make_event
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Runyard's API and MLflow's (mlflow.py)
+LOGGED_PATHS = ("/api/v1/", *MLFLOW_PREFIXES)
 
 LOGS_WRITTEN = Counter("runyard_gateway_request_logs_written", "Request log rows written")
 LOGS_DROPPED = Counter(
@@ -359,15 +362,15 @@ def api_key_used_event(
 
 
 class RequestLogMiddleware:
-    """Measures each ``/api/v1`` request and submits it to the writer of the gateway's context
-    (none when request logging is off, or once the context is closed)."""
+    """Measures each ``/api/v1`` and MLflow request and submits it to the writer of the gateway's
+    context (none when request logging is off, or once the context is closed)."""
 
     def __init__(self, app: ASGIApp, *, sample_bytes: int) -> None:
         self.app = app
         self.sample_bytes = sample_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/v1/"):
+        if scope["type"] != "http" or not scope["path"].startswith(LOGGED_PATHS):
             await self.app(scope, receive, send)
             return
         runtime: GatewayRuntime = scope["app"].state.runtime
