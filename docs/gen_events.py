@@ -272,6 +272,9 @@ EXAMPLES: dict[str, Example] = {
     "experiment.deleted": Example(
         EXPERIMENT_ID, "2026-12-09T16:39:58.140Z", {**EXPERIMENT, "status": "completed"}, 7
     ),
+    "experiment.restored": Example(
+        EXPERIMENT_ID, "2026-12-09T16:41:12.402Z", {**EXPERIMENT, "status": "completed"}, 8
+    ),
     "experiment.started": Example(
         EXPERIMENT_ID,
         "2026-11-21T12:58:03.114Z",

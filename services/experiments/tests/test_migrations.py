@@ -31,6 +31,9 @@ MIGRATION_ONLY_INDEXES = {
     "ix_nas_campaigns_owner_id_created_at",
     "ix_dataset_generations_owner_id_created_at",
     "ix_dataset_imports_owner_id_created_at",
+    "ix_experiments_mlflow_default_order",
+    "ix_experiments_mlflow_project_order",
+    "ix_experiments_kv_tags",
 }
 
 

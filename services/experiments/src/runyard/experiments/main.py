@@ -9,6 +9,10 @@ from runyard.experiments.config import Settings
 from runyard.experiments.datasets import api as datasets
 from runyard.experiments.explanations import api as explanations
 from runyard.experiments.jobs import api as jobs
+from runyard.experiments.mlflow import artifacts_api as mlflow_artifacts
+from runyard.experiments.mlflow import experiments_api as mlflow_experiments
+from runyard.experiments.mlflow import logged_models_api as mlflow_logged_models
+from runyard.experiments.mlflow import runs_api as mlflow_runs
 from runyard.experiments.models import SCHEMA
 from runyard.experiments.projects import api as projects
 from runyard.experiments.tracking.api import experiments, saved_searches, tags
@@ -18,6 +22,12 @@ from runyard.shared.runtime import ServiceSpec, create_service_app
 
 #: in this order: a path two routers could match goes to the first
 ROUTERS = [
+    mlflow_experiments.router,
+    mlflow_experiments.ajax_router,
+    mlflow_runs.router,
+    mlflow_runs.ajax_router,
+    mlflow_artifacts.router,
+    mlflow_logged_models.router,
     artifacts.router,
     experiments.router,
     hpo.pruning,
@@ -39,6 +49,7 @@ PUBLISHES: list[type[EventPayload]] = [
     contracts.ExperimentCreated,
     contracts.ExperimentUpdated,
     contracts.ExperimentDeleted,
+    contracts.ExperimentRestored,
     contracts.ExperimentStarted,
     contracts.ExperimentPaused,
     contracts.ExperimentResumed,

@@ -509,3 +509,45 @@ class Artifact(UUIDPrimaryKey, Timestamps, Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     content_type: Mapped[str] = mapped_column(String(255))
+
+
+# --- 0009: MLflow 3 logged models ----------------------------------------------------------------
+
+LOGGED_MODEL_STATUSES = ("PENDING", "READY", "UPLOAD_FAILED")
+
+
+class LoggedModel(Timestamps, Base):
+    """An MLflow 3 logged model: ``id`` is MLflow's ``m-<32 hex>``. Its MLflow experiment is the
+    project (null: the virtual "Default" experiment "0"); its files are artifacts of the source
+    run (an experiment) under ``models/<id>/``. Deleting one is soft (``deleted_at``)."""
+
+    __tablename__ = "logged_models"
+    __table_args__ = (
+        CheckConstraint("status IN ('PENDING', 'READY', 'UPLOAD_FAILED')", name="status"),
+        Index(
+            "ix_logged_models_owner_id_project_id_created_at",
+            "owner_id",
+            "project_id",
+            "created_at",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[uuid.UUID]
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.projects.id", ondelete="SET NULL"), index=True
+    )
+    source_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.experiments.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    model_type: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20), default="PENDING")
+    status_message: Mapped[str | None] = mapped_column(Text)
+    #: MLflow params and tags (str -> str)
+    params: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict, server_default="{}")
+    tags: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict, server_default="{}")
+    #: MLflow metrics logged with this model's id: {key, value, timestamp, step, run_id,
+    #: dataset_name, dataset_digest}
+    metrics: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
+    deleted_at: Mapped[datetime | None]

@@ -67,7 +67,16 @@ class ExperimentUpdated(_ExperimentEvent):
 
 
 class ExperimentDeleted(_ExperimentEvent):
+    """The experiment is gone: deleted with its runs (Runyard's API), or soft-deleted as an
+    MLflow run (MLflow's delete-run; ``experiment.restored`` may bring it back)."""
+
     event_type = "experiment.deleted"
+
+
+class ExperimentRestored(_ExperimentEvent):
+    """An experiment soft-deleted through MLflow's delete-run is back (MLflow's restore-run)."""
+
+    event_type = "experiment.restored"
 
 
 class ExperimentStarted(_ExperimentEvent):

@@ -13,6 +13,7 @@ from runyard.experiments.artifacts import service
 from runyard.experiments.artifacts.schemas import ArtifactOut
 from runyard.experiments.artifacts.store import ArtifactStore, make_store
 from runyard.experiments.deps import ServiceRuntime, get_service_runtime
+from runyard.experiments.models import Artifact
 from runyard.shared.identity import CurrentPrincipal
 from runyard.shared.pagination import DEFAULT_LIMIT, CursorParam, Limit, Page
 from runyard.shared.runtime import SessionDep
@@ -150,7 +151,15 @@ async def download_artifact(
         artifact = await service.get_artifact(
             session, principal=principal, experiment_id=experiment_id, path=artifact_path
         )
-    wanted = service.byte_range(request.headers.get("range"), artifact.size)
+    return artifact_response(artifact, store, request.headers.get("range"))
+
+
+def artifact_response(
+    artifact: Artifact, store: ArtifactStore, range_header: str | None
+) -> StreamingResponse:
+    """The artifact's bytes as a streamed response (206 for one satisfiable ``Range``); also
+    what MLflow's artifact proxy answers a download with."""
+    wanted = service.byte_range(range_header, artifact.size)
     start, end = (wanted.start, wanted.end) if wanted else (0, artifact.size - 1)
     name = artifact.path.rsplit("/", 1)[-1]
     headers = {

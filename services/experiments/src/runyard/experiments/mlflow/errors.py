@@ -7,7 +7,7 @@ the shape the stock client parses into an ``MlflowException`` with the right ``e
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request
@@ -110,7 +110,7 @@ def as_mlflow(exc: Exception) -> JSONResponse | None:
 class MlflowRoute(APIRoute):
     """A route whose errors come out in MLflow's shape (request validation included)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:

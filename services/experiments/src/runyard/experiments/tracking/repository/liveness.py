@@ -42,6 +42,8 @@ def silent_running(*, now: datetime, default_after_s: float, limit: int) -> Sele
         .where(
             Experiment.status == "running",
             Experiment.stalled_at.is_(None),
+            # a run deleted in MLflow's API (soft) while running is gone, not silent
+            Experiment.deleted_at.is_(None),
             last_sign
             < literal(now, DateTime(timezone=True)) - func.make_interval(0, 0, 0, 0, 0, 0, limit_s),
         )

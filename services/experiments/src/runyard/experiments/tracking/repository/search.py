@@ -84,7 +84,8 @@ def build_query(
     """The page's SELECT (one row more than ``limit``: it tells whether a next page exists).
     Raises ``QueryLanguageError`` for an invalid filter or ordering."""
     condition, ordering = compile_filter(params.filter), parse_order_by(params.order_by)
-    query = select(Experiment).where(condition)
+    # runs soft-deleted through MLflow's delete-run are hidden (reading one by id still works)
+    query = select(Experiment).where(condition, Experiment.deleted_at.is_(None))
     scope = access.owner_scope(Experiment.owner_id, principal, params.owner_id)
     if scope is not None:
         query = query.where(scope)

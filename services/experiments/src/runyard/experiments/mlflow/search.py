@@ -1,0 +1,239 @@
+"""MLflow's search-runs and search-experiments over Runyard's experiments and projects.
+
+Pages are MLflow's: ``page_token`` is base64 of ``{"offset": n}`` (what MLflow's SQL store
+returns, so a token behaves as a client expects), and the order always ends with a unique key
+(the run's or project's id), so consecutive pages neither repeat nor skip a row while nothing is
+written. A keyset token would not fit MLflow's orderings by any metric, param or tag with missing
+values last; an offset costs one index or heap walk of the rows before the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runyard.experiments import access
+from runyard.experiments.mlflow.errors import invalid
+from runyard.experiments.mlflow.filter import (
+    ATTRIBUTE,
+    parse_order_by,
+    project_conditions,
+    project_order,
+    run_conditions,
+    run_order,
+)
+from runyard.experiments.models import Experiment, Project
+from runyard.shared.identity import Principal
+
+#: MLflow's ``SEARCH_MAX_RESULTS_THRESHOLD`` (runs and experiments alike)
+MAX_RESULTS = 50000
+VIEW_TYPES = ("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
+
+
+def check_max_results(max_results: int) -> None:
+    """MLflow's ``_validate_max_results_param``."""
+    if max_results < 1:
+        raise invalid(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            "a positive integer"
+        )
+    if max_results > MAX_RESULTS:
+        raise invalid(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+            f"most {MAX_RESULTS}"
+        )
+
+
+def check_view_type(view_type: str) -> None:
+    if view_type not in VIEW_TYPES:
+        raise invalid(f"Invalid view_type '{view_type}'. Valid values are {list(VIEW_TYPES)}")
+
+
+def page_offset(page_token: str | None) -> int:
+    """The offset a page token holds (0 without one), with MLflow's messages for a bad token."""
+    if not page_token:
+        return 0
+    try:
+        decoded = base64.b64decode(page_token + "=" * (-len(page_token) % 4))
+    except (binascii.Error, ValueError):
+        raise invalid("Invalid page token, could not base64-decode") from None
+    try:
+        parsed = json.loads(decoded)
+    except ValueError:
+        raise invalid(f"Invalid page token, decoded value={decoded!r}") from None
+    offset = parsed.get("offset") if isinstance(parsed, dict) else None
+    if not offset or isinstance(offset, bool):
+        raise invalid(f"Invalid page token, parsed value={parsed}")
+    try:
+        number = int(offset)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid page token, not stringable {offset}") from None
+    if number < 0 or number >= 2**62:
+        raise invalid(f"Invalid page token, parsed value={parsed}")
+    return number
+
+
+def page_token(offset: int) -> str:
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+async def _custom_plans(session: AsyncSession) -> None:
+    # A plan for these values: a generic plan cannot use a LIKE prefix or a JSONB containment
+    # whose pattern and document are parameters (as the Runyard search does).
+    await session.execute(select(func.set_config("plan_cache_mode", "force_custom_plan", True)))
+
+
+async def _page(
+    session: AsyncSession, query: Select[Any], offset: int, max_results: int
+) -> tuple[list[Any], str | None]:
+    rows = list((await session.scalars(query.offset(offset).limit(max_results + 1))).all())
+    if len(rows) > max_results:
+        return rows[:max_results], page_token(offset + max_results)
+    return rows, None
+
+
+#: how many runs of MLflow's default order a filtered search of one experiment looks through
+#: first: ``PROBE_ROWS``, or ``PROBE_FACTOR`` times the rows a deep page needs
+PROBE_ROWS = 20_000
+PROBE_FACTOR = 10
+DEFAULT_ORDER = (Experiment.started_at.desc().nulls_last(), Experiment.id.asc())
+
+
+def _up_to(started_at: datetime | None, run_id: uuid.UUID) -> ColumnElement[bool]:
+    """Runs at or before (started_at, run_id) in the default order (start_time DESC, missing
+    last, then run id): a range of the default order index."""
+    if started_at is None:
+        return or_(Experiment.started_at.is_not(None), Experiment.id <= run_id)
+    return and_(
+        Experiment.started_at >= started_at,
+        or_(Experiment.started_at > started_at, Experiment.id <= run_id),
+    )
+
+
+#: the planner settings that make it walk the default order index: whatever the filter keeps
+PROBE_PLAN = ("enable_seqscan", "enable_bitmapscan", "enable_sort")
+
+
+async def _probed_page(
+    session: AsyncSession, runs: Select[Any], query: Select[Any], offset: int, max_results: int
+) -> tuple[list[Any], str | None]:
+    """A filtered page in the default order, looking through the newest runs first.
+
+    The planner cannot tell how many runs a metric, param or tag comparison keeps (it guesses
+    one in 200), so it reads and sorts every run of the experiment when walking the default
+    order index would find the page in its first rows. Walking the newest ``PROBE_ROWS`` first
+    (a range of that index: at most that many rows read) answers any filter that keeps more
+    than a few percent of the runs; only a rarer one also runs the query the planner's way
+    (a JSONB index for a tag, ...). Both give the same rows: the range is a prefix of the order.
+    """
+    budget = max(PROBE_ROWS, PROBE_FACTOR * (offset + max_results + 1))
+    # ``runs``: the experiment's runs, deleted ones too (an index-only scan)
+    edge_query = runs.with_only_columns(Experiment.started_at, Experiment.id)
+    edge_query = edge_query.order_by(*DEFAULT_ORDER).offset(budget - 1).limit(1)
+    edge = (await session.execute(edge_query)).first()
+    if edge is not None:
+        for setting in PROBE_PLAN:
+            await session.execute(text(f"SET LOCAL {setting} = off"))
+        try:
+            rows, token = await _page(session, query.where(_up_to(*edge)), offset, max_results)
+        finally:
+            for setting in PROBE_PLAN:
+                await session.execute(text(f"SET LOCAL {setting} TO DEFAULT"))
+        if token is not None:
+            return rows, token
+    return await _page(session, query, offset, max_results)
+
+
+def _runs_of(principal: Principal, experiment_ids: list[uuid.UUID | None]) -> ColumnElement[bool]:
+    """Runs of the given MLflow experiments: projects, and None for the virtual Default
+    experiment (the caller's own experiments that belong to no project)."""
+    projects = [i for i in experiment_ids if i is not None]
+    parts: list[ColumnElement[bool]] = []
+    if projects:
+        parts.append(Experiment.project_id.in_(projects))
+    if len(projects) != len(experiment_ids):
+        parts.append(
+            and_(Experiment.project_id.is_(None), Experiment.owner_id == principal.user_id)
+        )
+    return or_(*parts) if parts else false()
+
+
+async def search_runs(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    experiment_ids: list[uuid.UUID | None],
+    filter: str | None,
+    view_type: str,
+    max_results: int,
+    order_by: list[str],
+    page_token: str | None,
+) -> tuple[list[Experiment], str | None]:
+    """One page of the runs (Runyard experiments) the caller may read, MLflow's filter and
+    order applied; ``MlflowError`` (INVALID_PARAMETER_VALUE) for a bad filter, order_by, page
+    token, view type or max_results."""
+    check_max_results(max_results)
+    check_view_type(view_type)
+    conditions = run_conditions(filter)
+    ordering = run_order(order_by)
+    offset = page_offset(page_token)
+    runs = select(Experiment).where(_runs_of(principal, experiment_ids))
+    scope = access.owner_scope(Experiment.owner_id, principal)
+    if scope is not None:
+        runs = runs.where(scope)
+    query = runs.where(*conditions).order_by(*ordering)
+    if view_type == "ACTIVE_ONLY":
+        query = query.where(Experiment.deleted_at.is_(None))
+    elif view_type == "DELETED_ONLY":
+        query = query.where(Experiment.deleted_at.is_not(None))
+    await _custom_plans(session)
+    if conditions and len(experiment_ids) == 1 and _default_order(order_by):
+        return await _probed_page(session, runs, query, offset, max_results)
+    return await _page(session, query, offset, max_results)
+
+
+def _default_order(order_by: list[str]) -> bool:
+    """Ordered as MLflow's default: by start_time DESC (then run id)."""
+    if not order_by:
+        return True
+    return len(order_by) == 1 and parse_order_by(order_by[0]) in (
+        (ATTRIBUTE, "start_time", False),
+        (ATTRIBUTE, "created", False),
+        (ATTRIBUTE, "Created", False),
+    )
+
+
+async def search_projects(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    filter: str | None,
+    view_type: str,
+    max_results: int,
+    order_by: list[str],
+    page_token: str | None,
+) -> tuple[list[Project], str | None]:
+    """One page of the projects (MLflow experiments) the caller may read. The virtual Default
+    experiment is no project: the caller adds it if it wants it."""
+    check_max_results(max_results)
+    check_view_type(view_type)
+    conditions = project_conditions(filter)
+    ordering = project_order(order_by)
+    offset = page_offset(page_token)
+    await _custom_plans(session)
+    query = select(Project).where(*conditions)
+    scope = access.owner_scope(Project.owner_id, principal)
+    if scope is not None:
+        query = query.where(scope)
+    if view_type == "ACTIVE_ONLY":
+        query = query.where(Project.lifecycle_stage == "active")
+    elif view_type == "DELETED_ONLY":
+        query = query.where(Project.lifecycle_stage == "deleted")
+    return await _page(session, query.order_by(*ordering), offset, max_results)
