@@ -4,6 +4,7 @@ log-batch limits (a refused batch writes nothing), bulk-interval sampling."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 from services.experiments.tests.experiments_helpers import fetch
@@ -35,9 +36,14 @@ async def test_metric_history_is_ordered_by_step_and_merges_at_one_step(mlflow, 
         metric("loss", 0.5, 2, 30),
     ]
     assert await history(mlflow, alice, run_id, "acc/top 1") == [metric("acc/top 1", 0.3, 1, 21)]
-    # a value logged again at a step replaces it
+    # a value logged again at a step is one more value (MLflow keeps them all, by timestamp);
+    # Runyard's epoch 1 takes the latest
     await mlflow.ok(alice, "runs/log-metric", {"run_id": run_id, **metric("loss", 0.6, 1, 40)})
-    assert (await history(mlflow, alice, run_id, "loss"))[1] == metric("loss", 0.6, 1, 40)
+    assert (await history(mlflow, alice, run_id, "loss"))[1:] == [
+        metric("loss", 0.7, 1, 20),
+        metric("loss", 0.5, 2, 30),
+        metric("loss", 0.6, 1, 40),
+    ]
     assert await history(mlflow, alice, run_id, "val_loss") == [metric("val_loss", 0.8, 1, 22)]
 
     latest = {m["key"]: m for m in (await mlflow.get_run(alice, run_id))["data"]["metrics"]}
@@ -48,12 +54,13 @@ async def test_metric_history_is_ordered_by_step_and_merges_at_one_step(mlflow, 
     }
     rows = await fetch(
         db,
-        "SELECT epoch, val_loss, metrics, metric_times FROM experiments.training_runs "
+        "SELECT epoch, val_loss, metrics FROM experiments.training_runs "
         "WHERE experiment_id = $1 ORDER BY epoch",
         uuid.UUID(run_id),
     )
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert rows[1]["val_loss"] == 0.8
+    assert json.loads(rows[1]["metrics"])["loss"] == 0.6
 
     paged = await history(mlflow, alice, run_id, "loss", max_results=2)
     assert [m["step"] for m in paged] == [0, 1]
@@ -65,7 +72,7 @@ async def test_metric_history_is_ordered_by_step_and_merges_at_one_step(mlflow, 
     rest = await history(
         mlflow, alice, run_id, "loss", max_results=2, page_token=page["next_page_token"]
     )
-    assert [m["step"] for m in rest] == [2]
+    assert [m["step"] for m in rest] == [2, 1]
 
 
 async def test_log_batch_writes_everything_or_nothing(mlflow, db, alice) -> None:
@@ -110,10 +117,10 @@ async def test_log_batch_writes_everything_or_nothing(mlflow, db, alice) -> None
         # lengths and names
         {"params": [{"key": "long", "value": "x" * 6001}]},
         {"tags": [{"key": "t", "value": "x" * 8001}]},
-        {"metrics": [metric("k" * 101, 1.0, 0)]},
+        {"metrics": [metric("k" * 251, 1.0, 0)]},
         {"metrics": [metric("bad$name", 1.0, 0)], "tags": [{"key": "t2", "value": "y"}]},
-        {"metrics": [metric("m", 1.0, 0), {**metric("m", 1.0, 1), "value": "NaN"}]},
-        {"metrics": [metric("m", 1.0, -1)]},
+        {"metrics": [metric("m", 1.0, 0), {**metric("m", 1.0, 1), "value": "high"}]},
+        {"metrics": [metric("m", 1.0, 2**63)]},
         {"metrics": [{"key": "m", "value": 1.0, "step": 0, "timestamp": -5}]},
     ]
     for body in refused:
@@ -202,3 +209,38 @@ async def test_concurrent_calls_at_one_step_lose_no_metric(mlflow, alice) -> Non
     latest = (await mlflow.get_run(alice, run_id))["data"]["metrics"]
     assert sorted(m["key"] for m in latest) == sorted(keys)
     assert {m["step"] for m in latest} == {7}
+
+
+async def test_nan_infinities_and_negative_steps_are_kept_in_the_metric_log(
+    mlflow, db, alice
+) -> None:
+    run_id = (await mlflow.new_run(alice, "0"))["info"]["run_id"]
+    for key, value, step in (
+        ("nan_metric", "NaN", 0),
+        ("inf_metric", "Infinity", 0),
+        ("-inf_metric", "-Infinity", 0),
+        ("loss", 1.5, -2),
+        ("loss", 0.5, 3),
+    ):
+        body = {"run_id": run_id, "key": key, "value": value, "timestamp": 7, "step": step}
+        await mlflow.ok(alice, "runs/log-metric", body)
+    latest = {
+        m["key"]: m["value"] for m in (await mlflow.get_run(alice, run_id))["data"]["metrics"]
+    }
+    assert latest == {
+        "nan_metric": "NaN",
+        "inf_metric": "Infinity",
+        "-inf_metric": "-Infinity",
+        "loss": 0.5,
+    }
+    assert [(m["step"], m["value"]) for m in await history(mlflow, alice, run_id, "loss")] == [
+        (-2, 1.5),
+        (3, 0.5),
+    ]
+    # Runyard's epochs hold the finite values of steps >= 0 only
+    rows = await fetch(
+        db,
+        "SELECT epoch, metrics FROM experiments.training_runs WHERE experiment_id = $1",
+        uuid.UUID(run_id),
+    )
+    assert [(r["epoch"], json.loads(r["metrics"])) for r in rows] == [(3, {"loss": 0.5})]

@@ -182,8 +182,6 @@ class TrainingRun(Base):
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     checkpoint_path: Mapped[str | None] = mapped_column(String(1024))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    #: 0008: metric name -> when its value was logged (ms since the Unix epoch; MLflow's timestamp)
-    metric_times: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), default=utcnow
     )
@@ -215,6 +213,39 @@ class HistoryBlock(Base):
     last_epoch: Mapped[int] = mapped_column(Integer)
     last_value: Mapped[float | None] = mapped_column(Float)
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MlflowMetric(Base):
+    """Every metric value an MLflow client logged, kept as MLflow keeps it: several values per
+    step (told apart by timestamp), any 64-bit step, NaN and infinities included. An identical
+    value logged again is stored once. ``training_runs`` keeps Runyard's view of the same
+    values: one finite value per metric and epoch (step >= 0), the last one logged."""
+
+    __tablename__ = "mlflow_metrics"
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    #: milliseconds since the Unix epoch, as the client sent it
+    timestamp: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    value: Mapped[float] = mapped_column(Float, primary_key=True)
+
+
+class MlflowLatestMetric(Base):
+    """Per run and metric, the value MLflow reports as the run's: the greatest
+    (step, timestamp, value) logged."""
+
+    __tablename__ = "mlflow_latest_metrics"
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
 
 
 class Tag(UUIDPrimaryKey, Timestamps, Base):

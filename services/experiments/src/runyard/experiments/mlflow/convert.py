@@ -12,6 +12,7 @@ What is stored where for a run (a Runyard experiment), so that other modules rea
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,10 +100,19 @@ def run_info_json(experiment: Experiment, owner_username: str | None) -> dict[st
     return {k: v for k, v in info.items() if v is not None}
 
 
+def double(value: float) -> float | str:
+    """A double in proto3 JSON, as MLflow's client parses it: NaN and infinities as strings."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
 def metric_json(metric: LatestMetric) -> dict[str, Any]:
     return {
         "key": metric.key,
-        "value": metric.value,
+        "value": double(metric.value),
         "timestamp": metric.timestamp,
         "step": metric.step,
     }

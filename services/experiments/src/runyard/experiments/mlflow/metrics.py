@@ -1,39 +1,45 @@
-"""Metrics of MLflow runs on Runyard's training runs: step = epoch, one value per (metric,
-step), ``training_runs.metric_times`` keeps each value's MLflow timestamp.
+"""Metrics of MLflow runs: every value in MLflow's metric log (``metric_log``: several per step,
+any step, NaN and infinities, with their timestamps), and Runyard's view of them on the training
+runs: step = epoch, one finite value per (metric, epoch).
 
-Logging builds on ``tracking.service.runs.log_runs`` (history summary, best epoch, latest
+The epoch view builds on ``tracking.service.runs.log_runs`` (history summary, best epoch, latest
 metrics, ``experiment.epochs_logged``, a pending run starts): the epochs the request touches are
 read under the experiment's row lock and merged with the new values, so metrics logged at one
-step by separate calls all stay.
+step by separate calls all stay. Values the view cannot hold (a negative step or one past
+Runyard's last epoch, NaN or an infinity, a name longer than the history summary's 100
+characters) are in the metric log only.
+
+MLflow's reads (history, sampling, each run's latest values) come from the metric log; a run
+whose metrics came through Runyard's own API has no log rows, and its reads come from its
+training runs (one value per epoch, the epoch row's last change as the timestamp).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Text, and_, bindparam, cast, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, distinct_on
+from sqlalchemy import and_, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runyard.experiments.mlflow import metric_log
 from runyard.experiments.mlflow.convert import LatestMetric, millis
 from runyard.experiments.models import HistoryBlock, TrainingRun
+from runyard.experiments.schemas import MAX_EPOCH
 from runyard.experiments.tracking.repository.history import LEVELS
-from runyard.experiments.tracking.repository.runs import (
-    FLOAT_COLUMNS,
-    RUN_COLUMNS,
-    cast_table,
-    run_metric,
-)
+from runyard.experiments.tracking.repository.runs import FLOAT_COLUMNS, RUN_COLUMNS
 from runyard.experiments.tracking.schemas import RunIn
 from runyard.experiments.tracking.service.runs import log_runs
 from runyard.shared.identity import Principal
 from runyard.shared.pagination import decode_cursor, encode_cursor
 
 HISTORY_CURSOR = "mlflow-metric-history"
+#: the longest metric name the history summary (``history_blocks.metric``) holds
+MAX_HISTORY_METRIC = 100
 
 
 @dataclass(frozen=True)
@@ -70,11 +76,17 @@ def _stored_values(run: TrainingRun | None, epoch: int) -> dict[str, Any]:
 async def write_points(
     session: AsyncSession, principal: Principal, experiment_id: uuid.UUID, points: Sequence[Point]
 ) -> None:
-    """Points validated before (names, finite values, steps in Runyard's range); the caller
-    holds the experiment's row lock."""
+    """Points validated before; the caller holds the experiment's row lock."""
     if not points:
         return
-    chosen = pick(points)
+    await metric_log.record(
+        session,
+        experiment_id,
+        [metric_log.Logged(p.key, p.value, p.timestamp, p.step) for p in points],
+    )
+    chosen = pick([p for p in points if in_epoch_view(p)])
+    if not chosen:
+        return
     epochs = sorted({step for _key, step in chosen})
     stored = {
         run.epoch: run
@@ -85,35 +97,49 @@ async def write_points(
         )
     }
     rows = {epoch: _stored_values(stored.get(epoch), epoch) for epoch in epochs}
-    times: dict[int, dict[str, int]] = {epoch: {} for epoch in epochs}
     for (key, step), point in chosen.items():
         if key in RUN_COLUMNS:
             rows[step][key] = point.value
         else:
             rows[step]["metrics"][key] = point.value
-        times[step][key] = point.timestamp
     # validated already; RunIn's own checks (200 metric names per epoch, a non-negative
     # learning rate) are Runyard API rules an MLflow client does not know
     runs = [RunIn.model_construct(**rows[epoch]) for epoch in epochs]
     await log_runs(session, principal=principal, experiment_id=experiment_id, runs=runs)
-    table = cast_table(TrainingRun.__table__)
-    source = select(
-        func.unnest(bindparam("p_epochs", type_=ARRAY(Integer))).label("epoch"),
-        cast(func.unnest(bindparam("p_times", type_=ARRAY(Text))), JSONB).label("times"),
-    ).subquery()
-    await session.execute(
-        update(table)
-        .where(table.c.experiment_id == experiment_id, table.c.epoch == source.c.epoch)
-        .values(metric_times=table.c.metric_times.op("||")(source.c.times)),
-        {"p_epochs": epochs, "p_times": [json.dumps(times[e]) for e in epochs]},
+
+
+def in_epoch_view(point: Point) -> bool:
+    """Whether Runyard's training runs can hold the value (see the module's docstring)."""
+    return (
+        0 <= point.step <= MAX_EPOCH
+        and math.isfinite(point.value)
+        and len(point.key) <= MAX_HISTORY_METRIC
     )
 
 
 async def latest_metrics(
     session: AsyncSession, experiment_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[LatestMetric]]:
-    """Each run's metrics at their highest step (MLflow's "latest"), from the coarsest level of
-    the history summary (one row per metric and 4,096 epochs), not from the runs."""
+    """Each run's latest value of each metric (MLflow's: greatest step, then timestamp, then
+    value): from the metric log, and for the metrics a run has only in its epochs (logged
+    through Runyard's API), from the history summary."""
+    logged = await metric_log.latest(session, experiment_ids)
+    found = await _epoch_latest(session, experiment_ids)
+    for experiment_id, metrics in logged.items():
+        keys = {m.key for m in metrics}
+        found[experiment_id] = sorted(
+            [LatestMetric(m.key, m.value, m.timestamp, m.step) for m in metrics]
+            + [m for m in found.get(experiment_id, []) if m.key not in keys],
+            key=lambda m: m.key,
+        )
+    return found
+
+
+async def _epoch_latest(
+    session: AsyncSession, experiment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[LatestMetric]]:
+    """Each run's metrics at their highest epoch, from the coarsest level of the history
+    summary (one row per metric and 4,096 epochs), not from the runs."""
     if not experiment_ids:
         return {}
     block = HistoryBlock
@@ -123,7 +149,6 @@ async def latest_metrics(
             block.metric,
             block.last_epoch,
             block.last_value,
-            TrainingRun.metric_times[block.metric].astext,
             TrainingRun.updated_at,
         )
         .outerjoin(
@@ -143,9 +168,9 @@ async def latest_metrics(
         .order_by(block.experiment_id, block.metric, block.block.desc())
     )
     found: dict[uuid.UUID, list[LatestMetric]] = {i: [] for i in experiment_ids}
-    for experiment_id, key, step, value, logged, updated_at in await session.execute(query):
-        timestamp = int(logged) if logged is not None else (millis(updated_at) or 0)
-        found[experiment_id].append(LatestMetric(key, value, timestamp, step))
+    for experiment_id, key, step, value, updated_at in await session.execute(query):
+        if value is not None:
+            found[experiment_id].append(LatestMetric(key, value, millis(updated_at) or 0, step))
     return found
 
 
@@ -157,32 +182,19 @@ async def history(
     max_results: int | None,
     page_token: str | None,
 ) -> tuple[list[LatestMetric], str | None]:
-    """The metric's values by step (one per step); pages keyed on the step."""
-    value = run_metric(key)
-    query = select(
-        TrainingRun.epoch,
-        value,
-        TrainingRun.metric_times[key].astext,
-        TrainingRun.updated_at,
-    ).where(TrainingRun.experiment_id == experiment_id, value.is_not(None))
-    after = decode_cursor(page_token, HISTORY_CURSOR, int) if page_token else None
-    if after is not None:
-        query = query.where(TrainingRun.epoch > after[0])
-    query = query.order_by(TrainingRun.epoch)
-    if max_results is not None:
-        query = query.limit(max_results + 1)
-    rows = list(await session.execute(query))
+    """Every value of the metric, by (timestamp, step, value) as MLflow orders them; paged by
+    offset (MLflow's page token) when ``max_results`` is given."""
+    offset = 0
+    if page_token:
+        after = decode_cursor(page_token, HISTORY_CURSOR, int)
+        offset = after[0] if after else 0
+    limit = None if max_results is None else max_results + 1
+    found = await metric_log.history(session, experiment_id, key, limit=limit, offset=offset)
     token = None
-    if max_results is not None and len(rows) > max_results:
-        rows = rows[:max_results]
-        token = encode_cursor(HISTORY_CURSOR, [rows[-1][0]])
-    return [_point(key, row) for row in rows], token
-
-
-def _point(key: str, row: Any) -> LatestMetric:
-    epoch, value, logged, updated_at = row
-    timestamp = int(logged) if logged is not None else (millis(updated_at) or 0)
-    return LatestMetric(key, value, timestamp, epoch)
+    if max_results is not None and len(found) > max_results:
+        found = found[:max_results]
+        token = encode_cursor(HISTORY_CURSOR, [offset + max_results])
+    return [LatestMetric(m.key, m.value, m.timestamp, m.step) for m in found], token
 
 
 async def sampled_history(
@@ -197,42 +209,12 @@ async def sampled_history(
     """MLflow's sampling (``SqlAlchemyStore.get_metric_history_bulk_interval``): the first
     value of each of ``max_results`` NTILE buckets over the ordered values, and the last value
     always (it replaces the last sample when the page is full)."""
-    value = run_metric(key)
-    conditions = [TrainingRun.experiment_id == experiment_id, value.is_not(None)]
-    if start_step is not None and end_step is not None:
-        conditions += [TrainingRun.epoch >= start_step, TrainingRun.epoch <= end_step]
-    columns = (
-        TrainingRun.epoch.label("epoch"),
-        value.label("value"),
-        TrainingRun.metric_times[key].astext.label("logged"),
-        TrainingRun.updated_at.label("updated_at"),
+    found = await metric_log.sampled(
+        session,
+        experiment_id,
+        key,
+        max_results=max_results,
+        start_step=start_step,
+        end_step=end_step,
     )
-    bucketed = select(
-        *columns, func.ntile(max_results).over(order_by=TrainingRun.epoch).label("bucket")
-    ).where(*conditions)
-    inner = bucketed.subquery()
-    ranked = select(
-        inner.c.epoch,
-        inner.c.value,
-        inner.c.logged,
-        inner.c.updated_at,
-        func.row_number().over(partition_by=inner.c.bucket, order_by=inner.c.epoch).label("rn"),
-    ).subquery()
-    rows = list(
-        await session.execute(
-            select(ranked.c.epoch, ranked.c.value, ranked.c.logged, ranked.c.updated_at)
-            .where(ranked.c.rn == 1)
-            .order_by(ranked.c.epoch)
-        )
-    )
-    last = (
-        await session.execute(
-            select(*columns).where(*conditions).order_by(TrainingRun.epoch.desc()).limit(1)
-        )
-    ).first()
-    if last is not None and (not rows or rows[-1][0] != last[0]):
-        if len(rows) >= max_results:
-            rows[-1] = last
-        else:
-            rows.append(last)
-    return [_point(key, row) for row in rows]
+    return [LatestMetric(m.key, m.value, m.timestamp, m.step) for m in found]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from runyard.experiments.mlflow import metrics as metric_store
 from runyard.experiments.mlflow import schemas
 from runyard.experiments.mlflow import service_runs as service
-from runyard.experiments.mlflow.convert import metric_json
+from runyard.experiments.mlflow.convert import LatestMetric, metric_json
 from runyard.experiments.mlflow.errors import MlflowRoute, error_responses, invalid
 from runyard.experiments.mlflow.routing import both_prefixes
 from runyard.experiments.mlflow.service_experiments import (
@@ -120,7 +120,13 @@ async def log_metric(
     body: schemas.LogMetric, session: SessionDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     metric = schemas.MetricIn(
-        key=body.key, value=body.value, timestamp=body.timestamp, step=body.step
+        key=body.key,
+        value=body.value,
+        timestamp=body.timestamp,
+        step=body.step,
+        model_id=body.model_id,
+        dataset_name=body.dataset_name,
+        dataset_digest=body.dataset_digest,
     )
     await service.log_batch(
         session, principal, body.id, metrics=[metric], params=[], tags=[], batch=False
@@ -284,15 +290,20 @@ async def get_metric_history_bulk(
         )
     if not metric_key:
         raise invalid("GetMetricHistoryBulk request must specify a metric_key.")
-    points: list[dict[str, Any]] = []
+    points: list[tuple[str, LatestMetric]] = []
     for value in run_id:
         run = await service.visible_run(session, principal, value)
         history, _ = await metric_store.history(
             session, run.id, metric_key, max_results=None, page_token=None
         )
-        points.extend({**metric_json(p), "run_id": run.id.hex} for p in history)
-    points.sort(key=lambda p: (p["run_id"], p["timestamp"], p["step"], p["value"]))
-    return {"metrics": points[:MAX_HISTORY_BULK_RESULTS]}
+        points.extend((run.id.hex, p) for p in history)
+    points.sort(key=lambda item: (item[0], item[1].timestamp, item[1].step))
+    return {
+        "metrics": [
+            {**metric_json(p), "run_id": run_hex}
+            for run_hex, p in points[:MAX_HISTORY_BULK_RESULTS]
+        ]
+    }
 
 
 _merged = APIRouter()

@@ -87,6 +87,10 @@ class MetricIn(Body):
     value: Any = None
     timestamp: int | None = None
     step: int = 0
+    #: MLflow 3: the logged model (and dataset) the value is also about
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
 
 
 class LogMetric(RunRef, MetricIn):

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments.mlflow import convert, ids, soft_delete, validation
+from runyard.experiments.mlflow import convert, ids, logged_models, soft_delete, validation
 from runyard.experiments.mlflow import metrics as metric_store
 from runyard.experiments.mlflow.convert import RUN_NAME_TAG, LatestMetric, param_text
 from runyard.experiments.mlflow.errors import MlflowError, invalid, not_found
@@ -396,6 +396,9 @@ async def log_batch(
     if points:
         _check_can_take_metrics(run)
         await metric_store.write_points(session, principal, run.id, points)
+        linked = [m.model_dump() for m in metrics if m.model_id]
+        if linked:
+            await logged_models.record_metrics(session, principal, run, linked)
     await _store_params_and_tags(session, run, new_params, new_tags)
 
 

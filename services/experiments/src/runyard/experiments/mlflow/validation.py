@@ -4,7 +4,6 @@ that a refused request changes nothing; plus the limits Runyard's storage adds (
 
 from __future__ import annotations
 
-import math
 import posixpath
 import re
 from collections.abc import Sequence
@@ -12,7 +11,6 @@ from typing import Any
 
 from runyard.experiments.mlflow.errors import invalid
 from runyard.experiments.projects.schemas import MAX_TAGS
-from runyard.experiments.schemas import MAX_EPOCH
 
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
@@ -29,9 +27,8 @@ MAX_DATASET_SCHEMA_SIZE = 1048575
 MAX_DATASET_PROFILE_SIZE = 16777215
 MAX_INPUT_TAG_KEY_SIZE = 255
 MAX_INPUT_TAG_VALUE_SIZE = 500
-#: Runyard: a metric name is a key of ``training_runs.metrics`` and of the history summary
-#: (``history_blocks.metric`` is 100 characters)
-MAX_METRIC_KEY_LENGTH = 100
+#: MLflow's (``mlflow_metrics.key``); names over 100 characters stay out of Runyard's epoch view
+MAX_METRIC_KEY_LENGTH = 250
 #: Runyard: experiment (project) names are 255 characters, tag values 5,000
 MAX_EXPERIMENT_NAME_LENGTH = 255
 MAX_EXPERIMENT_TAG_VAL_LENGTH = 5000
@@ -66,23 +63,17 @@ def length(what: str, limit: int, value: str | None) -> None:
 
 
 def metric_value(value: Any, path: str) -> float:
-    """MLflow sends NaN and infinities as the strings ``NaN``/``Infinity``. Runyard refuses
-    them: its metrics are JSON numbers and feed the best epoch and events."""
+    """A double; MLflow sends NaN and infinities as the strings ``NaN``/``Infinity``. They are
+    kept in the metric log (Runyard's epochs take finite values only)."""
     if isinstance(value, bool) or value is None:
         raise invalid(f"Invalid value {value!r} for parameter '{path}' supplied")
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise invalid(
             f"Invalid value {value!r} for parameter '{path}' supplied: "
             "Please specify value as a valid double (64-bit floating point)"
         ) from None
-    if not math.isfinite(number):
-        raise invalid(
-            f"Invalid value {value!r} for parameter '{path}' supplied: Runyard stores finite "
-            "metric values only (NaN and infinities are refused)"
-        )
-    return number
 
 
 def metric(key: str | None, value: Any, timestamp: Any, step: Any, path: str) -> float:
@@ -95,10 +86,10 @@ def metric(key: str | None, value: Any, timestamp: Any, step: Any, path: str) ->
             f"Invalid value {timestamp!r} for parameter '{path}timestamp' supplied: metric "
             f"{key!r}. Timestamp must be a nonnegative long (64-bit integer)"
         )
-    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_EPOCH:
+    if not isinstance(step, int) or isinstance(step, bool) or not -(2**63) <= step < 2**63:
         raise invalid(
             f"Invalid value {step!r} for parameter '{path}step' supplied: metric {key!r}. "
-            f"Runyard stores steps from 0 to {MAX_EPOCH}"
+            "Step must be a long (64-bit integer)"
         )
     return number
 
