@@ -37,8 +37,25 @@ async def fetch(db: ServiceDatabase, query: str, *args: Any) -> list[asyncpg.Rec
         await conn.close()
 
 
+async def write_epoch_events(db: ServiceDatabase) -> int:
+    """What the ``epoch-events`` worker does (the tests' apps run no workers), with no window:
+    the pending ``experiment.epochs_logged`` events go to the outbox. Returns how many."""
+    from runyard.experiments.tracking.service import epoch_events
+    from runyard.shared.db import create_engine, create_sessionmaker
+
+    engine = create_engine(db.url, pool_size=1)
+    try:
+        sessionmaker = create_sessionmaker(engine, schema="experiments")
+        async with sessionmaker() as session, session.begin():
+            return await epoch_events.write_due(session, window_s=0)
+    finally:
+        await engine.dispose()
+
+
 async def outbox(db: ServiceDatabase) -> list[dict[str, Any]]:
-    """The CloudEvents in the outbox, oldest first."""
+    """The CloudEvents in the outbox, oldest first, once the pending ``epochs_logged`` events
+    are written (as the ``epoch-events`` worker would by then)."""
+    await write_epoch_events(db)
     rows = await fetch(db, "SELECT payload FROM experiments.outbox ORDER BY id")
     return [json.loads(r["payload"]) for r in rows]
 

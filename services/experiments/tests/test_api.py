@@ -77,7 +77,12 @@ async def test_invalid_body_is_422_problem_and_changes_nothing(client, db) -> No
 
 
 async def test_experiment_crud_with_config_paths_and_events(client, db) -> None:
-    from services.experiments.tests.experiments_helpers import caller, fetch, outbox
+    from services.experiments.tests.experiments_helpers import (
+        caller,
+        fetch,
+        outbox,
+        write_epoch_events,
+    )
 
     alice = caller()
     created = await client.post(
@@ -106,6 +111,7 @@ async def test_experiment_crud_with_config_paths_and_events(client, db) -> None:
         },
         headers=alice.headers,
     )
+    await write_epoch_events(db)  # the epoch-events worker's window ends
 
     patched = await client.patch(
         url,

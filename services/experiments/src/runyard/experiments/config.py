@@ -47,6 +47,12 @@ class Settings(ServiceSettings):
     stale_after_s: float = Field(default=600.0, gt=0)
     #: how often the ``stalled-runs`` worker looks for silent running experiments
     stall_poll_interval_s: float = Field(default=15.0, gt=0)
+    #: ``experiment.epochs_logged``: the requests of one experiment within this window become
+    #: one event (the ``epoch-events`` worker writes it when the window ends)
+    epoch_events_window_s: float = Field(default=0.25, ge=0)
+    #: how often that worker looks for pending events no request of its process announced
+    #: (another replica's, or left by a stopped process)
+    epoch_events_poll_s: float = Field(default=5.0, gt=0)
 
     # --- artifacts: files of experiments (metadata in PostgreSQL, bytes in the store)
     #: where artifact bytes live: ``local`` (content-addressed under ``<data_dir>/artifacts``) or

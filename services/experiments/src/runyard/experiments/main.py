@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             workers={
                 "dataset-jobs": workers.run_dataset_jobs,
                 "stalled-runs": workers.watch_stalled_runs,
+                "epoch-events": workers.write_epoch_events,
                 "artifact-gc": workers.collect_artifact_blobs,
             },
             description="Datasets, signals, experiments and their lifecycle, training runs, "

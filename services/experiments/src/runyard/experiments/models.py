@@ -215,6 +215,28 @@ class HistoryBlock(Base):
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class PendingEpochs(Base):
+    """Epochs logged to an experiment whose ``experiment.epochs_logged`` event is not written
+    yet: the requests of a short window add up here (in their own transactions) and the
+    ``epoch-events`` worker turns the row into one event. A lifecycle change writes the row's
+    event first, so consumers see an experiment's epochs before it ends."""
+
+    __tablename__ = "pending_epochs"
+
+    experiment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    first_epoch: Mapped[int] = mapped_column(Integer)
+    last_epoch: Mapped[int] = mapped_column(Integer)
+    epochs_written: Mapped[int] = mapped_column(Integer)
+    epochs_inserted: Mapped[int] = mapped_column(Integer)
+    #: the metrics of ``last_epoch``
+    latest_metrics: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: the window's first request (the row is due a window after it) and its last one
+    first_logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class MlflowMetric(Base):
     """Every metric value an MLflow client logged, kept as MLflow keeps it: several values per
     step (told apart by timestamp), any 64-bit step, NaN and infinities included. An identical

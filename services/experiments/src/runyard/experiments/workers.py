@@ -12,7 +12,7 @@ from runyard.experiments.artifacts.store import make_store
 from runyard.experiments.campaigns.service import hpo_results
 from runyard.experiments.deps import ServiceRuntime
 from runyard.experiments.jobs import runner
-from runyard.experiments.tracking.service import liveness
+from runyard.experiments.tracking.service import epoch_events, liveness
 from runyard.shared.db import utcnow
 
 
@@ -57,3 +57,17 @@ async def collect_artifact_blobs(runtime: ServiceRuntime) -> None:
         while await artifacts.collect_unreferenced(runtime.sessionmaker, store) > 0:
             pass
         await asyncio.sleep(runtime.settings.artifact_gc_interval_s)
+
+
+async def write_epoch_events(runtime: ServiceRuntime) -> None:
+    """``experiment.epochs_logged`` for the pending epochs older than the window: woken by
+    this process's commits (then it lets the window fill), else every ``epoch_events_poll_s``."""
+    settings = runtime.settings
+    while True:
+        seen = runtime.work.generation
+        async with runtime.sessionmaker() as session, session.begin():
+            written = await epoch_events.write_due(session, window_s=settings.epoch_events_window_s)
+        if written >= epoch_events.BATCH:
+            continue
+        if await runtime.work.wait(seen, idle_s=settings.epoch_events_poll_s):
+            await asyncio.sleep(settings.epoch_events_window_s)

@@ -140,22 +140,23 @@ class ExperimentCancelled(_ExperimentEnded):
 
 
 class ExperimentEpochsLogged(EventPayload):
-    """A batch of training runs was accepted: ``POST /experiments/{id}/runs`` wrote at least one
-    epoch (new, or logged again with other values). One event per batch, not per epoch."""
+    """Epochs were written to the experiment (new, or logged again with other values): one
+    event per experiment and short window (the requests of the window add up), written before
+    the experiment's next lifecycle event."""
 
     event_type = "experiment.epochs_logged"
     experiment_id: uuid.UUID
     owner_id: uuid.UUID
     name: str
     status: str
-    #: the lowest and highest epoch the batch wrote
+    #: the lowest and highest epoch the window's requests wrote
     first_epoch: int
     last_epoch: int
-    #: epochs the batch wrote, and how many of them were new
+    #: epochs the window's requests wrote (added up), and how many of them were new
     epochs_written: int
     epochs_inserted: int
     total_epochs: int
-    #: the metrics of the batch's highest epoch (``last_epoch``)
+    #: the metrics of the highest epoch written (``last_epoch``)
     latest_metrics: dict[str, float] = {}
     best_epoch: int | None = None
     best_value: float | None = None

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.models import Experiment
+from runyard.experiments.tracking.service import epoch_events
 from runyard.experiments.tracking.service.experiments import summary
 from runyard.shared.contracts.experiments import ExperimentDeleted, ExperimentRestored
 from runyard.shared.db import utcnow
@@ -23,6 +24,7 @@ async def delete(session: AsyncSession, run: Experiment) -> None:
     """Deleting a deleted run changes nothing."""
     if run.deleted_at is not None:
         return
+    await epoch_events.write_pending(session, run)  # its last epochs before it goes
     run.deleted_at = utcnow()
     run.version += 1
     await session.flush()

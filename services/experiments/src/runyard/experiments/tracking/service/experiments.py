@@ -16,7 +16,7 @@ from runyard.experiments.repository import get_owned, unique_or_conflict
 from runyard.experiments.schemas import changed_fields, requested_changes
 from runyard.experiments.tracking.repository import experiments as repository
 from runyard.experiments.tracking.schemas import ExperimentCreate, ExperimentUpdate
-from runyard.experiments.tracking.service import tags
+from runyard.experiments.tracking.service import epoch_events, tags
 from runyard.experiments.tracking.service.bookkeeping import recompute_best
 from runyard.shared.contracts.experiments import (
     ExperimentCreated,
@@ -157,6 +157,8 @@ async def delete_experiment(
     experiment = await get_writable_experiment(
         session, principal=principal, experiment_id=experiment_id
     )
+    # its last epochs' event first: the pending row goes with the experiment
+    await epoch_events.write_pending(session, experiment)
     fields = await summary(session, experiment)
     experiment.version += 1
     await emit(

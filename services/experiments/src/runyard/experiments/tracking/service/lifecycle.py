@@ -8,7 +8,8 @@
 Every transition bumps the experiment's ``version`` and emits its event with that version as
 ``sequence``. An action the current status does not allow is a 409 naming the status and the
 actions it allows. A transition is a sign of life (``last_seen_at``) and ends a stall (see
-``liveness``: stalled is a flag of a running experiment, not a status).
+``liveness``: stalled is a flag of a running experiment, not a status). Pause and the terminal
+actions first write the experiment's pending ``experiment.epochs_logged`` (``epoch_events``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from runyard.experiments.tracking.schemas import (
     ExperimentComplete,
     ExperimentFail,
 )
+from runyard.experiments.tracking.service import epoch_events
 from runyard.experiments.tracking.service.experiments import get_writable_experiment, summary
 from runyard.shared.contracts.experiments import (
     ExperimentCancelled,
@@ -106,6 +108,7 @@ async def pause(
     experiment = await get_writable_experiment(
         session, principal=principal, experiment_id=experiment_id
     )
+    await epoch_events.write_pending(session, experiment)
     move(experiment, "pause")
     await session.flush()
     payload = ExperimentPaused(
@@ -198,6 +201,7 @@ async def _finish(
     experiment = await get_writable_experiment(
         session, principal=principal, experiment_id=experiment_id
     )
+    await epoch_events.write_pending(session, experiment)
     move(experiment, action)
     record(experiment)
     experiment.ended_at = utcnow()

@@ -3,7 +3,8 @@
 The batch is one statement (``repository.runs``), and one more keeps the history's block
 summaries (``repository.history.record_runs``); the experiment's total epochs, latest metrics
 and best epoch change in the same transaction, under the experiment's row lock, so concurrent
-loggers of one experiment cannot lose an update.
+loggers of one experiment cannot lose an update. The batch's ``experiment.epochs_logged`` is
+added to the experiment's pending event of the current window (``epoch_events``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from runyard.experiments.models import TERMINAL, TrainingRun
 from runyard.experiments.tracking.repository import history
 from runyard.experiments.tracking.repository import runs as repository
 from runyard.experiments.tracking.schemas import RunBatchResult, RunIn
+from runyard.experiments.tracking.service import epoch_events
 from runyard.experiments.tracking.service.bookkeeping import better, metrics_of, recompute_best
 from runyard.experiments.tracking.service.experiments import (
     get_visible_experiment,
@@ -25,10 +27,8 @@ from runyard.experiments.tracking.service.experiments import (
 )
 from runyard.experiments.tracking.service.lifecycle import begin
 from runyard.experiments.tracking.service.liveness import reporting_again
-from runyard.shared.contracts.experiments import ExperimentEpochsLogged
 from runyard.shared.db import utcnow
 from runyard.shared.identity import Principal
-from runyard.shared.outbox import emit
 
 
 async def log_runs(
@@ -77,24 +77,15 @@ async def log_runs(
                     experiment.best_epoch, experiment.best_value = row["epoch"], value
     await session.flush()
     if changed:
-        await emit(
+        await epoch_events.note(
             session,
-            ExperimentEpochsLogged(
-                experiment_id=experiment.id,
-                owner_id=experiment.owner_id,
-                name=experiment.name,
-                status=experiment.status,
-                first_epoch=changed[0]["epoch"],
-                last_epoch=changed[-1]["epoch"],
-                epochs_written=len(changed),
-                epochs_inserted=inserted,
-                total_epochs=experiment.total_epochs,
-                latest_metrics=metrics_of(changed[-1]),
-                best_epoch=experiment.best_epoch,
-                best_value=experiment.best_value,
-                logged_at=utcnow(),
-            ),
-            subject=experiment.id,
+            experiment,
+            first_epoch=changed[0]["epoch"],
+            last_epoch=changed[-1]["epoch"],
+            written=len(changed),
+            inserted=inserted,
+            latest_metrics=metrics_of(changed[-1]),
+            logged_at=utcnow(),
         )
     return RunBatchResult(
         experiment_id=experiment.id,
