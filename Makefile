@@ -67,13 +67,15 @@ format: uv
 browser:
 	bash .ci/install-chromium
 
-# The whole-stack suites start every service (e2e, faults, fuzz, the SDK's and the console's) and
+# The whole-stack suites start every service (e2e, faults, fuzz, the SDK's, the console's and the
+# stock MLflow client's, which installs MLflow into its own venv under .data/mlflow-venv) and
 # run one at a time. Every other test has its own database (cloned from a migrated template) and
 # its own topics, so those run in parallel: PYTEST_WORKERS pytest-xdist workers, each with its own
 # embedded PostgreSQL and broker. They mostly wait on I/O, so more workers than cores pays.
 PYTEST_WORKERS ?= 4
-STACK_MARKERS := e2e or faults or fuzz or sdk or console
-STACK_SUITES := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz --ignore=tests/console
+STACK_MARKERS := e2e or faults or fuzz or sdk or console or mlflow
+STACK_SUITES := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz --ignore=tests/console \
+	--ignore=tests/mlflow
 PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS),)
 
 test: sync browser

@@ -2,8 +2,9 @@
 
 One run on this machine:
 
-1. Creates (or reuses) a virtualenv for MLflow under ``.data/bench/mlflow-venv`` with ``uv venv``
-   and ``uv pip install "mlflow==3.*" psycopg2-binary``. MLflow never enters the workspace.
+1. Creates (or reuses) the virtualenv for MLflow that the compatibility tests use too,
+   ``.data/mlflow-venv`` (``runyard.shared.testing.mlflow_venv``: ``uv venv`` and ``uv pip install
+   mlflow==3.17.2``), with ``psycopg2-binary`` added. MLflow never enters the workspace.
 2. Starts the whole Runyard stack (``Stack.isolated``: embedded PostgreSQL, Tansu, mail sink, the
    five services on free ports), creates a database ``mlflow`` on the same PostgreSQL server and
    starts ``mlflow server`` on it (one uvicorn worker, no access log, as the Runyard services run).
@@ -62,10 +63,16 @@ from sqlalchemy.engine import make_url
 from runyard.devstack import Stack, free_port
 from runyard.shared.db import asyncpg_dsn
 from runyard.shared.provision import ensure_database
+from runyard.shared.testing.mlflow_venv import (
+    MlflowVenv,
+    MlflowVenvError,
+    child_env,
+    ensure_mlflow_venv,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VENV = ROOT / ".data" / "bench" / "mlflow-venv"
-MLFLOW_REQUIREMENTS = ("mlflow==3.*", "psycopg2-binary")
+DEFAULT_VENV = ROOT / ".data" / "mlflow-venv"
+MLFLOW_EXTRAS = ("psycopg2-binary",)  # mlflow server's backend store on the stack's PostgreSQL
 MLFLOW_DATABASE = "mlflow"
 METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 POINTS_PER_EPOCH = len(METRICS)
@@ -80,36 +87,6 @@ class BenchError(RuntimeError):
 
 
 # --- small helpers -------------------------------------------------------------------------------
-
-
-def child_env() -> dict[str, str]:
-    """The environment for the MLflow venv's tools: none of the workspace venv's variables."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "UV_PROJECT_ENVIRONMENT")
-    }
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    env["DO_NOT_TRACK"] = "true"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def run_checked(command: list[str], *, timeout: float, what: str) -> str:
-    try:
-        done = subprocess.run(
-            command, env=child_env(), capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(
-            f"{what} did not finish within {timeout:.0f} s: {shlex.join(command)}"
-        ) from exc
-    if done.returncode != 0:
-        raise BenchError(
-            f"{what} failed (exit {done.returncode}): {shlex.join(command)}\n"
-            f"{done.stdout[-2000:]}{done.stderr[-4000:]}"
-        )
-    return done.stdout
 
 
 def metrics_of(epoch: int) -> dict[str, float]:
@@ -142,37 +119,15 @@ def tail(path: Path, lines: int = 40) -> str:
 # --- 1. MLflow's own virtualenv ------------------------------------------------------------------
 
 
-def ensure_mlflow_venv(venv: Path) -> tuple[Path, str]:
-    """``uv venv`` + ``uv pip install``; returns (the venv's ``mlflow`` script, its version)."""
-    uv = shutil.which("uv")
-    if uv is None:
-        raise BenchError("`uv` is not on PATH; it installs MLflow into its own virtualenv")
-    python = venv / "bin" / "python"
-    if python.exists():
-        try:
-            subprocess.run([str(python), "-c", "pass"], check=True, timeout=60, env=child_env())
-        except (OSError, subprocess.SubprocessError):
-            print(f"[setup] {venv} is broken, recreating it", flush=True)
-            shutil.rmtree(venv)
-    if not python.exists():
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        run_checked(
-            [uv, "venv", "--python", sys.executable, str(venv)], timeout=300, what="uv venv"
-        )
+def mlflow_venv(venv: Path) -> MlflowVenv:
+    """The shared MLflow venv (the compatibility tests' too) with the PostgreSQL driver added."""
     started = time.monotonic()
-    run_checked(
-        [uv, "pip", "install", "--python", str(python), *MLFLOW_REQUIREMENTS],
-        timeout=900,
-        what="installing MLflow",
-    )
-    mlflow = venv / "bin" / "mlflow"
-    version = run_checked(
-        [str(python), "-c", "import mlflow; print(mlflow.__version__)"],
-        timeout=120,
-        what="importing mlflow",
-    ).strip()
-    print(f"[setup] MLflow {version} in {venv} ({time.monotonic() - started:.1f} s)", flush=True)
-    return mlflow, version
+    try:
+        made = ensure_mlflow_venv(venv, extras=MLFLOW_EXTRAS)
+    except MlflowVenvError as exc:
+        raise BenchError(str(exc)) from exc
+    print(f"[setup] MLflow {made.version} in {made.path} ({time.monotonic() - started:.1f} s)")
+    return made
 
 
 # --- 2. the MLflow tracking server on the stack's PostgreSQL -------------------------------------
@@ -853,7 +808,8 @@ def main() -> None:
         f"Python {info['python']}, {info['platform']}; load average {info['load_average']}",
         flush=True,
     )
-    mlflow_bin, mlflow_version = ensure_mlflow_venv(args.venv)
+    venv = mlflow_venv(args.venv)
+    mlflow_bin, mlflow_version = venv.mlflow, venv.version
     workdir = Path(tempfile.mkdtemp(prefix="runyard-mlflow-"))
     stack = Stack.isolated(workdir / "stack")
     server: MlflowServer | None = None
