@@ -1,7 +1,8 @@
 """Endpoints for the gateway only (``/internal/v1``), never routed to clients.
 
-The gateway proxies ``/api/v1/...`` and MLflow's ``/api/2.0/mlflow*`` paths, never ``/internal/``, so these paths are unreachable through
-it. Callers prove they are the gateway like forwarded identities do (ADR 0005):
+The gateway proxies ``/api/v1/...`` and MLflow's ``/api/2.0/mlflow*`` paths, never
+``/internal/``, so these paths are unreachable through it. Callers prove they are the gateway
+like forwarded identities do (ADR 0005):
 ``X-Runyard-Internal-Signature`` (``runyard.shared.identity.internal_call_headers``), an
 HMAC-SHA256 with the shared ``IDENTITY_SECRET`` over the timestamp, the method and the path.
 """
