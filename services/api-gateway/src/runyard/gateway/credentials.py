@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 
 from runyard.gateway.errors import (
-    AccountLocked,
+    AccountLockedOut,
     CredentialsUnavailable,
     InvalidPassword,
     SecondFactorRequired,
@@ -278,7 +278,7 @@ class CredentialChecker:
         if status in (401, 422):  # 422: a login or password auth would never accept
             raise InvalidPassword()
         if status == 423:
-            raise AccountLocked(retry_after_s=wait)
+            raise AccountLockedOut(retry_after_s=wait)
         if status == 429:
             raise TooManyFailedLogins(retry_after_s=wait)
         log.warning("gateway.credentials.login_failed", status=status)

@@ -50,7 +50,7 @@ class SecondFactorRequired(Unauthorized):
         )
 
 
-class AccountLocked(ProblemError):
+class AccountLockedOut(ProblemError):
     """401 with ``Retry-After``: auth locked the account after repeated failed logins (auth
     answers 423; MLflow clients know no such status, and the credentials are what is refused)."""
 
