@@ -1,11 +1,15 @@
 """What the console's whole-stack tests share: accounts made through the API, epochs logged
-through it, mail taken from the stack's sink, screenshots kept under ``.data/``."""
+through it, mail taken from the stack's sink, screenshots kept under ``.data/``, an axe-core
+accessibility check of a page, and a webhook receiver that checks signatures."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -15,9 +19,18 @@ from typing import Any
 
 import httpx
 import pyotp
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from runyard.shared.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / ".data" / "console-screenshots"
+#: axe-core, vendored with the console's static files (test-only, served like any script so the
+#: page's CSP admits it)
+AXE_URL = "/static/vendor/axe-core-4.14.1/axe.min.js"
+#: the impacts a page may not have
+BLOCKING_IMPACTS = ("serious", "critical")
 PASSWORD = "correct horse battery staple"
 
 
@@ -134,3 +147,84 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def assert_accessible(page: Any, *, exclude: list[str] | None = None) -> None:
+    """Run axe-core (WCAG 2.0/2.1 A and AA rules and its best practices) on the page as it is
+    now and fail on any serious or critical violation, naming the rule and the elements."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(url=AXE_URL)
+    violations = page.evaluate(
+        """async (exclude) => {
+            const context = exclude.length ? {exclude: exclude.map((s) => [s])} : document;
+            const result = await window.axe.run(context, {resultTypes: ["violations"]});
+            return result.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")),
+            }));
+        }""",
+        exclude or [],
+    )
+    blocking = [v for v in violations if v["impact"] in BLOCKING_IMPACTS]
+    assert blocking == [], f"accessibility violations on {page.url}: {blocking}"
+
+
+def totp_code(secret: str, *, ahead_s: float = 0.0) -> str:
+    return str(pyotp.TOTP(secret).at(time.time() + ahead_s))
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    signature_valid: bool
+
+
+class WebhookReceiver:
+    """A real HTTP endpoint on loopback, in a thread: it checks each POST's Standard Webhooks
+    signature with the secret it is given, answers 200 ``signature valid`` or 401
+    ``signature invalid`` (what the console shows as the attempt's answer), and keeps it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.secret: str | None = None
+        self.received: list[Received] = []
+
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        valid = False
+        if self.secret is not None:
+            with contextlib.suppress(WebhookVerificationError):
+                Webhook(self.secret).verify(body, headers)
+                valid = True
+        self.received.append(Received(headers, body, valid))
+        return (200, b"signature valid") if valid else (401, b"signature invalid")
+
+
+@contextlib.contextmanager
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    box = WebhookReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            status, answer = box.handle({k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(status)
+            self.send_header("content-type", "text/plain")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", box.port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield box
+    finally:
+        server.shutdown()
+        server.server_close()

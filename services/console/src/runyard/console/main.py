@@ -16,7 +16,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from runyard.console import live
 from runyard.console.config import Settings
 from runyard.console.gateway import ApiProblem, Gateway, SessionExpired
-from runyard.console.pages import account, auth, experiment, experiments
+from runyard.console.pages import (
+    account,
+    artifacts,
+    auth,
+    campaigns,
+    datasets,
+    experiment,
+    experiments,
+    notifications,
+    projects,
+    security,
+    webhooks,
+)
 from runyard.console.render import STATIC_DIR, make_templates, page
 from runyard.console.session import Sessions
 from runyard.console.web import (
@@ -147,7 +159,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def favicon() -> Response:
         return Response(status_code=204)
 
-    for router in (auth.router, account.router, experiments.router, experiment.router, live.router):
+    routers = (
+        auth.router,
+        security.router,
+        account.router,
+        experiments.router,
+        experiment.router,
+        notifications.router,
+        webhooks.router,
+        live.router,
+    )
+    for router in routers:
+        app.include_router(router)
+    for router in (projects.router, artifacts.router, campaigns.router, datasets.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(ConsoleHeadersMiddleware, sessions=sessions, settings=settings)

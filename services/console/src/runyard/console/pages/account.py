@@ -1,5 +1,7 @@
-"""The signed-out account pages the emails link to: a forgotten password, choosing a new one with
-a reset link, following a verification link.
+"""The account pages. Signed in: the profile (name, time zone, email address) and a new
+password, both through ``PATCH /auth/me`` with the step-up the API asks for (the current
+password, or a 2FA code). Signed out, the pages the emails link to: a forgotten password,
+choosing a new one with a reset link, following a verification link.
 
 The links carry their token in the URL fragment (``#token=...``), which no server sees; the
 pages' module (``static/js/account.js``) puts it into the form, and the form posts it here with
@@ -15,10 +17,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from runyard.console import auth_client
-from runyard.console.gateway import ApiProblem, client_headers
+from runyard.console.gateway import ApiProblem, UserApi, client_headers
 from runyard.console.pages.auth import anonymous_page
+from runyard.console.pages.forms import user_error, with_unread
+from runyard.console.pages.notifications import time_zones
+from runyard.console.render import page
 from runyard.console.session import PENDING_COOKIE, SESSION_COOKIE
-from runyard.console.web import AnonymousCsrfDep, StateDep, clear_cookie
+from runyard.console.web import AnonymousCsrfDep, CsrfDep, StateDep, UserApiDep, clear_cookie
 
 router = APIRouter(prefix="/account")
 
@@ -127,3 +132,92 @@ async def verify_email(request: Request, state: StateDep, token: Field = "") -> 
         return anonymous_page(request, state, "verify_email.html", {"verified": True})
     context = api_refusal(answer)
     return anonymous_page(request, state, "verify_email.html", context, status=answer.status)
+
+
+PROFILE_NOTICES = {
+    "profile": "Profile saved.",
+    "email": "Follow the link sent to the new address: it takes effect then.",
+    "password": "Password changed. Every other session of the account has ended.",
+}
+
+
+async def profile_page(
+    request: Request,
+    state: StateDep,
+    api: UserApi,
+    *,
+    notice: str = "",
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    me, unread = await with_unread(api, api.get("/auth/me"))
+    context = {
+        "me": me,
+        "zones": time_zones(),
+        "notice": notice,
+        "errors": errors or {},
+        "unread": unread,
+    }
+    return page(request, state.templates, "account.html", context, status_code=status)
+
+
+@router.get("")
+async def profile(request: Request, state: StateDep, api: UserApiDep, saved: str = "") -> Response:
+    return await profile_page(request, state, api, notice=PROFILE_NOTICES.get(saved, ""))
+
+
+async def change_me(
+    request: Request, state: StateDep, api: UserApi, form: str, body: dict[str, Any]
+) -> Response:
+    """One ``PATCH /auth/me``; a refusal is shown at the form that was sent."""
+    try:
+        await api.json("PATCH", "/auth/me", json=body)
+    except ApiProblem as exc:
+        errors = {form: user_error(exc)}
+        return await profile_page(request, state, api, errors=errors, status=exc.status)
+    return RedirectResponse(f"/account?saved={form}", status_code=303)
+
+
+@router.post("/profile", dependencies=[CsrfDep])
+async def save_profile(
+    request: Request,
+    state: StateDep,
+    api: UserApiDep,
+    timezone: Annotated[str, Form(max_length=100)],
+    full_name: Field = "",
+) -> Response:
+    body = {"full_name": full_name.strip() or None, "timezone": timezone}
+    return await change_me(request, state, api, "profile", body)
+
+
+@router.post("/email", dependencies=[CsrfDep])
+async def change_email(
+    request: Request,
+    state: StateDep,
+    api: UserApiDep,
+    email: Field,
+    current_password: Field = "",
+    code: Field = "",
+) -> Response:
+    body = {
+        "email": email.strip(),
+        "current_password": current_password or None,
+        "code": code.strip() or None,
+    }
+    return await change_me(request, state, api, "email", body)
+
+
+@router.post("/password", dependencies=[CsrfDep])
+async def change_password(
+    request: Request,
+    state: StateDep,
+    api: UserApiDep,
+    current_password: Field,
+    new_password: Field,
+    new_password_confirmation: Field,
+) -> Response:
+    if new_password != new_password_confirmation:
+        errors = {"password": "The two new passwords differ; type the same one twice."}
+        return await profile_page(request, state, api, errors=errors, status=400)
+    body = {"current_password": current_password, "new_password": new_password}
+    return await change_me(request, state, api, "password", body)

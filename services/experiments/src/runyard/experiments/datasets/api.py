@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
+from pathlib import Path as FsPath
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from runyard.experiments.datasets import service
 from runyard.experiments.datasets.schemas import (
     DatasetCreate,
     DatasetOut,
     DatasetUpdate,
+    SamplesOut,
     SignalBatch,
     SignalBatchResult,
     SignalOut,
@@ -78,7 +79,7 @@ async def delete_dataset(
     """Delete the dataset and its signals, and the signal files its generation or upload
     wrote (they no longer count against your storage quota)."""
     await service.delete_dataset(
-        session, principal=principal, dataset_id=dataset_id, data_dir=Path(settings.data_dir)
+        session, principal=principal, dataset_id=dataset_id, data_dir=FsPath(settings.data_dir)
     )
     return Response(status_code=204)
 
@@ -114,4 +115,35 @@ async def add_signals(
     """Up to 10,000 signals with their features; signal ids the dataset has are skipped."""
     return await service.add_signals(
         session, principal=principal, dataset_id=dataset_id, signals=body.signals
+    )
+
+
+@router.get(
+    "/{dataset_id}/signals/{signal_id}/samples",
+    response_model=SamplesOut,
+    responses={404: {"description": "no such signal, or its samples are not stored by Runyard"}},
+)
+async def signal_samples(
+    dataset_id: uuid.UUID,
+    signal_id: Annotated[str, Path(min_length=1, max_length=255)],
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    buckets: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    from_index: Annotated[int | None, Query(ge=0)] = None,
+    to_index: Annotated[int | None, Query(ge=0)] = None,
+) -> SamplesOut:
+    """A generated or imported signal's waveform downsampled for a chart: per bucket of
+    consecutive samples its first sample's index, its min and its max (spikes survive, as in an
+    experiment's history); zoom by asking for a narrower ``from_index``..``to_index``."""
+    return await service.signal_samples(
+        session,
+        principal=principal,
+        dataset_id=dataset_id,
+        signal_id=signal_id,
+        data_dir=FsPath(settings.data_dir),
+        max_bytes=settings.import_max_expanded_bytes,
+        buckets=buckets,
+        from_index=from_index,
+        to_index=to_index,
     )

@@ -15,7 +15,13 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.datasets.schemas import SignalIn
-from runyard.experiments.models import Dataset, Experiment, Signal
+from runyard.experiments.models import (
+    Dataset,
+    DatasetGeneration,
+    DatasetImport,
+    Experiment,
+    Signal,
+)
 from runyard.shared.pagination import cut, decode_cursor
 
 
@@ -96,3 +102,32 @@ async def list_signals(
         query = query.where(Signal.id > after[0])
     rows = (await session.scalars(query.order_by(Signal.id).limit(limit + 1))).all()
     return cut(rows, limit, "signals", signal_key)
+
+
+async def get_signal(session: AsyncSession, dataset_id: uuid.UUID, signal_id: str) -> Signal | None:
+    found: Signal | None = await session.scalar(
+        select(Signal).where(Signal.dataset_id == dataset_id, Signal.signal_id == signal_id)
+    )
+    return found
+
+
+async def stored_files(session: AsyncSession, dataset_id: uuid.UUID) -> dict[str, float]:
+    """The signal files the jobs that made the dataset wrote or read (relative to the data
+    directory): the only files a samples read opens. A signal's ``file_path`` is the caller's
+    to set (``POST .../signals``), the jobs' files are the service's own. Each with the sample
+    rate its job assumed (a generation's directory ends with ``/``)."""
+    found: dict[str, float] = {}
+    table: Any
+    for table in (DatasetGeneration, DatasetImport):
+        rows = await session.execute(
+            select(table.output_path, table.config).where(table.dataset_id == dataset_id)
+        )
+        for output, config in rows:
+            config = config or {}
+            rate = float(config.get("sample_rate_hz") or 1.0)
+            if table is DatasetGeneration and output:
+                found[f"{output}/"] = rate
+            for name in config.get("files") or [] if table is DatasetImport else []:
+                if isinstance(name, str):
+                    found[name] = rate
+    return found

@@ -83,3 +83,23 @@ class SignalOut(BaseModel):
     kurtosis: float | None
     dominant_frequency: float | None
     created_at: datetime
+
+
+class SamplesOut(BaseModel):
+    """One signal's stored samples downsampled for a chart: per bucket of consecutive samples
+    its lowest and highest value (peaks survive), like an experiment's history."""
+
+    dataset_id: uuid.UUID
+    signal_id: str
+    sample_rate_hz: float
+    #: samples the signal holds
+    num_samples: int
+    #: buckets asked for; a range of fewer samples has one bucket per sample
+    buckets: int
+    #: the first and last sample of the range read (null: the range holds none)
+    from_index: int | None
+    to_index: int | None
+    #: per bucket: its first sample's index (seconds: index / sample_rate_hz)
+    index: list[int]
+    min: list[float]
+    max: list[float]

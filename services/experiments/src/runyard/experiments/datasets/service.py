@@ -7,10 +7,13 @@ dataset's signal count, fault types and severity levels follow in the same trans
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments import errors
@@ -18,11 +21,12 @@ from runyard.experiments.datasets import repository
 from runyard.experiments.datasets.schemas import (
     DatasetCreate,
     DatasetUpdate,
+    SamplesOut,
     SignalBatchResult,
     SignalIn,
 )
+from runyard.experiments.jobs import files, storage
 from runyard.experiments.jobs import repository as jobs_repository
-from runyard.experiments.jobs import storage
 from runyard.experiments.models import Dataset, Signal
 from runyard.experiments.repository import get_owned, list_owned, unique_or_conflict
 from runyard.experiments.schemas import changed_fields, requested_changes
@@ -218,3 +222,118 @@ async def check_name_free(session: AsyncSession, owner_id: uuid.UUID, name: str)
     """For a job that will create the dataset ``name``: 409 if the owner already has it."""
     if await repository.name_in_use(session, owner_id, name):
         raise errors.NameTaken("a dataset", name, field="dataset_name")
+
+
+class NoSamples(ProblemError):
+    """The signal's samples are not in a file the service stored: a signal added through the
+    API names its file in ``file_path`` as the caller likes, and that is never opened."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            404,
+            "Not Found",
+            "The signal has no samples stored by Runyard: only the signals of a dataset "
+            "generation or import have.",
+        )
+
+
+def samples_file(file_path: str | None, allowed: dict[str, float]) -> tuple[str, int, float] | None:
+    """``generations/<job>/chunk-0-9.npz#3`` -> (the file, the signal's row or index), when the
+    file is one the dataset's jobs wrote (directly in a generation's directory) or read."""
+    if not file_path or "#" not in file_path:
+        return None
+    name, _, at = file_path.rpartition("#")
+    if not at.isdigit() or ".." in name.split("/") or name.startswith("/"):
+        return None
+    if name in allowed:
+        return name, int(at), allowed[name]
+    folder, _, base = name.rpartition("/")
+    if f"{folder}/" in allowed and base.startswith("chunk-") and base.endswith(".npz"):
+        return name, int(at), allowed[f"{folder}/"]
+    return None
+
+
+def read_signal(
+    data_dir: Path, name: str, at: int, *, rate: float, max_bytes: int
+) -> tuple[npt.NDArray[np.float64], float] | None:
+    """The samples and sample rate of the signal at ``at`` in a stored file, read with the
+    importer's own readers (bounded, NPZ never unpickled); None when the file is gone or no
+    longer reads."""
+    base = data_dir.resolve()
+    path = (base / name).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        return None
+    problems = files.Problems()
+    budget = files.Budget(max_bytes=max_bytes, max_signals=files.MAX_SAMPLES)
+    for signal in files.read_file(
+        path, name=name, default_rate=rate, problems=problems, budget=budget
+    ):
+        if signal.at == at:
+            return signal.samples, signal.sample_rate_hz
+    return None
+
+
+def downsample(
+    values: npt.NDArray[np.float64], first: int, buckets: int
+) -> tuple[list[int], list[float], list[float]]:
+    """Per bucket of consecutive samples: the index of its first, its min and its max."""
+    count = len(values)
+    if count <= buckets:
+        plain = [float(v) for v in values]
+        return list(range(first, first + count)), plain, list(plain)
+    starts = np.linspace(0, count, buckets + 1).astype(np.int64)[:-1]
+    lows = np.minimum.reduceat(values, starts)
+    highs = np.maximum.reduceat(values, starts)
+    return (
+        [first + int(i) for i in starts],
+        [float(v) for v in lows],
+        [float(v) for v in highs],
+    )
+
+
+async def signal_samples(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    dataset_id: uuid.UUID,
+    signal_id: str,
+    data_dir: Path,
+    max_bytes: int,
+    buckets: int,
+    from_index: int | None = None,
+    to_index: int | None = None,
+) -> SamplesOut:
+    """One signal's waveform for a chart, ``buckets`` min/max pairs over the samples from
+    ``from_index`` to ``to_index`` (inclusive; zoom by asking for a narrower range)."""
+    if from_index is not None and to_index is not None and to_index < from_index:
+        raise errors.BadRequest("to_index is before from_index", loc=["query", "to_index"])
+    dataset = await get_dataset(session, principal=principal, dataset_id=dataset_id)
+    signal = await repository.get_signal(session, dataset.id, signal_id)
+    if signal is None:
+        raise errors.NotFound("signal")
+    located = samples_file(signal.file_path, await repository.stored_files(session, dataset.id))
+    if located is None:
+        raise NoSamples()
+    found = await asyncio.to_thread(
+        read_signal, data_dir, located[0], located[1], rate=located[2], max_bytes=max_bytes
+    )
+    if found is None:
+        raise NoSamples()
+    samples, rate = found
+    total = len(samples)
+    first = from_index or 0
+    last = min(total - 1, to_index if to_index is not None else total - 1)
+    chosen = samples[first : last + 1] if first <= last else samples[:0]
+    index, lows, highs = downsample(chosen, first, buckets)
+    return SamplesOut(
+        dataset_id=dataset.id,
+        signal_id=signal.signal_id,
+        sample_rate_hz=rate,
+        num_samples=total,
+        buckets=buckets,
+        from_index=first if len(chosen) else None,
+        to_index=last if len(chosen) else None,
+        index=index,
+        min=lows,
+        max=highs,
+    )

@@ -1,0 +1,218 @@
+// A campaign's page: the objective per trial with the best so far, one hyperparameter (or, for
+// an architecture search, one measure) against the objective, and the trials table; read again
+// as the trials' experiments report (HPO: their events over SSE) or every few seconds (NAS).
+import { live, getJson, currentTheme } from "./app.js";
+import { PALETTE } from "./chart.js";
+
+const root = document.getElementById("campaign");
+const kind = root.dataset.kind;
+const campaignId = root.dataset.campaign;
+const maximize = root.dataset.direction !== "minimize";
+let state = JSON.parse(document.getElementById("campaign-state").dataset.state);
+const charts = {};
+
+export function fmt(v) {
+  if (v === null || v === undefined) return "—";
+  if (typeof v === "boolean") return String(v);
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return v.toLocaleString("en-US");
+  if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e6)) return v.toExponential(3);
+  return String(Number(v.toPrecision(4)));
+}
+
+function trialsOf(s) {
+  if (kind === "hpo") {
+    return s.trials.map((t) => ({ n: t.number, value: t.value, params: t.params || {}, raw: t }));
+  }
+  return s.trials.map((t) => ({
+    n: t.trial_number, value: t.validation_accuracy,
+    params: { num_parameters: t.num_parameters, flops: t.flops, model_size_mb: t.model_size_mb,
+      training_time: t.training_time, validation_loss: t.validation_loss }, raw: t,
+  }));
+}
+
+/** Per trial: its objective and the best of it and every trial before. */
+export function bestSoFar(values, higherIsBetter) {
+  let best = null;
+  return values.map((v) => {
+    if (v !== null && v !== undefined && Number.isFinite(v)) {
+      if (best === null || (higherIsBetter ? v > best : v < best)) best = v;
+    }
+    return best;
+  });
+}
+
+function colors() {
+  const dark = currentTheme() === "dark";
+  return { fg: dark ? "#aab" : "#555", grid: dark ? "#2a2f3a" : "#e5e7eb" };
+}
+
+/** Tick steps of an axis of whole numbers (trial numbers, a categorical's positions). */
+const WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+
+function axes(xLabel, yLabel, xValues, whole) {
+  const { fg, grid } = colors();
+  const x = { stroke: fg, grid: { stroke: grid }, ticks: { stroke: grid }, label: xLabel };
+  if (xValues) x.values = xValues;
+  if (whole) x.incrs = whole;
+  return [x, { stroke: fg, grid: { stroke: grid }, ticks: { stroke: grid }, size: 60, label: yLabel }];
+}
+
+function draw(id, opts, data) {
+  const el = document.getElementById(id);
+  if (charts[id]) charts[id].destroy();
+  el.textContent = "";
+  const width = Math.max(260, Math.floor(el.getBoundingClientRect().width) - 18);
+  charts[id] = new window.uPlot({ width, height: 260, legend: { live: true }, ...opts }, data, el);
+  el.dataset.points = String(data[1].filter((v) => v !== null && v !== undefined).length);
+}
+
+function drawObjective(trials) {
+  const sorted = [...trials].sort((a, b) => a.n - b.n);
+  const xs = sorted.map((t) => t.n);
+  const ys = sorted.map((t) => (typeof t.value === "number" ? t.value : null));
+  const metric = root.dataset.metric;
+  draw("objective-chart", {
+    title: `${metric} per trial`,
+    scales: { x: { time: false } },
+    axes: axes("trial", metric, null, WHOLE),
+    series: [
+      { label: "trial" },
+      { label: metric, stroke: PALETTE[0], width: 0, paths: () => null,
+        points: { show: true, size: 7, fill: PALETTE[0] } },
+      { label: "best so far", stroke: PALETTE[2], width: 2, spanGaps: true,
+        paths: window.uPlot.paths.stepped({ align: 1 }), points: { show: false } },
+    ],
+  }, [xs, ys, bestSoFar(ys, maximize)]);
+}
+
+function drawScatter(trials) {
+  const select = document.getElementById("scatter-param");
+  const name = select?.value;
+  if (!name) return;
+  const pairs = trials
+    .filter((t) => typeof t.value === "number" && t.params[name] !== undefined && t.params[name] !== null)
+    .map((t) => [t.params[name], t.value]);
+  let labels = null;
+  if (pairs.some(([x]) => typeof x !== "number")) {
+    labels = [...new Set(pairs.map(([x]) => String(x)))].sort();
+    for (const p of pairs) p[0] = labels.indexOf(String(p[0]));
+  }
+  pairs.sort((a, b) => a[0] - b[0]);
+  const space = kind === "hpo" ? (state.campaign.search_space || {})[name] || {} : {};
+  const log = !labels && space.log === true && pairs.every(([x]) => x > 0);
+  const metric = root.dataset.metric;
+  draw("scatter-chart", {
+    title: `${metric} against ${name}`,
+    scales: { x: { time: false, distr: log ? 3 : 1,
+      ...(labels ? { range: () => [-0.5, labels.length - 0.5] } : {}) } },
+    axes: axes(name, metric,
+      labels ? (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? labels[t] ?? "" : "")) : null,
+      labels ? [1] : null),
+    series: [
+      { label: name, value: labels ? (u, v) => (v === null ? "—" : labels[v] ?? "") : undefined },
+      { label: metric, stroke: PALETTE[1], width: 0, paths: () => null,
+        points: { show: true, size: 8, fill: PALETTE[1] } },
+    ],
+  }, [pairs.map((p) => p[0]), pairs.map((p) => p[1])]);
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  if (cls) td.className = cls;
+  td.textContent = text;
+  tr.appendChild(td);
+  return td;
+}
+
+function renderTable() {
+  const tbody = document.querySelector("#trials tbody");
+  if (kind === "nas") return; // the architectures' details are the server's rendering: reload
+  const params = Object.keys(state.campaign.search_space || {});
+  tbody.textContent = "";
+  for (const t of state.trials) {
+    const tr = document.createElement("tr");
+    tr.dataset.trial = String(t.number);
+    cell(tr, fmt(t.number), "num");
+    const status = document.createElement("span");
+    status.className = `status s-${t.state}`;
+    status.textContent = t.state;
+    cell(tr, "").appendChild(status);
+    cell(tr, fmt(t.value), "num");
+    cell(tr, t.pruned_at_step === null ? "—" : fmt(t.pruned_at_step), "num");
+    for (const p of params) cell(tr, fmt((t.params || {})[p]), "num");
+    const link = document.createElement("a");
+    link.href = `/experiments/${t.experiment_id}`;
+    link.textContent = "open";
+    cell(tr, "").appendChild(link);
+    tbody.appendChild(tr);
+  }
+}
+
+function renderFacts() {
+  const c = state.campaign;
+  const status = document.getElementById("status");
+  status.textContent = c.status;
+  status.className = `status big s-${c.status}`;
+  root.dataset.status = c.status;
+  const count = document.getElementById("trial-count");
+  const best = document.getElementById("best");
+  if (kind === "hpo") {
+    count.textContent = `${c.trials_completed} done, ${c.trials_started} started, of ${c.budget.max_trials}`;
+    best.textContent = fmt(c.best_value);
+  } else {
+    count.textContent = `${c.trials_completed} of ${c.num_trials}`;
+    best.textContent = fmt(c.best_accuracy);
+  }
+}
+
+function render() {
+  const trials = trialsOf(state);
+  drawObjective(trials);
+  drawScatter(trials);
+  root.dataset.trials = String(state.trials.length);
+}
+
+let pending = null;
+async function refresh() {
+  pending = null;
+  try {
+    const next = await getJson(`/console-api/${kind}-campaigns/${campaignId}`);
+    const grew = next.trials.length !== state.trials.length;
+    state = next;
+    renderFacts();
+    if (kind === "nas" && grew) { location.reload(); return; }
+    renderTable();
+    render();
+  } catch (e) { /* the next event or tick tries again */ }
+}
+
+function soon() {
+  if (!pending) pending = setTimeout(refresh, 400);
+}
+
+const active = () => ["pending", "running"].includes(root.dataset.status);
+
+function start() {
+  render();
+  document.getElementById("scatter-param")?.addEventListener("change", () => drawScatter(trialsOf(state)));
+  document.addEventListener("runyard:theme", render);
+  addEventListener("resize", () => { clearTimeout(charts.resizing); charts.resizing = setTimeout(render, 150); });
+  if (kind === "hpo") {
+    // trials are experiments: their lifecycle and epochs arrive on the page's event stream
+    live.addEventListener("any", (event) => {
+      const { type, experiment_id: id } = event.detail;
+      if (type === "resync" || type === "experiment.created") return soon();
+      if (id && state.trials.some((t) => t.experiment_id === id)) soon();
+    });
+  }
+  // NAS trials have no events; an HPO page without its stream falls back to reading too
+  setInterval(() => {
+    if (document.hidden || !active()) return;
+    if (kind === "hpo" && document.body.dataset.liveConnected === "true") return;
+    refresh();
+  }, kind === "nas" ? 5000 : 15000);
+}
+
+if (window.uPlot) start();
+else addEventListener("load", start, { once: true });
