@@ -18,6 +18,7 @@ from runyard.console.config import Settings
 from runyard.console.gateway import ApiProblem, Gateway, SessionExpired
 from runyard.console.pages import (
     account,
+    admin,
     artifacts,
     auth,
     campaigns,
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         experiment.router,
         notifications.router,
         webhooks.router,
+        admin.router,
         live.router,
     )
     for router in routers:
