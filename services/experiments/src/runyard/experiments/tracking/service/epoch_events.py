@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import bindparam, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +43,41 @@ _ROW = (
 )
 
 
+def _note_statement() -> Any:
+    """Built once: every request runs the same statement with new parameters."""
+    names = (
+        "experiment_id",
+        "first_epoch",
+        "last_epoch",
+        "epochs_written",
+        "epochs_inserted",
+        "latest_metrics",
+        "first_logged_at",
+        "logged_at",
+    )
+    stmt = insert(_TABLE).values(
+        {name: bindparam(name, type_=_TABLE.c[name].type) for name in names}
+    )
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[_TABLE.c.experiment_id],
+        set_={
+            "first_epoch": func.least(_TABLE.c.first_epoch, new.first_epoch),
+            "last_epoch": func.greatest(_TABLE.c.last_epoch, new.last_epoch),
+            "epochs_written": _TABLE.c.epochs_written + new.epochs_written,
+            "epochs_inserted": _TABLE.c.epochs_inserted + new.epochs_inserted,
+            "latest_metrics": case(
+                (new.last_epoch >= _TABLE.c.last_epoch, new.latest_metrics),
+                else_=_TABLE.c.latest_metrics,
+            ),
+            "logged_at": new.logged_at,
+        },
+    )
+
+
+NOTE = _note_statement()
+
+
 async def note(
     session: AsyncSession,
     experiment: Experiment,
@@ -56,32 +91,18 @@ async def note(
 ) -> None:
     """Add a request's epochs to the experiment's pending event (the caller holds the
     experiment's row lock, so requests of one experiment add up one after another)."""
-    stmt = insert(_TABLE).values(
-        experiment_id=experiment.id,
-        first_epoch=first_epoch,
-        last_epoch=last_epoch,
-        epochs_written=written,
-        epochs_inserted=inserted,
-        latest_metrics=latest_metrics,
-        first_logged_at=logged_at,
-        logged_at=logged_at,
-    )
-    new = stmt.excluded
     await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[_TABLE.c.experiment_id],
-            set_={
-                "first_epoch": func.least(_TABLE.c.first_epoch, new.first_epoch),
-                "last_epoch": func.greatest(_TABLE.c.last_epoch, new.last_epoch),
-                "epochs_written": _TABLE.c.epochs_written + new.epochs_written,
-                "epochs_inserted": _TABLE.c.epochs_inserted + new.epochs_inserted,
-                "latest_metrics": case(
-                    (new.last_epoch >= _TABLE.c.last_epoch, new.latest_metrics),
-                    else_=_TABLE.c.latest_metrics,
-                ),
-                "logged_at": new.logged_at,
-            },
-        )
+        NOTE,
+        {
+            "experiment_id": experiment.id,
+            "first_epoch": first_epoch,
+            "last_epoch": last_epoch,
+            "epochs_written": written,
+            "epochs_inserted": inserted,
+            "latest_metrics": latest_metrics,
+            "first_logged_at": logged_at,
+            "logged_at": logged_at,
+        },
     )
 
 
