@@ -11,21 +11,26 @@ One run on this machine:
    Waits for ``/health``, then until the stack and MLflow are idle: MLflow's job runner (huey
    consumers, on by default) keeps a core busy for about a minute after ``/health`` answers.
 3. Registers and logs in a Runyard user through the gateway; creates the experiments and MLflow
-   experiment/runs the phases need (never timed).
-4. Times the same pattern on both: one HTTP request per epoch carrying 4 metrics (train/val loss
-   and accuracy). Runyard: ``POST /api/v1/experiments/{id}/runs`` through the gateway with the
-   bearer token; MLflow: ``POST /api/2.0/mlflow/runs/log-batch`` with 4 metrics at step=epoch.
-   - sequential: one client, the two systems interleaved request by request (alternating who goes
-     first) after a warm-up, so both see the same background load;
-   - concurrent: --concurrency clients, each logging to its own experiment/run, phases in ABBA
-     order (Runyard, MLflow, MLflow, Runyard for 2 rounds); the CPU time each process used per
-     request is measured with psutil (PostgreSQL backends split by database);
-   - bulk: one Runyard request of 1,000 epochs (4,000 points) versus one ``log-batch`` of 1,000
-     metrics (MLflow's per-request limit) and versus the 4 ``log-batch`` requests the same
-     1,000 epochs need.
+   experiments/runs the phases need (never timed).
+4. Times the same pattern on three systems: one HTTP request per epoch carrying 4 metrics
+   (train/val loss and accuracy).
+   - Runyard (gateway): ``POST /api/v1/experiments/{id}/runs`` with the bearer token;
+   - MLflow: ``POST /api/2.0/mlflow/runs/log-batch`` with 4 metrics at step=epoch, on MLflow's
+     own tracking server;
+   - Runyard (MLflow API): the same log-batch requests (same bodies) to Runyard's gateway at
+     ``/api/2.0/mlflow/runs/log-batch`` with the same bearer token, on an MLflow experiment and
+     runs made through Runyard's ``/api/2.0/mlflow/experiments/create`` and ``/runs/create``.
+   Phases:
+   - sequential: one client, the systems interleaved request by request (who goes first
+     rotating) after a warm-up, so all see the same background load;
+   - concurrent: --concurrency clients, each logging to its own experiment/run, rounds in a
+     balanced order (A B C, then C B A, ...); the CPU time each process used per request is
+     measured with psutil (PostgreSQL backends split by database);
+   - bulk: one request at each API's limit (Runyard: 1,000 epochs = 4,000 points; log-batch:
+     1,000 metrics) and the requests 1,000 epochs need (Runyard 1, log-batch 4).
 5. Stops everything it started (MLflow server, the stack), also on error or Ctrl-C.
 
-One aiohttp session (keep-alive) drives both. Latency is measured around each request, from
+One aiohttp session (keep-alive) drives all three. Latency is measured around each request, from
 sending to the whole response read.
 
 Usage: uv run python bench/mlflow_compare.py [--epochs 500] [--concurrency 4] [--rounds 2]
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -49,7 +55,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +85,8 @@ POINTS_PER_EPOCH = len(METRICS)
 MLFLOW_BATCH_LIMIT = 1000  # metrics per log-batch request
 RUNYARD_BATCH_LIMIT = 1000  # epochs per POST .../runs
 WARMUP = 20
+MLFLOW_LABEL = "MLflow"
+RUNYARD_MLFLOW_LABEL = "Runyard (MLflow API)"
 TOKEN_MAX_AGE_S = 600.0  # access tokens live 15 min; log in again well before
 
 
@@ -90,7 +98,7 @@ class BenchError(RuntimeError):
 
 
 def metrics_of(epoch: int) -> dict[str, float]:
-    """A plausible training curve; the same values go to both systems."""
+    """A plausible training curve; the same values go to every system."""
     return {
         "train_loss": 1 / (epoch + 1),
         "val_loss": 1.1 / (epoch + 1),
@@ -218,7 +226,7 @@ async def wait_for_mlflow(
         await asyncio.sleep(0.25)
 
 
-# --- 3. the two clients --------------------------------------------------------------------------
+# --- 3. the clients ------------------------------------------------------------------------------
 
 
 async def request_json(
@@ -244,7 +252,8 @@ class Runyard:
     password: str = field(default_factory=lambda: f"Bench-{uuid.uuid4().hex[:16]}-Kestrel")
     token: str = ""
     token_at: float = 0.0
-    label: str = "Runyard"
+    label: str = "Runyard (gateway)"
+    batch_epochs: int = RUNYARD_BATCH_LIMIT
 
     async def register(self) -> None:
         await request_json(
@@ -316,10 +325,18 @@ class Runyard:
 
 @dataclass
 class Mlflow:
+    """MLflow's REST API at ``base``: MLflow's own server (no auth), or Runyard's gateway when
+    ``auth`` is the Runyard user whose bearer token the requests carry."""
+
     session: aiohttp.ClientSession
     base: str
+    label: str = MLFLOW_LABEL
+    auth: Runyard | None = None
     experiment_id: str = ""
-    label: str = "MLflow"
+    batch_epochs: int = MLFLOW_BATCH_LIMIT // POINTS_PER_EPOCH
+
+    async def headers(self) -> dict[str, str]:
+        return await self.auth.headers() if self.auth is not None else {}
 
     async def create_experiment(self) -> None:
         body = await request_json(
@@ -327,6 +344,7 @@ class Mlflow:
             "POST",
             f"{self.base}/api/2.0/mlflow/experiments/create",
             json={"name": f"runyard-bench-{uuid.uuid4().hex[:8]}"},
+            headers=await self.headers(),
             expect=(200,),
         )
         self.experiment_id = str(body["experiment_id"])
@@ -342,6 +360,7 @@ class Mlflow:
                 "run_name": f"{name}-{uuid.uuid4().hex[:8]}",
                 "start_time": int(time.time() * 1000),
             },
+            headers=await self.headers(),
             expect=(200,),
         )
         return str(body["run"]["info"]["run_id"])
@@ -368,28 +387,26 @@ class Mlflow:
             async with self.session.post(url, json=payload, headers=headers) as response:
                 body = await response.read()
                 if response.status != 200:
-                    raise BenchError(f"MLflow epoch {epoch} -> {response.status}: {body[:300]!r}")
+                    raise BenchError(
+                        f"{self.label} epoch {epoch} -> {response.status}: {body[:300]!r}"
+                    )
 
         return send
 
     async def bulk(self, target: str, first_epoch: int, epochs: int) -> None:
-        per_request = MLFLOW_BATCH_LIMIT // POINTS_PER_EPOCH
-        for start in range(first_epoch, first_epoch + epochs, per_request):
-            end = min(start + per_request, first_epoch + epochs)
+        for start in range(first_epoch, first_epoch + epochs, self.batch_epochs):
+            end = min(start + self.batch_epochs, first_epoch + epochs)
             await request_json(
                 self.session,
                 "POST",
                 f"{self.base}/api/2.0/mlflow/runs/log-batch",
                 json=self.batch(target, range(start, end)),
+                headers=await self.headers(),
                 expect=(200,),
             )
 
 
 Side = Runyard | Mlflow
-
-
-async def side_headers(side: Side) -> dict[str, str]:
-    return await side.headers() if isinstance(side, Runyard) else {}
 
 
 async def timed(send: Callable[[], Awaitable[None]]) -> float:
@@ -437,7 +454,7 @@ def reaped_children_seconds(pid: int | None) -> float:
         return 0.0
     with contextlib.suppress(psutil.Error):
         times = psutil.Process(pid).cpu_times()
-        return times.children_user + times.children_system
+        return float(times.children_user + times.children_system)
     return 0.0
 
 
@@ -531,17 +548,17 @@ class CpuMeter:
 # --- 4. the phases -------------------------------------------------------------------------------
 
 
-async def sequential(runyard: Runyard, mlflow: Mlflow, epochs: int) -> dict[str, dict[str, float]]:
-    """One client; the two systems interleaved request by request, who goes first alternating."""
-    targets = {"Runyard": await runyard.new_target("seq"), "MLflow": await mlflow.new_target("seq")}
-    latencies: dict[str, list[float]] = {"Runyard": [], "MLflow": []}
+async def sequential(sides: list[Side], epochs: int) -> dict[str, dict[str, float]]:
+    """One client; the systems interleaved request by request, who goes first rotating."""
+    targets = {side.label: await side.new_target("seq") for side in sides}
+    latencies: dict[str, list[float]] = {side.label: [] for side in sides}
     for epoch in range(WARMUP + epochs):
-        sides: list[Side] = [runyard, mlflow] if epoch % 2 == 0 else [mlflow, runyard]
-        for side in sides:
-            headers = await side_headers(side)
-            ms = await timed(side.epoch_request(targets[side.label], epoch, headers))
+        first = epoch % len(sides)
+        for side in sides[first:] + sides[:first]:
+            headers = await side.headers()
+            took = await timed(side.epoch_request(targets[side.label], epoch, headers))
             if epoch >= WARMUP:
-                latencies[side.label].append(ms)
+                latencies[side.label].append(took)
     results = {}
     for label, ms in latencies.items():
         busy = sum(ms) / 1000
@@ -559,7 +576,7 @@ async def concurrent_phase(
 ) -> dict[str, Any]:
     """``clients`` tasks, each logging ``epochs`` epochs in sequence to its own experiment/run."""
     targets = [await side.new_target(f"par{i}") for i in range(clients)]
-    headers = await side_headers(side)
+    headers = await side.headers()
 
     async def warm(target: str) -> None:
         for epoch in range(5):
@@ -579,13 +596,13 @@ async def concurrent_phase(
 
 
 async def concurrent(
-    runyard: Runyard, mlflow: Mlflow, clients: int, epochs: int, rounds: int, meter: CpuMeter
+    sides: list[Side], clients: int, epochs: int, rounds: int, meter: CpuMeter
 ) -> dict[str, dict[str, Any]]:
-    """Phases in ABBA order so that drift in the machine's load hits both alike."""
-    collected: dict[str, list[dict[str, Any]]] = {"Runyard": [], "MLflow": []}
+    """Rounds in a balanced order (ABC, CBA, ...) so that drift in the machine's load hits all
+    systems alike."""
+    collected: dict[str, list[dict[str, Any]]] = {side.label: [] for side in sides}
     for n in range(rounds):
-        order: list[Side] = [runyard, mlflow] if n % 2 == 0 else [mlflow, runyard]
-        for side in order:
+        for side in sides if n % 2 == 0 else sides[::-1]:
             phase = await concurrent_phase(side, clients, epochs, meter)
             rate = len(phase["latencies"]) / phase["wall_s"]
             print(f"  round {n + 1} {side.label}: {rate:.0f} requests/s", flush=True)
@@ -614,40 +631,41 @@ async def concurrent(
     return results
 
 
-async def bulk(runyard: Runyard, mlflow: Mlflow, repeat: int) -> dict[str, dict[str, float]]:
-    """Runyard: 1,000 epochs in one request. MLflow: one log-batch of 1,000 metrics (its limit,
-    250 epochs), and the 4 log-batch requests that 1,000 epochs need."""
-    per_batch = MLFLOW_BATCH_LIMIT // POINTS_PER_EPOCH
-    times: dict[str, list[float]] = {"runyard": [], "mlflow_one": [], "mlflow_all": []}
+async def bulk(sides: list[Side], repeat: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Per system: ``one``, one request at its API's limit (Runyard: 1,000 epochs; log-batch:
+    1,000 metrics, 250 epochs), and ``all``, the requests that 1,000 epochs need (1 or 4)."""
+
+    def epochs(side: Side, key: str) -> int:
+        return side.batch_epochs if key == "one" else RUNYARD_BATCH_LIMIT
+
+    times: dict[str, dict[str, list[float]]] = {s.label: {"one": [], "all": []} for s in sides}
     for n in range(repeat + 1):  # the first round is a warm-up
-        experiment = await runyard.new_target("bulk")
-        run_one, run_all = await mlflow.new_target("bulk1"), await mlflow.new_target("bulk4")
-        calls: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("runyard", lambda e=experiment: runyard.bulk(e, 0, RUNYARD_BATCH_LIMIT)),
-            ("mlflow_one", lambda r=run_one: mlflow.bulk(r, 0, per_batch)),
-            ("mlflow_all", lambda r=run_all: mlflow.bulk(r, 0, RUNYARD_BATCH_LIMIT)),
-        ]
+        calls: list[tuple[str, str, Callable[[], Awaitable[None]]]] = []
+        for side in sides:
+            for key in ("one", "all"):
+                target = await side.new_target(f"bulk-{key}")
+                calls.append(
+                    (side.label, key, functools.partial(side.bulk, target, 0, epochs(side, key)))
+                )
         if n % 2:
             calls.reverse()
-        for key, call in calls:
-            ms = await timed(call)
+        for label, key, call in calls:
+            took = await timed(call)
             if n:
-                times[key].append(ms)
-    points = {
-        "runyard": RUNYARD_BATCH_LIMIT * POINTS_PER_EPOCH,
-        "mlflow_one": MLFLOW_BATCH_LIMIT,
-        "mlflow_all": RUNYARD_BATCH_LIMIT * POINTS_PER_EPOCH,
-    }
-    return {
-        key: {
-            "points": points[key],
-            "median_ms": statistics.median(ms),
-            "points_per_s": points[key] / statistics.median(ms) * 1000,
-            "min_ms": min(ms),
-            "max_ms": max(ms),
-        }
-        for key, ms in times.items()
-    }
+                times[label][key].append(took)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for side in sides:
+        results[side.label] = {}
+        for key, ms in times[side.label].items():
+            points = epochs(side, key) * POINTS_PER_EPOCH
+            results[side.label][key] = {
+                "points": points,
+                "median_ms": statistics.median(ms),
+                "points_per_s": points / statistics.median(ms) * 1000,
+                "min_ms": min(ms),
+                "max_ms": max(ms),
+            }
+    return results
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -658,67 +676,88 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
-    lines = []
-    mlflow_name = f"MLflow {results['mlflow_version']}"
-    lines.append(f"| pattern | figure | Runyard (gateway) | {mlflow_name} | Runyard / MLflow |")
-    lines.append("|---|---|---|---|---|")
+    """Markdown tables: one column per system, then each Runyard side's ratio to MLflow."""
+    labels: list[str] = results["labels"]
+    others = [label for label in labels if label != MLFLOW_LABEL]
+    heads = [f"MLflow {results['mlflow_version']}" if x == MLFLOW_LABEL else x for x in labels]
+    lines = [
+        "| pattern | figure | "
+        + " | ".join(heads)
+        + " | "
+        + " | ".join(f"{x} / MLflow" for x in others)
+        + " |",
+        "|---|---|" + "---|" * (len(labels) + len(others)),
+    ]
+
+    def row(
+        title: str, figure: str, values: dict[str, float], shown: Callable[[float], str]
+    ) -> None:
+        cells = [shown(values[x]) for x in labels]
+        ratios = [ratio(values[x], values[MLFLOW_LABEL]) for x in others]
+        lines.append(f"| {title} | {figure} | " + " | ".join(cells + ratios) + " |")
+
     for key, title in (
         ("sequential", "one client, 1 epoch (4 metrics) per request, interleaved"),
         ("concurrent", f"{args.concurrency} clients, own experiment/run each"),
     ):
         if key not in results:
             continue
-        r, m = results[key]["Runyard"], results[key]["MLflow"]
-        n = r["requests"]
+        by = results[key]
+        n = by[labels[0]]["requests"]
         label = f"{title} ({n} requests per system)"
-        lines.append(
-            f"| {label} | requests/s | {r['requests_per_s']:.0f} | {m['requests_per_s']:.0f} | "
-            f"{ratio(r['requests_per_s'], m['requests_per_s'])} |"
-        )
-        lines.append(
-            f"| | metric points/s | {r['points_per_s']:.0f} | {m['points_per_s']:.0f} | "
-            f"{ratio(r['points_per_s'], m['points_per_s'])} |"
-        )
+        for i, (figure, field_) in enumerate(
+            (("requests/s", "requests_per_s"), ("metric points/s", "points_per_s"))
+        ):
+            row(
+                label if i == 0 else "", figure, {x: by[x][field_] for x in labels}, "{:.0f}".format
+            )
         for q in ("p50", "p95", "p99"):
-            lines.append(f"| | latency {q} | {r[q]:.1f} ms | {m[q]:.1f} ms | {ratio(r[q], m[q])} |")
+            row("", f"latency {q}", {x: by[x][q] for x in labels}, "{:.1f} ms".format)
     if "bulk" in results:
         b = results["bulk"]
-        r, m1, m4 = b["runyard"], b["mlflow_one"], b["mlflow_all"]
-        lines.append(
-            f"| bulk, median of {args.bulk_repeat}: Runyard 1,000 epochs in 1 request vs MLflow 1 "
-            f"log-batch of 1,000 metrics | points/s | {r['points_per_s']:,.0f} "
-            f"({r['median_ms']:.0f} ms for 4,000) | {m1['points_per_s']:,.0f} "
-            f"({m1['median_ms']:.0f} ms for 1,000) | {ratio(r['points_per_s'], m1['points_per_s'])} |"
+        row(
+            f"bulk, median of {args.bulk_repeat}: 1 request at the API's limit (Runyard: 1,000 "
+            "epochs = 4,000 points; log-batch: 1,000 metrics)",
+            "points/s",
+            {x: b[x]["one"]["points_per_s"] for x in labels},
+            "{:,.0f}".format,
         )
-        lines.append(
-            f"| bulk: 1,000 epochs (4,000 points) on both: 1 request vs 4 log-batch requests | "
-            f"time | {r['median_ms']:.0f} ms | {m4['median_ms']:.0f} ms | "
-            f"{ratio(r['median_ms'], m4['median_ms'])} |"
+        row(
+            "bulk: 1,000 epochs (4,000 points): Runyard 1 request, log-batch 4 requests",
+            "time",
+            {x: b[x]["all"]["median_ms"] for x in labels},
+            "{:.0f} ms".format,
         )
     if "concurrent" in results:
+        c = results["concurrent"]
         lines.append("")
         lines.append(
             "CPU per logged epoch during the concurrent phases, ms (cores busy on average); "
-            "everything runs all the time, so the other system's rows are its idle background:"
+            "everything runs all the time, so the other systems' rows are their idle background:"
         )
         lines.append("")
-        lines.append("| process | while Runyard logged | while MLflow logged |")
-        lines.append("|---|---|---|")
-        r, m = results["concurrent"]["Runyard"], results["concurrent"]["MLflow"]
-        for name in r["cpu_ms_per_request"]:
-            lines.append(
-                f"| {name} | {r['cpu_ms_per_request'][name]:.2f} ({r['cores_busy'][name]:.2f}) | "
-                f"{m['cpu_ms_per_request'][name]:.2f} ({m['cores_busy'][name]:.2f}) |"
-            )
+        lines.append("| process | " + " | ".join(f"while {x} logged" for x in labels) + " |")
+        lines.append("|---|" + "---|" * len(labels))
+        for name in c[labels[0]]["cpu_ms_per_request"]:
+            cells = [
+                f"{c[x]['cpu_ms_per_request'][name]:.2f} ({c[x]['cores_busy'][name]:.2f})"
+                for x in labels
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        totals = [
+            f"{sum(c[x]['cpu_ms_per_request'].values()):.2f} "
+            f"({sum(c[x]['cores_busy'].values()):.2f})"
+            for x in labels
+        ]
+        lines.append("| total | " + " | ".join(totals) + " |")
+        connections = [
+            f"{c[x]['new_connections']['runyard']} / {c[x]['new_connections']['mlflow']}"
+            for x in labels
+        ]
         lines.append(
-            f"| total | {sum(r['cpu_ms_per_request'].values()):.2f} "
-            f"({sum(r['cores_busy'].values()):.2f}) | {sum(m['cpu_ms_per_request'].values()):.2f} "
-            f"({sum(m['cores_busy'].values()):.2f}) |"
-        )
-        lines.append(
-            f"| new PostgreSQL connections (runyard db / mlflow db) | "
-            f"{r['new_connections']['runyard']} / {r['new_connections']['mlflow']} | "
-            f"{m['new_connections']['runyard']} / {m['new_connections']['mlflow']} |"
+            "| new PostgreSQL connections (runyard db / mlflow db) | "
+            + " | ".join(connections)
+            + " |"
         )
     return "\n".join(lines)
 
@@ -741,23 +780,28 @@ async def bench(args: argparse.Namespace, stack: Stack, server: MlflowServer) ->
         runyard = Runyard(session, stack.gateway_url)
         await runyard.register()
         await runyard.login()
-        mlflow = Mlflow(session, server.url)
-        await mlflow.create_experiment()
+        runyard_mlflow = Mlflow(session, stack.gateway_url, RUNYARD_MLFLOW_LABEL, auth=runyard)
+        mlflow = Mlflow(session, server.url, MLFLOW_LABEL)
+        sides: list[Side] = [runyard, mlflow, runyard_mlflow]
+        for side in (runyard_mlflow, mlflow):
+            await side.create_experiment()
+        results["labels"] = [side.label for side in (runyard, runyard_mlflow, mlflow)]
+        print(f"[setup] experiments service pid {stack.pids.get('experiments')}", flush=True)
         if args.epochs:
             print(f"[run] sequential: {args.epochs} epochs each, interleaved", flush=True)
-            results["sequential"] = await sequential(runyard, mlflow, args.epochs)
+            results["sequential"] = await sequential(sides, args.epochs)
         if args.concurrency and args.epochs and args.rounds:
             print(
                 f"[run] concurrent: {args.concurrency} clients x {args.epochs} epochs, "
-                f"{args.rounds} round(s), ABBA",
+                f"{args.rounds} round(s), ABC CBA",
                 flush=True,
             )
             results["concurrent"] = await concurrent(
-                runyard, mlflow, args.concurrency, args.epochs, args.rounds, meter
+                sides, args.concurrency, args.epochs, args.rounds, meter
             )
         if args.bulk_repeat:
             print(f"[run] bulk: {args.bulk_repeat} repetitions after a warm-up", flush=True)
-            results["bulk"] = await bulk(runyard, mlflow, args.bulk_repeat)
+            results["bulk"] = await bulk(sides, args.bulk_repeat)
     return results
 
 
@@ -773,12 +817,8 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=500, help="epochs per client and phase")
-    parser.add_argument("--concurrency", type=int, default=4, help="parallel clients (0: skip)")
-    parser.add_argument("--rounds", type=int, default=2, help="concurrent rounds (2 = ABBA)")
-    parser.add_argument("--bulk-repeat", type=int, default=5, help="bulk repetitions (0: skip)")
+def add_setup_arguments(parser: argparse.ArgumentParser, *, timeout: float) -> None:
+    """The options of the set-up both MLflow comparisons share."""
     parser.add_argument(
         "--mlflow-workers",
         type=int,
@@ -786,7 +826,7 @@ def main() -> None:
         help="uvicorn workers of mlflow server (like the Runyard services: 1)",
     )
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="MLflow's virtualenv")
-    parser.add_argument("--timeout", type=float, default=60.0, help="per HTTP request, seconds")
+    parser.add_argument("--timeout", type=float, default=timeout, help="per HTTP request, s")
     parser.add_argument("--mlflow-timeout", type=float, default=300.0, help="MLflow start, s")
     parser.add_argument(
         "--quiet-cores",
@@ -796,9 +836,15 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
-    args = parser.parse_args()
-    command = shlex.join(["uv", "run", "python", "bench/mlflow_compare.py", *sys.argv[1:]])
 
+
+Bench = Callable[[argparse.Namespace, Stack, MlflowServer], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def with_stack_and_mlflow(script: str, args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
+    """Starts the Runyard stack and ``mlflow server`` on its PostgreSQL, runs ``bench`` and
+    stops both, also on error, Ctrl-C or SIGTERM; the results with the machine and versions."""
+    command = shlex.join(["uv", "run", "python", f"bench/{script}", *sys.argv[1:]])
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop what was started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     info = machine_info()
@@ -809,8 +855,7 @@ def main() -> None:
         flush=True,
     )
     venv = mlflow_venv(args.venv)
-    mlflow_bin, mlflow_version = venv.mlflow, venv.version
-    workdir = Path(tempfile.mkdtemp(prefix="runyard-mlflow-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"runyard-{Path(script).stem.replace('_', '-')}-"))
     stack = Stack.isolated(workdir / "stack")
     server: MlflowServer | None = None
     failed = True
@@ -824,10 +869,10 @@ def main() -> None:
         )
         asyncio.run(ensure_database(stack.admin_server_url, MLFLOW_DATABASE))
         server = start_mlflow(
-            mlflow_bin, mlflow_backend_uri(stack.admin_server_url), workdir, args.mlflow_workers
+            venv.mlflow, mlflow_backend_uri(stack.admin_server_url), workdir, args.mlflow_workers
         )
-        results = asyncio.run(bench(args, stack, server))
-        results["mlflow_version"] = mlflow_version
+        results: dict[str, Any] = asyncio.run(bench(args, stack, server))
+        results["mlflow_version"] = venv.version
         results["postgres"] = asyncio.run(server_version(stack.admin_server_url))
         failed = False
     finally:
@@ -848,10 +893,23 @@ def main() -> None:
     print(f"command: {command}")
     print(
         f"machine: {info['hostname']}, {info['cores']} cores, {info['memory_gib']} GiB, Python "
-        f"{info['python']}; {results['postgres']}; MLflow {mlflow_version} ({args.mlflow_workers} uvicorn worker(s)); "
-        f"load average before {info['load_average']}, after {info['load_average_after']}"
+        f"{info['python']}; {results['postgres']}; MLflow {venv.version} "
+        f"({args.mlflow_workers} uvicorn worker(s)); load average before "
+        f"{info['load_average']}, after {info['load_average_after']}"
     )
     print()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=500, help="epochs per client and phase")
+    parser.add_argument("--concurrency", type=int, default=4, help="parallel clients (0: skip)")
+    parser.add_argument("--rounds", type=int, default=2, help="concurrent rounds (2 = ABC CBA)")
+    parser.add_argument("--bulk-repeat", type=int, default=5, help="bulk repetitions (0: skip)")
+    add_setup_arguments(parser, timeout=60.0)
+    args = parser.parse_args()
+    results = with_stack_and_mlflow("mlflow_compare.py", args, bench)
     print(report(results, args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
@@ -865,9 +923,14 @@ async def server_version(admin_server_url: str) -> str:
         await conn.close()
 
 
-if __name__ == "__main__":
+def run_cli(main: Callable[[], None]) -> None:
+    """``main()``; a ``BenchError`` ends it with its message and exit code 1."""
     try:
         main()
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_cli(main)
