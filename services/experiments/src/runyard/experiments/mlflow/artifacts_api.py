@@ -17,6 +17,7 @@ variable, and then falls back to a single streamed upload or download.
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,12 +72,25 @@ class Location:
 
 
 def clean(path: str) -> str:
-    """A relative path without its leading and trailing slashes, checked (422 for ``..``,
-    empty names and the like) unless empty."""
+    """A relative path without its leading and trailing slashes, checked unless empty: a path
+    Runyard's store refuses (``..``, empty names and the like) is MLflow's ``Invalid path``
+    (``INVALID_PARAMETER_VALUE``, 400), as MLflow's server answers it."""
     path = path.strip("/")
     if path:
-        service.check_path(path)
+        try:
+            service.check_path(path)
+        except errors.InvalidArtifactPath:
+            raise invalid("Invalid path") from None
     return path
+
+
+def check_safe(path: str) -> None:
+    """MLflow's ``validate_path_is_safe``, checked before the run is looked up (as MLflow
+    does): no ``#``, no backslash, no ``..`` name, not absolute — once percent-decoded."""
+    decoded = urllib.parse.unquote(path)
+    parts = decoded.split("/")
+    if "#" in decoded or "\\" in decoded or ".." in parts or decoded.startswith("/"):
+        raise invalid("Invalid path")
 
 
 async def locate(
@@ -292,6 +306,8 @@ async def list_run_artifacts(
     wanted = run_id or run_uuid
     if not wanted:
         raise invalid("Missing value for required parameter 'run_id'.")
+    if path:
+        check_safe(path)
     run = await logged_models.run_of(session, principal, wanted)
     experiment_id = ids.experiment_id_of(run.project_id)
     files = await list_children(session, run.id, "", path or "")

@@ -7,6 +7,7 @@ the shape the stock client parses into an ``MlflowException`` with the right ``e
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -107,14 +108,32 @@ def as_mlflow(exc: Exception) -> JSONResponse | None:
     return None
 
 
+async def _check_mlflow_schema(path: str, request: Request) -> None:
+    """MLflow's checks of the JSON body (``request_schema``), before pydantic reads it: the
+    body is cached on the request, the handler reads the same bytes."""
+    from runyard.experiments.mlflow.request_schema import check_body, schema_path
+
+    raw = await request.body()
+    if not raw:
+        return
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return  # not JSON: the handler's parsing answers it
+    check_body(schema_path(path), body)
+
+
 class MlflowRoute(APIRoute):
     """A route whose errors come out in MLflow's shape (request validation included)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        checked = self.path if "POST" in (self.methods or set()) else None
 
         async def handle(request: Request) -> Response:
             try:
+                if checked is not None:
+                    await _check_mlflow_schema(checked, request)
                 return await handler(request)
             except Exception as exc:
                 response = as_mlflow(exc)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.mlflow import metric_log
 from runyard.experiments.mlflow.convert import LatestMetric, millis
-from runyard.experiments.models import HistoryBlock, TrainingRun
+from runyard.experiments.models import Experiment, HistoryBlock, TrainingRun
 from runyard.experiments.schemas import MAX_EPOCH
 from runyard.experiments.tracking.repository.history import LEVELS
 from runyard.experiments.tracking.repository.runs import FLOAT_COLUMNS, RUN_COLUMNS
@@ -74,9 +74,10 @@ def _stored_values(run: TrainingRun | None, epoch: int) -> dict[str, Any]:
 
 
 async def write_points(
-    session: AsyncSession, principal: Principal, experiment_id: uuid.UUID, points: Sequence[Point]
+    session: AsyncSession, principal: Principal, run: Experiment, points: Sequence[Point]
 ) -> None:
-    """Points validated before; the caller holds the experiment's row lock."""
+    """Points validated before; ``run`` is row-locked by the caller in this transaction."""
+    experiment_id = run.id
     if not points:
         return
     await metric_log.record(
@@ -105,7 +106,7 @@ async def write_points(
     # validated already; RunIn's own checks (200 metric names per epoch, a non-negative
     # learning rate) are Runyard API rules an MLflow client does not know
     runs = [RunIn.model_construct(**rows[epoch]) for epoch in epochs]
-    await log_runs(session, principal=principal, experiment_id=experiment_id, runs=runs)
+    await log_runs(session, principal=principal, experiment_id=experiment_id, runs=runs, locked=run)
 
 
 def in_epoch_view(point: Point) -> bool:

@@ -279,8 +279,10 @@ async def get_metric_history_bulk(
     principal: CurrentPrincipal,
     run_id: Annotated[list[str] | None, Query()] = None,
     metric_key: str | None = None,
+    max_results: int | None = None,
 ) -> dict[str, Any]:
-    """The MLflow UI's (ajax) read of one metric's history over several runs."""
+    """The MLflow UI's (ajax) read of one metric's history over several runs: at most
+    ``max_results`` values in all (MLflow's cap, 25,000, when it is not given or larger)."""
     if not run_id:
         raise invalid("GetMetricHistoryBulk request must specify at least one run_id.")
     if len(run_id) > MAX_RUNS_BULK:
@@ -298,12 +300,12 @@ async def get_metric_history_bulk(
         )
         points.extend((run.id.hex, p) for p in history)
     points.sort(key=lambda item: (item[0], item[1].timestamp, item[1].step))
-    return {
-        "metrics": [
-            {**metric_json(p), "run_id": run_hex}
-            for run_hex, p in points[:MAX_HISTORY_BULK_RESULTS]
-        ]
-    }
+    limit = (
+        MAX_HISTORY_BULK_RESULTS
+        if max_results is None
+        else max(0, min(max_results, MAX_HISTORY_BULK_RESULTS))
+    )
+    return {"metrics": [{**metric_json(p), "run_id": run_hex} for run_hex, p in points[:limit]]}
 
 
 _merged = APIRouter()

@@ -234,7 +234,17 @@ async def search_experiments(
     if page_token is None and _default_matches(view, filter):
         found.append(convert.default_experiment_json())
         if limit == 1:
-            return found, AFTER_DEFAULT
+            # a next page only when a project would be on it (MLflow: no token after the last)
+            more, _ = await search_projects(
+                session,
+                principal=principal,
+                filter=None,
+                view_type=view,
+                max_results=1,
+                order_by=order_by,
+                page_token=None,
+            )
+            return found, AFTER_DEFAULT if more else None
         limit -= 1
     if page_token == AFTER_DEFAULT:
         page_token = None

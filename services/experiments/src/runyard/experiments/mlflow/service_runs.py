@@ -395,7 +395,7 @@ async def log_batch(
     new_tags = _check_tags(tags, batch=batch)
     if points:
         _check_can_take_metrics(run)
-        await metric_store.write_points(session, principal, run.id, points)
+        await metric_store.write_points(session, principal, run, points)
         linked = [m.model_dump() for m in metrics if m.model_id]
         if linked:
             await logged_models.record_metrics(session, principal, run, linked)

@@ -15,7 +15,7 @@ from collections import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments import errors
-from runyard.experiments.models import TERMINAL, TrainingRun
+from runyard.experiments.models import TERMINAL, Experiment, TrainingRun
 from runyard.experiments.tracking.repository import history
 from runyard.experiments.tracking.repository import runs as repository
 from runyard.experiments.tracking.schemas import RunBatchResult, RunIn
@@ -32,11 +32,17 @@ from runyard.shared.identity import Principal
 
 
 async def log_runs(
-    session: AsyncSession, *, principal: Principal, experiment_id: uuid.UUID, runs: list[RunIn]
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    experiment_id: uuid.UUID,
+    runs: list[RunIn],
+    locked: Experiment | None = None,
 ) -> RunBatchResult:
     """The first epoch logged to a pending experiment starts it; a finished one takes none. An
-    epoch is a sign of life: a stalled experiment resumes."""
-    experiment = await get_writable_experiment(
+    epoch is a sign of life: a stalled experiment resumes. ``locked``: the experiment, already
+    loaded and row-locked by the caller in this transaction (not looked up again)."""
+    experiment = locked or await get_writable_experiment(
         session, principal=principal, experiment_id=experiment_id
     )
     if experiment.status in TERMINAL:
