@@ -8,6 +8,12 @@ USER_BIN := $(shell python3 -c 'import site; print(site.getuserbase() + "/bin")'
 UV ?= $(or $(shell command -v uv 2>/dev/null),$(USER_BIN)/uv)
 RUN := $(UV) run --frozen
 
+# Some machines' environments set PYTHONDONTWRITEBYTECODE=1: every Python process (each test
+# worker, each service of the stack) would then compile every module it imports from source,
+# about half the CPU of starting a service. Let Python keep its bytecode in __pycache__ (ignored
+# by git).
+unexport PYTHONDONTWRITEBYTECODE
+
 LINT_PATHS ?= .
 MYPY_PATHS ?= shared/src services/auth/src services/experiments/src services/notifications/src \
 	services/webhooks/src services/api-gateway/src services/console/src deploy/local/src \

@@ -20,7 +20,6 @@ import asyncpg
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -32,6 +31,7 @@ from runyard.shared.db import asyncpg_dsn
 from runyard.shared.identity import verify_internal_call
 from runyard.shared.settings import dev_secret
 from runyard.shared.testing import ServiceDatabase
+from runyard.shared.testing.serving import serve as serve_app
 
 JWKS_PATH = "/api/v1/auth/.well-known/jwks.json"
 
@@ -39,31 +39,9 @@ JWKS_PATH = "/api/v1/auth/.well-known/jwks.json"
 @contextlib.asynccontextmanager
 async def serve(app: Any, port: int = 0) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on a loopback port (a free one by default); yield its URL."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="on",
-            log_level="warning",
-            timeout_graceful_shutdown=1,
-            proxy_headers=False,  # the gateway decides whom to believe (GATEWAY_TRUSTED_PROXIES)
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server did not start")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    # the gateway decides whom to believe (GATEWAY_TRUSTED_PROXIES)
+    async with serve_app(app, port, proxy_headers=False) as url:
+        yield url
 
 
 def pattern(size: int) -> bytes:

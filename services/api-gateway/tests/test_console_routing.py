@@ -11,29 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
+
+from runyard.shared.testing.serving import serve as serve_app
 
 PROBLEM_JSON = "application/problem+json"
 
 
 @contextlib.asynccontextmanager
 async def serve(app: Any) -> AsyncIterator[str]:
-    """The app on uvicorn on a free loopback port (this directory's name is no module path, so
-    the conftest's helper cannot be imported)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    """The app on uvicorn on a free loopback port."""
+    async with serve_app(app) as url:
+        yield url
 
 
 def unused_url() -> str:
