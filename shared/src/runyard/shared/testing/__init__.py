@@ -227,7 +227,12 @@ async def make_service_database(
     async def make(package: str, schema: str) -> ServiceDatabase:
         template = await _template_for(postgres_admin_url, package, schema)
         name = f"t_{schema}_{uuid.uuid4().hex[:10]}"
-        await _admin_execute(postgres_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        # FILE_COPY copies the template's files (a 10 MB template: ~40 ms) where the default
+        # WAL_LOG writes every block through the WAL (~60 ms, more under load); PostgreSQL 15+
+        await _admin_execute(
+            postgres_admin_url,
+            f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY = FILE_COPY',
+        )
         created.append(name)
         role = f"runyard_{schema}"
         return ServiceDatabase(
