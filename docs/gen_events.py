@@ -104,6 +104,26 @@ JOB = {
 }
 
 
+REGISTERED_MODEL_ID = "7a3c5e9b-2d4f-4a6c-8e1b-3f5d7a9c1e62"
+REGISTERED_MODEL = {
+    "model_id": REGISTERED_MODEL_ID,
+    "model_name": "pump-cnn",
+    "owner_id": USER_ID,
+    "owner_username": "ada",
+    "owner_email": "ada@pumplab.example",
+    "owner_full_name": "Ada Lindqvist",
+}
+MODEL_VERSION = {
+    **REGISTERED_MODEL,
+    "model_version": 7,
+    "version_id": "4d6f8a0c-2e4b-4c6d-9f1a-5b7d9e1f3a68",
+    "experiment_id": EXPERIMENT_ID,
+    "experiment_name": "cnn1d-bearing-faults-lr3e-4",
+    "metric_name": "val_accuracy",
+    "metric_value": 0.962,
+}
+
+
 @dataclass(frozen=True)
 class Example:
     subject: str
@@ -446,6 +466,57 @@ EXAMPLES: dict[str, Example] = {
         },
         sequence=31,
     ),
+    "nas_trial.completed": Example(
+        "1b9d3f5a-7c2e-4a8b-9d0f-6e2a4c8b0d35",
+        "2026-11-22T03:58:12.907Z",
+        {
+            **CAMPAIGN,
+            "campaign_id": "1b9d3f5a-7c2e-4a8b-9d0f-6e2a4c8b0d35",
+            "name": "cnn1d-nas-evolution",
+            "trial_id": "4d6f8b0a-2c4e-4f6a-8b0d-3e5a7c9e1b42",
+            "trial_number": 17,
+            "validation_accuracy": 0.9774,
+            "validation_loss": 0.0712,
+            "is_best": True,
+            "best_accuracy": 0.9774,
+            "trials_completed": 18,
+            "num_trials": 30,
+            "campaign_status": "running",
+        },
+        sequence=19,
+    ),
+    "dataset_generation.progressed": Example(
+        "6a8c0e2f-4b6d-4f8a-9c1e-3f5b7d9a1c46",
+        "2026-11-21T11:20:35.377Z",
+        {
+            "job_id": JOB["job_id"],
+            "name": "synthetic-pump-5-faults",
+            "owner_id": USER_ID,
+            "status": "running",
+            "progress": 54,
+            "items_done": 300,
+            "items_total": 500,
+            "stage": "generating",
+            "attempts": 1,
+            "started_at": "2026-11-21T11:20:32.791Z",
+        },
+    ),
+    "dataset_import.progressed": Example(
+        "8c0e2a4b-6d8f-4a0c-8e2b-5a7c9e1b3d68",
+        "2026-11-21T10:05:10.884Z",
+        {
+            "job_id": "8c0e2a4b-6d8f-4a0c-8e2b-5a7c9e1b3d68",
+            "name": "field-recordings-pump-7",
+            "owner_id": USER_ID,
+            "status": "running",
+            "progress": 90,
+            "items_done": 3,
+            "items_total": 3,
+            "stage": "storing",
+            "attempts": 1,
+            "started_at": "2026-11-21T10:05:10.608Z",
+        },
+    ),
     "dataset_generation.completed": Example(
         "6a8c0e2f-4b6d-4f8a-9c1e-3f5b7d9a1c46",
         "2026-11-21T11:20:37.612Z",
@@ -528,6 +599,107 @@ EXAMPLES: dict[str, Example] = {
         {**ARTIFACT, "replaced": False},
     ),
     "artifact.deleted": Example(EXPERIMENT_ID, "2026-11-30T10:45:03.840Z", ARTIFACT),
+    # --- experiments: alert rules
+    "alert.triggered": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T13:41:22.907Z",
+        {
+            "alert_id": "6e0a2c4b-8d1f-4a3e-9b5c-7f1d3e5a7c90",
+            "rule_id": "1c3e5a7b-9d2f-4b6e-8a0c-4e6f8a0b2d35",
+            "rule_name": "loss runaway",
+            "kind": "divergence",
+            "severity": "critical",
+            "owner_id": USER_ID,
+            "experiment_id": EXPERIMENT_ID,
+            "name": "cnn1d-bearing-faults-lr3e-4",
+            "project_id": PROJECT_ID,
+            "epoch": 41,
+            "values": {
+                "val_loss": 0.4512,
+                "reference": 0.327,
+                "change_percent": 37.98,
+                "epochs": 5,
+            },
+            "summary": "val_loss diverged in cnn1d-bearing-faults-lr3e-4: +38 % over 5 epochs "
+            "(epoch 41)",
+        },
+    ),
+    "alert.resolved": Example(
+        EXPERIMENT_ID,
+        "2026-11-21T13:44:09.135Z",
+        {
+            "alert_id": "2f4a6c8e-0b1d-4e3f-a5c7-9e1b3d5f7a08",
+            "rule_id": "1c3e5a7b-9d2f-4b6e-8a0c-4e6f8a0b2d35",
+            "rule_name": "loss runaway",
+            "kind": "divergence",
+            "severity": "critical",
+            "owner_id": USER_ID,
+            "experiment_id": EXPERIMENT_ID,
+            "name": "cnn1d-bearing-faults-lr3e-4",
+            "project_id": PROJECT_ID,
+            "epoch": 44,
+            "values": {
+                "val_loss": 0.3311,
+                "reference": 0.3402,
+                "change_percent": -2.67,
+                "epochs": 5,
+            },
+            "summary": "loss runaway cleared in cnn1d-bearing-faults-lr3e-4 (epoch 44)",
+        },
+    ),
+    # --- experiments: the model registry
+    "model.registered": Example(
+        REGISTERED_MODEL_ID,
+        "2026-12-01T09:30:12.114Z",
+        {**REGISTERED_MODEL, "description": "1-D CNN for bearing faults"},
+    ),
+    "model_version.created": Example(
+        REGISTERED_MODEL_ID,
+        "2026-12-01T09:31:40.502Z",
+        {
+            **MODEL_VERSION,
+            "artifact_path": "model",
+            "status": "ready",
+            "size": 4718811,
+            "sha256": "3c5e7a9b1d2f4e6a8c0b2d4f6e8a1c3e5b7d9f0a2c4e6b8d1f3a5c7e9b0d2f4a",
+        },
+    ),
+    "model_version.alias_set": Example(
+        REGISTERED_MODEL_ID,
+        "2026-12-01T09:35:03.871Z",
+        {**MODEL_VERSION, "alias": "champion", "previous_version": 6},
+    ),
+    "model_version.alias_removed": Example(
+        REGISTERED_MODEL_ID,
+        "2026-12-02T16:20:44.019Z",
+        {**MODEL_VERSION, "alias": "challenger"},
+    ),
+    "model_version.archived": Example(
+        REGISTERED_MODEL_ID, "2026-12-03T11:05:29.660Z", {**MODEL_VERSION, "model_version": 3}
+    ),
+    # --- experiments: the prediction log of model versions
+    "model_version.drift_detected": Example(
+        "7a3c5e9b-2d4f-4a6c-8e1b-3f5d7a9c1e62",
+        "2026-12-04T06:05:11.482Z",
+        {
+            "model_id": "7a3c5e9b-2d4f-4a6c-8e1b-3f5d7a9c1e62",
+            "model_name": "pump-cnn",
+            "owner_id": USER_ID,
+            "owner_username": "ada",
+            "owner_email": "ada@pumplab.example",
+            "owner_full_name": "Ada Lindqvist",
+            "model_version": 3,
+            "version_id": "2e4a6c8f-0b1d-4e3f-9a5c-7d9f1b3e5a84",
+            "psi": 0.274,
+            "threshold": 0.2,
+            "window_from": "2026-12-03T06:05:11.482Z",
+            "window_to": "2026-12-04T06:05:11.482Z",
+            "window_count": 48210,
+            "baseline_from": "2026-11-24T09:30:02.117Z",
+            "baseline_to": "2026-11-25T09:30:02.117Z",
+            "baseline_count": 51377,
+        },
+    ),
     # --- notifications
     "email.sent": Example(
         EMAIL_ID,
@@ -604,6 +776,46 @@ EXAMPLES: dict[str, Example] = {
             "consecutive_failures": 20,
         },
     ),
+    "webhook.deliveries_updated": Example(
+        WEBHOOK_ID,
+        "2026-11-21T14:03:13.262Z",
+        {
+            "webhook_id": WEBHOOK_ID,
+            "owner_id": USER_ID,
+            "attempts": 3,
+            "succeeded": 2,
+            "failed": 0,
+            "retrying": 1,
+            "latest": [
+                {
+                    "delivery_id": "0b2d4f6a-8c1e-4a3b-9d5f-7e9a1c3b5d08",
+                    "event_id": "d0039928-6a2b-4c1d-8e3f-5a7b9c1d3e50",
+                    "event_type": "experiment.completed",
+                    "status": "succeeded",
+                    "attempt_number": 1,
+                    "status_code": 200,
+                },
+                {
+                    "delivery_id": "2d4f6a8c-0e1b-4c3d-8f5a-9b1c3d5e7f20",
+                    "event_id": "f2a4c6e8-0b1d-4e3f-9a5b-7c9d1e3f5a72",
+                    "event_type": "experiment.epochs_logged",
+                    "status": "succeeded",
+                    "attempt_number": 1,
+                    "status_code": 202,
+                },
+                {
+                    "delivery_id": "4f6a8c0e-2b1d-4e3f-8a5b-1c3d5e7f9a42",
+                    "event_id": "a4c6e8f0-2d1b-4f3e-8b5a-9d1e3f5a7c94",
+                    "event_type": "experiment.failed",
+                    "status": "pending",
+                    "attempt_number": 2,
+                    "status_code": None,
+                },
+            ],
+            "first_at": "2026-11-21T14:03:12.702Z",
+            "last_at": "2026-11-21T14:03:12.988Z",
+        },
+    ),
     "webhook.test": Example(
         WEBHOOK_ID,
         "2026-11-21T10:30:00.120Z",
@@ -635,9 +847,14 @@ def registered() -> dict[str, type[EventPayload]]:
     return found
 
 
+#: contracts modules named after a feature, not after the service that publishes them
+MODULE_PRODUCERS = {"alerts": "experiments", "models": "experiments"}
+
+
 def producer_of(model: type[EventPayload]) -> str:
     """The service whose contracts module declares ``model`` (``runyard.shared.contracts.X``)."""
-    return model.__module__.rsplit(".", 1)[-1]
+    module = model.__module__.rsplit(".", 1)[-1]
+    return MODULE_PRODUCERS.get(module, module)
 
 
 def example_event(event_type: str) -> CloudEvent:

@@ -69,6 +69,7 @@ AREAS: dict[str, tuple[str, ...]] = {
         "nas-campaigns",
         "dataset-generations",
         "dataset-imports",
+        "models",
     ),
     "notifications": ("notifications",),
     "webhooks": ("webhooks",),

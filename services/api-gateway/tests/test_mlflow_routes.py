@@ -19,7 +19,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 
 from runyard.auth import totp
 from runyard.auth.config import Settings as AuthSettings
@@ -27,6 +26,7 @@ from runyard.auth.main import create_app as create_auth_app
 from runyard.shared.db import asyncpg_dsn
 from runyard.shared.identity import verify_identity
 from runyard.shared.settings import dev_secret
+from runyard.shared.testing.serving import serve as serve_app
 
 PREFIXES = (
     "/api/2.0/mlflow/",
@@ -254,6 +254,8 @@ async def test_an_api_key_as_bearer_token_is_checked_with_mlflow_read_and_write_
         ("POST", "/api/2.0/mlflow/runs/search"),
         ("POST", "/ajax-api/2.0/mlflow/experiments/search"),
         ("POST", "/api/2.0/mlflow/logged-models/search"),
+        ("POST", "/api/2.0/mlflow/registered-models/get-latest-versions"),
+        ("GET", "/api/2.0/mlflow/registered-models/search"),
         ("GET", "/api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids=a&metric_key=m"),
         ("GET", "/api/2.0/mlflow-artifacts/artifacts/0/abc/artifacts/model.pkl"),
     ]
@@ -265,6 +267,7 @@ async def test_an_api_key_as_bearer_token_is_checked_with_mlflow_read_and_write_
         ("POST", "/api/2.0/mlflow/runs/log-metric"),
         ("POST", "/api/2.0/mlflow/experiments/create"),
         ("POST", "/api/2.0/mlflow/logged-models"),
+        ("POST", "/api/2.0/mlflow/registered-models/alias"),
         ("PUT", "/api/2.0/mlflow-artifacts/artifacts/0/abc/artifacts/model.pkl"),
         ("DELETE", "/ajax-api/2.0/mlflow-artifacts/artifacts/0/abc/artifacts/model.pkl"),
     ]
@@ -315,30 +318,9 @@ async def test_guessing_bearer_api_keys_on_mlflow_paths_is_stopped_before_auth_i
 
 @contextlib.asynccontextmanager
 async def serve(app: Any) -> AsyncIterator[str]:
-    """The app on uvicorn on a free loopback port (this directory's name is no module path, so
-    the conftest's helper cannot be imported)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="on",
-            log_level="warning",
-            timeout_graceful_shutdown=1,
-            proxy_headers=False,
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    """The app on uvicorn on a free loopback port."""
+    async with serve_app(app, proxy_headers=False) as url:
+        yield url
 
 
 @dataclass

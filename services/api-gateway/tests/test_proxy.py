@@ -41,6 +41,7 @@ async def test_method_path_query_and_body_are_forwarded_unchanged(
         ("/api/v1/nas-campaigns/1/trials", "experiments"),
         ("/api/v1/dataset-generations", "experiments"),
         ("/api/v1/dataset-imports", "experiments"),
+        ("/api/v1/models/1/aliases/champion", "experiments"),
         ("/api/v1/notifications/inbox", "notifications"),
     ],
 )

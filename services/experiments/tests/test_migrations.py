@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runyard.experiments.models import Base
+from runyard.experiments.registry import models as _registry_models  # noqa: F401  (its tables)
 from runyard.shared.testing.migrations import model_differences, round_trip
 
 # Indexes the migrations make that the models do not declare (expression, GIN and composite

@@ -104,7 +104,9 @@ async def test_a_campaign_driven_by_the_training_loop_completes_with_the_best_tr
         assert experiment["hyperparameters"] == {"epochs": 3, **suggestion["params"]}
         assert experiment["model_type"] == "cnn1d"
         results[experiment["id"]] = await train(client, alice, suggestion)
-        assert await deliver_own_events(db) == 1
+        # the trial's experiment.completed, and its epochs' experiment.epochs_logged (which the
+        # service's alert rules consume)
+        assert await deliver_own_events(db) == 2
         assert (await campaign_of(client, alice, campaign["id"]))["trials_completed"] == number + 1
 
     done = await campaign_of(client, alice, campaign["id"])

@@ -49,6 +49,7 @@ READ_ONLY_POSTS = frozenset(
         "logged-models/search",
         "datasets/search",
         "metrics/get-history-bulk-interval",
+        "registered-models/get-latest-versions",
     }
 )
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

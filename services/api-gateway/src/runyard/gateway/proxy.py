@@ -43,6 +43,9 @@ AREAS: dict[str, str] = {
     "dataset-generations": "experiments",
     "dataset-imports": "experiments",
     "projects": "experiments",
+    "alert-rules": "experiments",
+    "alerts": "experiments",
+    "models": "experiments",
     "notifications": "notifications",
     "webhooks": "webhooks",
 }

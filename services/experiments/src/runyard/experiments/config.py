@@ -78,3 +78,28 @@ class Settings(ServiceSettings):
     #: empty: boto3's default credential chain (environment, profile, instance role)
     artifact_s3_access_key_id: str = ""
     artifact_s3_secret_access_key: str = ""
+
+    # --- the prediction log of model versions (``predictions/``)
+    #: months of predictions kept before the current one: older monthly partitions are dropped
+    #: by the ``prediction-partitions`` worker, and a prediction older than the first kept month
+    #: is refused (422)
+    predictions_retention_months: int = Field(default=12, ge=0, le=120)
+    #: monthly partitions made ahead of the current month
+    predictions_months_ahead: int = Field(default=3, ge=1, le=24)
+    #: a prediction timed further in the future than this is refused (422)
+    predictions_max_future_s: float = Field(default=3600.0, ge=0)
+    #: how often the ``prediction-partitions`` worker makes and drops partitions
+    predictions_partition_interval_s: float = Field(default=3600.0, gt=0)
+    #: a stats window of at most this many predictions gets exact latency percentiles
+    #: (``percentile_cont`` over the rows); above, they are read from the rollups' histograms
+    predictions_exact_percentiles_max: int = Field(default=100_000, ge=0)
+    #: ``model_version.drift_detected`` when the PSI of the confidence distribution of the last
+    #: ``drift_window_s`` against the version's first day of predictions reaches this
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+    drift_window_s: float = Field(default=86400.0, gt=0)
+    #: the window and the first day each need this many predictions with a confidence
+    drift_min_predictions: int = Field(default=100, ge=1)
+    #: at most one drift event per version within this time
+    drift_cooldown_s: float = Field(default=86400.0, ge=0)
+    #: how often the ``prediction-drift`` worker checks every version with recent predictions
+    drift_check_interval_s: float = Field(default=300.0, gt=0)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments import users
+from runyard.experiments.alerts import service as alerts
 from runyard.experiments.campaigns.service import hpo_results
 from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserUpdated
 from runyard.shared.contracts.experiments import (
     ExperimentCancelled,
     ExperimentCompleted,
     ExperimentDeleted,
+    ExperimentEpochsLogged,
     ExperimentFailed,
+    ExperimentStalled,
 )
 from runyard.shared.events import CloudEvent
 from runyard.shared.inbox import Handler
@@ -56,7 +59,8 @@ async def on_experiment_ended(
     event: CloudEvent,
     payload: ExperimentCompleted | ExperimentFailed | ExperimentCancelled | ExperimentDeleted,
 ) -> None:
-    """An HPO trial's experiment ended: tell the campaign (other experiments: nothing to do)."""
+    """An HPO trial's experiment ended: tell the campaign (other experiments: nothing to do);
+    and the owner's alert rules (the last epochs, then lifecycle rules)."""
     ended = {
         ExperimentCompleted.event_type: "completed",
         ExperimentFailed.event_type: "failed",
@@ -69,6 +73,40 @@ async def on_experiment_ended(
         status=ended[event.type],
         final_metrics=getattr(payload, "final_metrics", {}),
     )
+    if event.type != ExperimentDeleted.event_type:
+        await alerts.evaluate_lifecycle_event(
+            session,
+            experiment_id=payload.experiment_id,
+            owner_id=payload.owner_id,
+            event=ended[event.type],
+            at=getattr(payload, "ended_at", None) or event.time,
+            final_metrics=getattr(payload, "final_metrics", {}),
+            error=getattr(payload, "error", None),
+        )
+
+
+async def on_epochs_logged(
+    session: AsyncSession, event: CloudEvent, payload: ExperimentEpochsLogged
+) -> None:
+    """Alert rules: evaluate the experiment's new epochs (ADR 0018)."""
+    await alerts.evaluate_epochs(
+        session, experiment_id=payload.experiment_id, owner_id=payload.owner_id
+    )
+
+
+async def on_experiment_stalled(
+    session: AsyncSession, event: CloudEvent, payload: ExperimentStalled
+) -> None:
+    """Alert rules on a run that stopped reporting."""
+    await alerts.evaluate_lifecycle_event(
+        session,
+        experiment_id=payload.experiment_id,
+        owner_id=payload.owner_id,
+        event="stalled",
+        at=payload.stalled_at,
+        final_metrics={},
+        error=None,
+    )
 
 
 def handlers() -> dict[str, Handler]:
@@ -80,4 +118,6 @@ def handlers() -> dict[str, Handler]:
         ExperimentFailed.event_type: on_experiment_ended,
         ExperimentCancelled.event_type: on_experiment_ended,
         ExperimentDeleted.event_type: on_experiment_ended,
+        ExperimentEpochsLogged.event_type: on_epochs_logged,
+        ExperimentStalled.event_type: on_experiment_stalled,
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from runyard.experiments import consumers, workers
+from runyard.experiments.alerts import api as alerts
 from runyard.experiments.artifacts import api as artifacts
 from runyard.experiments.campaigns.api import hpo, nas
 from runyard.experiments.config import Settings
@@ -12,11 +13,16 @@ from runyard.experiments.jobs import api as jobs
 from runyard.experiments.mlflow import artifacts_api as mlflow_artifacts
 from runyard.experiments.mlflow import experiments_api as mlflow_experiments
 from runyard.experiments.mlflow import logged_models_api as mlflow_logged_models
+from runyard.experiments.mlflow import registry_api as mlflow_registry
 from runyard.experiments.mlflow import runs_api as mlflow_runs
 from runyard.experiments.models import SCHEMA
+from runyard.experiments.predictions import api as predictions
 from runyard.experiments.projects import api as projects
+from runyard.experiments.registry import api as registry
 from runyard.experiments.tracking.api import experiments, saved_searches, tags
+from runyard.shared.contracts import alerts as alert_contracts
 from runyard.shared.contracts import experiments as contracts
+from runyard.shared.contracts import models as model_contracts
 from runyard.shared.events import EventPayload
 from runyard.shared.runtime import ServiceSpec, create_service_app
 
@@ -28,6 +34,7 @@ ROUTERS = [
     mlflow_runs.ajax_router,
     mlflow_artifacts.router,
     mlflow_logged_models.router,
+    mlflow_registry.router,
     artifacts.router,
     experiments.router,
     hpo.pruning,
@@ -40,6 +47,10 @@ ROUTERS = [
     jobs.generations,
     jobs.imports,
     projects.router,
+    alerts.router,
+    alerts.alerts,
+    predictions.router,
+    registry.router,
 ]
 
 PUBLISHES: list[type[EventPayload]] = [
@@ -61,6 +72,9 @@ PUBLISHES: list[type[EventPayload]] = [
     contracts.HpoCampaignStarted,
     contracts.HpoCampaignCompleted,
     contracts.NasCampaignCompleted,
+    contracts.NasTrialCompleted,
+    contracts.DatasetGenerationProgressed,
+    contracts.DatasetImportProgressed,
     contracts.DatasetGenerationCompleted,
     contracts.DatasetGenerationFailed,
     contracts.DatasetImportCompleted,
@@ -71,6 +85,14 @@ PUBLISHES: list[type[EventPayload]] = [
     contracts.ProjectRestored,
     contracts.ArtifactCreated,
     contracts.ArtifactDeleted,
+    alert_contracts.AlertTriggered,
+    alert_contracts.AlertResolved,
+    model_contracts.ModelRegistered,
+    model_contracts.ModelVersionCreated,
+    model_contracts.ModelVersionAliasSet,
+    model_contracts.ModelVersionAliasRemoved,
+    model_contracts.ModelVersionArchived,
+    model_contracts.ModelVersionDriftDetected,
 ]
 
 
@@ -88,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "stalled-runs": workers.watch_stalled_runs,
                 "epoch-events": workers.write_epoch_events,
                 "artifact-gc": workers.collect_artifact_blobs,
+                "prediction-partitions": workers.maintain_prediction_partitions,
+                "prediction-drift": workers.check_prediction_drift,
             },
             description="Datasets, signals, experiments and their lifecycle, training runs, "
             "tags, search and saved searches; projects and artifacts; HPO and NAS campaigns, "

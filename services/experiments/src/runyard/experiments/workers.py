@@ -12,6 +12,8 @@ from runyard.experiments.artifacts.store import make_store
 from runyard.experiments.campaigns.service import hpo_results
 from runyard.experiments.deps import ServiceRuntime
 from runyard.experiments.jobs import runner
+from runyard.experiments.predictions import partitions as prediction_partitions
+from runyard.experiments.predictions import service as predictions
 from runyard.experiments.tracking.service import epoch_events, liveness
 from runyard.shared.db import utcnow
 
@@ -71,3 +73,29 @@ async def write_epoch_events(runtime: ServiceRuntime) -> None:
             continue
         if await runtime.work.wait(seen, idle_s=settings.epoch_events_poll_s):
             await asyncio.sleep(settings.epoch_events_window_s)
+
+
+async def maintain_prediction_partitions(runtime: ServiceRuntime) -> None:
+    """Every ``predictions_partition_interval_s``: the monthly partitions of the prediction log
+    for this month and ``predictions_months_ahead`` after it; those older than the retention
+    dropped (one replica at a time: advisory lock)."""
+    settings = runtime.settings
+    while True:
+        async with runtime.sessionmaker() as session, session.begin():
+            await prediction_partitions.maintain(
+                session,
+                now=utcnow(),
+                months_ahead=settings.predictions_months_ahead,
+                retention_months=settings.predictions_retention_months,
+            )
+        await asyncio.sleep(settings.predictions_partition_interval_s)
+
+
+async def check_prediction_drift(runtime: ServiceRuntime) -> None:
+    """Every ``drift_check_interval_s``: ``model_version.drift_detected`` for the versions whose
+    recent confidence distribution moved from their first day's (at most once per cooldown)."""
+    settings = runtime.settings
+    while True:
+        async with runtime.sessionmaker() as session, session.begin():
+            await predictions.check_drift(session, now=utcnow(), settings=settings)
+        await asyncio.sleep(settings.drift_check_interval_s)

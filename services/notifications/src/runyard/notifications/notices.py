@@ -19,13 +19,16 @@ from runyard.notifications.account_notices import (
     registration_attempted_context,
     verification_context,
 )
+from runyard.notifications.alert_notices import alert_context
 from runyard.notifications.formatting import facts as facts
 from runyard.notifications.formatting import format_local as format_local
 from runyard.notifications.formatting import zone_of as zone_of
 from runyard.notifications.links import Links
 from runyard.notifications.mailer import RenderedEmail, render_email
+from runyard.notifications.model_notices import model_context
 from runyard.notifications.models import User
 from runyard.notifications.run_notices import experiment_stalled_context
+from runyard.shared.contracts.alerts import AlertResolved, AlertTriggered
 from runyard.shared.contracts.auth import (
     AccountLocked,
     EmailLinkRequested,
@@ -46,6 +49,13 @@ from runyard.shared.contracts.experiments import (
     ExperimentStalled,
     HpoCampaignCompleted,
     NasCampaignCompleted,
+)
+from runyard.shared.contracts.models import (
+    ModelRegistered,
+    ModelVersionAliasRemoved,
+    ModelVersionAliasSet,
+    ModelVersionArchived,
+    ModelVersionCreated,
 )
 from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
 from runyard.shared.events import CloudEvent
@@ -294,6 +304,53 @@ NOTICES: dict[str, Notice] = {
         "Training run stopped reporting",
         experiment_stalled_context,
         lambda p: f'Experiment "{p.name}" stopped reporting',
+    ),
+    AlertTriggered.event_type: Notice(
+        "alert_triggered",
+        "Alert on training metrics",
+        alert_context,
+        lambda p: p.summary,
+    ),
+    AlertResolved.event_type: Notice(
+        "alert_resolved",
+        "Alert cleared",
+        alert_context,
+        lambda p: f"Resolved: {p.summary}",
+        # the in-app inbox says it; an email per cleared alert is opt-in
+        defaults=Defaults(email_enabled=False),
+    ),
+    # the model registry: an alias move (a new champion) is told at once; a new version goes to
+    # a daily digest; a new model, a removed alias and an archived version only to the inbox
+    ModelVersionAliasSet.event_type: Notice(
+        "model_registry", "Model alias moved", model_context, lambda p: p.summary()
+    ),
+    ModelVersionCreated.event_type: Notice(
+        "model_registry",
+        "New model version",
+        model_context,
+        lambda p: p.summary(),
+        defaults=Defaults(email_frequency="daily"),
+    ),
+    ModelRegistered.event_type: Notice(
+        "model_registry",
+        "Model registered",
+        model_context,
+        lambda p: p.summary(),
+        defaults=Defaults(email_enabled=False),
+    ),
+    ModelVersionAliasRemoved.event_type: Notice(
+        "model_registry",
+        "Model alias removed",
+        model_context,
+        lambda p: p.summary(),
+        defaults=Defaults(email_enabled=False),
+    ),
+    ModelVersionArchived.event_type: Notice(
+        "model_registry",
+        "Model version archived",
+        model_context,
+        lambda p: p.summary(),
+        defaults=Defaults(email_enabled=False),
     ),
     HpoCampaignCompleted.event_type: Notice(
         "hpo_campaign_completed",

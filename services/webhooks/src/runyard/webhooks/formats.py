@@ -44,6 +44,17 @@ EXPERIMENT_VERBS = {
 }
 #: ``experiment.resumed`` of a stalled run (its ``stalled_at`` set), not of a paused one
 REPORTING_AGAIN = ("is reporting again", "🔄")
+#: alert rules' events: the icon by severity (``alert.triggered``), or the all-clear
+ALERT_ICONS = {"critical": "🚨", "warning": "⚠️", "info": "ℹ️"}  # noqa: RUF001
+ALERT_RESOLVED_ICON = "✅"
+#: the model registry's events: their icons (the title is the event's own summary line)
+MODEL_ICONS = {
+    "model.registered": "🗂️",
+    "model_version.created": "📦",
+    "model_version.alias_set": "🏷️",
+    "model_version.alias_removed": "🚮",
+    "model_version.archived": "🗄️",
+}
 #: Links by the id field a payload carries: (field, API path under the public base URL).
 LINKS = (
     ("experiment_id", "/api/v1/experiments/{}"),
@@ -138,6 +149,83 @@ def _scalar_facts(data: dict[str, Any], limit: int = 10) -> list[tuple[str, str]
     return facts[:limit]
 
 
+def _alert_summary(
+    data: dict[str, Any], event_type: str, event_id: str, link: str | None
+) -> Summary:
+    """An alert rule fired or cleared: its own summary line as the title ("val_loss diverged in
+    pump-cnn: +38 % over 5 epochs (epoch 41)"), then the rule and the values behind it."""
+    severity = str(data.get("severity", ""))
+    resolved = event_type == "alert.resolved"
+    icon = ALERT_RESOLVED_ICON if resolved else ALERT_ICONS.get(severity, "🔔")
+    facts = [
+        ("Rule", f"{data.get('rule_name', '')} ({data.get('kind', '')})"),
+        ("Severity", severity),
+        ("Experiment", str(data.get("name", ""))),
+    ]
+    if data.get("epoch") is not None:
+        facts.append(("Epoch", format_value(data["epoch"])))
+    values = data.get("values") or {}
+    facts += [(str(k), format_value(v)[:200]) for k, v in list(values.items())[:MAX_METRICS]]
+    summary = str(data.get("summary") or data.get("rule_name") or event_type)
+    return Summary(
+        title=("Resolved: " if resolved else "") + summary[:500],
+        icon=icon,
+        event_type=event_type,
+        event_id=event_id,
+        facts=facts,
+        highlights=[] if resolved else [severity],
+        link=link,
+    )
+
+
+def _model_summary(
+    data: dict[str, Any], event_type: str, event_id: str, base_url: str
+) -> Summary | None:
+    """A registry event: its contract's summary line as the title ("champion of pump-cnn is
+    now v7 (val_accuracy 0.962 from experiment X)"), then the model, version and lineage;
+    the link goes to the version (or the model). None if the payload is not the contract's."""
+    from pydantic import ValidationError
+
+    from runyard.shared.events import EventPayload
+
+    contract = EventPayload.registry.get((event_type, 1))
+    try:
+        payload = contract.model_validate(data) if contract else None
+    except ValidationError:
+        return None
+    summary = getattr(payload, "summary", None)
+    if not callable(summary):
+        return None
+    version = data.get("model_version")
+    facts = [("Model", str(data.get("model_name", "")))]
+    if version is not None:
+        facts.append(("Version", f"v{version}"))
+    if data.get("alias"):
+        facts.append(("Alias", str(data["alias"])))
+    if data.get("previous_version") is not None:
+        facts.append(("Previous version", f"v{data['previous_version']}"))
+    if data.get("status"):
+        facts.append(("Status", str(data["status"])))
+    if data.get("experiment_name") or data.get("experiment_id"):
+        facts.append(("Experiment", str(data.get("experiment_name") or data["experiment_id"])))
+    if data.get("metric_name") and data.get("metric_value") is not None:
+        facts.append((str(data["metric_name"]), format_value(data["metric_value"])))
+    if data.get("sha256"):
+        facts.append(("SHA-256", str(data["sha256"])[:12]))
+    link = base_url.rstrip("/") + "/api/v1/models/" + quote(str(data.get("model_id")), safe="")
+    if version is not None:
+        link += f"/versions/{quote(str(version), safe='')}"
+    return Summary(
+        title=str(summary())[:500],
+        icon=MODEL_ICONS[event_type],
+        event_type=event_type,
+        event_id=event_id,
+        facts=[(k, v[:200]) for k, v in facts],
+        highlights=[f"v{version}"] if version is not None else [],
+        link=link,
+    )
+
+
 def summarize(event: dict[str, Any], *, base_url: str) -> Summary:
     data: dict[str, Any] = event.get("data") or {}
     event_type = str(event["type"])
@@ -174,6 +262,13 @@ def summarize(event: dict[str, Any], *, base_url: str) -> Summary:
             detail=str(error)[:1000] if error else None,
             link=link,
         )
+    if event_type in ("alert.triggered", "alert.resolved"):
+        return _alert_summary(data, event_type, event_id, link)
+    model = (
+        _model_summary(data, event_type, event_id, base_url) if event_type in MODEL_ICONS else None
+    )
+    if model is not None:
+        return model
     name = data.get("name") or data.get("username")
     title = f"{event_type}: {name}" if name else event_type
     return Summary(

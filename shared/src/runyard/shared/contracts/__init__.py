@@ -1,6 +1,8 @@
 """Event payload contracts. Importing this package registers every contract."""
 
+from runyard.shared.contracts import alerts as alerts  # alert rules' events
 from runyard.shared.contracts import auth, experiments, gateway, notifications, webhooks
+from runyard.shared.contracts import models as models  # the model registry's events
 from runyard.shared.events import EventPayload
 
 __all__ = ["EventPayload", "auth", "experiments", "gateway", "notifications", "webhooks"]

@@ -211,6 +211,26 @@ class NasCampaignCompleted(_CampaignEvent):
     best_architecture: dict[str, Any] | None = None
 
 
+class NasTrialCompleted(_CampaignEvent):
+    """An architecture's evaluation was recorded as a NAS campaign's trial (written before the
+    campaign's ``nas_campaign.completed`` when it is the last one)."""
+
+    event_type = "nas_trial.completed"
+    trial_id: uuid.UUID
+    #: 0-based, in the order the trials were recorded
+    trial_number: int
+    #: the objective (higher is better)
+    validation_accuracy: float | None = None
+    validation_loss: float | None = None
+    #: whether this trial is the campaign's best so far
+    is_best: bool = False
+    best_accuracy: float | None = None
+    trials_completed: int
+    num_trials: int
+    #: the campaign's status after the trial: "running" or "completed"
+    campaign_status: str
+
+
 class _DatasetJobEvent(EventPayload):
     job_id: uuid.UUID
     name: str
@@ -300,3 +320,37 @@ class ArtifactCreated(_ArtifactEvent):
 
 class ArtifactDeleted(_ArtifactEvent):
     event_type = "artifact.deleted"
+
+
+class _DatasetJobProgressed(EventPayload):
+    """A running dataset job's progress, written with the progress it reports: at most one
+    event per job and 0.5 s unless the progress moved by 5 points, and one before the final
+    transaction. Not delivered to webhooks (too chatty for them); the console shows it live."""
+
+    job_id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID
+    status: str = "running"
+    #: percent done, 0-100 (the steps make 90; storing the dataset the rest)
+    progress: int
+    #: the steps' unit of work done and in all (``signals`` or ``files``, see each type)
+    items_done: int
+    items_total: int
+    #: what the job does next: generation ``generating`` | ``storing``; import ``reading`` |
+    #: ``storing`` (every item is done; the dataset is written in one last transaction)
+    stage: str
+    #: how many times a worker took the job (a resumed job: more than 1)
+    attempts: int = 1
+    started_at: datetime | None = None
+
+
+class DatasetGenerationProgressed(_DatasetJobProgressed):
+    """A generation job wrote another chunk of signals (``items_*`` count signals)."""
+
+    event_type = "dataset_generation.progressed"
+
+
+class DatasetImportProgressed(_DatasetJobProgressed):
+    """An import job read and validated another file (``items_*`` count files)."""
+
+    event_type = "dataset_import.progressed"

@@ -1,0 +1,293 @@
+"""MLflow's Model Registry over the service's HTTP API: registered models (create, get,
+rename, update, tags, search, delete), model versions from a run's artifacts and from a logged
+model (create, get, update, tags, search, delete, download URI, stages), aliases, and the
+errors the stock client expects."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from services.experiments.tests.experiments_helpers import Caller, outbox
+
+API = "/api/2.0/mlflow"
+PROXY = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+async def upload_run_file(client: Any, who: Caller, run: dict[str, Any], path: str, data: bytes):
+    experiment_id = run["info"]["experiment_id"]
+    put = await client.put(
+        f"{PROXY}/{experiment_id}/{run['info']['run_id']}/artifacts/{path}",
+        content=data,
+        headers=who.headers,
+    )
+    assert put.status_code == 200, put.text
+
+
+async def delete(client: Any, who: Caller, path: str, body: dict[str, Any]) -> Any:
+    return await client.request("DELETE", f"{API}/{path}", json=body, headers=who.headers)
+
+
+async def test_register_a_run_model_with_aliases(client, db, mlflow, alice, bob) -> None:
+    run = await mlflow.new_run(alice)
+    run_id = run["info"]["run_id"]
+    await upload_run_file(client, alice, run, "model/MLmodel", b"flavors: {}")
+    await upload_run_file(client, alice, run, "model/model.pkl", b"pickle" * 10)
+
+    created = await mlflow.ok(
+        alice,
+        "registered-models/create",
+        {"name": "pump-cnn", "description": "d", "tags": [{"key": "team", "value": "ml"}]},
+    )
+    model = created["registered_model"]
+    assert (model["name"], model["description"], model["tags"]) == (
+        "pump-cnn",
+        "d",
+        [{"key": "team", "value": "ml"}],
+    )
+    again = await mlflow.error(alice, "registered-models/create", {"name": "pump-cnn"})
+    assert again == (400, "RESOURCE_ALREADY_EXISTS")
+    # another user's namespace is their own
+    await mlflow.ok(bob, "registered-models/create", {"name": "pump-cnn"})
+
+    v1 = (
+        await mlflow.ok(
+            alice,
+            "model-versions/create",
+            {"name": "pump-cnn", "source": f"runs:/{run_id}/model", "run_id": run_id},
+        )
+    )["model_version"]
+    assert (v1["version"], v1["status"], v1["run_id"], v1["current_stage"]) == (
+        "1",
+        "READY",
+        run_id,
+        "None",
+    )
+    source = f"mlflow-artifacts:/0/{run_id}/artifacts/model"
+    v2 = (
+        await mlflow.ok(
+            alice, "model-versions/create", {"name": "pump-cnn", "source": source, "run_id": run_id}
+        )
+    )["model_version"]
+    assert (v2["version"], v2["status"], v2["source"]) == ("2", "READY", source)
+    missing = (
+        await mlflow.ok(
+            alice, "model-versions/create", {"name": "pump-cnn", "source": f"runs:/{run_id}/x"}
+        )
+    )["model_version"]
+    assert missing["status"] == "PENDING_REGISTRATION"  # the run is still running
+    assert await mlflow.error(
+        alice, "model-versions/create", {"name": "pump-cnn", "source": "file:///tmp/model"}
+    ) == (400, "INVALID_PARAMETER_VALUE")
+    assert await mlflow.error(
+        alice, "model-versions/create", {"name": "nope", "source": f"runs:/{run_id}/model"}
+    ) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+    # aliases: set, move, get by alias, delete
+    alias = {"name": "pump-cnn", "alias": "champion"}
+    await mlflow.ok(alice, "registered-models/alias", {**alias, "version": "1"})
+    await mlflow.ok(alice, "registered-models/alias", {**alias, "version": "2"})
+    by_alias = await mlflow.ok(alice, "registered-models/alias", params=alias)
+    assert (by_alias["model_version"]["version"], by_alias["model_version"]["aliases"]) == (
+        "2",
+        ["champion"],
+    )
+    got = (await mlflow.ok(alice, "registered-models/get", params={"name": "pump-cnn"}))[
+        "registered_model"
+    ]
+    assert got["aliases"] == [{"alias": "champion", "version": "2"}]
+    assert [v["version"] for v in got["latest_versions"]] == ["3"]
+    assert await mlflow.error(
+        alice, "registered-models/alias", {**alias, "alias": "latest", "version": "1"}
+    ) == (400, "INVALID_PARAMETER_VALUE")
+    assert await mlflow.error(alice, "registered-models/alias", {**alias, "version": "9"}) == (
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
+    # a version holding an alias is not deleted
+    held = await delete(client, alice, "model-versions/delete", {"name": "pump-cnn", "version": 2})
+    assert (held.status_code, held.json()["error_code"]) == (409, "INVALID_STATE")
+    gone = await delete(client, alice, "registered-models/alias", alias)
+    assert gone.status_code == 200
+    assert await mlflow.error(alice, "registered-models/alias", params=alias) == (
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
+    deleted = await delete(
+        client, alice, "model-versions/delete", {"name": "pump-cnn", "version": 2}
+    )
+    assert deleted.status_code == 200
+    assert await mlflow.error(
+        alice, "model-versions/get", params={"name": "pump-cnn", "version": "2"}
+    ) == (404, "RESOURCE_DOES_NOT_EXIST")
+    assert await mlflow.error(
+        alice, "model-versions/get", params={"name": "pump-cnn", "version": "x"}
+    ) == (400, "INVALID_PARAMETER_VALUE")
+
+    uri = await mlflow.ok(
+        alice, "model-versions/get-download-uri", params={"name": "pump-cnn", "version": "1"}
+    )
+    assert uri["artifact_uri"] == f"mlflow-artifacts:/0/{run_id}/artifacts/model"
+
+    types = [e["type"] for e in await outbox(db) if e["type"].startswith("model")]
+    assert types == [
+        "model.registered",
+        "model.registered",
+        "model_version.created",
+        "model_version.created",
+        "model_version.created",
+        "model_version.alias_set",
+        "model_version.alias_set",
+        "model_version.alias_removed",
+    ]
+
+
+async def test_a_logged_models_version(client, mlflow, alice) -> None:
+    run = await mlflow.new_run(alice)
+    run_id = run["info"]["run_id"]
+    logged = await client.post(
+        f"{API}/logged-models",
+        json={"experiment_id": "0", "name": "model", "source_run_id": run_id},
+        headers=alice.headers,
+    )
+    model_id = logged.json()["model"]["info"]["model_id"]
+    put = await client.put(
+        f"{PROXY}/0/models/{model_id}/artifacts/MLmodel", content=b"m", headers=alice.headers
+    )
+    assert put.status_code == 200, put.text
+    await mlflow.ok(alice, "registered-models/create", {"name": "m"})
+    version = (
+        await mlflow.ok(
+            alice,
+            "model-versions/create",
+            {"name": "m", "source": f"models:/{model_id}", "run_id": run_id, "model_id": model_id},
+        )
+    )["model_version"]
+    assert (version["status"], version["model_id"], version["run_id"]) == (
+        "READY",
+        model_id,
+        run_id,
+    )
+    uri = await mlflow.ok(
+        alice, "model-versions/get-download-uri", params={"name": "m", "version": "1"}
+    )
+    assert uri["artifact_uri"] == f"mlflow-artifacts:/0/models/{model_id}/artifacts"
+    rows = (await client.get("/api/v1/models", params={"name": "m"}, headers=alice.headers)).json()
+    versions = await client.get(
+        f"/api/v1/models/{rows['items'][0]['id']}/versions/1", headers=alice.headers
+    )
+    assert (
+        versions.json()["sha256"]
+        == hashlib.sha256(f"{hashlib.sha256(b'm').hexdigest()}  MLmodel\n".encode()).hexdigest()
+    )
+
+
+async def test_search_rename_tags_and_stages(client, mlflow, alice) -> None:
+    run = await mlflow.new_run(alice)
+    run_id = run["info"]["run_id"]
+    await upload_run_file(client, alice, run, "model/MLmodel", b"x")
+    for name, team in (("pump-cnn", "ml"), ("pump-lstm", "ops"), ("bearing", "ml")):
+        await mlflow.ok(
+            alice,
+            "registered-models/create",
+            {"name": name, "tags": [{"key": "team", "value": team}]},
+        )
+        await mlflow.ok(
+            alice, "model-versions/create", {"name": name, "source": f"runs:/{run_id}/model"}
+        )
+
+    async def names(**params) -> list[str]:
+        found = await mlflow.ok(alice, "registered-models/search", params=params)
+        return [m["name"] for m in found["registered_models"]]
+
+    assert await names() == ["bearing", "pump-cnn", "pump-lstm"]
+    assert await names(filter="name LIKE 'pump%'") == ["pump-cnn", "pump-lstm"]
+    assert await names(filter="name ILIKE '%CNN'") == ["pump-cnn"]
+    assert await names(filter="tags.team = 'ml'") == ["bearing", "pump-cnn"]
+    assert await names(filter="name = 'bearing' AND tags.team = 'ml'") == ["bearing"]
+    assert await names(order_by=["name DESC"]) == ["pump-lstm", "pump-cnn", "bearing"]
+    # what the stock client adds to every search: models without the tag are kept
+    assert await names(filter="name LIKE 'pump%' AND tag.`mlflow.prompt.is_prompt` != 'true'") == [
+        "pump-cnn",
+        "pump-lstm",
+    ]
+    first = await mlflow.ok(alice, "registered-models/search", params={"max_results": 2})
+    rest = await mlflow.ok(
+        alice,
+        "registered-models/search",
+        params={"max_results": 2, "page_token": first["next_page_token"]},
+    )
+    assert [m["name"] for m in rest["registered_models"]] == ["pump-lstm"]
+    assert "next_page_token" not in rest
+    assert await mlflow.error(alice, "registered-models/search", params={"filter": "foo = 1"}) == (
+        400,
+        "INVALID_PARAMETER_VALUE",
+    )
+
+    versions = await mlflow.ok(
+        alice, "model-versions/search", params={"filter": f"run_id = '{run_id}'"}
+    )
+    assert [(v["name"], v["version"]) for v in versions["model_versions"]] == [
+        ("bearing", "1"),
+        ("pump-cnn", "1"),
+        ("pump-lstm", "1"),
+    ]
+    one = await mlflow.ok(alice, "model-versions/search", params={"filter": "name = 'bearing'"})
+    assert len(one["model_versions"]) == 1
+
+    renamed = await mlflow.ok(
+        alice, "registered-models/rename", {"name": "bearing", "new_name": "bearing-2"}
+    )
+    assert renamed["registered_model"]["name"] == "bearing-2"
+    assert await mlflow.error(
+        alice, "registered-models/rename", {"name": "bearing-2", "new_name": "pump-cnn"}
+    ) == (400, "RESOURCE_ALREADY_EXISTS")
+    client_patch = await client.patch(
+        f"{API}/registered-models/update",
+        json={"name": "bearing-2", "description": "new"},
+        headers=alice.headers,
+    )
+    assert client_patch.json()["registered_model"]["description"] == "new"
+
+    await mlflow.ok(
+        alice, "registered-models/set-tag", {"name": "pump-cnn", "key": "k", "value": "v"}
+    )
+    await mlflow.ok(
+        alice,
+        "model-versions/set-tag",
+        {"name": "pump-cnn", "version": "1", "key": "k", "value": "v"},
+    )
+    got = await mlflow.ok(alice, "model-versions/get", params={"name": "pump-cnn", "version": 1})
+    assert got["model_version"]["tags"] == [{"key": "k", "value": "v"}]
+    removed = await delete(
+        client, alice, "model-versions/delete-tag", {"name": "pump-cnn", "version": "1", "key": "k"}
+    )
+    assert removed.status_code == 200
+    await delete(client, alice, "registered-models/delete-tag", {"name": "pump-cnn", "key": "k"})
+    model = await mlflow.ok(alice, "registered-models/get", params={"name": "pump-cnn"})
+    assert model["registered_model"]["tags"] == [{"key": "team", "value": "ml"}]
+
+    # stages: only Archived, which archives the version
+    assert await mlflow.error(
+        alice,
+        "model-versions/transition-stage",
+        {"name": "pump-cnn", "version": "1", "stage": "Production"},
+    ) == (400, "INVALID_PARAMETER_VALUE")
+    archived = await mlflow.ok(
+        alice,
+        "model-versions/transition-stage",
+        {"name": "pump-cnn", "version": "1", "stage": "Archived"},
+    )
+    assert archived["model_version"]["current_stage"] == "Archived"
+    latest = await mlflow.ok(
+        alice, "registered-models/get-latest-versions", {"name": "pump-cnn", "stages": ["None"]}
+    )
+    assert latest["model_versions"] == []
+
+    assert (
+        await delete(client, alice, "registered-models/delete", {"name": "pump-cnn"})
+    ).status_code == 200
+    assert await mlflow.error(alice, "registered-models/get", params={"name": "pump-cnn"}) == (
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
