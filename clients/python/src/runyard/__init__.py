@@ -20,28 +20,44 @@ from typing import TYPE_CHECKING, Any
 __path__ = extend_path(__path__, __name__)
 
 __all__ = [
+    "Alert",
     "ApiError",
     "AuthError",
     "Run",
     "RunyardError",
     "Trial",
     "__version__",
+    "alerts",
+    "delete_alias",
+    "flush_predictions",
+    "get_model_version",
     "hpo",
     "init",
+    "log_predictions",
+    "register_model",
     "resume",
+    "set_alias",
 ]
 
 if TYPE_CHECKING:
     from runyard.sdk import (
+        Alert,
         ApiError,
         AuthError,
         Run,
         RunyardError,
         Trial,
         __version__,
+        alerts,
+        delete_alias,
+        flush_predictions,
+        get_model_version,
         hpo,
         init,
+        log_predictions,
+        register_model,
         resume,
+        set_alias,
     )
 
 

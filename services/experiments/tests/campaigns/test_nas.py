@@ -156,3 +156,38 @@ async def test_deleting_the_dataset_of_a_campaign_unlinks_it(client, alice) -> N
         f"/api/v1/nas-campaigns/{campaign.json()['id']}", headers=alice.headers
     )
     assert after.json()["dataset_id"] is None
+
+
+async def test_each_recorded_trial_is_announced_and_the_last_before_the_completion(
+    client, db, alice
+) -> None:
+    campaign = await new_campaign(client, alice, num_trials=2)
+    first = await add(client, alice, campaign["id"], variant(16), validation_accuracy=0.8)
+    refused = await add(client, alice, campaign["id"], variant(16), validation_accuracy=0.9)
+    assert refused.status_code == 409  # nothing recorded, nothing announced
+    second = await add(
+        client, alice, campaign["id"], variant(32), validation_accuracy=0.7, validation_loss=0.4
+    )
+    assert (first.status_code, second.status_code) == (201, 201)
+    events = [e for e in await outbox(db) if e["type"].startswith("nas_")]
+    assert [e["type"] for e in events] == [
+        "nas_trial.completed",
+        "nas_trial.completed",
+        "nas_campaign.completed",
+    ]
+    one, two, done = (e["data"] for e in events)
+    assert one["campaign_id"] == campaign["id"] and one["owner_id"] == str(alice.id)
+    assert (one["trial_id"], one["trial_number"], one["validation_accuracy"]) == (
+        first.json()["id"],
+        0,
+        0.8,
+    )
+    assert (one["is_best"], one["best_accuracy"], one["trials_completed"]) == (True, 0.8, 1)
+    assert (one["num_trials"], one["campaign_status"]) == (2, "running")
+    assert (two["trial_number"], two["validation_loss"], two["is_best"]) == (1, 0.4, False)
+    assert (two["best_accuracy"], two["campaign_status"]) == (0.8, "completed")
+    # one aggregate: the campaign's version orders its events
+    sequences = [int(e["sequence"]) for e in events]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 3
+    assert all(e["subject"] == campaign["id"] for e in events)
+    assert done["best_accuracy"] == 0.8

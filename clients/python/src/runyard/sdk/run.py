@@ -15,7 +15,7 @@ import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runyard.sdk import output
 from runyard.sdk.api import Api, ApiError, RunyardError, Transient
@@ -23,6 +23,9 @@ from runyard.sdk.config import Settings
 from runyard.sdk.sender import Sender
 from runyard.sdk.upload import RUN_ID_KEY, TERMINAL, Uploader, create_experiment, new_meta
 from runyard.sdk.wal import MAX_EPOCH, Metrics, RunDir, Writer, encode_run
+
+if TYPE_CHECKING:
+    from runyard.sdk.alerts import Alert
 
 ENDS = {"completed": "complete", "failed": "fail", "cancelled": "cancel"}
 
@@ -222,6 +225,14 @@ class Run:
         if self._sender is None:
             return False
         return self._sender.flush(self.settings.flush_timeout if timeout is None else timeout)
+
+    def alerts(self, status: str | None = None) -> list[Alert]:
+        """The alerts this run's experiment triggered (and, for re-arming rules, resolved),
+        newest first; ``status`` ``"triggered"`` or ``"resolved"`` for only those. Waits first
+        for the server to have the epochs logged so far (see ``runyard.sdk.alerts``)."""
+        from runyard.sdk.alerts import run_alerts
+
+        return run_alerts(self, status=status)
 
     # ---------------------------------------------------------------------------------- end
     def finish(

@@ -1,11 +1,12 @@
-"""Live updates: the experiment and inbox events from Kafka, pushed to each user's open pages
-over Server-Sent Events.
+"""Live updates: the experiment, dataset job, NAS trial, webhook delivery and inbox events from
+Kafka, pushed to each user's open pages over Server-Sent Events.
 
 Every console process reads the topics itself, without a consumer group (each must see every
 event, since a user's pages may be open on any replica), from the end: an event stream is for
 what happens while the page is open; what happened before, the page read from the API. Each
-event goes only to the streams of its user: the experiment's owner, the inbox's user (the
-unread badge follows ``notification.created`` and ``notification.read``). A browser too slow to
+event goes only to the streams of its user: the experiment's, job's, campaign's or endpoint's
+owner, the inbox's user (the unread badge follows ``notification.created`` and
+``notification.read``). A browser too slow to
 take its events gets a ``resync`` instead of an ever longer queue.
 
 With no page open the consumer pauses its partitions, so an idle console sends the broker no
@@ -28,8 +29,10 @@ from fastapi.responses import StreamingResponse
 
 from runyard.console.config import Settings
 from runyard.console.web import StateDep, UserApiDep
+from runyard.shared.contracts import alerts as alert_contracts
 from runyard.shared.contracts import experiments as contracts
-from runyard.shared.contracts import notifications
+from runyard.shared.contracts import models as model_contracts
+from runyard.shared.contracts import notifications, webhooks
 from runyard.shared.events import EventPayload, parse_event
 from runyard.shared.logging import get_logger
 
@@ -49,6 +52,26 @@ LIVE_EVENTS: list[type[EventPayload]] = [
     contracts.ExperimentStalled,
     notifications.NotificationCreated,
     notifications.NotificationRead,
+    # a dataset job's page: its bar, and its end
+    contracts.DatasetGenerationProgressed,
+    contracts.DatasetGenerationCompleted,
+    contracts.DatasetGenerationFailed,
+    contracts.DatasetImportProgressed,
+    contracts.DatasetImportCompleted,
+    contracts.DatasetImportFailed,
+    # a NAS campaign's page
+    contracts.NasTrialCompleted,
+    contracts.NasCampaignCompleted,
+    # an endpoint's deliveries (one event per endpoint and short window)
+    webhooks.WebhookDeliveriesUpdated,
+    # a model's page: its aliases and versions
+    model_contracts.ModelVersionCreated,
+    model_contracts.ModelVersionAliasSet,
+    model_contracts.ModelVersionAliasRemoved,
+    model_contracts.ModelVersionArchived,
+    # the alerts list and an experiment's alerts panel
+    alert_contracts.AlertTriggered,
+    alert_contracts.AlertResolved,
 ]
 #: fields a page never needs
 PRIVATE_FIELDS = frozenset({"owner_email", "owner_full_name"})

@@ -19,12 +19,14 @@ from runyard.console.gateway import ApiProblem, Gateway, SessionExpired
 from runyard.console.pages import (
     account,
     admin,
+    alerts,
     artifacts,
     auth,
     campaigns,
     datasets,
     experiment,
     experiments,
+    models,
     notifications,
     projects,
     security,
@@ -175,6 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     for router in (projects.router, artifacts.router, campaigns.router, datasets.router):
         app.include_router(router)
+    app.include_router(models.router)
+    app.include_router(alerts.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(ConsoleHeadersMiddleware, sessions=sessions, settings=settings)
     app.add_middleware(RequestIdMiddleware, service="console")

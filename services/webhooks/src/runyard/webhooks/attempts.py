@@ -23,7 +23,7 @@ from runyard.shared.events import make_event
 from runyard.shared.identity import Principal
 from runyard.shared.logging import get_logger
 from runyard.shared.outbox import session_source
-from runyard.webhooks import delivery_queue, metrics, repository
+from runyard.webhooks import delivery_events, delivery_queue, metrics, repository
 from runyard.webhooks.config import Settings
 from runyard.webhooks.delivery import AttemptResult, build_request, gone_reason, next_retry, post
 from runyard.webhooks.endpoints import disable_endpoint, get_owned_webhook
@@ -235,7 +235,8 @@ async def record_attempts(
 ) -> None:
     """Log each attempt and settle its delivery (succeeded, retry later, or failed for good);
     count the attempts on their endpoints, in the order given, and disable an endpoint when
-    the rules say so. A few statements for the whole batch, whatever its size."""
+    the rules say so; add the outcomes to the endpoints' pending ``webhook.deliveries_updated``
+    (``delivery_events``). A few statements for the whole batch, whatever its size."""
     now = utcnow()
     current = await delivery_queue.lock_deliveries(
         session, [job.delivery_id for job, _ in outcomes if job.delivery_id is not None]
@@ -243,6 +244,7 @@ async def record_attempts(
     attempts: list[dict[str, Any]] = []
     settled: list[dict[str, Any]] = []
     per_endpoint: dict[uuid.UUID, list[Outcome]] = {}
+    windows: dict[uuid.UUID, delivery_events.Window] = {}
     for job, result in outcomes:
         assert job.delivery_id is not None
         state = current.get(job.delivery_id)
@@ -261,8 +263,13 @@ async def record_attempts(
         next_at = None if retry_in is None else now + retry_in
         status = "succeeded" if result.succeeded else ("pending" if next_at else "failed")
         attempts.append(_attempt_row(job, result, next_at if was == "pending" else None))
+        window = windows.get(job.webhook_id)
+        if window is None:
+            window = windows[job.webhook_id] = delivery_events.Window(job.owner_id)
         if was != "pending":
+            window.add(job, result, None)
             continue
+        window.add(job, result, status)
         current[job.delivery_id] = (status, max(attempt_count, job.attempt_number))
         settled.append(
             {
@@ -292,7 +299,7 @@ async def record_attempts(
             delivery_status=status,
         )
     await repository.insert_attempts(session, attempts)
-    await delivery_queue.settle_deliveries(session, settled, at=now)
+    await delivery_queue.settle_deliveries(session, settled, at=now, windows=windows)
     for webhook_id in sorted(per_endpoint):
         await _count_on_endpoint(session, webhook_id, per_endpoint[webhook_id], settings, now)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from runyard.shared.settings import ServiceSettings, dev_secret
@@ -27,6 +27,10 @@ class Settings(ServiceSettings):
     delivery_batch_size: int = 50
     delivery_concurrency: int = 20
     delivery_poll_interval_s: float = 0.5
+    #: ``webhook.deliveries_updated`` is written once per endpoint and window of this long.
+    delivery_events_window_s: float = Field(default=0.5, ge=0)
+    #: How often the ``delivery-events`` worker looks for rows no commit of its process announced.
+    delivery_events_poll_s: float = Field(default=5.0, gt=0)
     #: 429 answers and timeouts wait at least this long before the next try.
     throttled_retry_min_s: float = 60.0
     #: A ``Retry-After`` longer than this is cut to it.

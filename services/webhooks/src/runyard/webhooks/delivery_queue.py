@@ -13,6 +13,7 @@ from sqlalchemy import RowMapping, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runyard.webhooks import delivery_events
 from runyard.webhooks.models import WebhookConfiguration, WebhookDelivery
 
 #: Due deliveries of active endpoints that may send now, locked (skipping rows another worker
@@ -112,7 +113,7 @@ async def lock_deliveries(
 
 
 #: Settles deliveries after their attempts: one statement for a batch (arrays of the fields).
-SETTLE = text(
+SETTLE_SQL = (
     "UPDATE webhooks.webhook_deliveries d SET status = s.status,"
     " attempt_count = s.attempt_count, last_status_code = s.last_status_code,"
     " last_error = s.last_error, next_attempt_at = s.next_attempt_at,"
@@ -122,26 +123,42 @@ SETTLE = text(
     " AS s(id, status, attempt_count, last_status_code, last_error, next_attempt_at)"
     " WHERE d.id = s.id"
 )
+SETTLE = text(SETTLE_SQL)
+#: ``SETTLE`` and the batch's pending ``webhook.deliveries_updated`` (``delivery_events``) in
+#: one statement: one round trip per batch, as before the events existed.
+SETTLE_AND_NOTE = text(
+    f"WITH settled AS ({SETTLE_SQL} RETURNING d.id),"  # noqa: S608 (constants, no input)
+    f" noted AS ({delivery_events.NOTE_SQL} RETURNING p.webhook_id)"
+    " SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM noted)"
+)
 
 
 async def settle_deliveries(
-    session: AsyncSession, rows: list[dict[str, Any]], *, at: datetime
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    *,
+    at: datetime,
+    windows: dict[uuid.UUID, delivery_events.Window] | None = None,
 ) -> None:
     """Rows of (id, status, attempt_count, last_status_code, last_error, next_attempt_at),
-    attempted ``at``: one statement."""
-    if rows:
-        await session.execute(
-            SETTLE,
-            {
-                "ids": [r["id"] for r in rows],
-                "statuses": [r["status"] for r in rows],
-                "attempts": [r["attempt_count"] for r in rows],
-                "codes": [r["last_status_code"] for r in rows],
-                "errors": [r["last_error"] for r in rows],
-                "next_at": [r["next_attempt_at"] for r in rows],
-                "at": at,
-            },
-        )
+    attempted ``at``, and the batch's outcomes per endpoint (``windows``) added to their
+    pending events: one statement."""
+    if not rows and not windows:
+        return
+    params = {
+        "ids": [r["id"] for r in rows],
+        "statuses": [r["status"] for r in rows],
+        "attempts": [r["attempt_count"] for r in rows],
+        "codes": [r["last_status_code"] for r in rows],
+        "errors": [r["last_error"] for r in rows],
+        "next_at": [r["next_attempt_at"] for r in rows],
+        "at": at,
+    }
+    if windows:
+        # the two parts' parameters never share a name (``note_...``)
+        await session.execute(SETTLE_AND_NOTE, params | delivery_events.note_params(windows))
+    else:
+        await session.execute(SETTLE, params)
 
 
 @dataclass(frozen=True)

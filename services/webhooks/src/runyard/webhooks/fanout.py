@@ -20,8 +20,12 @@ from sqlalchemy.orm import Session
 
 import runyard.shared.contracts  # noqa: F401  (registers every contract)
 from runyard.shared.contracts import all_contracts
+from runyard.shared.contracts.experiments import (
+    DatasetGenerationProgressed,
+    DatasetImportProgressed,
+)
 from runyard.shared.contracts.notifications import NotificationPreferenceUpdated
-from runyard.shared.contracts.webhooks import WebhookTest
+from runyard.shared.contracts.webhooks import WebhookDeliveriesUpdated, WebhookTest
 from runyard.shared.db import new_id, utcnow
 from runyard.shared.events import CloudEvent, EventPayload
 from runyard.shared.logging import get_logger
@@ -35,8 +39,17 @@ if TYPE_CHECKING:  # attempts -> endpoints -> fanout
 
 log = get_logger(__name__)
 
-#: Event types that never reach subscribers through fan-out.
-PRIVATE_EVENT_TYPES = frozenset({WebhookTest.event_type})
+#: Event types that never reach subscribers through fan-out (the service does not even read
+#: their topics): the test event, and the live-progress events meant for the console: a job's
+#: progress (several a second) and the deliveries' own news (it would announce itself).
+PRIVATE_EVENT_TYPES = frozenset(
+    {
+        WebhookTest.event_type,
+        WebhookDeliveriesUpdated.event_type,
+        DatasetGenerationProgressed.event_type,
+        DatasetImportProgressed.event_type,
+    }
+)
 
 
 def public_event_types() -> list[str]:

@@ -4,8 +4,8 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from runyard.shared.contracts.webhooks import WebhookEndpointDisabled
-from runyard.shared.runtime import ServiceSpec, create_service_app
+from runyard.shared.contracts.webhooks import WebhookDeliveriesUpdated, WebhookEndpointDisabled
+from runyard.shared.runtime import ServiceSpec, WorkSignal, create_service_app
 from runyard.webhooks import consumers, workers
 from runyard.webhooks.api import router
 from runyard.webhooks.config import Settings
@@ -21,6 +21,8 @@ def create_app(settings: Settings | None = None, *, lookup: Lookup | None = None
     settings = settings or Settings()
     # fan-out hands new deliveries to this process's delivery worker (when it runs)
     handoff = Handoff.from_settings(settings)
+    # the delivery worker's results commits wake the delivery-events worker
+    recorded = WorkSignal()
     return create_service_app(
         ServiceSpec[Settings, Context](
             name="webhooks",
@@ -28,8 +30,11 @@ def create_app(settings: Settings | None = None, *, lookup: Lookup | None = None
             settings=settings,
             routers=[router],
             handlers=consumers.handlers(handoff),
-            workers={"delivery": partial(workers.delivery_worker, handoff=handoff)},
-            publishes=[WebhookEndpointDisabled],
+            workers={
+                "delivery": partial(workers.delivery_worker, handoff=handoff, recorded=recorded),
+                "delivery-events": partial(workers.delivery_events_worker, recorded=recorded),
+            },
+            publishes=[WebhookEndpointDisabled, WebhookDeliveriesUpdated],
             open_context=partial(open_context, lookup=lookup),
             close_context=close_context,
             description="Signed HTTP deliveries of events to Slack, Teams and any endpoint.",

@@ -149,6 +149,28 @@ class WebhookLog(UUIDPrimaryKey, Base):
     next_attempt_at: Mapped[datetime | None]
 
 
+class PendingDeliveryEvents(Base):
+    """Attempts recorded for an endpoint whose ``webhook.deliveries_updated`` event is not
+    written yet: the recorder's batches of a short window add up here (in their own
+    transactions) and the ``delivery-events`` worker turns the row into one event."""
+
+    __tablename__ = "pending_delivery_events"
+
+    webhook_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{SCHEMA}.webhook_configurations.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner_id: Mapped[uuid.UUID]
+    attempts: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    retrying: Mapped[int] = mapped_column(Integer)
+    #: the window's last settled deliveries (``DeliveryOutcome`` documents), oldest first
+    latest: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    #: the window's first batch (the row is due a window after it) and its last one
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class NotificationPreference(Base):
     """Read model of the notifications service's preferences (``notification_preference.updated``):
     per user and event type, whether generic endpoints (``webhook_enabled``) and Slack

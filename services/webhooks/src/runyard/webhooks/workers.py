@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from runyard.shared.db import asyncpg_dsn
 from runyard.shared.logging import get_logger
+from runyard.shared.runtime import WorkSignal
+from runyard.webhooks import delivery_events
 from runyard.webhooks.attempts import (
     ClaimedDelivery,
     Outcome,
@@ -56,15 +58,22 @@ async def claim(
 
 
 async def record(
-    sessionmaker: Sessionmaker, outcomes: Sequence[Outcome], *, settings: Settings
+    sessionmaker: Sessionmaker,
+    outcomes: Sequence[Outcome],
+    *,
+    settings: Settings,
+    recorded: WorkSignal | None = None,
 ) -> None:
     """All results in one transaction; if that fails, each alone. A result that cannot be
-    recorded is logged: its lease expires and the delivery is tried again (at-least-once)."""
+    recorded is logged: its lease expires and the delivery is tried again (at-least-once).
+    ``recorded`` is notified after each commit (it wakes the ``delivery-events`` worker)."""
     if not outcomes:
         return
     try:
         async with sessionmaker() as session, session.begin():
             await record_attempts(session, outcomes, settings=settings)
+        if recorded is not None:
+            recorded.notify()
         return
     except Exception as exc:
         if len(outcomes) == 1:
@@ -76,7 +85,7 @@ async def record(
             return
         log.warning("webhooks.delivery.record_batch_failed", size=len(outcomes), error=repr(exc))
     for outcome in outcomes:
-        await record(sessionmaker, [outcome], settings=settings)
+        await record(sessionmaker, [outcome], settings=settings, recorded=recorded)
 
 
 async def deliver_due(
@@ -124,11 +133,13 @@ class DeliveryLoop:
         http: aiohttp.ClientSession,
         settings: Settings,
         handoff: Handoff | None = None,
+        recorded: WorkSignal | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.http = http
         self.settings = settings
         self.handoff = handoff
+        self.recorded = recorded
         self.wake = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
         self.done: asyncio.Queue[Outcome] = asyncio.Queue()
@@ -151,7 +162,7 @@ class DeliveryLoop:
     async def recorder(self) -> None:
         while True:
             batch = self._drain(await self.done.get())
-            await record(self.sessionmaker, batch, settings=self.settings)
+            await record(self.sessionmaker, batch, settings=self.settings, recorded=self.recorded)
 
     def _start(self, job: ClaimedDelivery) -> None:
         task = asyncio.create_task(self._send(job))
@@ -248,16 +259,39 @@ class DeliveryLoop:
             # what was sent but not yet recorded: record it now rather than send it again
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    record(self.sessionmaker, self._drain(), settings=self.settings), timeout=5
+                    record(
+                        self.sessionmaker,
+                        self._drain(),
+                        settings=self.settings,
+                        recorded=self.recorded,
+                    ),
+                    timeout=5,
                 )
             if listener is not None and not listener.is_closed():
                 await listener.close()
 
 
-async def delivery_worker(runtime: ServiceRuntime, handoff: Handoff | None = None) -> None:
+async def delivery_worker(
+    runtime: ServiceRuntime, handoff: Handoff | None = None, recorded: WorkSignal | None = None
+) -> None:
     """Sends what fan-out hands over at once; claims due deliveries when woken by NOTIFY (fan-out
     committed due rows), when a claim filled every slot, or every poll interval (scheduled
-    retries, rate-limit slots, expired leases)."""
+    retries, rate-limit slots, expired leases). ``recorded`` hears of every results commit."""
     dsn = asyncpg_dsn(runtime.engine.url.render_as_string(hide_password=False))
-    loop = DeliveryLoop(runtime.sessionmaker, runtime.context.http, runtime.settings, handoff)
+    loop = DeliveryLoop(
+        runtime.sessionmaker, runtime.context.http, runtime.settings, handoff, recorded
+    )
     await loop.run(dsn)
+
+
+async def delivery_events_worker(runtime: ServiceRuntime, recorded: WorkSignal) -> None:
+    """``webhook.deliveries_updated``, one per endpoint and window (``delivery_events``): woken
+    by this process's results commits (``recorded``), else every
+    ``delivery_events_poll_s``."""
+    settings = runtime.settings
+    await delivery_events.write_events(
+        runtime.sessionmaker,
+        recorded,
+        window_s=settings.delivery_events_window_s,
+        poll_s=settings.delivery_events_poll_s,
+    )

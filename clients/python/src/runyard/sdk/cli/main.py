@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Callable
 
 from runyard.sdk.api import ApiError, AuthError, RunyardError, Transient
-from runyard.sdk.cli import commands
+from runyard.sdk.cli import alerts, commands, models
 from runyard.sdk.config import ConfigError, Settings
 from runyard.sdk.version import __version__
 
@@ -91,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     p.add_argument("-o", "--output", help="a file (default: stdout)")
+
+    models.add_parser(sub)
+    alerts.add_parser(sub)
     return top
 
 

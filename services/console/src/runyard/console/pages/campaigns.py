@@ -1,7 +1,8 @@
 """HPO and NAS campaigns: the lists, a campaign's page (its trials, the objective per trial
 and best so far, one hyperparameter against the objective; live as its trial experiments
-report), and the forms that create them, the search space as rows of parameters with the
-API's 422 errors beside the field they are about."""
+report, or its architectures are recorded: ``nas_trial.completed``), and the forms that create
+them, the search space as rows of parameters with the API's 422 errors beside the field they
+are about."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from runyard.console.gateway import ApiProblem, problem_of
+from runyard.console.pages.alerts import experiment_alerts
 from runyard.console.pages.experiments import unread_count
 from runyard.console.render import page
 from runyard.console.web import CsrfDep, StateDep, UserApiDep
@@ -48,8 +49,10 @@ def chart_groups(metrics: dict[str, Any]) -> list[list[str]]:
 async def experiment(
     request: Request, state: StateDep, api: UserApiDep, experiment_id: uuid.UUID, error: str = ""
 ) -> Response:
-    found, unread = await asyncio.gather(
-        api.get(f"/experiments/{experiment_id}"), unread_count(api)
+    found, unread, alerts = await asyncio.gather(
+        api.get(f"/experiments/{experiment_id}"),
+        unread_count(api),
+        experiment_alerts(api, experiment_id),
     )
     dataset = None
     if found.get("dataset_id"):
@@ -76,6 +79,7 @@ async def experiment(
             "config_json": json.dumps(found.get("config") or {}, indent=2, sort_keys=True),
             "error": error[:300],
             "unread": unread,
+            "alerts": alerts,
         },
     )
 

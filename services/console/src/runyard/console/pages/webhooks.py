@@ -3,9 +3,10 @@ its signing secret (shown once, on creation and on rotation), switching it on an
 send, and its deliveries with every attempt: status, latency and the answer's body, with retry
 and replay.
 
-The webhooks service publishes no event per delivery attempt (only
-``webhook.endpoint_disabled``), so an endpoint's page asks for its deliveries again every few
-seconds while it is visible (``static/js/webhook.js``) and redraws them only when they changed.
+The webhooks service announces an endpoint's attempts once per short window
+(``webhook.deliveries_updated``, not per attempt); on it an endpoint's open page asks for its
+deliveries again (``static/js/webhook.js``, every few seconds only while its live stream is
+down) and redraws them only when they changed.
 """
 
 from __future__ import annotations

@@ -41,6 +41,11 @@ class Worker:
     staged: dict[uuid.UUID, list[files.Row]] = field(default_factory=dict)
     problems: dict[uuid.UUID, files.Problems] = field(default_factory=dict)
     budgets: dict[uuid.UUID, files.Budget] = field(default_factory=dict)
+    #: per running job, when (monotonic) and at what percent its last progress event was written
+    progress_sent: dict[uuid.UUID, tuple[float, int]] = field(default_factory=dict)
+    #: a progress event at most this often per job, unless the progress moved by ``..._step``
+    progress_event_interval_s: float = 0.5
+    progress_event_step: int = 5
 
     @property
     def data_dir(self) -> Path:

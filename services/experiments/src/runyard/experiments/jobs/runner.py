@@ -17,6 +17,11 @@ then goes on from ``items_done``:
   resumed import reads its files again from the first (nothing was stored before the end). What
   one import may read and create is bounded (``files``: its ``Budget``).
 
+A step's progress is written with a ``dataset_generation.progressed`` /
+``dataset_import.progressed`` event in its transaction when one is due (``steps.progress_due``:
+at most one per job and 0.5 s unless the progress moved by 5 points, and one before the final
+transaction), so a page follows the job without polling.
+
 A job claimed ``EXPERIMENTS_JOB_MAX_ATTEMPTS`` times without ending is failed, not claimed again
 (``lease``).
 """
@@ -76,6 +81,7 @@ async def run(worker: Worker, model: JobModel, job_id: uuid.UUID) -> None:
         worker.staged.pop(job_id, None)
         worker.problems.pop(job_id, None)
         worker.budgets.pop(job_id, None)
+        worker.progress_sent.pop(job_id, None)
 
 
 async def step(worker: Worker, model: JobModel, job_id: uuid.UUID) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,9 @@ from runyard.experiments.jobs.repository import Job, JobModel
 from runyard.experiments.models import DatasetGeneration, DatasetImport
 from runyard.shared.contracts.experiments import (
     DatasetGenerationCompleted,
+    DatasetGenerationProgressed,
     DatasetImportCompleted,
+    DatasetImportProgressed,
 )
 from runyard.shared.events import EventPayload
 from runyard.shared.identity import Principal
@@ -177,17 +180,61 @@ class ImportRefused(Exception):
 # --- shared --------------------------------------------------------------------------------------
 
 
+def progress_due(worker: Worker, job_id: uuid.UUID, progress: int, *, last_step: bool) -> bool:
+    """Whether this step's progress gets an event: the first of this worker's run of the job,
+    the step before the final transaction, a move by ``progress_event_step`` points, or
+    ``progress_event_interval_s`` after the previous one. Notes the event when due."""
+    now = time.monotonic()
+    sent = worker.progress_sent.get(job_id)
+    due = (
+        sent is None
+        or last_step
+        or progress - sent[1] >= worker.progress_event_step
+        or now - sent[0] >= worker.progress_event_interval_s
+    )
+    if due:
+        worker.progress_sent[job_id] = (now, progress)
+    return due
+
+
 async def record_progress(
     worker: Worker, model: JobModel, job_id: uuid.UUID, items_done: int, total: int
 ) -> bool:
-    """A step's work is done: where a resumed job goes on, and the percent done. False when the
-    job was cancelled meanwhile."""
+    """A step's work is done: where a resumed job goes on, and the percent done, with its
+    ``*.progressed`` event when one is due (``progress_due``) in the same transaction. False
+    when the job was cancelled meanwhile."""
+    progress = math.floor(STEPS_SHARE * items_done / total)
     async with worker.sessionmaker() as session, session.begin():
         job = await hold(session, worker, model, job_id)
         if job is not None:
             job.items_done = items_done
-            job.progress = math.floor(STEPS_SHARE * items_done / total)
+            job.progress = progress
+            if progress_due(worker, job_id, progress, last_step=items_done >= total):
+                await emit(session, progress_event(job, items_done, total), subject=job.id)
     return job is not None
+
+
+def progress_event(
+    job: Job, items_done: int, total: int
+) -> DatasetGenerationProgressed | DatasetImportProgressed:
+    generation = isinstance(job, DatasetGeneration)
+    fields: dict[str, Any] = {
+        "job_id": job.id,
+        "name": job.name,
+        "owner_id": job.owner_id,
+        "status": job.status,
+        "progress": job.progress,
+        "items_done": items_done,
+        "items_total": total,
+        "attempts": job.attempts,
+        "started_at": job.started_at,
+    }
+    stage = "generating" if generation else "reading"
+    if items_done >= total:
+        stage = "storing"
+    if generation:
+        return DatasetGenerationProgressed(**fields, stage=stage)
+    return DatasetImportProgressed(**fields, stage=stage)
 
 
 async def complete(

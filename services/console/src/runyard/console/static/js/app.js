@@ -5,7 +5,14 @@ const LIVE_TYPES = [
   "experiment.epochs_logged", "experiment.created", "experiment.updated", "experiment.deleted",
   "experiment.started", "experiment.paused", "experiment.resumed", "experiment.completed",
   "experiment.failed", "experiment.cancelled", "experiment.stalled",
-  "notification.created", "notification.read", "resync",
+  "notification.created", "notification.read",
+  "dataset_generation.progressed", "dataset_generation.completed", "dataset_generation.failed",
+  "dataset_import.progressed", "dataset_import.completed", "dataset_import.failed",
+  "nas_trial.completed", "nas_campaign.completed", "webhook.deliveries_updated",
+  "model_version.created", "model_version.alias_set", "model_version.alias_removed",
+  "model_version.archived",
+  "alert.triggered", "alert.resolved",
+  "resync",
 ];
 /** Inbox events carry the user's unread count: the badge shows it as it comes. */
 const INBOX = new Set(["notification.created", "notification.read"]);
@@ -61,6 +68,8 @@ function connect() {
     document.body.dataset.liveConnected = "true";
     connections += 1;
     if (connections > 1) refreshUnread(); // the page's own count is from before the gap
+    // pages whose state may have moved since their rendering (or during the gap) read once
+    live.dispatchEvent(new CustomEvent("hello", { detail: { connections } }));
   });
   for (const type of LIVE_TYPES) {
     source.addEventListener(type, (message) => {

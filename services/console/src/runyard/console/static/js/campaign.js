@@ -1,6 +1,7 @@
 // A campaign's page: the objective per trial with the best so far, one hyperparameter (or, for
 // an architecture search, one measure) against the objective, and the trials table; read again
-// as the trials' experiments report (HPO: their events over SSE) or every few seconds (NAS).
+// as trials report over the page's live stream (HPO: their experiments' events; NAS:
+// `nas_trial.completed`), and now and then only while the stream is down.
 import { live, getJson, currentTheme } from "./app.js";
 import { PALETTE } from "./chart.js";
 
@@ -125,9 +126,45 @@ function cell(tr, text, cls) {
   return td;
 }
 
+/** JSON with sorted keys, indented like the server's rendering of an architecture. */
+function sortedJson(value) {
+  const sort = (v) => (Array.isArray(v) ? v.map(sort)
+    : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort(v[k])]))
+      : v);
+  return JSON.stringify(sort(value ?? {}), null, 2);
+}
+
+function renderNasTable(tbody) {
+  const open = new Set([...tbody.querySelectorAll("details[open]")]
+    .map((d) => d.closest("tr")?.dataset.trial));
+  tbody.textContent = "";
+  for (const t of state.trials) {
+    const tr = document.createElement("tr");
+    tr.dataset.trial = String(t.trial_number);
+    cell(tr, String(t.trial_number), "num");
+    for (const k of ["validation_accuracy", "validation_loss", "num_parameters", "flops",
+      "model_size_mb", "training_time"]) cell(tr, fmt(t[k]), "num");
+    const details = document.createElement("details");
+    if (open.has(String(t.trial_number))) details.open = true;
+    const summary = document.createElement("summary");
+    summary.textContent = (t.architecture_hash || "").slice(0, 10);
+    const pre = document.createElement("pre");
+    pre.className = "code arch";
+    const code = document.createElement("code");
+    code.textContent = sortedJson(t.architecture);
+    pre.appendChild(code);
+    details.append(summary, pre);
+    cell(tr, "").appendChild(details);
+    tbody.appendChild(tr);
+  }
+}
+
 function renderTable() {
   const tbody = document.querySelector("#trials tbody");
-  if (kind === "nas") return; // the architectures' details are the server's rendering: reload
+  if (kind === "nas") {
+    if (state.trials.length) renderNasTable(tbody);
+    return;
+  }
   const params = Object.keys(state.campaign.search_space || {});
   tbody.textContent = "";
   for (const t of state.trials) {
@@ -177,11 +214,8 @@ let pending = null;
 async function refresh() {
   pending = null;
   try {
-    const next = await getJson(`/console-api/${kind}-campaigns/${campaignId}`);
-    const grew = next.trials.length !== state.trials.length;
-    state = next;
+    state = await getJson(`/console-api/${kind}-campaigns/${campaignId}`);
     renderFacts();
-    if (kind === "nas" && grew) { location.reload(); return; }
     renderTable();
     render();
   } catch (e) { /* the next event or tick tries again */ }
@@ -205,13 +239,25 @@ function start() {
       if (type === "resync" || type === "experiment.created") return soon();
       if (id && state.trials.some((t) => t.experiment_id === id)) soon();
     });
+  } else {
+    // an architecture search's trials announce themselves (`nas_trial.completed`)
+    live.addEventListener("any", (event) => {
+      const { type, campaign_id: id } = event.detail;
+      if (type === "resync") return soon();
+      if (id === campaignId && (type === "nas_trial.completed" || type === "nas_campaign.completed")) {
+        root.dataset.events = String(Number(root.dataset.events || 0) + 1);
+        soon();
+      }
+    });
   }
-  // NAS trials have no events; an HPO page without its stream falls back to reading too
+  // what may have happened between the page's rendering (or a gap in the stream) and now
+  live.addEventListener("hello", () => { if (active()) soon(); });
+  // a page without its stream falls back to reading
   setInterval(() => {
     if (document.hidden || !active()) return;
-    if (kind === "hpo" && document.body.dataset.liveConnected === "true") return;
+    if (document.body.dataset.liveConnected === "true") return;
     refresh();
-  }, kind === "nas" ? 5000 : 15000);
+  }, 15000);
 }
 
 if (window.uPlot) start();

@@ -1,18 +1,20 @@
-// An endpoint's deliveries: the webhooks service publishes no event per delivery, so the page
-// asks again every few seconds while it is visible (never while hidden, more slowly after a
-// failed read) and redraws the list only when it changed.
-import { getJson } from "./app.js";
+// An endpoint's deliveries: the webhooks service announces its attempts once per endpoint and
+// short window (`webhook.deliveries_updated`); on it the page reads the list again and redraws
+// it when it changed. It also reads after a gap in its live stream (hello, resync) and, while
+// the stream is down, every few seconds when visible (more slowly after a failed read).
+import { live, getJson } from "./app.js";
 
 const box = document.getElementById("deliveries");
-const EVERY_MS = 4000;
+const FALLBACK_MS = 4000;
 const AFTER_FAILURE_MS = 30000;
-let timer = null;
+let reading = null;
+let again = false;
+let failedAt = 0;
 
 async function check() {
-  timer = null;
-  let wait = EVERY_MS;
   try {
     const found = await getJson(box.dataset.url);
+    failedAt = 0;
     if (found.fingerprint !== box.dataset.fingerprint) {
       const open = new Set([...box.querySelectorAll("details[open]")]
         .map((d) => d.closest("[data-delivery]")?.dataset.delivery));
@@ -23,19 +25,32 @@ async function check() {
       }
     }
   } catch (e) {
-    wait = AFTER_FAILURE_MS;
+    failedAt = Date.now();
   }
-  schedule(wait);
 }
 
-function schedule(wait) {
-  if (timer === null && document.visibilityState === "visible") timer = setTimeout(check, wait);
+/** One read at a time; news that comes during a read makes one more after it. */
+async function refresh() {
+  if (reading) { again = true; return; }
+  reading = check();
+  await reading;
+  reading = null;
+  if (again) { again = false; refresh(); }
 }
 
 if (box) {
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") schedule(0);
-    else if (timer !== null) { clearTimeout(timer); timer = null; }
+  live.addEventListener("any", (event) => {
+    const { type, webhook_id: id } = event.detail;
+    if (type === "resync") refresh();
+    else if (type === "webhook.deliveries_updated" && id === box.dataset.webhook) {
+      box.dataset.events = String(Number(box.dataset.events || 0) + 1);
+      refresh();
+    }
   });
-  schedule(EVERY_MS);
+  live.addEventListener("hello", () => refresh());
+  setInterval(() => {
+    if (document.visibilityState !== "visible" || document.body.dataset.liveConnected === "true") return;
+    if (failedAt && Date.now() - failedAt < AFTER_FAILURE_MS) return;
+    refresh();
+  }, FALLBACK_MS);
 }

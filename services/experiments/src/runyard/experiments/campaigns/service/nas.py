@@ -2,7 +2,9 @@
 architecture as a trial here. An architecture is identified by a canonical hash of its JSON, so
 evaluating the same architecture twice in a campaign is a 409 naming the existing trial. The
 campaign keeps its best trial (highest validation accuracy, the earlier one on a tie) and
-completes with ``nas_campaign.completed`` when it holds ``num_trials`` trials.
+completes with ``nas_campaign.completed`` when it holds ``num_trials`` trials. Each trial is
+announced by ``nas_trial.completed`` in its own transaction (before the completion, when it is
+the last), which the console's campaign page follows live.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from runyard.experiments.campaigns.schemas import NasCampaignCreate, NasTrialCre
 from runyard.experiments.campaigns.service import core
 from runyard.experiments.datasets.service import usable_dataset
 from runyard.experiments.models import NasCampaign, NasTrial
-from runyard.shared.contracts.experiments import NasCampaignCompleted
+from runyard.shared.contracts.experiments import NasCampaignCompleted, NasTrialCompleted
 from runyard.shared.db import new_id
 from runyard.shared.identity import Principal, require_writer
 from runyard.shared.logging import get_logger
+from runyard.shared.outbox import emit
 
 log = get_logger(__name__)
 
@@ -106,10 +109,29 @@ async def add_trial(
     core.count_trial(campaign)
     if campaign.status == "pending":
         campaign.status = "running"
-    if core.is_better("maximize", trial.validation_accuracy, campaign.best_accuracy):
+    is_best = core.is_better("maximize", trial.validation_accuracy, campaign.best_accuracy)
+    if is_best:
         campaign.best_accuracy, campaign.best_trial_id = trial.validation_accuracy, trial.id
     await session.flush()
-    if core.budget_spent(core.NAS, campaign):
+    spent = core.budget_spent(core.NAS, campaign)
+    await emit(
+        session,
+        NasTrialCompleted(
+            **await core.event_fields(session, campaign),
+            trial_id=trial.id,
+            trial_number=trial.trial_number,
+            validation_accuracy=trial.validation_accuracy,
+            validation_loss=trial.validation_loss,
+            is_best=is_best,
+            best_accuracy=campaign.best_accuracy,
+            trials_completed=campaign.trials_completed,
+            num_trials=campaign.num_trials,
+            campaign_status="completed" if spent else campaign.status,
+        ),
+        subject=campaign.id,
+        sequence=campaign.version,
+    )
+    if spent:
         await complete(session, campaign)
     return trial
 
