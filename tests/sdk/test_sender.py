@@ -46,8 +46,9 @@ def test_batches_of_at_most_1000_each_epoch_once(
     assert wal[0] == b'{"epoch":0,"train_loss":1.0,"metrics":{"acc@1":0.0}}'
     assert run.finish()
     # sent at the start, at each 1,000th epoch and at the end: never more than 1,000 at once
-    assert max(fake.runs_requests) == 1000 and sum(fake.runs_requests) == 2500
-    assert len(fake.runs_requests) <= 4
+    # (how many each request holds depends on when the sender thread wakes)
+    assert max(fake.runs_requests) <= 1000 and sum(fake.runs_requests) == 2500
+    assert 3 <= len(fake.runs_requests) <= 4
     stored = fake.only()
     assert sorted(stored["runs"]) == list(range(2500))
     assert stored["status"] == "completed"
