@@ -77,12 +77,13 @@ browser:
 # stock MLflow client's, which installs MLflow into its own venv under .data/mlflow-venv) and
 # run one at a time. Every other test has its own database (cloned from a migrated template) and
 # its own topics, so those run in parallel: PYTEST_WORKERS pytest-xdist workers, each with its own
-# embedded PostgreSQL and broker. They mostly wait on I/O, so more workers than cores pays.
+# embedded PostgreSQL and broker. They mostly wait on I/O, so more workers than cores pays;
+# worksteal: a worker that runs out takes tests queued on a busy one (a few take 10-50 s).
 PYTEST_WORKERS ?= 4
 STACK_MARKERS := e2e or faults or fuzz or sdk or console or mlflow
 STACK_SUITES := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz --ignore=tests/console \
 	--ignore=tests/mlflow
-PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS),)
+PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal,)
 
 test: sync browser
 	$(MAKE) --no-print-directory lint UV="$(UV)"

@@ -114,6 +114,7 @@ def event_ids(records: list[object]) -> set[str]:
 
 
 @pytest.mark.pipeline
+@pytest.mark.slow
 async def test_rows_published_before_a_broker_reset_are_published_again_after_it(
     pipeline_db: PipelineDb, broker: Broker
 ) -> None:
@@ -182,6 +183,7 @@ async def test_rows_published_before_the_replay_window_are_not_published_again(
 
 
 @pytest.mark.pipeline
+@pytest.mark.slow
 async def test_with_replay_off_what_the_broker_lost_stays_lost(
     pipeline_db: PipelineDb, broker: Broker
 ) -> None:

@@ -268,6 +268,7 @@ async def test_handler_failing_every_attempt_goes_to_dlq_without_effect_and_cons
     assert b"cannot handle n=1" in dict(dead.headers)["dlq-error"]
 
 
+@pytest.mark.slow
 async def test_consumer_commits_offsets_so_a_restarted_group_does_not_reprocess(
     pipeline_db: PipelineDb, producer: AIOKafkaProducer, kafka_bootstrap: str
 ) -> None:

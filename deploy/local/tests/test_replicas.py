@@ -72,6 +72,7 @@ def test_the_environment_sets_replicas_and_partitions(tmp_path: Path) -> None:
     assert stack.topic_partitions == 6
 
 
+@pytest.mark.slow
 def test_up_refuses_a_bad_replicas_flag_before_starting_anything(tmp_path: Path) -> None:
     up = [sys.executable, "-m", "runyard.devstack", "up", "--data-dir", str(tmp_path)]
     result = subprocess.run(
@@ -170,6 +171,7 @@ def fresh_broker(tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_the_topics_command_creates_topics_and_dlqs_with_the_given_partitions(
     fresh_broker: str,
 ) -> None:

@@ -51,6 +51,7 @@ def test_the_arguments_are_those_the_stack_passes() -> None:
     assert config.proxy_headers is False
 
 
+@pytest.mark.slow
 async def test_it_serves_ticks_once_a_second_and_stops_on_a_signal(
     app_module: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

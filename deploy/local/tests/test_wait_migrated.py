@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import pytest
 
 from runyard.devstack.provisioning import migrated_to_head, with_database
 from runyard.devstack.services import BY_NAME
@@ -41,6 +42,7 @@ async def test_a_migrated_schema_is_at_head(
     assert await migrated_to_head(WEBHOOKS, database.url)
 
 
+@pytest.mark.slow
 async def test_the_command_waits_until_the_migration_ran(postgres_admin_url: str) -> None:
     name = f"wait_{uuid.uuid4().hex[:8]}"
     await ensure_database(postgres_admin_url, name)

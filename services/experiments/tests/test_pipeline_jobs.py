@@ -23,6 +23,7 @@ async def until(predicate: Callable[[], Awaitable[bool]]) -> None:
             await asyncio.sleep(0.1)
 
 
+@pytest.mark.slow
 async def test_the_campaign_learns_a_trial_result_from_its_own_event_on_kafka(
     settings, db, alice
 ) -> None:

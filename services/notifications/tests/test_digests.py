@@ -151,6 +151,7 @@ async def test_digest_of_a_user_deactivated_meanwhile_is_recorded_as_skipped(
     assert item.included_in_digest
 
 
+@pytest.mark.slow
 async def test_two_schedulers_on_one_database_send_exactly_one_digest_per_user(
     db, sessionmaker, settings, mailer, smtp_sink
 ) -> None:

@@ -95,6 +95,7 @@ async def test_completed_experiment_event_becomes_an_email_and_an_email_sent_eve
     assert sent["data"]["message_id"] == mail["Message-ID"]
 
 
+@pytest.mark.slow
 async def test_experiment_completed_before_the_owner_is_known_is_emailed_when_they_register(
     settings, kafka_bootstrap, sessionmaker, smtp_sink
 ) -> None:

@@ -51,6 +51,7 @@ async def test_an_event_on_kafka_reaches_the_receiver_signed(settings, kafka_boo
     assert document["id"] == event.id
 
 
+@pytest.mark.slow
 async def test_a_restart_between_two_attempts_loses_nothing(settings, db, sessionmaker, receiver):
     """The first attempt fails and the service stops; a new process delivers on schedule."""
     workers_on = settings.model_copy(update={"run_workers": True, "delivery_poll_interval_s": 0.1})

@@ -153,6 +153,7 @@ async def test_a_failed_trial_counts_toward_the_budget_but_never_becomes_the_bes
 
 
 @pytest.mark.parametrize("method", ["grid", "bayesian"])
+@pytest.mark.slow
 async def test_the_study_survives_a_restart_of_the_service(settings, db, alice, method) -> None:
     """Half the campaign with one process, the rest with a new one: the study is rebuilt from
     the database, so a grid hands out each point once and numbering goes on."""
@@ -344,6 +345,7 @@ def reference_answers(campaign_id: str, curves: list[list[float]]) -> list[list[
     return answers
 
 
+@pytest.mark.slow
 async def test_hyperband_answers_as_optuna_does_with_the_same_history(client, db, alice) -> None:
     """The pruner's rungs live in the trials' system attributes: stored after each answer, the
     rebuilt study prunes exactly as one long-lived Optuna study would."""
@@ -428,6 +430,7 @@ async def test_a_spent_duration_budget_stops_suggestions_and_completes_the_campa
     assert event["data"]["reason"] == "budget_duration"
 
 
+@pytest.mark.slow
 async def test_a_campaign_that_ran_out_of_time_idle_is_completed_by_the_sweep(
     client, db, alice
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.experiments.tests.experiments_helpers import (
     event_types,
     fetch,
@@ -65,6 +67,7 @@ async def test_a_dataset_in_use_cannot_be_deleted(client, alice) -> None:
     assert again.status_code == 409
 
 
+@pytest.mark.slow
 async def test_ten_thousand_signals_in_one_request_and_a_retry_adds_none(client, db, alice) -> None:
     dataset = (
         await client.post("/api/v1/datasets", json={"name": "d"}, headers=alice.headers)

@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runyard.experiments.jobs import runner as job_runner
 from runyard.experiments.main import create_app
 from runyard.shared.testing import running_app
@@ -34,6 +36,7 @@ async def expire_lease(db, job_id: uuid.UUID) -> None:
     )
 
 
+@pytest.mark.slow
 async def test_a_job_that_kills_every_worker_it_meets_is_failed_after_the_allowed_attempts(
     client, db, alice, settings, make_worker
 ) -> None:

@@ -51,6 +51,7 @@ def traced_peak() -> Iterator[list[int]]:
             tracemalloc.stop()
 
 
+@pytest.mark.slow
 async def test_an_npz_bomb_fails_its_job_before_anything_expands(
     client, db, alice, settings, tmp_path
 ) -> None:

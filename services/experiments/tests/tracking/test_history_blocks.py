@@ -108,6 +108,7 @@ async def read(sessionmaker, experiment_id: str, **kwargs: Any) -> history.Histo
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.slow
 async def test_the_summary_stays_true_and_reads_the_same_as_the_runs_under_random_writes(
     client, db, alice, sessionmaker, seed
 ) -> None:

@@ -52,6 +52,7 @@ def ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+@pytest.mark.slow
 async def test_lifecycle_table(client, db, alice, subtests) -> None:
     """Each of the 36 (status, action) pairs on its own experiment: allowed ones move the status
     and publish their event with the new version; all others are a 409 that changes nothing."""

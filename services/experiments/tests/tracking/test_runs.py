@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from services.experiments.tests.experiments_helpers import act, event_types, fetch, new_experiment
 
 
@@ -99,6 +101,7 @@ async def test_one_epoch_per_request_with_extra_metrics(client, alice) -> None:
     assert result["metrics"] == {"val_loss": 0.3, "f1_macro": 0.6}
 
 
+@pytest.mark.slow
 async def test_concurrent_identical_batches_store_each_epoch_once(client, db, alice) -> None:
     experiment = await new_experiment(client, alice)
     batch = {"runs": epochs(0, 49)}
