@@ -1,6 +1,7 @@
 """The model registry from the SDK and the CLI against the whole stack: a model registered from
 a run's artifact, aliases set, moved, read and removed, and predictions logged through the
-durable path across a gateway outage and a killed process, then read back."""
+durable path across a gateway outage and a killed process, then read back; a batch whose answer
+a proxy loses after the server stored it is stored once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +130,93 @@ def test_register_alias_and_predictions_survive_an_outage_and_a_killed_process(
 
     runyard.delete_alias(name, "champion")
     assert runyard.get_model_version(name, 1)["aliases"] == []
+
+
+class LosingProxy:
+    """An HTTP proxy in front of the gateway that forwards every request and loses the answer
+    of the first ``lose`` prediction POSTs (closes the connection after the gateway answered)."""
+
+    def __init__(self, upstream: str, lose: int) -> None:
+        self.lose = lose
+        self.lost = 0
+        self.keys: list[str | None] = []
+        proxy = self
+        client = httpx.Client(base_url=upstream, timeout=60)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def forward(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                answer = client.request(self.command, self.path, content=body, headers=headers)
+                if self.command == "POST" and self.path.endswith("/predictions"):
+                    proxy.keys.append(self.headers.get("idempotency-key"))
+                    if answer.status_code == 201 and proxy.lost < proxy.lose:
+                        proxy.lost += 1  # the server stored it; the client never hears so
+                        self.close_connection = True
+                        return
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = forward
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._client = client
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._client.close()
+
+
+@pytest.fixture
+def losing_proxy(stack: Stack) -> Iterator[LosingProxy]:
+    proxy = LosingProxy(stack.gateway_url, lose=2)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_a_batch_whose_answer_is_lost_is_stored_once(
+    server: httpx.Client,
+    sdk_env: dict[str, str],
+    tmp_path: Path,
+    losing_proxy: LosingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"pump-lost-{uuid.uuid4().hex[:6]}"
+    registered(tmp_path, name)
+    monkeypatch.setenv("RUNYARD_URL", losing_proxy.url)  # the predictions go through the proxy
+    rows = [{"input": {"rms": i}, "latency_ms": 1.0, "confidence": 0.5} for i in range(1500)]
+    assert runyard.log_predictions(name, 1, rows) == 1500
+    assert runyard.flush_predictions(120)
+
+    assert losing_proxy.lost == 2  # two batches were stored and their answers lost
+    stored = all_predictions(server, name, 1)
+    assert sorted(p["input"]["rms"] for p in stored) == list(range(1500))  # each once
+    stats = server.get(f"/models/{name}/versions/1/predictions/stats").json()
+    assert stats["count"] == 1500
+    keys = losing_proxy.keys
+    assert all(keys) and len(keys) > len(set(keys))  # the retries carried the same keys
+    models._at_exit()
 
 
 def test_models_ls_show_alias_from_the_shell(

@@ -1,7 +1,9 @@
 """``runyard.log_predictions``: the local write-ahead log and its sender, against a small real
 HTTP server in this process that answers ``POST /api/v1/models/{name}/versions/{v}/predictions``
 as Runyard does (all or none, 422 naming the refused prediction's index) and fails on demand.
-The whole stack's side (a real outage, reading back) is in ``test_models.py``."""
+Like the server, it stores a batch's ``Idempotency-Key`` with it and answers a repeat from it;
+it can lose answers (store, then close the connection unanswered). The whole stack's side (a
+real outage, reading back, a lost answer through a proxy) is in ``test_models.py``."""
 
 from __future__ import annotations
 
@@ -31,6 +33,15 @@ class PredictionServer:
     down: bool = False
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Idempotency-Key -> (count, body) of the batches stored under one, as the server keeps
+    keys: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    #: the key of every request, in order (None: none sent)
+    sent_keys: list[str | None] = field(default_factory=list)
+    replays: int = 0
+    #: the next this many answers are lost: the batch is stored, the connection closed unanswered
+    lose: int = 0
+    #: called (outside the lock) when an answer is lost
+    on_lost: Any = None
 
     def stored(self) -> list[dict[str, Any]]:
         return [p for batch in self.batches for p in batch]
@@ -48,9 +59,29 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Predicti
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            key = self.headers.get("idempotency-key")
             with fake.lock:
                 fake.requests += 1
-                status, answer = self.answer(json.loads(raw))
+                fake.sent_keys.append(key)
+                if key is not None and key in fake.keys:
+                    count, first = fake.keys[key]
+                    if first != raw:
+                        status, answer = 422, {"errors": [{"loc": ["header", "Idempotency-Key"]}]}
+                    else:
+                        fake.replays += 1
+                        status, answer = 201, {"count": count, "replayed": True}
+                else:
+                    status, answer = self.answer(json.loads(raw))
+                    if status == 201 and key is not None:
+                        fake.keys[key] = (answer["count"], raw)
+                lost = status == 201 and fake.lose > 0
+                if lost:
+                    fake.lose -= 1
+            if lost:  # stored, but the client never hears of it
+                self.close_connection = True
+                if fake.on_lost is not None:
+                    fake.on_lost()
+                return
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
@@ -180,5 +211,54 @@ def test_predictions_of_a_killed_process_are_sent_by_the_next_one(
     stored = server.stored()
     assert sorted(p["input"]["i"] for p in stored) == list(range(1500))
     assert server.paths == {"/api/v1/models/m/versions/2/predictions"}
+    models._at_exit()
+    assert logs_left(tmp_path) == []
+
+
+def test_a_lost_answer_is_retried_with_the_same_key_and_the_same_lines(
+    server: PredictionServer,
+) -> None:
+    """The server stores a batch but its answer is lost, and more predictions are logged
+    before the retry: the retry sends the pinned lines again under the same key (stored
+    nothing twice), then the new ones under another."""
+    server.lose = 1
+    server.on_lost = lambda: runyard.log_predictions("m", 1, rows(5, start=10))
+    runyard.log_predictions("m", 1, rows(10))
+    assert runyard.flush_predictions(60)
+
+    assert sorted(p["input"]["i"] for p in server.stored()) == list(range(15))
+    assert server.replays == 1
+    first, retry, *rest = server.sent_keys
+    assert first is not None and retry == first
+    assert rest and all(k is not None and k != first for k in rest)
+    assert [len(b) for b in server.batches] == [10, 5]
+
+
+LOSING = """
+import os, runyard
+runyard.log_predictions("m", 2, [
+    {"input": {"i": i}, "latency_ms": 1.0, "confidence": 0.9} for i in range(1500)
+])
+runyard.flush_predictions(3)  # every answer is lost: nothing is acknowledged
+os._exit(9)  # killed: no exit handler, no flush
+"""
+
+
+def test_a_batch_the_server_stored_for_a_killed_process_is_not_stored_again(
+    server: PredictionServer, tmp_path: Path
+) -> None:
+    server.lose = 10**6
+    env = {k: v for k, v in os.environ.items()}
+    done = subprocess.run(
+        [sys.executable, "-c", LOSING], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 9, done.stderr
+    assert [len(b) for b in server.batches] == [1000]  # stored, never acknowledged
+    server.lose = 0
+
+    assert runyard.flush_predictions(60)  # adopts the log: the same batch, the same key
+
+    assert sorted(p["input"]["i"] for p in server.stored()) == list(range(1500))
+    assert server.replays >= 1
     models._at_exit()
     assert logs_left(tmp_path) == []

@@ -1,24 +1,31 @@
 """The model registry's pages on their own: they send a signed-out browser to sign in, refuse a
-POST without the session's token before asking the API, cut a window into the chart's buckets,
-and an alias moved anywhere reaches its owner's open pages from the real broker."""
+POST without the session's token before asking the API, draw a version's charts from one read
+of the stats series (an HTTP server in the API's place), and an alias moved anywhere reaches its owner's open pages from the real broker."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import json
+import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from runyard.console import live
 from runyard.console.config import Settings
-from runyard.console.pages.models import SERIES_BUCKETS, iso, version_body, windows
+from runyard.console.main import create_app
+from runyard.console.pages.models import SERIES_BUCKETS, iso, version_body
 from runyard.console.session import SESSION_COOKIE
 from runyard.shared.contracts.models import ModelVersionAliasSet
 from runyard.shared.events import make_event
 from runyard.shared.runtime import supervise
+from runyard.shared.testing import running_app
 from services.console.tests.test_pages import sealed_session
 
 MODEL = "00000000-0000-0000-0000-000000000001"
@@ -62,13 +69,142 @@ async def test_a_post_without_the_sessions_token_is_refused_before_the_api_is_as
     assert "Form expired" in response.text
 
 
-def test_the_window_is_cut_into_consecutive_buckets_that_end_now() -> None:
-    end = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-    spans = windows(end, timedelta(days=1), SERIES_BUCKETS)
-    assert len(spans) == SERIES_BUCKETS
-    assert spans[0][0] == end - timedelta(days=1) and spans[-1][1] == end
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
-    assert iso(end) == "2026-12-06T12:00:00Z"
+SERIES = {
+    "from": "2026-12-05T12:00:00Z",
+    "to": "2026-12-06T12:00:00Z",
+    "interval": 7200,
+    "grain": 3600,
+    "buckets": [
+        {
+            "start": iso(datetime(2026, 12, 5, 12, tzinfo=UTC) + timedelta(hours=2 * i)),
+            "end": iso(datetime(2026, 12, 5, 14, tzinfo=UTC) + timedelta(hours=2 * i)),
+            "count": 10 * i,
+            "errors": i,
+            "error_rate": 0.1 if i else None,
+            "latency_ms": {
+                "p50": float(i) if i else None,
+                "p95": 2.0 * i if i else None,
+                "p99": 3.0 * i if i else None,
+                "mean": float(i) if i else None,
+            },
+        }
+        for i in range(12)
+    ],
+}
+STATS = {
+    "from": "2026-12-05T12:00:00Z",
+    "to": "2026-12-06T12:00:00Z",
+    "count": 660,
+    "errors": 66,
+    "error_rate": 0.1,
+    "latency_ms": {"p50": 6.0, "p95": 11.0, "p99": 11.0, "mean": 7.0, "exact": True},
+    "confidence": {
+        "buckets": [{"lower": i / 10, "upper": (i + 1) / 10, "count": i} for i in range(10)],
+        "null_count": 0,
+    },
+    "drift": {
+        "psi": None,
+        "threshold": 0.2,
+        "drifted": False,
+        "baseline_from": None,
+        "baseline_to": None,
+        "baseline_count": 0,
+    },
+}
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[str, list[str]]]:
+    """A small HTTP server in the API's place answering the version page's reads (recording
+    each request's path and query)."""
+    asked: list[str] = []
+    version_path = f"/api/v1/models/{MODEL}/versions/1"
+    answers = {
+        f"/api/v1/models/{MODEL}": {"id": MODEL, "name": "pump-cnn"},
+        version_path: {
+            "version": 1,
+            "status": "ready",
+            "aliases": [],
+            "artifact_path": "model/",
+            "created_at": "2026-12-01T00:00:00Z",
+            "size": 1024,
+            "file_count": 1,
+            "sha256": "ab" * 32,
+            "description": None,
+            "archived_at": None,
+            "status_message": None,
+            "experiment_id": None,
+            "metric_name": None,
+            "input_schema": None,
+            "output_schema": None,
+        },
+        f"{version_path}/predictions/stats": STATS,
+        f"{version_path}/predictions/stats/series": SERIES,
+        f"{version_path}/predictions": {"items": [], "next_cursor": None},
+        "/api/v1/notifications/inbox/unread-count": {"unread_count": 0},
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            answer = answers.get(urlsplit(self.path).path)
+            data = json.dumps(answer).encode()
+            self.send_response(200 if answer is not None else 404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", asked
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def test_the_version_page_draws_the_series_read_in_one_request(
+    kafka_bootstrap: str, api: tuple[str, list[str]]
+) -> None:
+    url, asked = api
+    settings = Settings(
+        environment="test",
+        api_url=url,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        live_enabled=False,
+    )
+    async with running_app(create_app(settings)) as client:
+        client.cookies.set(SESSION_COOKIE, sealed_session(settings))
+        response = await client.get(f"/models/{MODEL}/versions/1", params={"window": "24h"})
+    assert response.status_code == 200, response.text
+    series_reads = [a for a in asked if "/stats/series" in a]
+    stats_reads = [a for a in asked if urlsplit(a).path.endswith("/stats")]
+    assert len(series_reads) == 1 and len(stats_reads) == 1  # no longer one read per bucket
+    query = parse_qs(urlsplit(series_reads[0]).query)
+    assert query["interval"] == [str(24 * 3600 // SERIES_BUCKETS)]
+    start, end = (datetime.fromisoformat(query[k][0]) for k in ("from", "to"))
+    assert end - start == timedelta(days=1)
+    chart = json.loads(
+        response.text.split('<script type="application/json" id="chart-data">')[1].split(
+            "</script>"
+        )[0]
+    )
+    buckets = SERIES["buckets"]
+    assert chart["series"] == {
+        "t": [int(datetime.fromisoformat(b["end"]).timestamp()) for b in buckets],
+        "count": [b["count"] for b in buckets],
+        "error_rate": [b["error_rate"] for b in buckets],
+        "p50": [b["latency_ms"]["p50"] for b in buckets],
+        "p95": [b["latency_ms"]["p95"] for b in buckets],
+        "p99": [b["latency_ms"]["p99"] for b in buckets],
+    }
+    assert chart["histogram"] == STATS["confidence"]["buckets"]
+    assert iso(datetime(2026, 12, 6, 12, 0, tzinfo=UTC)) == "2026-12-06T12:00:00Z"
 
 
 def test_a_register_form_becomes_the_apis_version_body() -> None:

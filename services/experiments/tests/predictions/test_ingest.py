@@ -57,6 +57,7 @@ async def test_single_and_batch_are_stored_and_listed_newest_first(
         "version": 1,
         "version_id": str(version["version_id"]),
         "count": 10,
+        "replayed": False,
     }
     assert await stored(db, version) == 11
 

@@ -6,7 +6,8 @@ log a version's predictions durably.
 
 ``log_predictions`` works like ``Run.log``: it validates, appends one line per prediction to a
 local write-ahead log (``$RUNYARD_DIR/predictions/<id>/``, the same files as a run's: ``meta.json``
-naming the model and version, ``wal.jsonl``, ``acked``, ``lock``, ``rejected.jsonl``) and returns.
+naming the model and version, ``wal.jsonl``, ``acked``, ``sending``, ``lock``,
+``rejected.jsonl``) and returns.
 A background thread sends what follows the acknowledged offset in batches of up to 1,000
 (``POST /models/{name}/versions/{v}/predictions``, all stored or none), retrying with backoff
 through an outage. A process that dies leaves its log behind: the next process that logs
@@ -14,10 +15,12 @@ predictions to the same server with the same API key, or ``flush_predictions()``
 lock is free) and sends the rest. A prediction's ``time`` is set when it is logged, not when
 it is sent.
 
-Delivery is **at least once**: the prediction endpoint takes no idempotency key, so a batch the
-server stored but whose answer was lost (a timeout after the commit, or the process killed
-between the answer and writing ``acked``) is sent again and stored twice. Every other failure
-(refused connection, 5xx, 429, a crash before the answer) repeats nothing.
+Delivery is **exactly once**: before a batch is first sent, its byte range in ``wal.jsonl`` is
+written to ``sending``, and every send of it carries the same ``Idempotency-Key`` (the log's id,
+that range and the body's digest). A retry after a lost answer (a timeout after the server's
+commit, or the process killed between the answer and writing ``acked``), by this process or by
+the one that adopts the log, sends the same lines with the same key: the server, which stored
+the key with the rows, answers like the first time and stores nothing again.
 
 A batch the server refuses (422) is retried without the prediction it names, which goes to
 ``rejected.jsonl`` with the reason (kept when the rest of the log is removed); a 404/409/403
@@ -39,8 +42,11 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import httpx
 
 from runyard.sdk import output
 from runyard.sdk.api import Api, ApiError, AuthError, NotFound, RunyardError, Transient, retrying
@@ -51,6 +57,9 @@ from runyard.sdk.wal import Line, RunDir, Writer
 
 #: predictions per request (the server takes up to 10,000)
 BATCH_SIZE = 1000
+#: the file of a log's batch in flight: ``"<start> <end>"`` byte offsets in ``wal.jsonl``
+SENDING = "sending"
+IDEMPOTENCY_KEY = "Idempotency-Key"
 FIELDS = frozenset(("input", "output", "confidence", "latency_ms", "time", "error"))
 
 
@@ -402,18 +411,27 @@ class PredictionLog:
         return self.settings.batch_seconds
 
     def _send(self, stream: Stream) -> None:
-        lines: list[Line] = stream.dir.read(
-            stream.acked, max_bytes=self.settings.batch_bytes, max_lines=BATCH_SIZE
-        )
-        if not lines:
-            stream.acked = stream.written()  # only blank lines or a torn last one
+        start = stream.acked
+        end = pinned(stream.dir, start)
+        lines: list[Line]
+        if end is not None:  # the batch sent before (by this process or a dead one): the same
+            lines = stream.dir.read(start, max_bytes=end - start)
+        else:
+            lines = stream.dir.read(
+                start, max_bytes=self.settings.batch_bytes, max_lines=BATCH_SIZE
+            )
+            if lines:
+                end = lines[-1].end
+                pin(stream.dir, start, end)
+        if not lines or end is None:
+            stream.acked = end if end is not None else stream.written()  # only blank lines
             return
         path = f"{_model_path(stream.model)}/versions/{stream.version}/predictions"
         batch = list(lines)
         while batch:
             body = b'{"predictions":[' + b",".join(line.data for line in batch) + b"]}"
             try:
-                self.api.request("POST", path, content=body)
+                _post(self.api, path, body, batch_key(stream.dir.name, start, end, body))
                 break
             except AuthError as exc:
                 if exc.status == 401:
@@ -457,13 +475,59 @@ class PredictionLog:
             self._progress.notify_all()
 
 
+def _sending_path(run_dir: RunDir) -> Path:
+    return run_dir.path / SENDING
+
+
+def pin(run_dir: RunDir, start: int, end: int) -> None:
+    """Record the batch ``[start, end)`` before it is first sent (atomically): a retry, in this
+    process or in the one that adopts the log, sends these lines and no more."""
+    path = _sending_path(run_dir)
+    tmp = path.with_name(f".{SENDING}.{os.getpid()}.tmp")
+    tmp.write_text(f"{start} {end}\n", encoding="ascii")
+    os.replace(tmp, path)
+
+
+def pinned(run_dir: RunDir, start: int) -> int | None:
+    """The end of the batch pinned at ``start`` (None: none is, the last one was acknowledged)."""
+    try:
+        first, end = (int(x) for x in _sending_path(run_dir).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return end if first == start and end > start else None
+
+
+def batch_key(log: str, start: int, end: int, body: bytes) -> str:
+    """The ``Idempotency-Key`` of a batch: the log, the lines' offsets and the body's digest
+    (the body differs from the pinned lines only by those the server refused, which it stored
+    nothing of), so every send of the same batch has the same key."""
+    return f"{log}:{start}-{end}:{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+def _post(api: Api, path: str, body: bytes, key: str) -> Any:
+    """``api.request("POST", ...)`` with the ``Idempotency-Key`` header."""
+    headers = {"Content-Type": "application/json", IDEMPOTENCY_KEY: key}
+    try:
+        response = api._client.request("POST", path, content=body, headers=headers)
+    except httpx.TransportError as exc:
+        raise Transient(f"cannot reach {api.url}: {type(exc).__name__} {exc}") from exc
+    return api._answer(response, "POST", path)
+
+
 def retire(run_dir: RunDir) -> None:
     """A log the server has all of: removed, but for the predictions it refused (the directory
     then keeps only ``rejected.jsonl``, and no process adopts it again)."""
     if not run_dir.rejected_path.exists():
         run_dir.remove()
         return
-    for path in (run_dir.meta_path, run_dir.wal_path, run_dir.acked_path, run_dir.lock_path):
+    sending = _sending_path(run_dir)
+    for path in (
+        run_dir.meta_path,
+        run_dir.wal_path,
+        run_dir.acked_path,
+        run_dir.lock_path,
+        sending,
+    ):
         with contextlib.suppress(OSError):
             path.unlink()
 

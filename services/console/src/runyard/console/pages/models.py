@@ -4,8 +4,9 @@ removed; archive and delete, where the API's 409 for a version that holds an ali
 the form's error; a new version from an experiment's artifact), and a version's page (its
 schemas and its prediction stats over a window, with charts).
 
-The stats API answers one window at a time; the version page's charts of latency percentiles
-and prediction count over time are made of ``SERIES_BUCKETS`` consecutive windows read at once.
+The version page reads the window's stats (totals, exact percentiles, the confidence histogram,
+drift) and, for its charts of latency percentiles and prediction count over time, the window's
+series of ``SERIES_BUCKETS`` buckets in one more read (``.../predictions/stats/series``).
 A model page follows ``model.*`` / ``model_version.*`` events (``static/js/model.js``): an alias
 moved elsewhere shows without a reload.
 """
@@ -307,12 +308,6 @@ async def register_version(
 
 
 # ------------------------------------------------------------------------------ a version
-def windows(end: datetime, length: timedelta, buckets: int) -> list[tuple[datetime, datetime]]:
-    step = length / buckets
-    start = end - length
-    return [(start + step * i, start + step * (i + 1)) for i in range(buckets)]
-
-
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -320,19 +315,21 @@ def iso(moment: datetime) -> str:
 async def stats_series(
     api: UserApi, path: str, end: datetime, length: timedelta
 ) -> dict[str, list[Any]]:
-    """Count, error rate and latency percentiles per bucket of the window (one stats read each,
-    concurrently): what the charts draw."""
-    spans = windows(end, length, SERIES_BUCKETS)
-    reads = await asyncio.gather(
-        *(api.get(path, **{"from": iso(a), "to": iso(b)}) for a, b in spans)
+    """Count, error rate and latency percentiles per bucket of the window, ``SERIES_BUCKETS``
+    buckets of ``length / SERIES_BUCKETS`` (whole minutes), in one read of ``.../stats/series``
+    (percentiles from the rollups' histograms): what the charts draw, each at its bucket's end."""
+    interval = max(60, int(length.total_seconds()) // SERIES_BUCKETS // 60 * 60)
+    found = await api.get(
+        f"{path}/series", **{"from": iso(end - length), "to": iso(end), "interval": interval}
     )
+    buckets = found["buckets"]
     return {
-        "t": [int(b.timestamp()) for _, b in spans],
-        "count": [r["count"] for r in reads],
-        "error_rate": [r["error_rate"] for r in reads],
-        "p50": [r["latency_ms"]["p50"] for r in reads],
-        "p95": [r["latency_ms"]["p95"] for r in reads],
-        "p99": [r["latency_ms"]["p99"] for r in reads],
+        "t": [int(datetime.fromisoformat(b["end"]).timestamp()) for b in buckets],
+        "count": [b["count"] for b in buckets],
+        "error_rate": [b["error_rate"] for b in buckets],
+        "p50": [b["latency_ms"]["p50"] for b in buckets],
+        "p95": [b["latency_ms"]["p95"] for b in buckets],
+        "p99": [b["latency_ms"]["p99"] for b in buckets],
     }
 
 

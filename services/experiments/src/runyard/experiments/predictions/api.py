@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import TypeAdapter
 
 from runyard.experiments.deps import SettingsDep
@@ -18,6 +18,7 @@ from runyard.experiments.predictions.schemas import (
     PredictionBatchIn,
     PredictionIn,
     PredictionOut,
+    PredictionSeries,
     PredictionsLogged,
     PredictionStats,
 )
@@ -30,6 +31,17 @@ router = APIRouter(prefix="/api/v1/models/{name}/versions/{version}/predictions"
 
 Name = Annotated[str, Path(max_length=255, description="the registered model's name (or its id)")]
 Number = Annotated[int, Path(ge=1, le=2**31 - 1, description="the version's number")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="a client-made id of the batch (printable ASCII, up to 255): a repeat "
+        "stores nothing and answers like the first",
+    ),
+]
 OwnerId = Annotated[
     uuid.UUID | None, Query(description="admins and viewers: the model of this owner")
 ]
@@ -60,7 +72,8 @@ def _body_schema() -> dict[str, Any]:
         422: {
             "description": "a prediction is invalid: `errors[0].loc` names its index in the "
             "batch and the field (for an input refused by the version's `input_schema`, the "
-            "JSON path in it); nothing is stored"
+            "JSON path in it); or the `Idempotency-Key` was used for another version or body "
+            '(`loc`: `["header", "Idempotency-Key"]`); nothing is stored'
         },
     },
 )
@@ -71,20 +84,32 @@ async def log_predictions(
     session: SessionDep,
     principal: CurrentPrincipal,
     settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> PredictionsLogged:
     """One prediction, or a batch of up to 10,000 (`{"predictions": [...]}`): all stored or
     none. `time` defaults to now; times before the first kept month
     (`EXPERIMENTS_PREDICTIONS_RETENTION_MONTHS`) or more than
     `EXPERIMENTS_PREDICTIONS_MAX_FUTURE_S` ahead are refused (422). A prediction with `error`
-    set counts as an error in the stats."""
+    set counts as an error in the stats.
+
+    With an `Idempotency-Key`, exactly once: a repeat of a key stored before (a retry whose
+    first answer was lost, or a concurrent duplicate) stores nothing and answers like the first
+    one, with `replayed: true`; the key used for another version or another body is refused
+    (422 naming the header). Keys are kept as long as the months of predictions are."""
     ref = await service.find_version(
         session, principal=principal, name=name, number=version, write=True
     )
     body = await request.body()
-    count = await service.log_predictions(
-        session, ref=ref, body=body, settings=settings, now=utcnow()
+    logged = await service.log_predictions(
+        session, ref=ref, body=body, settings=settings, now=utcnow(), key=idempotency_key
     )
-    return PredictionsLogged(model=name, version=version, version_id=ref.version_id, count=count)
+    return PredictionsLogged(
+        model=name,
+        version=version,
+        version_id=ref.version_id,
+        count=logged.count,
+        replayed=logged.replayed,
+    )
 
 
 def _window(
@@ -153,3 +178,34 @@ async def prediction_stats(
         session, principal=principal, name=name, number=version, owner_id=owner_id
     )
     return await service.stats(session, ref=ref, start=start, end=end, settings=settings)
+
+
+@router.get("/stats/series", response_model=PredictionSeries, response_model_by_alias=True)
+async def prediction_series(
+    name: Name,
+    version: Number,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    since: Annotated[
+        datetime | None, Query(alias="from", description="window start (default: `to` - 24 h)")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(alias="to", description="window end (default: now)")
+    ] = None,
+    interval: Annotated[
+        int,
+        Query(ge=60, le=31 * 86400, description="seconds per bucket, a multiple of 60"),
+    ] = 3600,
+    owner_id: OwnerId = None,
+) -> PredictionSeries:
+    """The window in buckets of `interval` seconds, in one read of the rollups: per bucket the
+    count, errors and error rate, and latency p50/p95/p99 (**approximate**: read from the
+    rollups' log-spaced histograms, within ~4.5 %) and mean. The window's edges are rounded out
+    to whole hours when `interval` is a multiple of an hour, else to whole minutes; at most
+    1,000 buckets (422 naming `interval`)."""
+    start, end = _window(since, until, default=timedelta(days=1))
+    assert start is not None and end is not None
+    ref = await service.find_version(
+        session, principal=principal, name=name, number=version, owner_id=owner_id
+    )
+    return await service.stats_series(session, ref=ref, start=start, end=end, interval=interval)

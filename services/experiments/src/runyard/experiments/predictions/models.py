@@ -11,6 +11,10 @@
   the rows, so a stats read over a month reads ~1,000 rollup rows instead of millions.
 - ``prediction_drift``: per version, the last drift check and the last
   ``model_version.drift_detected`` (the cooldown).
+- ``prediction_batches`` (migration 0016): per model owner and client-made batch id (the
+  request's ``Idempotency-Key``), the version, row count and body digest of the batch stored
+  under it, written in the transaction that stores the rows: a repeat answers like the first and
+  stores nothing. One row per batch; dropped with the months the log no longer keeps.
 """
 
 from __future__ import annotations
@@ -19,7 +23,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Float, Index, SmallInteger, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -78,3 +94,16 @@ class PredictionDrift(Base):
     psi: Mapped[float | None] = mapped_column(Float)
     #: the last model_version.drift_detected (null: never)
     alerted_at: Mapped[datetime | None]
+
+
+class PredictionBatch(Base):
+    __tablename__ = "prediction_batches"
+
+    #: the model's owner: a key is unique among the batches of one owner's models
+    owner_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    version_id: Mapped[uuid.UUID]
+    count: Mapped[int] = mapped_column(Integer)
+    #: SHA-256 of the request body: the same key with another body is refused
+    body_sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)

@@ -7,7 +7,8 @@ that month's partition could be made): instead a request refuses times outside w
 
 - the ``prediction-partitions`` worker (``maintain``) makes the current month and
   ``months_ahead`` months after it, and drops the months older than ``retention_months`` before
-  the current one (with the rollups of those months);
+  the current one (with the rollups of those months, and the batch ids stored before the
+  first kept month);
 - a request whose rows fall in a month this process has not seen a partition of makes it
   (``ensure``), so a fresh database takes predictions before the worker has run.
 
@@ -154,6 +155,11 @@ async def maintain(
             text(f"DELETE FROM {SCHEMA}.prediction_rollups WHERE start < :cutoff"),  # noqa: S608
             {"cutoff": month_start(first_kept)},
         )
+    # the batch ids (Idempotency-Key) go with the months kept (by when they were stored)
+    await session.execute(
+        text(f"DELETE FROM {SCHEMA}.prediction_batches WHERE created_at < :cutoff"),  # noqa: S608
+        {"cutoff": month_start(first_kept)},
+    )
     cache = known(session)
     cache.difference_update(dropped)
     cache.update(wanted)

@@ -149,6 +149,45 @@ async def add_rollups(
     )
 
 
+#: claim a batch id: a row if this request is the first with it (a concurrent one holding the
+#: same key uncommitted makes this wait for its end), none if one was stored before
+CLAIM = f"""
+INSERT INTO {SCHEMA}.prediction_batches (owner_id, key, version_id, count, body_sha256)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (owner_id, key) DO NOTHING
+RETURNING 1
+"""  # noqa: S608
+CLAIMED = (
+    f"SELECT version_id, count, body_sha256 FROM {SCHEMA}.prediction_batches "  # noqa: S608
+    "WHERE owner_id = $1 AND key = $2"
+)
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    version_id: uuid.UUID
+    count: int
+    body_sha256: bytes
+
+
+async def claim_batch(
+    conn: Any,
+    *,
+    owner_id: uuid.UUID,
+    key: str,
+    version_id: uuid.UUID,
+    count: int,
+    digest: bytes,
+) -> StoredBatch | None:
+    """None: the key is this request's (its rows are to be stored in this transaction); else
+    the batch stored under it before."""
+    if await conn.fetchval(CLAIM, owner_id, key, version_id, count, digest) is not None:
+        return None
+    row = await conn.fetchrow(CLAIMED, owner_id, key)
+    assert row is not None  # a conflict means a committed row
+    return StoredBatch(row["version_id"], row["count"], bytes(row["body_sha256"]))
+
+
 # --- reads -------------------------------------------------------------------------------------
 
 
@@ -280,3 +319,46 @@ async def first_time(session: AsyncSession, version_id: uuid.UUID) -> datetime |
         {"v": version_id},
     )
     return found
+
+
+#: per bucket of ``:i`` seconds from ``:s`` (a multiple of ``:g``), the sums of the rollups of
+#: grain ``:g`` starting in it: (bucket, -1, count, errors, latency sum) rows, then (bucket,
+#: latency histogram bucket, count, 0, 0) rows for the non-zero histogram counts
+SERIES = f"""
+WITH r AS (
+    SELECT floor(extract(epoch FROM start - :s) / :i)::int AS b, n, errors, latency_sum, latency
+    FROM {SCHEMA}.prediction_rollups
+    WHERE version_id = :v AND grain = :g AND start >= :s AND start < :e
+)
+SELECT b, -1, sum(n), sum(errors), sum(latency_sum) FROM r GROUP BY b
+UNION ALL
+SELECT b, k - 1, sum(c), 0, 0
+    FROM r, unnest(r.latency) WITH ORDINALITY AS u(c, k) WHERE c <> 0 GROUP BY b, k
+"""  # noqa: S608
+
+
+async def series(
+    session: AsyncSession,
+    version_id: uuid.UUID,
+    *,
+    start: datetime,
+    end: datetime,
+    interval: int,
+    grain: int,
+    buckets: int,
+) -> list[Summary]:
+    """``buckets`` summaries (count, errors, latency sum and histogram) of consecutive
+    ``interval``-second buckets from ``start``, in one query over the rollups of ``grain``."""
+    out = [Summary() for _ in range(buckets)]
+    params = {"v": version_id, "s": start, "e": end, "i": interval, "g": grain}
+    for bucket, k, count, errors, total in await session.execute(text(SERIES), params):
+        if not 0 <= bucket < buckets:
+            continue
+        summary = out[bucket]
+        if k < 0:
+            summary.n = int(count)
+            summary.errors = int(errors)
+            summary.latency_sum = float(total)
+        else:
+            summary.latency[k] = int(count)
+    return out

@@ -44,8 +44,10 @@ class PredictionsLogged(BaseModel):
     model: str
     version: int
     version_id: uuid.UUID
-    #: predictions stored
+    #: predictions stored (by this request, or by the first one with its ``Idempotency-Key``)
     count: int
+    #: true: the ``Idempotency-Key`` was stored before; this request stored nothing
+    replayed: bool = False
 
 
 class PredictionOut(BaseModel):
@@ -105,3 +107,35 @@ class PredictionStats(BaseModel):
     latency_ms: LatencyStats
     confidence: ConfidenceStats
     drift: DriftStats
+
+
+class SeriesLatency(BaseModel):
+    """Read from the log-spaced latency histogram of the rollups (within ~4.5 %)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    mean: float | None
+
+
+class SeriesBucket(BaseModel):
+    start: datetime
+    end: datetime
+    count: int
+    errors: int
+    #: errors / count (null without predictions)
+    error_rate: float | None
+    latency_ms: SeriesLatency
+
+
+class PredictionSeries(BaseModel):
+    """Consecutive buckets of ``interval`` seconds from ``from`` to ``to`` (the window's edges
+    rounded out to the rollup grain: whole hours when ``interval`` is a multiple of an hour,
+    else whole minutes), every bucket listed, empty ones with count 0."""
+
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    interval: int
+    #: seconds of the rollups read: 60 or 3600
+    grain: int
+    buckets: list[SeriesBucket]

@@ -10,6 +10,7 @@ and one statement adds the request's per-minute and per-hour rollups.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments import access
 from runyard.experiments.config import Settings
+from runyard.experiments.errors import ValidationFailed
 from runyard.experiments.models import SCHEMA
 from runyard.experiments.predictions import histograms, partitions, repository
 from runyard.experiments.predictions.errors import InvalidPrediction, VersionArchived
@@ -41,7 +43,10 @@ from runyard.experiments.predictions.schemas import (
     DriftStats,
     LatencyStats,
     PredictionIn,
+    PredictionSeries,
     PredictionStats,
+    SeriesBucket,
+    SeriesLatency,
 )
 from runyard.experiments.users import owner_fields
 from runyard.shared.contracts.models import ModelVersionDriftDetected
@@ -227,20 +232,68 @@ def rollup_rows(cols: Columns) -> list[tuple[int, datetime, Summary]]:
     return out
 
 
+@dataclass(frozen=True)
+class Logged:
+    count: int
+    #: True: a batch with the same key was stored before (nothing was stored now)
+    replayed: bool = False
+
+
+def _replay(ref: VersionRef, stored: repository.StoredBatch, digest: bytes) -> Logged:
+    """The first answer of a repeated key, or 422 if the key was used for another batch."""
+    if stored.version_id != ref.version_id:
+        what = "another model version"
+    elif stored.body_sha256 != digest:
+        what = "another body"
+    else:
+        return Logged(stored.count, replayed=True)
+    raise InvalidPrediction(
+        f"Idempotency-Key was used for {what}: a key names one batch of one version.",
+        loc=["header", IDEMPOTENCY_KEY],
+        msg=f"used for {what}",
+        type_="idempotency_key_reused",
+    )
+
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+
 async def log_predictions(
-    session: AsyncSession, *, ref: VersionRef, body: bytes, settings: Settings, now: datetime
-) -> int:
-    """Store every prediction of ``body`` or none (422 naming the first problem)."""
+    session: AsyncSession,
+    *,
+    ref: VersionRef,
+    body: bytes,
+    settings: Settings,
+    now: datetime,
+    key: str | None = None,
+) -> Logged:
+    """Store every prediction of ``body`` or none (422 naming the first problem). With ``key``
+    (the request's ``Idempotency-Key``), exactly once: the key is claimed in the same transaction
+    as the rows, and a key stored before answers with that batch's count and stores nothing
+    (422 if it was stored for another version or body). A concurrent request with the same key
+    waits on the key's row until the first one ends, then answers from it."""
+    rows, batch = parse(body)
+    conn = await repository.driver(session)
+    if key is not None:
+        digest = hashlib.sha256(body).digest()
+        stored = await repository.claim_batch(
+            conn,
+            owner_id=ref.owner_id,
+            key=key,
+            version_id=ref.version_id,
+            count=len(rows),
+            digest=digest,
+        )
+        if stored is not None:
+            return _replay(ref, stored, digest)
     if ref.archived_at is not None:
         raise VersionArchived(ref.version)
-    rows, batch = parse(body)
     check_inputs(rows, validator_for(ref), batch=batch)
     cols = columns(rows, now=now, settings=settings, batch=batch)
     rollups = rollup_rows(cols)
     months = {partitions.month_of(start) for grain, start, _ in rollups if grain == HOUR}
     made = await partitions.ensure(session, months)
     try:
-        conn = await repository.driver(session)
         await repository.insert(
             conn,
             version_id=ref.version_id,
@@ -261,7 +314,7 @@ async def log_predictions(
     except BaseException:
         partitions.known(session).difference_update(made)
         raise
-    return len(rows)
+    return Logged(len(rows))
 
 
 # --- reads ---------------------------------------------------------------------------------
@@ -395,6 +448,68 @@ async def stats(
             baseline_to=found.baseline_to,
             baseline_count=found.baseline_count,
         ),
+    )
+
+
+#: most buckets one series read answers
+MAX_SERIES_BUCKETS = 1000
+
+
+async def stats_series(
+    session: AsyncSession, *, ref: VersionRef, start: datetime, end: datetime, interval: int
+) -> PredictionSeries:
+    """Per bucket of ``interval`` seconds (a multiple of a minute) over ``[start, end)``, its
+    edges rounded out to the grain read (hours if ``interval`` is a multiple of an hour, else
+    minutes): count, errors, error rate, latency percentiles from the histograms and mean; one
+    query over the rollups, never the rows."""
+    if interval % MINUTE:
+        raise ValidationFailed(
+            "interval must be a whole number of minutes (a multiple of 60 seconds).",
+            loc=["query", "interval"],
+            msg="not a multiple of 60",
+        )
+    grain = HOUR if interval % HOUR == 0 else MINUTE
+    first, last = _floor(start, grain), _ceil(end, grain)
+    count = math.ceil((last - first).total_seconds() / interval)
+    if count > MAX_SERIES_BUCKETS:
+        raise ValidationFailed(
+            f"The window holds {count} buckets of {interval} s: at most "
+            f"{MAX_SERIES_BUCKETS} are answered (a longer interval or a shorter window).",
+            loc=["query", "interval"],
+            msg="too many buckets",
+        )
+    last = first + timedelta(seconds=interval * count)
+    summaries = await repository.series(
+        session,
+        ref.version_id,
+        start=first,
+        end=last,
+        interval=interval,
+        grain=grain,
+        buckets=count,
+    )
+    step = timedelta(seconds=interval)
+    return PredictionSeries(
+        from_=first,
+        to=last,
+        interval=interval,
+        grain=grain,
+        buckets=[
+            SeriesBucket(
+                start=first + step * i,
+                end=first + step * (i + 1),
+                count=s.n,
+                errors=s.errors,
+                error_rate=s.errors / s.n if s.n else None,
+                latency_ms=SeriesLatency(
+                    p50=histograms.percentile_from_histogram(s.latency, 0.5),
+                    p95=histograms.percentile_from_histogram(s.latency, 0.95),
+                    p99=histograms.percentile_from_histogram(s.latency, 0.99),
+                    mean=s.latency_sum / s.n if s.n else None,
+                ),
+            )
+            for i, s in enumerate(summaries)
+        ],
     )
 
 

@@ -1,6 +1,6 @@
 // A model version's prediction stats: latency percentiles and prediction count over the
-// window (one stats read per bucket, made by the page), and the confidence histogram, drawn
-// with the vendored uPlot (window.uPlot).
+// window (the stats series the page read in one request, a point per bucket at its end), and
+// the confidence histogram, drawn with the vendored uPlot (window.uPlot).
 import { currentTheme } from "./app.js";
 import { PALETTE } from "./chart.js";
 
