@@ -2,8 +2,10 @@
 names, for a condition's number and a scope's filter), enable/disable, edit, backtest and delete
 over HTTP; and in headless Chromium a threshold rule created in the form that fires when
 epochs are logged through the API, its alert appearing live (``alert.triggered`` over the
-event stream, no reload) on the open experiment page and in the open alerts list, with the
-accessibility check on the form, the list and the experiment page."""
+event stream, no reload) on the open experiment page and in the open alerts list, and then
+deleted through its confirmation page by keyboard; the header on one line at 1280 px; the
+accessibility check on the form, the list (both themes), the experiment page and the
+confirmation page."""
 
 from __future__ import annotations
 
@@ -139,6 +141,23 @@ def test_a_rule_made_in_the_form_fires_and_its_alert_appears_live(
     page.wait_for_url(f"{base}/alerts/rules?done=created")
     expect(page.locator("#rules tbody tr")).to_have_count(1)
     expect(page.locator("#rules")).to_contain_text("val_accuracy >= 0.9")
+    # at 1280 px the header holds every entry on one line, Sign out included; narrower, the
+    # links wrap below and none is hidden; the severity reads in both themes
+    assert page.viewport_size == {"width": 1280, "height": 800}
+    assert_header_on_one_line(page)
+    expect(page.locator("#rules .severity.sev-warning")).to_have_text("warning")
+    screenshot(page, "alert-rules-header-1280")
+    assert_accessible(page)
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "alert-rules-dark")
+    assert_accessible(page)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 480, "height": 800})
+    for link in page.locator("header.topbar nav a").all():
+        expect(link).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 480
+    screenshot(page, "alert-rules-header-480")
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # the alerts list in a second tab, the experiment page in the first, both live
     listing = page.context.new_page()
@@ -179,3 +198,39 @@ def test_a_rule_made_in_the_form_fires_and_its_alert_appears_live(
     expect(page.locator("#experiment-alerts tbody tr.alert-row")).to_have_count(1)
     expect(page.locator("#experiment-alerts")).to_contain_text("good enough")
     listing.close()
+
+    # deleting asks first, by keyboard and without script: Cancel keeps the rule, confirming
+    # deletes it
+    (rule,) = rules_of(api, user)
+    page.goto(f"{base}/alerts/rules")
+    page.get_by_role("link", name="Delete rule good enough").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/alerts/rules/{rule['id']}/delete")
+    expect(page.locator("#confirm-h")).to_have_text("Delete this alert rule?")
+    expect(page.locator("#confirm-rule-delete")).to_contain_text("val_accuracy >= 0.9")
+    screenshot(page, "alert-rule-delete-confirm")
+    assert_accessible(page)
+    page.locator("#cancel-delete").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/alerts/rules")
+    assert [r["id"] for r in rules_of(api, user)] == [rule["id"]]
+    page.get_by_role("link", name="Delete rule good enough").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/alerts/rules/{rule['id']}/delete")
+    page.locator("#confirm-delete").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/alerts/rules?done=deleted")
+    expect(page.locator("#notice")).to_contain_text("deleted")
+    expect(page.locator("#rules tbody tr[data-rule]")).to_have_count(0)
+    assert rules_of(api, user) == []
+
+
+def assert_header_on_one_line(page: Page) -> None:
+    """The first and last main-menu links and Sign out share one line; nothing overflows."""
+    links = page.locator("header.topbar nav a")
+    first, last = links.first.bounding_box(), links.last.bounding_box()
+    out = page.locator("#sign-out").bounding_box()
+    assert first is not None and last is not None and out is not None
+    assert first["y"] == last["y"], (first, last)
+    assert out["y"] < first["y"] + first["height"] and first["y"] < out["y"] + out["height"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280

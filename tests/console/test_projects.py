@@ -1,7 +1,8 @@
 """Projects and artifacts in headless Chromium: open a project and see its experiments and best
 runs (and a clashing name refused at its field); browse an experiment's artifacts by folder,
-preview an image and a text file, download one through the console and delete one after its
-confirmation page. Screenshots under ``.data/screenshots/``."""
+preview an image and a text file, follow a file's and a folder's "Register as model version"
+link to the models page's register form filled in, download one through the console and delete
+one after its confirmation page. Screenshots under ``.data/screenshots/``."""
 
 from __future__ import annotations
 
@@ -129,8 +130,19 @@ def test_artifacts_are_browsed_previewed_downloaded_and_deleted(
     assert_accessible(page)
     shot(page, "artifacts-01-tree")
 
+    # a file and a folder each link to the models page's register form, filled in
+    tree.locator("tr[data-path='model.bin'] a.register-link").click()
+    page.wait_for_url(f"{base}/models?**")
+    expect(page.locator("#r-artifact")).to_have_value("model.bin")
+    expect(page.locator("#r-experiment")).to_have_value(experiment)
+    page.go_back()
+    tree.locator("tr[data-folder='plots/'] a.register-link").click()
+    expect(page.locator("#r-artifact")).to_have_value("plots/")
+    expect(page.locator("#r-experiment")).to_have_value(experiment)
+    page.go_back()
+
     # a folder, then a text file's preview
-    tree.get_by_role("link", name="logs/").click()
+    tree.get_by_role("link", name="logs/", exact=True).click()
     expect(page.locator("#artifact-tree tr[data-path]")).to_have_count(1)
     page.get_by_role("link", name="train.log", exact=True).click()
     expect(page.locator("#preview-text")).to_contain_text("epoch 2 loss 0.25")

@@ -188,3 +188,55 @@ async def test_a_post_without_the_sessions_token_is_refused_before_the_api_is_as
     response = await client.post(path, data={"csrf_token": "forged", "enabled": "true"})
     assert response.status_code == 403
     assert "Form expired" in response.text
+
+
+RULE = {
+    "id": EXPERIMENT,
+    "name": "accurate <enough>",
+    "describe": "val_accuracy >= 0.7",
+    "where": "all my experiments",
+    "severity": "critical",
+    "enabled": True,
+    "rearm": False,
+    "cooldown_s": 0,
+}
+
+
+def test_the_rules_list_deletes_through_a_confirmation_page_not_at_once() -> None:
+    """The list's Delete is a link to the confirmation page (a GET, works without script): no
+    form on the list posts to the delete route."""
+    html = (
+        make_templates()
+        .get_template("alert_rules.html")
+        .render(items=[RULE], kinds={}, notice="", path="/alerts/rules", user=None, csrf_token="t")
+    )
+    assert f'action="/alerts/rules/{EXPERIMENT}/delete"' not in html
+    assert (
+        f'<a href="/alerts/rules/{EXPERIMENT}/delete" class="small danger-link" '
+        'aria-label="Delete rule accurate &lt;enough&gt;">Delete…</a>'
+    ) in html
+    assert '<span class="severity sev-critical">critical</span>' in html
+
+
+def test_the_confirmation_page_posts_the_delete_with_the_sessions_token_or_cancels() -> None:
+    html = (
+        make_templates()
+        .get_template("alert_delete.html")
+        .render(rule=RULE, path=f"/alerts/rules/{EXPERIMENT}/delete", user=None, csrf_token="tok")
+    )
+    form = html.split(f'<form method="post" action="/alerts/rules/{EXPERIMENT}/delete"', 1)[1]
+    form = form.split("</form>", 1)[0]
+    assert '<input type="hidden" name="csrf_token" value="tok">' in form
+    assert (
+        '<button type="submit" class="danger" id="confirm-delete">'
+        "Delete rule accurate &lt;enough&gt;</button>"
+    ) in form
+    assert '<a class="button" href="/alerts/rules" id="cancel-delete">Cancel</a>' in form
+    assert "val_accuracy &gt;= 0.7" in html and "cannot be restored" in html
+
+
+async def test_the_confirmation_page_sends_a_signed_out_browser_to_sign_in(client) -> None:
+    path = f"/alerts/rules/{EXPERIMENT}/delete"
+    response = await client.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/login?next={path}"

@@ -5,6 +5,7 @@ page, send a signed-out browser to sign in and refuse a POST without the session
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -181,3 +182,69 @@ def test_attributions_are_read_from_the_shapes_explanations_hold_them_in() -> No
     assert [(b["name"], b["negative"]) for b in chart["bars"]] == [("b", True), ("a", False)]
     assert chart["bars"][0]["x"] == 0.0 and chart["bars"][0]["width"] == 50.0
     assert chart["bars"][1]["x"] == 50.0 and chart["bars"][1]["width"] == 25.0
+
+
+def test_every_artifact_and_folder_links_to_the_models_register_form_filled_in() -> None:
+    """The links carry the query parameters the models page fills its register form from: the
+    experiment and the artifact's path (a folder's with its ``/``), URL-encoded."""
+    import inspect
+    from urllib.parse import parse_qs, urlsplit
+
+    from runyard.console.pages.models import models
+    from runyard.console.render import make_templates
+
+    experiment = {"id": "00000000-0000-0000-0000-0000000000e1", "name": "run"}
+    artifacts = [
+        {"path": "model dir/weights&v1.pt", "size": 10, "content_type": "x"},
+        {"path": "model.bin", "size": 2, "content_type": "application/octet-stream"},
+    ]
+    common = {"e": experiment, "path": "/x", "user": None, "csrf_token": "t"}
+    html = (
+        make_templates()
+        .get_template("artifacts.html")
+        .render(
+            **common,
+            prefix="",
+            crumbs=[],
+            view=folder_view(artifacts, ""),
+            count=2,
+            complete=True,
+            deleted="",
+        )
+    )
+    links = re.findall(
+        r'<a href="([^"]+)" class="register-link">Register as model version'
+        r'<span class="sr-only">: ([^<]+)</span></a>',
+        html,
+    )
+    wanted = {"model dir/": "model dir/", "model.bin": "model.bin"}
+    found = {}
+    for href, label in links:
+        url = urlsplit(href.replace("&amp;", "&"))
+        assert url.path == "/models"
+        query = parse_qs(url.query)
+        assert query["experiment_id"] == [experiment["id"]]
+        found[query["artifact_path"][0]] = label
+    assert found == wanted
+    assert "model+dir" not in html and "model%20dir/" in html  # encoded, slash kept
+    # the models page reads exactly these parameters
+    assert {"experiment_id", "artifact_path"} <= set(inspect.signature(models).parameters)
+
+    artifact = {"path": "model dir/weights&v1.pt", "size": 10, "content_type": "x", "sha256": "0"}
+    page = (
+        make_templates()
+        .get_template("artifact.html")
+        .render(
+            **common,
+            a=artifact,
+            crumbs=[],
+            image=False,
+            text=None,
+            truncated=False,
+            raw_url="/r",
+            download_url="/d",
+        )
+    )
+    (href,) = re.findall(r'<a class="button" href="([^"]+)" id="register-model">', page)
+    query = parse_qs(urlsplit(href.replace("&amp;", "&")).query)
+    assert query == {"experiment_id": [experiment["id"]], "artifact_path": [artifact["path"]]}

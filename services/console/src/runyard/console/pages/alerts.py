@@ -2,9 +2,9 @@
 ``alert.triggered`` / ``alert.resolved``), and the rules themselves: list, a form for every kind
 (threshold, not finite, plateau, divergence, overfitting gap, lifecycle) and scope (all
 experiments, a project, a filter expression, one experiment) with the API's 422 errors beside the
-field they name, switching a rule on and off, deleting it, and a backtest that shows where it
-would have fired over the stored history. The experiment page shows its own alerts
-(``experiment_alerts``)."""
+field they name, switching a rule on and off, deleting it (after a confirmation page), and a
+backtest that shows where it would have fired over the stored history. The experiment page
+shows its own alerts (``experiment_alerts``)."""
 
 from __future__ import annotations
 
@@ -352,6 +352,22 @@ async def set_enabled(
     on = enabled == "true"
     await api.json("PATCH", f"/alert-rules/{rule_id}", json={"enabled": on})
     return RedirectResponse(f"/alerts/rules?done={'enabled' if on else 'disabled'}", 303)
+
+
+@router.get("/alerts/rules/{rule_id}/delete")
+async def confirm_delete(
+    request: Request, state: StateDep, api: UserApiDep, rule_id: uuid.UUID
+) -> Response:
+    """The confirmation step before a rule and its alerts go (a page, so that it works without
+    JavaScript; its form posts to the route below)."""
+    rule, projects, unread = await asyncio.gather(
+        api.get(f"/alert-rules/{rule_id}"), projects_by_id(api), unread_count(api)
+    )
+    context = {
+        "rule": {**rule, "describe": describe(rule), "where": describe_scope(rule, projects)},
+        "unread": unread,
+    }
+    return page(request, state.templates, "alert_delete.html", context)
 
 
 @router.post("/alerts/rules/{rule_id}/delete", dependencies=[CsrfDep])
