@@ -70,6 +70,8 @@ AREAS: dict[str, tuple[str, ...]] = {
         "dataset-generations",
         "dataset-imports",
         "models",
+        "alert-rules",
+        "alerts",
     ),
     "notifications": ("notifications",),
     "webhooks": ("webhooks",),
