@@ -195,6 +195,9 @@ async def test_version_numbers_are_unique_under_concurrent_creates(client, db, a
         ("input_schema", {"type": "tensor"}),
         ("output_schema", {"type": "object", "properties": {"y": {"minimum": "zero"}}}),
         ("input_schema", {"required": "x"}),
+        # a $ref to another document would make the service fetch a URL (SSRF): refused
+        ("input_schema", {"$ref": "http://127.0.0.1:9/schema.json"}),
+        ("output_schema", {"properties": {"y": {"$ref": "https://example.com/y.json#/a"}}}),
     ],
 )
 async def test_invalid_json_schemas_are_422_naming_the_field(

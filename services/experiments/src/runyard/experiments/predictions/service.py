@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import jsonschema_rs
 import numpy as np
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -48,6 +47,7 @@ from runyard.experiments.predictions.schemas import (
     SeriesBucket,
     SeriesLatency,
 )
+from runyard.experiments.registry.service import compile_schema
 from runyard.experiments.users import owner_fields
 from runyard.shared.contracts.models import ModelVersionDriftDetected
 from runyard.shared.identity import Principal, require_writer
@@ -111,7 +111,7 @@ def validator_for(ref: VersionRef) -> Any:
     if cached is not None and cached[0] == schema:
         _validators.move_to_end(ref.version_id)
         return cached[1]
-    validator = jsonschema_rs.validator_for(schema)
+    validator = compile_schema(schema)  # never fetches a remote $ref
     _validators[ref.version_id] = (schema, validator)
     if len(_validators) > VALIDATOR_CACHE:
         _validators.popitem(last=False)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import SchemaError, validators  # type: ignore[import-untyped]
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -188,6 +189,29 @@ def check_json_schema(field: str, schema: dict[str, Any] | None) -> None:
         where = "/".join(str(p) for p in exc.path)
         reason = f"{exc.message}" + (f" (at /{where})" if where else "")
         raise InvalidJsonSchema(field, reason) from None
+    # the prediction log compiles it: a schema it could not compile is refused now, and a $ref
+    # to another document (a URL the service would fetch: SSRF) is never resolved
+    try:
+        compile_schema(schema)
+    except ValueError as exc:
+        reason = str(exc).splitlines()[0][:300]
+        raise InvalidJsonSchema(field, reason) from None
+
+
+def refuse_retrieval(uri: str) -> Any:
+    """The schema compiler's retriever: no document outside the schema is ever fetched."""
+    raise ValueError(f"a $ref to another document ({uri[:200]}) is not allowed")
+
+
+def compile_schema(schema: dict[str, Any]) -> Any:
+    """The compiled validator of a JSON Schema (jsonschema-rs), with local ``$ref`` only;
+    ``ValueError`` if it cannot be compiled."""
+    try:
+        return jsonschema_rs.validator_for(schema, retriever=refuse_retrieval)
+    except ValueError:
+        raise
+    except Exception as exc:  # jsonschema-rs' own errors for a schema it cannot compile
+        raise ValueError(str(exc)) from None
 
 
 def check_artifact_path(path: str) -> str:
