@@ -211,14 +211,24 @@ function render() {
 }
 
 let pending = null;
+// an event that comes while a read is on its way may concern a trial that read will not show
+// yet (its experiment unknown to the old state): read once more after it
+let loading = false;
+let again = false;
 async function refresh() {
   pending = null;
+  loading = true;
+  again = false;
   try {
     state = await getJson(`/console-api/${kind}-campaigns/${campaignId}`);
     renderFacts();
     renderTable();
     render();
   } catch (e) { /* the next event or tick tries again */ }
+  finally {
+    loading = false;
+    if (again) soon();
+  }
 }
 
 function soon() {
@@ -237,6 +247,7 @@ function start() {
     live.addEventListener("any", (event) => {
       const { type, experiment_id: id } = event.detail;
       if (type === "resync" || type === "experiment.created") return soon();
+      if (id && (pending || loading)) { again = true; return; }
       if (id && state.trials.some((t) => t.experiment_id === id)) soon();
     });
   } else {
