@@ -89,8 +89,8 @@ class Findings:
     stale_connections: list[str] = field(default_factory=list)
 
     def note_stale_connection(self, case: Any, response: Any) -> None:
-        """Known gateway bug, see ``is_stale_upstream_connection``: reported as a warning in
-        every run and retried once; a second 5xx is a failure like any other."""
+        """See ``is_stale_upstream_connection``: reported as a warning and retried once; a
+        second 5xx is a failure like any other."""
         message = (
             f"gateway keep-alive race (bug in services/api-gateway): {case.method} "
             f"{case.formatted_path} -> {response.status_code} {response.text[:200]}"
@@ -108,11 +108,11 @@ class Findings:
 
 
 def is_stale_upstream_connection(response: Any) -> bool:
-    """The gateway's aiohttp pool keeps idle upstream connections 15 s (aiohttp's default
-    ``keepalive_timeout``) while uvicorn closes them after 5 s (``timeout_keep_alive``): a
-    request that reuses one as uvicorn closes it fails with ``ClientOSError('Can not write
-    request body ...')`` and the client gets 502 "The <service> service is unreachable" although
-    the service is up. Intermittent, so it cannot be a strict xfail; see docs/operations.md."""
+    """The gateway's aiohttp pool once kept idle upstream connections longer than uvicorn did,
+    and a request reusing one as uvicorn closed it got 502 "The <service> service is
+    unreachable" (``ClientOSError('Can not write request body ...')``) although the service was
+    up. Fixed on both sides (the pool drops idle connections after 4 s, the services keep them
+    75 s); kept as a warning and one retry in case it comes back. See docs/operations.md."""
     if response.status_code != 502:
         return False
     try:

@@ -61,6 +61,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> uvicorn.Config:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-proxy-headers", action="store_true")
     parser.add_argument("--timeout-graceful-shutdown", type=int, default=None)
+    parser.add_argument("--timeout-keep-alive", type=int, default=5)
     args = parser.parse_args(argv)
     return uvicorn.Config(
         args.app,
@@ -70,6 +71,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> uvicorn.Config:
         access_log=False,
         proxy_headers=not args.no_proxy_headers,
         timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+        timeout_keep_alive=args.timeout_keep_alive,
     )
 
 

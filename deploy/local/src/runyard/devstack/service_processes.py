@@ -29,6 +29,23 @@ from runyard.devstack.services import SERVICES, ServiceDef
 from runyard.devstack.supervision import BACKOFF, RUNNING, Supervisor, Unit
 from runyard.devstack.supervisor import ManagedProcess, TerminalEcho
 
+#: seconds uvicorn keeps an idle HTTP/1.1 connection open (uvicorn's default: 5)
+KEEP_ALIVE_S = 75
+
+
+def serve_argv(service: ServiceDef, port: int) -> list[str]:
+    """The command line of one service instance: uvicorn with a once-a-second housekeeping tick
+    (``runyard.devstack.serve``)."""
+    argv = [sys.executable, "-m", "runyard.devstack.serve", service.app, "--host", HOST]
+    argv += ["--port", str(port), "--timeout-graceful-shutdown", "5"]
+    # Idle connections stay open longer than any client pool keeps them (the gateway's 4 s,
+    # httpx's 5 s, aiohttp's 15 s), so the client always closes first: a request never goes
+    # out on a connection the server is closing at that moment (a spurious 502 or reset).
+    argv += ["--timeout-keep-alive", str(KEEP_ALIVE_S)]
+    if service.name == "gateway":  # it resolves X-Forwarded-For itself
+        argv.append("--no-proxy-headers")
+    return argv
+
 
 class ServiceProcesses:
     instances: dict[str, Instance]
@@ -93,11 +110,7 @@ class ServiceProcesses:
         port = self.ports[name]
         if port_open(port):
             raise StackError(f"port {port} for {name} is already in use")
-        # uvicorn with a once-a-second housekeeping tick (``runyard.devstack.serve``)
-        argv = [sys.executable, "-m", "runyard.devstack.serve", service.app, "--host", HOST]
-        argv += ["--port", str(port), "--timeout-graceful-shutdown", "5"]
-        if service.name == "gateway":  # it resolves X-Forwarded-For itself
-            argv.append("--no-proxy-headers")
+        argv = serve_argv(service, port)
         proc = ManagedProcess(
             name,
             argv,
