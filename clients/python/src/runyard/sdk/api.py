@@ -117,9 +117,12 @@ class Api:
         json: Any = None,
         content: bytes | None = None,
         params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """The decoded JSON body (None for an empty one); raises ``Transient`` or ``ApiError``."""
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        """The decoded JSON body (None for an empty one); raises ``Transient`` or ``ApiError``.
+        ``content`` is a JSON document already encoded; ``headers`` go with the request."""
+        if content is not None:
+            headers = {"Content-Type": "application/json", **(headers or {})}
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             response = self._client.request(

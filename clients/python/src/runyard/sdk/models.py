@@ -46,8 +46,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from runyard.sdk import output
 from runyard.sdk.api import Api, ApiError, AuthError, NotFound, RunyardError, Transient, retrying
 from runyard.sdk.config import Settings
@@ -506,12 +504,7 @@ def batch_key(log: str, start: int, end: int, body: bytes) -> str:
 
 def _post(api: Api, path: str, body: bytes, key: str) -> Any:
     """``api.request("POST", ...)`` with the ``Idempotency-Key`` header."""
-    headers = {"Content-Type": "application/json", IDEMPOTENCY_KEY: key}
-    try:
-        response = api._client.request("POST", path, content=body, headers=headers)
-    except httpx.TransportError as exc:
-        raise Transient(f"cannot reach {api.url}: {type(exc).__name__} {exc}") from exc
-    return api._answer(response, "POST", path)
+    return api.request("POST", path, content=body, headers={IDEMPOTENCY_KEY: key})
 
 
 def retire(run_dir: RunDir) -> None:
