@@ -137,6 +137,13 @@ def check_answer(case: Any, response: Any, findings: Findings) -> None:
     findings.statuses[response.status_code] += 1
     if response.status_code >= 500:
         findings.add("server error", case, response)
+    if case.method.upper() == "HEAD":
+        # the headers of a GET without its body: nothing to decode or hold to a schema
+        if response.status_code >= 400 and not header(response, "content-type").startswith(
+            PROBLEM_JSON
+        ):
+            findings.add("not problem+json", case, response)
+        return
     if response.status_code >= 400:
         content_type = header(response, "content-type")
         try:

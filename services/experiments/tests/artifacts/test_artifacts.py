@@ -127,6 +127,19 @@ async def test_range_requests(client, alice) -> None:
         whole = await get(header)
         assert (whole.status_code, whole.content) == (200, content), header
 
+    # HEAD: the same headers, no bytes
+    head = await client.head(target, headers=alice.headers)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(content))
+    assert head.headers["etag"] == f'"{hashlib.sha256(content).hexdigest()}"'
+    assert head.headers["accept-ranges"] == "bytes"
+    ranged = await client.head(target, headers={**alice.headers, "Range": "bytes=100-199"})
+    assert (ranged.status_code, ranged.content) == (206, b"")
+    assert ranged.headers["content-length"] == "100"
+    assert ranged.headers["content-range"] == f"bytes 100-199/{len(content)}"
+    missing = await client.head(url(experiment, "nope.bin"), headers=alice.headers)
+    assert missing.status_code == 404
+
 
 @pytest.mark.parametrize(
     "path",

@@ -104,6 +104,10 @@ async def test_upload_download_list_delete_through_the_proxy(client, db, alice) 
         f"{PROXY}/{base}/model/model.pkl", headers={**alice.headers, "Range": "bytes=12-23"}
     )
     assert (ranged.status_code, ranged.content) == (206, model[12:24])
+    head = await client.head(f"{PROXY}/{base}/model/model.pkl", headers=alice.headers)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(model))
+    assert head.headers["etag"] == got.headers["etag"]
     missing = await client.get(f"{PROXY}/{base}/model/nope.bin", headers=alice.headers)
     assert missing.status_code == 404
     assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"

@@ -127,8 +127,9 @@ async def list_artifacts(
     )
 
 
-@router.get(
+@router.api_route(
     "/{experiment_id}/artifacts/{artifact_path:path}",
+    methods=["GET", "HEAD"],
     response_class=StreamingResponse,
     responses={
         **PATH_RESPONSES,
@@ -146,19 +147,22 @@ async def download_artifact(
     store: StoreDep,
 ) -> StreamingResponse:
     """The file, streamed; one `Range` (`bytes=0-99`, `bytes=100-`, `bytes=-100`) gives 206
-    with `Content-Range`. `ETag` is the content's SHA-256."""
+    with `Content-Range`. `ETag` is the content's SHA-256. `HEAD` answers the same headers
+    without the bytes."""
     async with runtime.sessionmaker() as session, session.begin():
         artifact = await service.get_artifact(
             session, principal=principal, experiment_id=experiment_id, path=artifact_path
         )
-    return artifact_response(artifact, store, request.headers.get("range"))
+    return artifact_response(artifact, store, request)
 
 
 def artifact_response(
-    artifact: Artifact, store: ArtifactStore, range_header: str | None
+    artifact: Artifact, store: ArtifactStore, request: Request
 ) -> StreamingResponse:
-    """The artifact's bytes as a streamed response (206 for one satisfiable ``Range``); also
-    what MLflow's artifact proxy answers a download with."""
+    """The artifact's bytes as a streamed response (206 for one satisfiable ``Range``; only the
+    headers for ``HEAD``); also what MLflow's artifact proxy answers a download with."""
+    range_header = request.headers.get("range")
+    head = request.method == "HEAD"
     wanted = service.byte_range(range_header, artifact.size)
     start, end = (wanted.start, wanted.end) if wanted else (0, artifact.size - 1)
     name = artifact.path.rsplit("/", 1)[-1]
@@ -172,7 +176,7 @@ def artifact_response(
         headers["Content-Range"] = f"bytes {start}-{end}/{artifact.size}"
 
     async def chunks() -> AsyncIterator[bytes]:
-        if end >= start:
+        if end >= start and not head:
             async for chunk in store.read(artifact.sha256, start, end):
                 yield chunk
 

@@ -187,7 +187,7 @@ async def list_proxied_artifacts(
     return {"files": [{**f, "path": f["path"].rsplit("/", 1)[-1]} for f in files]}
 
 
-@proxy("/artifacts/{artifact_path:path}", ["GET"])
+@proxy("/artifacts/{artifact_path:path}", ["GET", "HEAD"])
 async def download_proxied_artifact(
     artifact_path: str,
     request: Request,
@@ -195,7 +195,7 @@ async def download_proxied_artifact(
     runtime: RuntimeDep,
     store: StoreDep,
 ) -> StreamingResponse:
-    """The file, streamed (one ``Range`` gives 206)."""
+    """The file, streamed (one ``Range`` gives 206; ``HEAD``: the headers alone)."""
     async with runtime.sessionmaker() as session, session.begin():
         where = await locate(session, principal, artifact_path)
         if not where.rest:
@@ -206,7 +206,7 @@ async def download_proxied_artifact(
             )
         except errors.NotFound:
             raise not_found(f"No such artifact: '{where.rest}'") from None
-    return artifact_response(artifact, store, request.headers.get("range"))
+    return artifact_response(artifact, store, request)
 
 
 @proxy("/artifacts/{artifact_path:path}", ["PUT"])
