@@ -88,3 +88,28 @@ async def test_an_upload_streams_in_bounded_memory(app_with, settings, alice) ->
     # a 64 MiB file through at most a few MiB of Python memory
     assert peak < 16 * 1024 * 1024, peak
     assert blob_files(settings)[0].stat().st_size == size
+
+
+async def test_staged_copies_left_by_a_killed_upload_are_swept(tmp_path: Path) -> None:
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    store = LocalStore(tmp_path, 64 * 1024)
+
+    async def chunks():
+        yield b"kept"
+
+    kept = await store.stage(chunks(), max_bytes=100)
+    await store.commit(kept)
+    # what a process killed mid-upload leaves: staged copies never committed nor discarded
+    store.tmp.mkdir(parents=True, exist_ok=True)
+    old, recent = store.tmp / "a", store.tmp / "b"
+    old.write_bytes(b"half an upload")
+    recent.write_bytes(b"an upload in flight")
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    os.utime(old, (day_ago.timestamp(), day_ago.timestamp()))
+
+    assert await store.sweep_staged(datetime.now(UTC) - timedelta(hours=1)) == 1
+    assert sorted(p.name for p in store.tmp.iterdir()) == ["b"]
+    assert await store.exists(kept.sha256)  # committed blobs are not staged copies
+    assert await LocalStore(tmp_path / "never-used", 1024).sweep_staged(datetime.now(UTC)) == 0

@@ -68,6 +68,9 @@ class Settings(ServiceSettings):
     #: how often the ``artifact-gc`` worker removes blobs no artifact references (those of
     #: deleted experiments)
     artifact_gc_interval_s: float = Field(default=300.0, gt=0)
+    #: an upload's staged copy older than this is left over from a process killed mid-upload:
+    #: the ``artifact-gc`` worker removes it (and aborts such S3 multipart uploads)
+    artifact_staging_max_age_s: float = Field(default=24 * 3600.0, gt=0)
     #: the bucket of the ``s3`` store (it must exist)
     artifact_s3_bucket: str = ""
     #: key prefix of the blobs in the bucket

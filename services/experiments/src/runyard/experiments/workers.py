@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import uuid
+from datetime import timedelta
 
 from runyard.experiments.artifacts import service as artifacts
 from runyard.experiments.artifacts.store import make_store
@@ -16,6 +17,9 @@ from runyard.experiments.predictions import partitions as prediction_partitions
 from runyard.experiments.predictions import service as predictions
 from runyard.experiments.tracking.service import epoch_events, liveness
 from runyard.shared.db import utcnow
+from runyard.shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def worker_id() -> str:
@@ -53,12 +57,17 @@ async def watch_stalled_runs(runtime: ServiceRuntime) -> None:
 
 async def collect_artifact_blobs(runtime: ServiceRuntime) -> None:
     """Every ``artifact_gc_interval_s``: remove the stored blobs no artifact references any
-    more (those of deleted experiments, or of a clean-up that was interrupted)."""
-    store = make_store(runtime.settings)
+    more (those of deleted experiments, or of a clean-up that was interrupted), and uploads'
+    staged copies older than ``artifact_staging_max_age_s`` (of a process killed mid-upload)."""
+    settings = runtime.settings
+    store = make_store(settings)
     while True:
         while await artifacts.collect_unreferenced(runtime.sessionmaker, store) > 0:
             pass
-        await asyncio.sleep(runtime.settings.artifact_gc_interval_s)
+        before = utcnow() - timedelta(seconds=settings.artifact_staging_max_age_s)
+        if swept := await store.sweep_staged(before):
+            log.info("experiments.artifacts.staged_swept", removed=swept)
+        await asyncio.sleep(settings.artifact_gc_interval_s)
 
 
 async def write_epoch_events(runtime: ServiceRuntime) -> None:

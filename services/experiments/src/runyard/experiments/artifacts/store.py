@@ -12,11 +12,13 @@ see ``artifacts.service`` for the protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -56,6 +58,11 @@ class ArtifactStore(Protocol):
         """Only under the blob's lock, when no artifact references it."""
 
     async def exists(self, sha256: str) -> bool: ...
+
+    async def sweep_staged(self, before: datetime) -> int:
+        """Remove what uploads staged before ``before`` and never committed or discarded (the
+        process was killed mid-upload); the number of staged copies removed."""
+        ...
 
 
 def blob_name(sha256: str) -> str:
@@ -164,6 +171,18 @@ class LocalStore:
 
     async def exists(self, sha256: str) -> bool:
         return await asyncio.to_thread(self.path(sha256).exists)
+
+    async def sweep_staged(self, before: datetime) -> int:
+        def sweep() -> int:
+            removed = 0
+            for entry in self.tmp.iterdir() if self.tmp.is_dir() else ():
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < before.timestamp():
+                        entry.unlink()
+                        removed += 1
+            return removed
+
+        return await asyncio.to_thread(sweep)
 
 
 # --- an S3-compatible bucket ---------------------------------------------------------------------
@@ -285,6 +304,32 @@ class S3Store:
                 return False
             raise
         return True
+
+    async def sweep_staged(self, before: datetime) -> int:
+        staging = f"{self.prefix}tmp/"
+        removed = 0
+        pages = self.client.get_paginator("list_multipart_uploads")
+        for page in await asyncio.to_thread(
+            lambda: list(pages.paginate(Bucket=self.bucket, Prefix=staging))
+        ):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < before:
+                    await self.call(
+                        "abort_multipart_upload",
+                        Bucket=self.bucket,
+                        Key=upload["Key"],
+                        UploadId=upload["UploadId"],
+                    )
+                    removed += 1
+        objects = self.client.get_paginator("list_objects_v2")
+        for page in await asyncio.to_thread(
+            lambda: list(objects.paginate(Bucket=self.bucket, Prefix=staging))
+        ):
+            for found in page.get("Contents", []):
+                if found["LastModified"] < before:
+                    await self.call("delete_object", Bucket=self.bucket, Key=found["Key"])
+                    removed += 1
+        return removed
 
 
 def make_store(settings: Settings) -> ArtifactStore:
