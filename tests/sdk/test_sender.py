@@ -194,3 +194,30 @@ def test_a_torn_last_line_is_never_read(tmp_path: Path) -> None:
     assert [(line.epoch, line.end) for line in lines] == [(1, 27)]
     assert run.unsent_epochs(0) == 1
     assert json.loads(lines[0].data) == {"epoch": 1, "val_loss": 1.0}
+
+
+def test_epochs_logged_after_a_flush_wait_for_the_batch_interval(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flush() kicks the sender; once the server has what was written at the kick, the kick
+    is spent: epochs logged afterwards stay on disk until ``batch_seconds`` (or a 1,000-epoch
+    kick, or the next flush), even when the kick landed mid-cycle."""
+    monkeypatch.setenv("RUNYARD_BATCH_SECONDS", "3600")
+    for attempt in range(5):  # the first flush usually lands while the run is being created
+        run = runyard.init(name=f"spent-kick-{attempt}")
+        for epoch in range(15):
+            run.log({"train_loss": 1.0}, epoch=epoch)
+        assert run.flush(30)
+        for epoch in range(15, 30):
+            run.log({"train_loss": 1.0}, epoch=epoch)
+        time.sleep(0.5)
+        assert run.id is not None
+        assert sorted(fake.runs(run.id)) == list(range(15)), attempt
+        assert run.finish()
+        assert sorted(fake.runs(run.id)) == list(range(30))
+
+
+def test_the_backoff_of_a_long_outage_stays_at_its_cap() -> None:
+    from runyard.sdk.sender import BACKOFF_MAX, backoff
+
+    assert all(0 < backoff(failures) <= BACKOFF_MAX for failures in (1, 5, 1100, 10**6))

@@ -341,7 +341,8 @@ class PredictionLog:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
                     break
-                self._wake.set()
+                # no new kick here: the sender's backoff stands (kicked on every failed try's
+                # notice, it would retry in a tight loop for as long as the server is down)
                 self._progress.wait(min(left, 0.25))
         return self.done()
 

@@ -22,8 +22,9 @@ BACKOFF_MAX = 30.0
 
 
 def backoff(failures: int, *, first: float = BACKOFF_FIRST, cap: float = BACKOFF_MAX) -> float:
-    """Full jitter: uniform in [0, min(cap, first * 2**(failures-1))], never below 10% of it."""
-    ceiling = min(cap, first * 2 ** max(0, failures - 1))
+    """Full jitter: uniform in [0, min(cap, first * 2**(failures-1))], never below 10% of it
+    (the exponent stops growing once past the cap: a long outage never overflows a float)."""
+    ceiling = min(cap, first * 2 ** min(max(0, failures - 1), 32))
     return random.uniform(ceiling * 0.1, ceiling)
 
 
@@ -45,6 +46,9 @@ class Sender:
         self._report = report
         self._sync = sync
         self._wake = threading.Event()
+        self._kick_lock = threading.Lock()
+        #: the log's length at the latest kick: what the kicks asked to be sent
+        self._kicked_at = 0
         self._progress = threading.Condition()
         self._stopping = False
         self._flushing = False
@@ -61,7 +65,10 @@ class Sender:
         self._thread.start()
 
     def kick(self) -> None:
-        self._wake.set()
+        """Send what is written now without waiting for ``batch_seconds``."""
+        with self._kick_lock:
+            self._kicked_at = max(self._kicked_at, self._written())
+            self._wake.set()
 
     @property
     def healthy(self) -> bool:
@@ -99,6 +106,7 @@ class Sender:
     def _loop(self) -> None:
         while not self._stopping:
             deadline = time.monotonic() + self._cycle()
+            self._forget_kicks_served()
             while not self._stopping:  # while someone waits in flush(), retry sooner
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -106,6 +114,14 @@ class Sender:
                 if self._wake.wait(min(left, 0.25) if self._flushing else left):
                     self._wake.clear()
                     break
+
+    def _forget_kicks_served(self) -> None:
+        """A kick that came during the cycle asked for what was written by then: once the server
+        has that, no second cycle is due (it would send what was logged after the kick, e.g.
+        after a ``flush()`` returned, before ``batch_seconds``)."""
+        with self._kick_lock:
+            if self._wake.is_set() and self.done(self._kicked_at):
+                self._wake.clear()
 
     def _cycle(self) -> float:
         if self.blocked is not None:
