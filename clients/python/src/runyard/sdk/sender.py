@@ -131,7 +131,9 @@ class Sender:
             self._sync()  # fsync: what the server does not have yet survives a power loss too
             self._synced = written
         try:
-            while not self._stopping and self.uploader.step():
+            # what was written when the cycle began: a later epoch waits for the next cycle
+            # (batch_seconds, a kick or a flush), as it would have had it come a moment later
+            while not self._stopping and self.uploader.step(until=written):
                 self._notify()
         except Transient as exc:
             return self._outage(exc)

@@ -169,13 +169,17 @@ class Uploader:
     def pending(self) -> bool:
         return self.run.size() > self.acked or not self.experiment_id
 
-    def step(self) -> bool:
-        """Send the next batch of epochs (up to the next operation) or the next operation.
-        False when the server has everything. Raises ``Transient`` or ``Blocked``."""
+    def step(self, until: int | None = None) -> bool:
+        """Send the next batch of epochs (up to the next operation) or the next operation, of
+        the log up to the offset ``until`` (all of it: None). False when the server has all of
+        that. Raises ``Transient`` or ``Blocked``."""
         experiment_id = self.ensure_experiment()
-        lines = self.run.read(
-            self.acked, max_bytes=self.settings.batch_bytes, max_lines=self.settings.batch_size
-        )
+        budget = self.settings.batch_bytes
+        if until is not None:
+            budget = min(budget, until - self.acked)
+            if budget <= 0:
+                return False
+        lines = self.run.read(self.acked, max_bytes=budget, max_lines=self.settings.batch_size)
         if not lines:
             return False
         if lines[0].epoch is None:
