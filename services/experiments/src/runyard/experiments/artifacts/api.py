@@ -127,9 +127,8 @@ async def list_artifacts(
     )
 
 
-@router.api_route(
+@router.get(
     "/{experiment_id}/artifacts/{artifact_path:path}",
-    methods=["GET", "HEAD"],
     response_class=StreamingResponse,
     responses={
         **PATH_RESPONSES,
@@ -137,6 +136,13 @@ async def list_artifacts(
         206: {"description": "the requested byte range (`Range: bytes=start-end`)"},
         416: {"description": "the range lies outside the file"},
     },
+)
+@router.head(
+    "/{experiment_id}/artifacts/{artifact_path:path}",
+    operation_id="head_artifact",
+    summary="The headers of a download, without the bytes",
+    response_class=StreamingResponse,
+    responses={**PATH_RESPONSES, 206: {"description": "the headers of the byte range"}},
 )
 async def download_artifact(
     experiment_id: uuid.UUID,

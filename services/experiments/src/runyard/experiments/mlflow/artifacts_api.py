@@ -161,9 +161,17 @@ async def list_children(
 
 
 def proxy(path: str, methods: list[str]) -> Callable[[Endpoint], Endpoint]:
+    """Registered under both prefixes; in the schema once (the first prefix, not ``HEAD``)."""
+
     def register(endpoint: Endpoint) -> Endpoint:
         for i, prefix in enumerate(PROXY_PREFIXES):
-            router.add_api_route(prefix + path, endpoint, methods=methods, include_in_schema=i == 0)
+            for method in methods:
+                router.add_api_route(
+                    prefix + path,
+                    endpoint,
+                    methods=[method],
+                    include_in_schema=i == 0 and method != "HEAD",
+                )
         return endpoint
 
     return register
