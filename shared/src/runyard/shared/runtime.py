@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from runyard.shared import contracts
 from runyard.shared.db import asyncpg_dsn, create_engine, create_sessionmaker
 from runyard.shared.events import EventPayload
+from runyard.shared.heap import freeze_startup_heap, thaw_heap
 from runyard.shared.http import (
     ReadinessCheck,
     RequestIdMiddleware,
@@ -314,9 +315,11 @@ def create_service_app(spec: ServiceSpec[Any, Any]) -> FastAPI:
                     runtime.tasks.append(
                         asyncio.create_task(supervise(name, partial(worker, runtime)))
                     )
+            freeze_startup_heap()
             log.info("service.started", workers=settings.run_workers)
             yield
         finally:
+            thaw_heap()
             for task in runtime.tasks:
                 task.cancel()
             await asyncio.gather(*runtime.tasks, return_exceptions=True)

@@ -43,6 +43,7 @@ from runyard.console.web import (
     expired,
     wants_json,
 )
+from runyard.shared.heap import freeze_startup_heap, thaw_heap
 from runyard.shared.http import (
     RequestIdMiddleware,
     install_ops_routes,
@@ -121,10 +122,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 asyncio.create_task(supervise("live", partial(live.consume, settings, hub)))
             )
         app.state.console = state
+        freeze_startup_heap()
         log.info("service.started", live=settings.live_enabled)
         try:
             yield
         finally:
+            thaw_heap()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

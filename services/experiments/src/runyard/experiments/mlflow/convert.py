@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from runyard.experiments.mlflow import ids
-from runyard.experiments.models import Experiment, Project
+from runyard.experiments.models import Project
 
 #: Runyard status -> MLflow run status
 RUN_STATUS = {
@@ -31,6 +32,39 @@ RUN_STATUS = {
 }
 RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
+
+
+class RunFields(Protocol):
+    """What a run's JSON is made of: an ``Experiment``, or a row of ``search.PAGE_COLUMNS``."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def project_id(self) -> uuid.UUID | None: ...
+    @property
+    def owner_id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def deleted_at(self) -> datetime | None: ...
+    @property
+    def hyperparameters(self) -> dict[str, Any]: ...
+    @property
+    def kv_tags(self) -> dict[str, str]: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+    @property
+    def inputs(self) -> list[dict[str, Any]]: ...
+    @property
+    def outputs(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -78,11 +112,11 @@ def default_experiment_json() -> dict[str, Any]:
     }
 
 
-def run_name(experiment: Experiment) -> str:
+def run_name(experiment: RunFields) -> str:
     return experiment.kv_tags.get(RUN_NAME_TAG) or experiment.name
 
 
-def run_info_json(experiment: Experiment, owner_username: str | None) -> dict[str, Any]:
+def run_info_json(experiment: RunFields, owner_username: str | None) -> dict[str, Any]:
     experiment_id = ids.experiment_id_of(experiment.project_id)
     run_id = ids.run_id_of(experiment.id)
     info = {
@@ -119,7 +153,7 @@ def metric_json(metric: LatestMetric) -> dict[str, Any]:
 
 
 def run_json(
-    experiment: Experiment, owner_username: str | None, latest: list[LatestMetric]
+    experiment: RunFields, owner_username: str | None, latest: list[LatestMetric]
 ) -> dict[str, Any]:
     datasets = [i for i in experiment.inputs if "dataset" in i]
     models = [{"model_id": i["model_id"]} for i in experiment.inputs if "model_id" in i]

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Float,
     String,
     Uuid,
+    any_,
     bindparam,
     func,
     literal_column,
@@ -36,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runyard.experiments.mlflow.convert import LatestMetric
 from runyard.experiments.models import MlflowLatestMetric, MlflowMetric, TrainingRun
 from runyard.experiments.tracking.repository.runs import cast_table, run_metric
 
@@ -326,24 +328,31 @@ def _sample(rows: list[Stored], max_results: int) -> list[Stored]:
     return picked
 
 
+def uuid_array(ids: Sequence[uuid.UUID]) -> Any:
+    """``= any_(uuid_array(ids))``: one array parameter, so the statement is the same for any
+    number of ids (an ``IN`` list renders a parameter per id, each time)."""
+    return bindparam("ids", list(ids), ARRAY(Uuid))
+
+
 async def latest(
     session: AsyncSession, experiment_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Stored]]:
-    """Each run's latest value of each metric MLflow logged (one statement for a page of runs)."""
-    found: dict[uuid.UUID, list[Stored]] = {}
+) -> dict[uuid.UUID, list[LatestMetric]]:
+    """Each run's latest value of each metric MLflow logged, by key (one statement for a page
+    of runs)."""
+    found: dict[uuid.UUID, list[LatestMetric]] = {}
     if not experiment_ids:
         return found
     rows = await session.execute(
         select(
             MlflowLatestMetric.experiment_id,
             MlflowLatestMetric.key,
-            MlflowLatestMetric.step,
-            MlflowLatestMetric.timestamp,
             MlflowLatestMetric.value,
+            MlflowLatestMetric.timestamp,
+            MlflowLatestMetric.step,
         )
-        .where(MlflowLatestMetric.experiment_id.in_(list(experiment_ids)))
+        .where(MlflowLatestMetric.experiment_id == any_(uuid_array(experiment_ids)))
         .order_by(MlflowLatestMetric.experiment_id, MlflowLatestMetric.key)
     )
-    for row in rows:
-        found.setdefault(row.experiment_id, []).append(_stored(row.experiment_id, row.key, row))
+    for experiment_id, key, value, timestamp, step in rows.tuples():
+        found.setdefault(experiment_id, []).append(LatestMetric(key, value, timestamp, step))
     return found

@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, any_, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.mlflow import metric_log
 from runyard.experiments.mlflow.convert import LatestMetric, millis
+from runyard.experiments.mlflow.metric_log import uuid_array
 from runyard.experiments.models import Experiment, HistoryBlock, TrainingRun
 from runyard.experiments.schemas import MAX_EPOCH
 from runyard.experiments.tracking.repository.history import LEVELS
@@ -127,12 +128,10 @@ async def latest_metrics(
     logged = await metric_log.latest(session, experiment_ids)
     found = await _epoch_latest(session, experiment_ids)
     for experiment_id, metrics in logged.items():
-        keys = {m.key for m in metrics}
-        found[experiment_id] = sorted(
-            [LatestMetric(m.key, m.value, m.timestamp, m.step) for m in metrics]
-            + [m for m in found.get(experiment_id, []) if m.key not in keys],
-            key=lambda m: m.key,
-        )
+        if epochs := found.get(experiment_id):
+            keys = {m.key for m in metrics}
+            metrics = metrics + [m for m in epochs if m.key not in keys]
+        found[experiment_id] = sorted(metrics, key=lambda m: m.key)
     return found
 
 
@@ -160,7 +159,7 @@ async def _epoch_latest(
             ),
         )
         .where(
-            block.experiment_id.in_(list(experiment_ids)),
+            block.experiment_id == any_(uuid_array(experiment_ids)),
             block.level == LEVELS - 1,
             block.metric != "",
             block.last_value.is_not(None),

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, te
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments import access
+from runyard.experiments.mlflow.convert import RunFields
 from runyard.experiments.mlflow.errors import invalid
 from runyard.experiments.mlflow.filter import (
     ATTRIBUTE,
@@ -93,7 +94,13 @@ async def _custom_plans(session: AsyncSession) -> None:
 async def _page(
     session: AsyncSession, query: Select[Any], offset: int, max_results: int
 ) -> tuple[list[Any], str | None]:
-    rows = list((await session.scalars(query.offset(offset).limit(max_results + 1))).all())
+    """One page of the query's entities (one selected entity) or rows (several columns: run
+    through the connection, as Core, which skips the ORM's per-row loading)."""
+    paged = query.offset(offset).limit(max_results + 1)
+    if len(query.column_descriptions) == 1:
+        rows = list((await session.scalars(paged)).all())
+    else:
+        rows = list((await (await session.connection()).execute(paged)).all())
     if len(rows) > max_results:
         return rows[:max_results], page_token(offset + max_results)
     return rows, None
@@ -151,6 +158,25 @@ async def _probed_page(
     return await _page(session, query, offset, max_results)
 
 
+#: what a run's MLflow JSON is made of (``convert.RunFields``): a page of runs reads these alone
+PAGE_COLUMNS = (
+    Experiment.id,
+    Experiment.project_id,
+    Experiment.owner_id,
+    Experiment.name,
+    Experiment.status,
+    Experiment.started_at,
+    Experiment.ended_at,
+    Experiment.updated_at,
+    Experiment.deleted_at,
+    Experiment.hyperparameters,
+    Experiment.kv_tags,
+    Experiment.metrics,
+    Experiment.inputs,
+    Experiment.outputs,
+)
+
+
 def _runs_of(principal: Principal, experiment_ids: list[uuid.UUID | None]) -> ColumnElement[bool]:
     """Runs of the given MLflow experiments: projects, and None for the virtual Default
     experiment (the caller's own experiments that belong to no project)."""
@@ -175,7 +201,7 @@ async def search_runs(
     max_results: int,
     order_by: list[str],
     page_token: str | None,
-) -> tuple[list[Experiment], str | None]:
+) -> tuple[list[RunFields], str | None]:
     """One page of the runs (Runyard experiments) the caller may read, MLflow's filter and
     order applied; ``MlflowError`` (INVALID_PARAMETER_VALUE) for a bad filter, order_by, page
     token, view type or max_results."""
@@ -184,7 +210,8 @@ async def search_runs(
     conditions = run_conditions(filter)
     ordering = run_order(order_by)
     offset = page_offset(page_token)
-    runs = select(Experiment).where(_runs_of(principal, experiment_ids))
+    # rows of the columns the JSON needs, not ORM objects: a page of 1,000 runs costs half
+    runs = select(*PAGE_COLUMNS).where(_runs_of(principal, experiment_ids))
     scope = access.owner_scope(Experiment.owner_id, principal)
     if scope is not None:
         runs = runs.where(scope)

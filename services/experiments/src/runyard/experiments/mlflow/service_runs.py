@@ -15,6 +15,7 @@ import json
 import math
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -134,7 +135,9 @@ async def usernames(session: AsyncSession, owner_ids: set[uuid.UUID]) -> dict[uu
     return {user_id: username for user_id, username in rows}
 
 
-async def runs_json(session: AsyncSession, runs: list[Experiment]) -> list[dict[str, Any]]:
+async def runs_json(
+    session: AsyncSession, runs: Sequence[convert.RunFields]
+) -> list[dict[str, Any]]:
     latest = await metric_store.latest_metrics(session, [r.id for r in runs])
     names = await usernames(session, {r.owner_id for r in runs})
     return [
@@ -143,7 +146,7 @@ async def runs_json(session: AsyncSession, runs: list[Experiment]) -> list[dict[
     ]
 
 
-def with_final_metrics(run: Experiment, latest: list[LatestMetric]) -> list[LatestMetric]:
+def with_final_metrics(run: convert.RunFields, latest: list[LatestMetric]) -> list[LatestMetric]:
     """The latest metrics of the epochs, and the run's own metrics that no epoch has (final
     metrics a Runyard client gave at completion: step 0, the time the run ended)."""
     logged = {m.key for m in latest}
