@@ -342,7 +342,7 @@ async def latest(
     found: dict[uuid.UUID, list[LatestMetric]] = {}
     if not experiment_ids:
         return found
-    rows = await session.execute(
+    rows = await (await session.connection()).execute(  # Core: no ORM loading per row
         select(
             MlflowLatestMetric.experiment_id,
             MlflowLatestMetric.key,

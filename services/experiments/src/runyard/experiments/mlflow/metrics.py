@@ -22,14 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, any_, select
+from sqlalchemy import and_, any_, exists, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.mlflow import metric_log
 from runyard.experiments.mlflow.convert import LatestMetric, millis
 from runyard.experiments.mlflow.metric_log import uuid_array
-from runyard.experiments.models import Experiment, HistoryBlock, TrainingRun
+from runyard.experiments.models import Experiment, HistoryBlock, MlflowLatestMetric, TrainingRun
 from runyard.experiments.schemas import MAX_EPOCH
 from runyard.experiments.tracking.repository.history import LEVELS
 from runyard.experiments.tracking.repository.runs import FLOAT_COLUMNS, RUN_COLUMNS
@@ -128,18 +128,16 @@ async def latest_metrics(
     logged = await metric_log.latest(session, experiment_ids)
     found = await _epoch_latest(session, experiment_ids)
     for experiment_id, metrics in logged.items():
-        if epochs := found.get(experiment_id):
-            keys = {m.key for m in metrics}
-            metrics = metrics + [m for m in epochs if m.key not in keys]
-        found[experiment_id] = sorted(metrics, key=lambda m: m.key)
+        found[experiment_id] = sorted(metrics + found.get(experiment_id, []), key=lambda m: m.key)
     return found
 
 
 async def _epoch_latest(
     session: AsyncSession, experiment_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[LatestMetric]]:
-    """Each run's metrics at their highest epoch, from the coarsest level of the history
-    summary (one row per metric and 4,096 epochs), not from the runs."""
+    """Each run's metrics at their highest epoch that MLflow's log does not have (logged through
+    Runyard's API), from the coarsest level of the history summary (one row per metric and
+    4,096 epochs), not from the runs."""
     if not experiment_ids:
         return {}
     block = HistoryBlock
@@ -163,12 +161,19 @@ async def _epoch_latest(
             block.level == LEVELS - 1,
             block.metric != "",
             block.last_value.is_not(None),
+            # the metrics MLflow logged are read from its log: not fetched twice
+            ~exists().where(
+                MlflowLatestMetric.experiment_id == block.experiment_id,
+                MlflowLatestMetric.key == block.metric,
+            ),
         )
         .ext(distinct_on(block.experiment_id, block.metric))
         .order_by(block.experiment_id, block.metric, block.block.desc())
     )
     found: dict[uuid.UUID, list[LatestMetric]] = {i: [] for i in experiment_ids}
-    for experiment_id, key, step, value, updated_at in await session.execute(query):
+    # through the connection, as Core: no ORM loading per row (a page has thousands)
+    rows = await (await session.connection()).execute(query)
+    for experiment_id, key, step, value, updated_at in rows:
         if value is not None:
             found[experiment_id].append(LatestMetric(key, value, millis(updated_at) or 0, step))
     return found
