@@ -24,6 +24,11 @@ def artifacts(server: httpx.Client, experiment_id: str) -> dict[str, bytes]:
         got = server.get(f"/experiments/{experiment_id}/artifacts/{item['path']}")
         assert got.status_code == 200, got.text
         found[item["path"]] = got.content
+        # HEAD through the gateway: the download's headers, its length kept, no bytes
+        head = server.head(f"/experiments/{experiment_id}/artifacts/{item['path']}")
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-length"] == str(len(got.content))
+        assert head.headers["etag"] == got.headers["etag"]
     return found
 
 
