@@ -64,6 +64,9 @@ async def test_registration_reaches_kafka_as_a_cloudevent(settings: Settings) ->
         bootstrap_servers=settings.kafka_bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
+        # the topic may not exist yet (the relay's first record creates it): look again soon,
+        # not after aiokafka's default 5 minutes (a CI run timed out waiting 30 s)
+        metadata_max_age_ms=500,
     )
     await consumer.start()
     try:
