@@ -58,42 +58,52 @@ async def test_api_key_used_on_kafka_lands_in_the_keys_usage(settings: Settings,
     assert key["last_used_at"] == event.time
 
 
-async def test_registration_reaches_kafka_as_a_cloudevent(settings: Settings) -> None:
+async def test_registration_reaches_kafka_as_a_cloudevent(settings: Settings, db) -> None:
+    async with running_app(create_app(settings.model_copy(update={"run_workers": True}))) as c:
+        response = await c.post(
+            "/api/v1/auth/register",
+            json={
+                "username": "pipeline",
+                "email": "pipeline@example.org",
+                "password": "correct horse battery",
+            },
+        )
+        assert response.status_code == 201, response.text
+        user_id = response.json()["id"]
+
+        async def relayed() -> None:
+            while not await fetch(
+                db,
+                "SELECT 1 FROM auth.outbox WHERE topic = 'user.registered' "
+                "AND published_at IS NOT NULL",
+            ):
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(relayed(), timeout=30)
+
+    # Read once the relay has published it: a consumer started before the topic exists (the
+    # relay's first record creates it on a fresh broker) never sees it within the test.
     consumer = AIOKafkaConsumer(
         "user.registered",
         bootstrap_servers=settings.kafka_bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=None,
-        # the topic may not exist yet (the relay's first record creates it): look again soon,
-        # not after aiokafka's default 5 minutes (a CI run timed out waiting 30 s)
-        metadata_max_age_ms=500,
     )
     await consumer.start()
     try:
-        async with running_app(create_app(settings.model_copy(update={"run_workers": True}))) as c:
-            response = await c.post(
-                "/api/v1/auth/register",
-                json={
-                    "username": "pipeline",
-                    "email": "pipeline@example.org",
-                    "password": "correct horse battery",
-                },
-            )
-            assert response.status_code == 201, response.text
-            user_id = response.json()["id"]
 
-            async def first_for_user() -> dict[str, object]:
-                while True:
-                    batches = await consumer.getmany(timeout_ms=500)
-                    for records in batches.values():
-                        for record in records:
-                            if record.key == user_id.encode():
-                                return {
-                                    "headers": dict(record.headers),
-                                    "value": json.loads(record.value),
-                                }
+        async def first_for_user() -> dict[str, object]:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        if record.key == user_id.encode():
+                            return {
+                                "headers": dict(record.headers),
+                                "value": json.loads(record.value),
+                            }
 
-            received = await asyncio.wait_for(first_for_user(), timeout=30)
+        received = await asyncio.wait_for(first_for_user(), timeout=30)
     finally:
         await consumer.stop()
 
