@@ -14,6 +14,7 @@ import pytest
 
 from services.experiments.tests.experiments_helpers import (
     act,
+    deliver_own_events,
     fetch,
     new_experiment,
     outbox,
@@ -51,6 +52,34 @@ async def new_version(client, who, model, experiment, path="model", **fields):
         json={"experiment_id": experiment["id"], "artifact_path": path, **fields},
         headers=who.headers,
     )
+
+
+async def test_pending_versions_settle_when_their_experiment_ends(client, db, alice) -> None:
+    """No ``verify`` needed: the experiment's end (its event, through the service's own
+    consumer) makes each pending version ready if its artifact arrived, else failed."""
+    model = await new_model(client, alice)
+    running = await new_experiment(client, alice)
+    await act(client, alice, running["id"], "start")
+    arrives = (await new_version(client, alice, model, running, "late/model.pt")).json()
+    never = (await new_version(client, alice, model, running, "never/model.pt")).json()
+    assert (arrives["status"], never["status"]) == ("pending", "pending")
+    await upload(client, alice, running, "late/model.pt", b"late weights")
+    other = await new_experiment(client, alice)  # still running: its version stays pending
+    await act(client, alice, other["id"], "start")
+    waiting = (await new_version(client, alice, model, other, "model.pt")).json()
+
+    done = await act(client, alice, running["id"], "complete", final_metrics={"acc": 0.9})
+    assert done.status_code == 200, done.text
+    assert await deliver_own_events(db) > 0
+
+    async def status(version: dict) -> tuple[str, int | None]:
+        url = f"{URL}/{model['id']}/versions/{version['version']}"
+        found = (await client.get(url, headers=alice.headers)).json()
+        return found["status"], found["size"]
+
+    assert await status(arrives) == ("ready", len(b"late weights"))
+    assert await status(never) == ("failed", None)
+    assert await status(waiting) == ("pending", None)
 
 
 async def test_model_crud_search_and_events(client, db, alice, bob) -> None:

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runyard.experiments import users
 from runyard.experiments.alerts import service as alerts
 from runyard.experiments.campaigns.service import hpo_results
+from runyard.experiments.registry import service as registry
 from runyard.shared.contracts.auth import UserDeactivated, UserRegistered, UserUpdated
 from runyard.shared.contracts.experiments import (
     ExperimentCancelled,
@@ -60,7 +61,8 @@ async def on_experiment_ended(
     payload: ExperimentCompleted | ExperimentFailed | ExperimentCancelled | ExperimentDeleted,
 ) -> None:
     """An HPO trial's experiment ended: tell the campaign (other experiments: nothing to do);
-    and the owner's alert rules (the last epochs, then lifecycle rules)."""
+    the owner's alert rules (the last epochs, then lifecycle rules); and the model versions
+    still waiting for its artifact (ready if it is there now, else failed)."""
     ended = {
         ExperimentCompleted.event_type: "completed",
         ExperimentFailed.event_type: "failed",
@@ -73,6 +75,7 @@ async def on_experiment_ended(
         status=ended[event.type],
         final_metrics=getattr(payload, "final_metrics", {}),
     )
+    await registry.settle_versions_of(session, experiment_id=payload.experiment_id)
     if event.type != ExperimentDeleted.event_type:
         await alerts.evaluate_lifecycle_event(
             session,

@@ -152,7 +152,8 @@ async def create_version(
 ) -> VersionOut:
     """The model's next version (numbered from 1), made from the experiment's artifact: a file,
     or every file under a directory. ``status``: ``ready`` (size and SHA-256 recorded),
-    ``pending`` (the experiment has not uploaded it yet: ``POST .../verify`` later) or
+    ``pending`` (the experiment has not uploaded it yet: ``POST .../verify`` later; settled
+    when the experiment ends) or
     ``failed`` (missing, and the experiment has ended)."""
     model = await service.get_model(session, principal=principal, model_id=model_id, write=True)
     version = await service.create_version(

@@ -11,7 +11,8 @@ A version's status: ``ready`` when the experiment has the artifact (a file at
 store's rows; ``pending`` while the artifact is missing and the experiment can still upload it
 (pending, running or paused); ``failed`` when it is missing and the experiment has ended (or is
 gone). ``verify`` looks again: a pending (or failed) version becomes ready once the files are
-there.
+there; when the experiment ends, its pending versions are settled without it
+(``settle_versions_of``, from the experiment's lifecycle event).
 """
 
 from __future__ import annotations
@@ -388,6 +389,27 @@ async def verify_version(session: AsyncSession, *, version: ModelVersion) -> Mod
         await check_artifact(session, version, experiment)
         await session.flush()
     return version
+
+
+async def settle_versions_of(session: AsyncSession, *, experiment_id: uuid.UUID) -> int:
+    """The experiment ended (or is gone): each of its pending versions becomes ``ready`` if its
+    artifact is there by now, else ``failed``; nobody has to call ``verify``. How many it
+    settled."""
+    pending = (
+        await session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.experiment_id == experiment_id, ModelVersion.status == "pending")
+            .order_by(ModelVersion.id)
+            .with_for_update()
+        )
+    ).all()
+    if not pending:
+        return 0
+    experiment = await session.get(Experiment, experiment_id)
+    for version in pending:
+        await check_artifact(session, version, experiment)
+    await session.flush()
+    return len(pending)
 
 
 async def archive_version(
