@@ -29,6 +29,8 @@ from runyard.shared.testing import running_app
 from services.console.tests.test_pages import sealed_session
 
 MODEL = "00000000-0000-0000-0000-000000000001"
+NEWEST = "00000000-0000-0000-0000-0000000000a1"
+OLDER = "00000000-0000-0000-0000-0000000000b2"
 
 
 @pytest.mark.parametrize(
@@ -142,6 +144,12 @@ def api() -> Iterator[tuple[str, list[str]]]:
         f"{version_path}/predictions/stats/series": SERIES,
         f"{version_path}/predictions": {"items": [], "next_cursor": None},
         "/api/v1/notifications/inbox/unread-count": {"unread_count": 0},
+        "/api/v1/models": {"items": [], "next_cursor": None},
+        "/api/v1/experiments": {
+            "items": [{"id": NEWEST, "name": "newest run", "status": "running"}],
+            "next_cursor": "more",
+        },
+        f"/api/v1/experiments/{OLDER}": {"id": OLDER, "name": "older run", "status": "completed"},
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -205,6 +213,29 @@ async def test_the_version_page_draws_the_series_read_in_one_request(
     }
     assert chart["histogram"] == STATS["confidence"]["buckets"]
     assert iso(datetime(2026, 12, 6, 12, 0, tzinfo=UTC)) == "2026-12-06T12:00:00Z"
+
+
+async def test_the_register_form_offers_the_linked_experiment_older_than_the_newest(
+    kafka_bootstrap: str, api: tuple[str, list[str]]
+) -> None:
+    """An artifact's "register" link names its experiment; it is offered and selected even
+    when it is not among the newest 100 the form lists."""
+    url, asked = api
+    settings = Settings(
+        environment="test", api_url=url, kafka_bootstrap_servers=kafka_bootstrap, live_enabled=False
+    )
+    async with running_app(create_app(settings)) as client:
+        client.cookies.set(SESSION_COOKIE, sealed_session(settings))
+        linked = await client.get(
+            "/models", params={"experiment_id": OLDER, "artifact_path": "model/"}
+        )
+        unknown = await client.get("/models", params={"experiment_id": "not-a-run"})
+    assert linked.status_code == 200, linked.text
+    assert f'<option value="{OLDER}" selected>older run (completed)</option>' in linked.text
+    assert f'<option value="{NEWEST}">newest run (running)</option>' in linked.text
+    assert f"/api/v1/experiments/{OLDER}" in asked
+    assert unknown.status_code == 200  # an id the API does not know: just not offered
+    assert "not-a-run" not in unknown.text.split("<select", 1)[1].split("</select>", 1)[0]
 
 
 def test_a_register_form_becomes_the_apis_version_body() -> None:

@@ -14,6 +14,7 @@ moved elsewhere shows without a reload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -71,7 +72,7 @@ async def list_page(
 ) -> Response:
     found, experiments, unread = await asyncio.gather(
         api.get("/models", limit=PAGE_SIZE, cursor=cursor, name_contains=q.strip()),
-        recent_experiments(api),
+        recent_experiments(api, str((form or {}).get("experiment_id") or "").strip()),
         unread_count(api),
     )
     next_cursor = found.get("next_cursor")
@@ -88,10 +89,15 @@ async def list_page(
     return page(request, state.templates, "models.html", context, status_code=status)
 
 
-async def recent_experiments(api: UserApi) -> list[dict[str, Any]]:
-    """The experiments a register form offers (the newest 100)."""
+async def recent_experiments(api: UserApi, chosen: str = "") -> list[dict[str, Any]]:
+    """The experiments a register form offers: the newest 100, and ``chosen`` (the form's
+    experiment, e.g. from an artifact's link) when it is older than those."""
     found = await api.get("/experiments", limit=100)
-    return list(found["items"])
+    offered = list(found["items"])
+    if chosen and all(str(e["id"]) != chosen for e in offered):
+        with contextlib.suppress(ApiProblem):  # not the caller's, or gone: not offered
+            offered.insert(0, await api.get(f"/experiments/{quote(chosen, safe='')}"))
+    return offered
 
 
 def version_body(experiment_id: str, artifact_path: str, description: str) -> dict[str, Any]:
