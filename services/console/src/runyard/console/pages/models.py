@@ -110,6 +110,25 @@ def version_body(experiment_id: str, artifact_path: str, description: str) -> di
     return body
 
 
+def version_form(experiment_id: str, artifact_path: str, description: str) -> dict[str, str]:
+    """A register form's version fields as typed (shown again with an error)."""
+    return {
+        "experiment_id": experiment_id,
+        "artifact_path": artifact_path,
+        "description": description,
+    }
+
+
+async def post_version(api: UserApi, model_id: str, form: dict[str, str]) -> dict[str, Any]:
+    """A new version of the model from a register form; ``ApiProblem`` as the API answers."""
+    created: dict[str, Any] = await api.json(
+        "POST",
+        f"/models/{quote(model_id, safe='')}/versions",
+        json=version_body(form["experiment_id"], form["artifact_path"], form["description"]),
+    )
+    return created
+
+
 @router.post("/models", dependencies=[CsrfDep])
 async def register(
     request: Request,
@@ -121,23 +140,14 @@ async def register(
     description: Text = "",
 ) -> Response:
     """A version of the model ``name`` (created when the user has none by that name)."""
-    form = {
-        "name": name,
-        "experiment_id": experiment_id,
-        "artifact_path": artifact_path,
-        "description": description,
-    }
+    form = {"name": name, **version_form(experiment_id, artifact_path, description)}
     try:
         found = await api.get("/models", name=name.strip(), limit=1)
         if found["items"]:
             model = found["items"][0]
         else:
             model = await api.json("POST", "/models", json={"name": name.strip()})
-        version = await api.json(
-            "POST",
-            f"/models/{model['id']}/versions",
-            json=version_body(experiment_id, artifact_path, description),
-        )
+        version = await post_version(api, str(model["id"]), form)
     except ApiProblem as exc:
         if exc.status >= 500 or exc.status == 401:
             raise
@@ -286,17 +296,9 @@ async def register_version(
     artifact_path: Annotated[str, Form(max_length=1024)],
     description: Text = "",
 ) -> Response:
-    form = {
-        "experiment_id": experiment_id,
-        "artifact_path": artifact_path,
-        "description": description,
-    }
+    form = version_form(experiment_id, artifact_path, description)
     try:
-        created = await api.json(
-            "POST",
-            f"/models/{quote(model_id, safe='')}/versions",
-            json=version_body(experiment_id, artifact_path, description),
-        )
+        created = await post_version(api, model_id, form)
     except ApiProblem as exc:
         if exc.status >= 500 or exc.status == 401:
             raise
