@@ -5,9 +5,10 @@ maps where: ``registry``."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.experiments.mlflow import registry
@@ -20,6 +21,40 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 router = APIRouter(route_class=MlflowRoute, tags=["mlflow"], responses=error_responses())
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 Text = Annotated[str | None, Query(max_length=5000)]
+
+
+@dataclass(frozen=True)
+class Search:
+    """The query of MLflow's registry searches (registered models, model versions)."""
+
+    filter_string: str | None
+    max_results: int | None
+    order_by: list[str] | None
+    page_token: str | None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "filter_string": self.filter_string,
+            "max_results": self.max_results,
+            "order_by": self.order_by,
+            "page_token": self.page_token,
+        }
+
+    @staticmethod
+    def answer(key: str, found: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
+        return {key: found, **({"next_page_token": token} if token else {})}
+
+
+def search_query(
+    filter: Text = None,
+    max_results: Annotated[int | None, Query()] = None,
+    order_by: Annotated[list[str] | None, Query()] = None,
+    page_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Search:
+    return Search(filter, max_results, order_by, page_token)
+
+
+SearchDep = Annotated[Search, Depends(search_query)]
 
 
 class Loose(BaseModel):
@@ -157,27 +192,11 @@ async def delete_registered_model(
 
 @routes("/registered-models/search", ["GET"])
 async def search_registered_models(
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    filter: Text = None,
-    max_results: Annotated[int | None, Query()] = None,
-    order_by: Annotated[list[str] | None, Query()] = None,
-    page_token: Annotated[str | None, Query(max_length=2048)] = None,
+    search: SearchDep, session: SessionDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    models, token = await registry.search_models(
-        session,
-        principal,
-        filter_string=filter,
-        max_results=max_results,
-        order_by=order_by,
-        page_token=page_token,
-    )
-    answer: dict[str, Any] = {
-        "registered_models": [await registry.model_json(session, m) for m in models]
-    }
-    if token:
-        answer["next_page_token"] = token
-    return answer
+    models, token = await registry.search_models(session, principal, **search.kwargs())
+    found = [await registry.model_json(session, m) for m in models]
+    return search.answer("registered_models", found, token)
 
 
 @routes("/registered-models/set-tag", ["POST"])
@@ -293,25 +312,11 @@ async def delete_model_version(
 
 @routes("/model-versions/search", ["GET"])
 async def search_model_versions(
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    filter: Text = None,
-    max_results: Annotated[int | None, Query()] = None,
-    order_by: Annotated[list[str] | None, Query()] = None,
-    page_token: Annotated[str | None, Query(max_length=2048)] = None,
+    search: SearchDep, session: SessionDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    pairs, token = await registry.search_versions(
-        session,
-        principal,
-        filter_string=filter,
-        max_results=max_results,
-        order_by=order_by,
-        page_token=page_token,
-    )
-    answer: dict[str, Any] = {"model_versions": await registry.versions_json(session, pairs)}
-    if token:
-        answer["next_page_token"] = token
-    return answer
+    pairs, token = await registry.search_versions(session, principal, **search.kwargs())
+    found = await registry.versions_json(session, pairs)
+    return search.answer("model_versions", found, token)
 
 
 @routes("/model-versions/set-tag", ["POST"])
