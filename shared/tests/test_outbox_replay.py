@@ -145,6 +145,51 @@ async def test_rows_published_before_a_broker_reset_are_published_again_after_it
 
 
 @pytest.mark.pipeline
+@pytest.mark.slow
+async def test_after_a_reset_the_window_is_published_again_once_the_broker_settled(
+    pipeline_db: PipelineDb, broker: Broker
+) -> None:
+    """A broker that just came back may lose records again (Tansu did, creating its topics
+    anew): the replay is repeated at each of ``replay_again_after_s`` after the reset."""
+    topic = fresh_topic()
+    contract = contract_for(topic)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await producer.start()
+    try:
+        relay = OutboxRelay(
+            engine=pipeline_db.engine,
+            producer=producer,
+            schema=SCHEMA,
+            service="pipeline",
+            replay_again_after_s=(0.3, 0.6),
+        )
+        await write_events(pipeline_db, contract, 3)
+        assert await publish_until_done(relay) == 3
+        assert await relay.replay_again_if_due() == 0  # no reset, nothing due
+
+        broker.restart()
+        await write_events(pipeline_db, contract, 1)
+        # the new row's ack shows the reset: the window (all 4) is published again at once
+        assert await publish_until_done(relay) == 5
+        assert 0 < relay.next_replay_in(10.0) <= 0.3
+        assert await relay.replay_again_if_due() == 0  # not yet
+        await asyncio.sleep(0.35)
+        assert await relay.replay_again_if_due() == 4  # 0.3 s after the reset
+        assert await publish_until_done(relay) == 4
+        await asyncio.sleep(0.3)
+        assert await relay.replay_again_if_due() == 4  # 0.6 s after it
+        assert await publish_until_done(relay) == 4
+        assert await relay.replay_again_if_due() == 0  # both done
+        assert relay.next_replay_in(10.0) == 10.0
+        records = await read_topic(broker.bootstrap, topic, 13)
+    finally:
+        await producer.stop()
+    assert len(records) == 13 and len(event_ids(records)) == 4  # consumers drop repeats
+    attempts = f"SELECT count(*) FROM {SCHEMA}.outbox WHERE attempts = 4"
+    assert await scalar(pipeline_db, attempts) == 4
+
+
+@pytest.mark.pipeline
 async def test_rows_published_before_the_replay_window_are_not_published_again(
     pipeline_db: PipelineDb, broker: Broker
 ) -> None:

@@ -13,7 +13,9 @@ A broker that comes back without the records it acknowledged (an in-memory broke
 topic deleted and created again, an unclean leader election) shows itself in the acks: a
 partition hands out an offset at or below one it already acknowledged to this relay. The relay
 then marks the rows it published in the last ``replay_window_s`` unpublished again, so they are
-published anew (docs/decisions/0010-outbox-replay-after-broker-reset.md).
+published anew, and again ``replay_again_after_s`` after the reset (5 and 15 s), in case the
+broker that just came back loses records again
+(docs/decisions/0010-outbox-replay-after-broker-reset.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -249,6 +252,7 @@ class OutboxRelay:
         retention_hours: float = 24.0,
         prune_every_s: float = 60.0,
         replay_window_s: float = 600.0,
+        replay_again_after_s: Sequence[float] = (5.0, 15.0),
     ) -> None:
         self.engine = engine
         self.producer = producer
@@ -261,6 +265,11 @@ class OutboxRelay:
         self.prune_every_s = prune_every_s
         #: rows published this long before a detected broker reset are published again (0: never)
         self.replay_window_s = replay_window_s
+        #: after a reset, the window is published again this long after it too: a broker that
+        #: just came back may still lose what it acknowledged (Tansu, creating its topics anew)
+        self.replay_again_after_s = tuple(replay_again_after_s)
+        #: when those replays are due (``time.monotonic()``), soonest first
+        self._replays_due: list[float] = []
         #: the highest offset the broker acknowledged to this relay, per (topic, partition)
         self._acked_offsets: dict[tuple[str, int], int] = {}
         self._wake = asyncio.Event()
@@ -339,9 +348,31 @@ class OutboxRelay:
             OUTBOX_BROKER_RESETS.labels(self.service).inc()
             if self.replay_window_s > 0:
                 OUTBOX_REPLAYED.labels(self.service).inc(replayed or 0)
+                now = time.monotonic()
+                self._replays_due = sorted(now + after for after in self.replay_again_after_s)
                 self.wake()  # the replayed rows are due now, not at the next poll
         OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
+
+    async def replay_again_if_due(self) -> int:
+        """The window published again once more after a reset, when that is due; how many rows.
+        Harmless when nothing was lost: consumers drop event ids they handled before."""
+        if not self._replays_due or self._replays_due[0] > time.monotonic():
+            return 0
+        async with self.engine.begin() as conn:
+            replayed = (await conn.execute(self._replay, {"secs": self.replay_window_s})).rowcount
+        self._replays_due.pop(0)
+        log.warning(
+            "outbox.broker_reset.replay_again", replayed=replayed, window_s=self.replay_window_s
+        )
+        OUTBOX_REPLAYED.labels(self.service).inc(replayed or 0)
+        return int(replayed or 0)
+
+    def next_replay_in(self, wait: float) -> float:
+        """``wait``, or less when a replay after a reset is due sooner."""
+        if not self._replays_due:
+            return wait
+        return max(0.0, min(wait, self._replays_due[0] - time.monotonic()))
 
     async def update_metrics(self) -> tuple[int, float]:
         async with self.engine.connect() as conn:
@@ -380,6 +411,7 @@ class OutboxRelay:
                 self._wake.clear()
                 wait = self.poll_interval_s
                 try:
+                    await self.replay_again_if_due()
                     published = await self.publish_batch()
                     await self.update_metrics()
                     if time.monotonic() - last_prune > self.prune_every_s:
@@ -397,7 +429,7 @@ class OutboxRelay:
                 if published >= self.batch_size:
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.next_replay_in(wait))
         finally:
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
