@@ -7,11 +7,13 @@ port: the broker comes back without topics or records, as docs/decisions/0004 de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -94,6 +96,25 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         own.stop()
 
 
+@contextlib.asynccontextmanager
+async def relay_on(
+    pipeline_db: PipelineDb, broker: Broker, **options: Any
+) -> AsyncIterator[OutboxRelay]:
+    """A relay of the pipeline schema publishing to ``broker`` (its producer stopped after)."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    await producer.start()
+    try:
+        yield OutboxRelay(
+            engine=pipeline_db.engine,
+            producer=producer,
+            schema=SCHEMA,
+            service="pipeline",
+            **options,
+        )
+    finally:
+        await producer.stop()
+
+
 async def publish_until_done(relay: OutboxRelay, timeout: float = 60.0) -> int:
     """Run the relay's batches until nothing is left, riding out the broker coming back."""
     published = 0
@@ -120,12 +141,7 @@ async def test_rows_published_before_a_broker_reset_are_published_again_after_it
 ) -> None:
     topic = fresh_topic()
     contract = contract_for(topic)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-    await producer.start()
-    try:
-        relay = OutboxRelay(
-            engine=pipeline_db.engine, producer=producer, schema=SCHEMA, service="pipeline"
-        )
+    async with relay_on(pipeline_db, broker) as relay:
         before = await write_events(pipeline_db, contract, 3)
         assert await publish_until_done(relay) == 3
         assert len(await read_topic(broker.bootstrap, topic, 3)) == 3
@@ -136,8 +152,6 @@ async def test_rows_published_before_a_broker_reset_are_published_again_after_it
         await publish_until_done(relay)
 
         records = await read_topic(broker.bootstrap, topic, 4)
-    finally:
-        await producer.stop()
     assert event_ids(records) == {e.id for e in [*before, *after]}
     assert await scalar(pipeline_db, f"SELECT count(*) FROM {SCHEMA}.outbox") == 4
     unpublished = f"SELECT count(*) FROM {SCHEMA}.outbox WHERE published_at IS NULL"
@@ -153,16 +167,7 @@ async def test_after_a_reset_the_window_is_published_again_once_the_broker_settl
     anew): the replay is repeated at each of ``replay_again_after_s`` after the reset."""
     topic = fresh_topic()
     contract = contract_for(topic)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-    await producer.start()
-    try:
-        relay = OutboxRelay(
-            engine=pipeline_db.engine,
-            producer=producer,
-            schema=SCHEMA,
-            service="pipeline",
-            replay_again_after_s=(0.3, 0.6),
-        )
+    async with relay_on(pipeline_db, broker, replay_again_after_s=(0.3, 0.6)) as relay:
         await write_events(pipeline_db, contract, 3)
         assert await publish_until_done(relay) == 3
         assert await relay.replay_again_if_due() == 0  # no reset, nothing due
@@ -182,8 +187,6 @@ async def test_after_a_reset_the_window_is_published_again_once_the_broker_settl
         assert await relay.replay_again_if_due() == 0  # both done
         assert relay.next_replay_in(10.0) == 10.0
         records = await read_topic(broker.bootstrap, topic, 13)
-    finally:
-        await producer.stop()
     assert len(records) == 13 and len(event_ids(records)) == 4  # consumers drop repeats
     attempts = f"SELECT count(*) FROM {SCHEMA}.outbox WHERE attempts = 4"
     assert await scalar(pipeline_db, attempts) == 4
@@ -195,16 +198,7 @@ async def test_rows_published_before_the_replay_window_are_not_published_again(
 ) -> None:
     topic = fresh_topic()
     contract = contract_for(topic)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-    await producer.start()
-    try:
-        relay = OutboxRelay(
-            engine=pipeline_db.engine,
-            producer=producer,
-            schema=SCHEMA,
-            service="pipeline",
-            replay_window_s=600.0,
-        )
+    async with relay_on(pipeline_db, broker, replay_window_s=600.0) as relay:
         old, recent = await write_events(pipeline_db, contract, 2)
         assert await publish_until_done(relay) == 2
         async with pipeline_db.engine.begin() as conn:
@@ -222,8 +216,6 @@ async def test_rows_published_before_the_replay_window_are_not_published_again(
 
         records = await read_topic(broker.bootstrap, topic, 2)
         late = await read_topic(broker.bootstrap, topic, 3, timeout=2.0)
-    finally:
-        await producer.stop()
     assert event_ids(records) == event_ids(late) == {recent.id, last.id}
 
 
@@ -234,16 +226,7 @@ async def test_with_replay_off_what_the_broker_lost_stays_lost(
 ) -> None:
     topic = fresh_topic()
     contract = contract_for(topic)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-    await producer.start()
-    try:
-        relay = OutboxRelay(
-            engine=pipeline_db.engine,
-            producer=producer,
-            schema=SCHEMA,
-            service="pipeline",
-            replay_window_s=0,
-        )
+    async with relay_on(pipeline_db, broker, replay_window_s=0) as relay:
         await write_events(pipeline_db, contract, 3)
         assert await publish_until_done(relay) == 3
 
@@ -252,6 +235,4 @@ async def test_with_replay_off_what_the_broker_lost_stays_lost(
         await publish_until_done(relay)
 
         records = await read_topic(broker.bootstrap, topic, 4, timeout=3.0)
-    finally:
-        await producer.stop()
     assert event_ids(records) == {last.id}
