@@ -66,33 +66,36 @@ class Stored(Logged):
     experiment_id: uuid.UUID
 
 
+def _unnested(prefix: str) -> Any:
+    """The values of a batch, one row each: parameters ``{prefix}experiment_id`` (one),
+    ``{prefix}key``, ``{prefix}step``, ``{prefix}timestamp``, ``{prefix}value`` (arrays)."""
+    return select(
+        bindparam(f"{prefix}experiment_id", type_=Uuid).label("experiment_id"),
+        func.unnest(bindparam(f"{prefix}key", type_=ARRAY(String))).label("key"),
+        func.unnest(bindparam(f"{prefix}step", type_=ARRAY(BigInteger))).label("step"),
+        func.unnest(bindparam(f"{prefix}timestamp", type_=ARRAY(BigInteger))).label("timestamp"),
+        func.unnest(bindparam(f"{prefix}value", type_=ARRAY(Float))).label("value"),
+    )
+
+
+COLUMNS = ["experiment_id", "key", "step", "timestamp", "value"]
+
+
 def _insert_statement() -> Any:
     table = cast_table(MlflowMetric.__table__)
-    source = select(
-        bindparam("p_experiment_id", type_=Uuid).label("experiment_id"),
-        func.unnest(bindparam("p_key", type_=ARRAY(String))).label("key"),
-        func.unnest(bindparam("p_step", type_=ARRAY(BigInteger))).label("step"),
-        func.unnest(bindparam("p_timestamp", type_=ARRAY(BigInteger))).label("timestamp"),
-        func.unnest(bindparam("p_value", type_=ARRAY(Float))).label("value"),
-    )
-    stmt = insert(table).from_select(["experiment_id", "key", "step", "timestamp", "value"], source)
-    return stmt.on_conflict_do_nothing()
+    return insert(table).from_select(COLUMNS, _unnested("p_")).on_conflict_do_nothing()
 
 
 #: SQL's NaN (PostgreSQL: equal to itself, greater than every number)
 NAN: ColumnElement[float] = literal_column("'NaN'::float8")
 
 
-def _latest_statement() -> Any:
+def _record_statement() -> Any:
+    """Both tables in one statement (one round trip): the values into the log (a CTE, run
+    whatever the outer statement reads), each metric's latest of the batch (parameters ``l_*``)
+    into ``mlflow_latest_metrics`` where it is later than the one there."""
     table = cast_table(MlflowLatestMetric.__table__)
-    source = select(
-        bindparam("p_experiment_id", type_=Uuid).label("experiment_id"),
-        func.unnest(bindparam("p_key", type_=ARRAY(String))).label("key"),
-        func.unnest(bindparam("p_step", type_=ARRAY(BigInteger))).label("step"),
-        func.unnest(bindparam("p_timestamp", type_=ARRAY(BigInteger))).label("timestamp"),
-        func.unnest(bindparam("p_value", type_=ARRAY(Float))).label("value"),
-    )
-    stmt = insert(table).from_select(["experiment_id", "key", "step", "timestamp", "value"], source)
+    stmt = insert(table).from_select(COLUMNS, _unnested("l_"))
     excluded = stmt.excluded
     # PostgreSQL orders NaN above every number; MLflow treats it as no better than any: a NaN
     # only replaces a value at a later (step, timestamp)
@@ -106,19 +109,19 @@ def _latest_statement() -> Any:
             & (excluded.value != NAN)
             & ((table.c.value == NAN) | (excluded.value > table.c.value))
         ),
-    )
+    ).add_cte(_insert_statement().cte("logged"))
 
 
-INSERT_METRICS = _insert_statement()
-UPSERT_LATEST = _latest_statement()
+RECORD = _record_statement()
 
 
-def _columns(metrics: Sequence[Logged]) -> dict[str, list[Any]]:
+def _columns(prefix: str, experiment_id: uuid.UUID, metrics: Sequence[Logged]) -> dict[str, Any]:
     return {
-        "p_key": [m.key for m in metrics],
-        "p_step": [m.step for m in metrics],
-        "p_timestamp": [m.timestamp for m in metrics],
-        "p_value": [m.value for m in metrics],
+        f"{prefix}experiment_id": experiment_id,
+        f"{prefix}key": [m.key for m in metrics],
+        f"{prefix}step": [m.step for m in metrics],
+        f"{prefix}timestamp": [m.timestamp for m in metrics],
+        f"{prefix}value": [m.value for m in metrics],
     }
 
 
@@ -126,17 +129,18 @@ async def record(
     session: AsyncSession, experiment_id: uuid.UUID, metrics: Sequence[Logged]
 ) -> None:
     """Store the values (an identical one again is stored once) and move each metric's latest
-    value forward: two statements, whatever the number of values."""
+    value forward: one statement, whatever the number of values."""
     if not metrics:
         return
-    await session.execute(INSERT_METRICS, {"p_experiment_id": experiment_id, **_columns(metrics)})
     latest: dict[str, Logged] = {}
     for metric in metrics:
         seen = latest.get(metric.key)
         if seen is None or metric.order() > seen.order():
             latest[metric.key] = metric
     await session.execute(
-        UPSERT_LATEST, {"p_experiment_id": experiment_id, **_columns(list(latest.values()))}
+        RECORD,
+        _columns("p_", experiment_id, metrics)
+        | _columns("l_", experiment_id, list(latest.values())),
     )
 
 
@@ -353,6 +357,6 @@ async def latest(
         .where(MlflowLatestMetric.experiment_id == any_(uuid_array(experiment_ids)))
         .order_by(MlflowLatestMetric.experiment_id, MlflowLatestMetric.key)
     )
-    for experiment_id, key, value, timestamp, step in rows.tuples():
+    for experiment_id, key, value, timestamp, step in rows:
         found.setdefault(experiment_id, []).append(LatestMetric(key, value, timestamp, step))
     return found

@@ -55,15 +55,17 @@ async def log_runs(
         await begin(session, experiment)
 
     rows = [run.model_dump() for run in runs]
-    written = await repository.upsert_runs(session, experiment.id, rows)
-    inserted = sum(1 for _epoch, is_new in written if is_new)
-    overwritten = {epoch for epoch, is_new in written if not is_new}
-    await history.record_runs(
-        session,
-        experiment.id,
-        inserted=[epoch for epoch, is_new in written if is_new],
-        rewritten=sorted(overwritten),
-    )
+    # the experiment's row is written once, below (these statements do not read it)
+    with session.no_autoflush:
+        written = await repository.upsert_runs(session, experiment.id, rows)
+        inserted = sum(1 for _epoch, is_new in written if is_new)
+        overwritten = {epoch for epoch, is_new in written if not is_new}
+        await history.record_runs(
+            session,
+            experiment.id,
+            inserted=[epoch for epoch, is_new in written if is_new],
+            rewritten=sorted(overwritten),
+        )
     by_epoch = {row["epoch"]: row for row in rows}
     changed = sorted((by_epoch[epoch] for epoch, _ in written), key=lambda r: int(r["epoch"]))
 
