@@ -1,8 +1,8 @@
 """MLflow's API through the gateway, as the stock MLflow client calls it: the four prefixes go to
 the experiments service with the path unchanged; ``MLFLOW_TRACKING_TOKEN`` (an access token or
-an API key) and ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (Basic, checked by a real login at the
-real auth service, whose lockout holds) identify the caller; the gateway's own errors come in
-MLflow's ``{"error_code", "message"}`` shape."""
+an API key) and ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (Basic, checked like a login by the
+real auth service, whose lockout holds, on one session per user) identify the caller; the
+gateway's own errors come in MLflow's ``{"error_code", "message"}`` shape."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from runyard.auth import totp
 from runyard.auth.config import Settings as AuthSettings
@@ -336,6 +337,13 @@ class RealAuth:
         )
         return [(r["success"], r["failure_reason"]) for r in rows]
 
+    async def sessions(self, user_id: str) -> list[tuple[str, bool]]:
+        rows = await self.db.fetch(
+            "SELECT kind, is_active FROM auth.session_logs WHERE user_id = $1 ORDER BY created_at",
+            uuid.UUID(user_id),
+        )
+        return [(r["kind"], r["is_active"]) for r in rows]
+
 
 @pytest.fixture
 async def real_auth(make_service_database: Any, kafka_bootstrap: str) -> AsyncIterator[RealAuth]:
@@ -412,8 +420,44 @@ async def test_basic_credentials_are_one_real_login_then_cached_and_only_on_mlfl
         assert v1.status_code == 401
         assert v1.headers["content-type"] == "application/problem+json"
     assert len(await real_auth.logins(name)) == 1
-    assert len(await real_auth.logins(f"{name}@example.test")) == 1
+    # the email's check found the user's Basic session: nothing new to record
+    assert await real_auth.logins(f"{name}@example.test") == []
+    assert await real_auth.sessions(user_id) == [("basic_auth", True)]
     assert len(experiments_upstream.requests) == 7
+
+
+async def test_every_cache_miss_checks_the_password_on_the_users_one_basic_session(
+    start_gateway, real_auth, experiments_upstream
+) -> None:
+    # nothing cached: every request is a check at auth, as every 5 minutes with the default
+    async with start_gateway(auth_url=real_auth.url, basic_auth_cache_s=0) as client:
+        name, user_id = await register(client)
+        for _ in range(3):
+            ok = await client.get("/api/2.0/mlflow/experiments/get", headers=basic(name, PASSWORD))
+            assert ok.status_code == 200, ok.text
+        assert await real_auth.sessions(user_id) == [("basic_auth", True)]
+        assert await real_auth.logins(name) == [(True, None)]
+        # the next miss is refused at once: auth judged the credentials again
+        await real_auth.db.execute(
+            "UPDATE auth.users SET is_active = false WHERE id = $1", uuid.UUID(user_id)
+        )
+        refused = await client.get("/api/2.0/mlflow/experiments/get", headers=basic(name, PASSWORD))
+    assert_mlflow_error(refused, 401, "UNAUTHENTICATED")
+    assert await real_auth.logins(name) == [(True, None), (False, "inactive_user")]
+    assert len(experiments_upstream.requests) == 3
+
+
+async def test_basic_credentials_fail_closed_when_auth_refuses_the_gateways_signature(
+    start_gateway, real_auth, experiments_upstream
+) -> None:
+    async with start_gateway(
+        auth_url=real_auth.url, identity_secret=SecretStr("not-the-shared-secret")
+    ) as client:
+        name = f"ml{uuid.uuid4().hex[:10]}"
+        answer = await client.get("/api/2.0/mlflow/experiments/get", headers=basic(name, PASSWORD))
+    assert_mlflow_error(answer, 503, "TEMPORARILY_UNAVAILABLE")
+    assert await real_auth.logins(name) == []  # auth judged nothing
+    assert experiments_upstream.requests == []
 
 
 async def test_a_wrong_basic_password_is_a_failed_login_and_the_lockout_holds(
@@ -520,7 +564,7 @@ async def test_basic_credentials_follow_the_session_and_the_current_password(
     """The cached login's session ends (log out everywhere): the gateway logs in again and the
     password decides; after a password change the old one is refused."""
     async with start_gateway(auth_url=real_auth.url, session_cache_s=0) as client:
-        name, _ = await register(client)
+        name, user_id = await register(client)
         password = "pâte brisée, très secrète"  # non-ASCII: python-requests sends Latin-1
         token = await log_in(client, name)
         changed = await client.patch(
@@ -546,6 +590,10 @@ async def test_basic_credentials_follow_the_session_and_the_current_password(
         again = await client.get("/api/2.0/mlflow/experiments/get", headers=basic(name, password))
         assert again.status_code == 200, again.text
         assert await real_auth.logins(name) == [(True, None)] * 4  # one new login for it
+        # the ended Basic session stays ended: the check started a new one
+        assert [kind for kind, active in await real_auth.sessions(user_id) if active] == [
+            "basic_auth"
+        ]
         old = await client.get("/api/2.0/mlflow/experiments/get", headers=basic(name, PASSWORD))
         assert_mlflow_error(old, 401, "UNAUTHENTICATED")
     assert (await real_auth.logins(name))[-1] == (False, "invalid_password")

@@ -1,22 +1,31 @@
 """The notifications, webhooks, account and security pages on their own (no API behind the
 console here): where a signed-out browser is sent, forms refused without their CSRF token, the
 QR code drawn on the server, the key usage chart's buckets, which preference rows a form
-changes. Their whole-stack paths run in a browser in tests/console."""
+changes; and the sessions list as it reads the API's sessions (an HTTP server in the API's
+place). Their whole-stack paths run in a browser in tests/console."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
+import threading
 import urllib.parse
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from runyard.console.config import Settings
+from runyard.console.main import create_app
 from runyard.console.pages.notifications import wanted_change
 from runyard.console.pages.security import qr_data_uri, usage_series
 from runyard.console.pages.webhooks import attempts_by_delivery, chosen_events
 from runyard.console.session import SESSION_COOKIE
 from runyard.console.web import CSP
+from runyard.shared.testing import running_app
 
 from .test_pages import sealed_session
 
@@ -148,3 +157,141 @@ def test_webhook_events_and_attempts_are_grouped_for_the_page() -> None:
     grouped, tests = attempts_by_delivery(attempts)
     assert [a["id"] for a in grouped["d1"]] == ["1", "3"]
     assert [a["id"] for a in tests] == ["2"]
+
+
+LOGIN_SESSION = "00000000-0000-0000-0000-0000000000c1"
+BASIC_SESSION = "00000000-0000-0000-0000-0000000000c2"
+
+
+def api_session(session_id: str, **fields: Any) -> dict[str, Any]:
+    """One item of ``GET /auth/sessions``."""
+    return {
+        "id": session_id,
+        "ip_address": "198.51.100.4",
+        "user_agent": None,
+        "device_type": "other",
+        "browser": None,
+        "os": None,
+        "location": None,
+        "created_at": "2026-12-06T09:00:00Z",
+        "last_active": "2026-12-06T11:55:00Z",
+        "expires_at": "2027-01-05T09:00:00Z",
+        "is_active": True,
+        "logged_out_at": None,
+        "revoked_reason": None,
+        "kind": "login",
+        "current": False,
+        **fields,
+    }
+
+
+@pytest.fixture
+def auth_api() -> Iterator[tuple[str, list[str]]]:
+    """A small HTTP server in the API's place answering the security page's reads and a
+    session's ``DELETE`` (recording each request as ``METHOD path``): the account's own browser
+    session and the ``basic_auth`` session of an MLflow client sending username and password."""
+    asked: list[str] = []
+    sessions = [
+        api_session(
+            LOGIN_SESSION,
+            user_agent="Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            device_type="desktop",
+            browser="Firefox 133.0",
+            os="Linux",
+            current=True,
+        ),
+        api_session(
+            BASIC_SESSION,
+            ip_address="203.0.113.7",
+            user_agent="python-requests/2.32.3",
+            browser="Python Requests 2.32",
+            created_at="2026-12-05T08:00:00Z",
+            last_active="2026-12-06T11:58:00Z",
+            kind="basic_auth",
+        ),
+    ]
+    answers = {
+        "/api/v1/auth/me": {"id": "00000000-0000-0000-0000-000000000001", "totp_enabled": False},
+        "/api/v1/auth/sessions": {"items": sessions, "next_cursor": None},
+        "/api/v1/auth/login-history": {"items": [], "next_cursor": None},
+        "/api/v1/notifications/inbox/unread-count": {"unread_count": 0},
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def answer(self, status: int, body: Any = None) -> None:
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            asked.append(f"GET {self.path}")
+            found = answers.get(urllib.parse.urlsplit(self.path).path)
+            if found is None:
+                self.answer(404, {"title": "Not found", "status": 404})
+            else:
+                self.answer(200, found)
+
+        def do_DELETE(self) -> None:
+            asked.append(f"DELETE {self.path}")
+            if self.path in {f"/api/v1/auth/sessions/{s['id']}" for s in sessions}:
+                self.answer(204)
+            else:
+                self.answer(404, {"title": "Not found", "status": 404})
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", asked
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def session_row(page: str, session_id: str) -> tuple[str, str]:
+    """A sessions table row: its text as read on the page, and its markup."""
+    found = re.search(rf'<tr data-session="{session_id}".*?</tr>', page, re.S)
+    assert found, f"no row for session {session_id}"
+    text = html.unescape(" ".join(re.sub(r"<[^>]+>", " ", found[0]).split()))
+    return text, found[0]
+
+
+async def test_a_basic_auth_session_is_listed_as_the_mlflow_client_and_signs_out_like_any(
+    kafka_bootstrap: str, auth_api: tuple[str, list[str]]
+) -> None:
+    url, asked = auth_api
+    settings = Settings(
+        environment="test", api_url=url, kafka_bootstrap_servers=kafka_bootstrap, live_enabled=False
+    )
+    async with running_app(create_app(settings)) as client:
+        client.cookies.set(SESSION_COOKIE, sealed_session(settings, csrf="t" * 43))
+        page = await client.get("/account/security")
+        revoked = await client.post(
+            f"/account/sessions/{BASIC_SESSION}/revoke", data={"csrf_token": "t" * 43}
+        )
+
+    assert page.status_code == 200, page.text
+    basic, basic_markup = session_row(page.text, BASIC_SESSION)
+    assert basic.startswith("MLflow client (username and password) python-requests/2.32.3 ")
+    assert "unknown system" not in basic and "Python Requests" not in basic
+    assert "203.0.113.7" in basic
+    assert "2026-12-05 08:00 2026-12-06 11:58 Sign out" in basic  # signed in, last active
+    assert (
+        'aria-label="Sign out the session of MLflow client (username and password) from '
+        '203.0.113.7, signed in 2026-12-05 08:00"'
+    ) in basic_markup
+    assert f'action="/account/sessions/{BASIC_SESSION}/revoke"' in basic_markup
+    browser, _ = session_row(page.text, LOGIN_SESSION)
+    assert browser.startswith("Firefox 133.0 on Linux desktop this session 198.51.100.4 ")
+    assert "MLflow" not in browser and "Sign out" not in browser
+
+    assert revoked.status_code == 303
+    assert revoked.headers["location"] == "/account/security?done=revoked"
+    assert f"DELETE /api/v1/auth/sessions/{BASIC_SESSION}" in asked
+    assert not [a for a in asked if a.startswith("DELETE") and LOGIN_SESSION in a]

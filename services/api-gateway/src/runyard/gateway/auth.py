@@ -4,7 +4,8 @@ must still be live, or API keys verified by the auth service (see credentials.py
 An API key comes as ``X-API-Key`` or as ``Authorization: Bearer ry_...`` (on every path: that
 is how the MLflow client sends ``MLFLOW_TRACKING_TOKEN``, and no JWT starts with ``ry_``).
 On MLflow's paths only, ``Authorization: Basic`` (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``)
-is a login at auth (credentials.py) whose access token then counts like a bearer token.
+is checked at auth like a login (credentials.py, ADR 0021); the access token auth answers, on
+the user's one Basic session, then counts like a bearer token.
 
 Public routes pass without credentials; everything else needs one.
 """
@@ -262,10 +263,11 @@ async def authenticate_password(
     verified: VerifiedTokens | None = None,
     before_login: Callable[[], None] | None = None,
 ) -> Principal:
-    """Basic credentials: the access token of a login at auth (cached, credentials.py),
+    """Basic credentials: the access token auth answers for them (cached, credentials.py),
     verified like any bearer token, its session checked on every request. A cached token
     whose session has ended (logout, password change, revoked) or that no longer verifies is
-    dropped and the credentials logged in once more: the password still decides."""
+    dropped and the credentials checked once more: the password still decides, and an ended
+    session is never reused (auth starts a new one)."""
     login, password = credentials
     request_id = request.scope.get("state", {}).get("request_id")
     for attempt in range(2):

@@ -42,9 +42,9 @@ class Settings(ServiceSettings):
     #: How long a session's state is reused: a logged-out session's token works at most this long.
     session_cache_s: float = 5.0
     #: How long the access token of a verified Basic login (MLflow paths) is reused before the
-    #: credentials are checked with auth again (never past the token's expiry). Every check is a
-    #: login (a session, a login-history row); the session is still checked every
-    #: ``session_cache_s``, so a password change or revocation stops the cached token.
+    #: credentials are checked with auth again (never past the token's expiry). Every check runs
+    #: the login's steps at auth, on the user's one Basic session (ADR 0021); the session is still
+    #: checked every ``session_cache_s``, so a password change or revocation stops the cached token.
     basic_auth_cache_s: float = Field(default=300.0, ge=0.0)
     internal_timeout_s: float = 3.0
     #: Per-area whole-request timeouts, ``area=seconds`` comma-separated (``dataset-imports=300``;

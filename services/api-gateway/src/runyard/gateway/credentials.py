@@ -3,11 +3,14 @@
 - ``X-API-Key``: ``POST /internal/v1/api-keys/verify`` answers who the key acts for (user, role,
   scopes, rate limit, expiry) or 401. Answers, good and bad, are cached by the key's SHA-256 for
   ``API_KEY_CACHE_S``: a revoked key stops working within that many seconds.
-- Basic credentials (MLflow paths only, auth.py): ``POST /api/v1/auth/login``, the login every
-  client uses, so a wrong password is a failed login there (lockout, per-client limits, login
-  history) and a locked account is refused. The access token it answers is cached by an HMAC of
-  the credentials under a key of this process (never the password) for ``BASIC_AUTH_CACHE_S``
-  at most (and never past the token's expiry); failures are never cached, each one counts.
+- Basic credentials (MLflow paths only, auth.py): ``POST /internal/v1/basic-auth`` (ADR 0021),
+  which judges them with the very steps of auth's login, so a wrong password is a failed login
+  there (lockout, per-client limits, login history) and a locked, deactivated or two-factor
+  account is refused. A passing check gets an access token on the user's one ``basic_auth``
+  session (started when none is live), so a client that keeps sending its credentials adds no
+  session per cache miss. The token is cached by an HMAC of the credentials under a key of this
+  process (never the password) for ``BASIC_AUTH_CACHE_S`` at most (and never past the token's
+  expiry); failures are never cached, each one counts.
 - Bearer tokens: the ``sid`` claim is checked with ``GET /internal/v1/sessions/{sid}`` (cached for
   ``SESSION_CACHE_S``), so a logged-out or revoked session, or a deactivated user, is refused
   within seconds although the JWT itself is still valid.
@@ -47,7 +50,7 @@ log = get_logger(__name__)
 
 API_KEYS_VERIFY_PATH = "/internal/v1/api-keys/verify"
 SESSIONS_PATH = "/internal/v1/sessions/"
-LOGIN_PATH = "/api/v1/auth/login"
+BASIC_AUTH_PATH = "/internal/v1/basic-auth"
 #: A cached login's token is dropped this long before it expires (clock skew, slow requests).
 TOKEN_EXPIRY_MARGIN_S = 30.0
 
@@ -245,16 +248,20 @@ class CredentialChecker:
         request_id: str | None,
     ) -> str:
         asked = time.monotonic()
+        headers = list(
+            internal_call_headers(self._secret, method="POST", path=BASIC_AUTH_PATH).items()
+        )
         # the client's address, signed as for a proxied login: auth's per-client limits and the
         # login history see the client, not the gateway
-        headers = signed_client_headers(self._secret, client_ip) if client_ip else []
+        if client_ip:
+            headers += signed_client_headers(self._secret, client_ip)
         if user_agent:
             headers.append(("User-Agent", user_agent))
         if request_id:
             headers.append((REQUEST_ID_HEADER, request_id))
         try:
             async with self._http.post(
-                self._auth_url + LOGIN_PATH,
+                self._auth_url + BASIC_AUTH_PATH,
                 json={"login": login, "password": password},
                 headers=headers,
                 timeout=self._timeout,
@@ -263,9 +270,10 @@ class CredentialChecker:
                 body = await response.json(content_type=None) if status != 204 else None
                 retry_after = response.headers.get("Retry-After", "")
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("gateway.credentials.unavailable", path=LOGIN_PATH, error=repr(exc))
+            log.warning("gateway.credentials.unavailable", path=BASIC_AUTH_PATH, error=repr(exc))
             raise CredentialsUnavailable() from exc
         wait = int(retry_after) if retry_after.isdigit() else 60
+        code = body.get("code") if isinstance(body, dict) else None
         if status == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
             token: str = body["access_token"]
             expires_in = float(body.get("expires_in") or 0)
@@ -273,10 +281,11 @@ class CredentialChecker:
             if ttl > 0:
                 self._remember(self._logins, digest, (asked + ttl, token))
             return token
-        if status == 401 and isinstance(body, dict) and body.get("code") == "two_factor_required":
+        if status == 401 and code == "two_factor_required":
             raise SecondFactorRequired()
-        if status in (401, 422):  # 422: a login or password auth would never accept
-            raise InvalidPassword()
+        # 401 without a code: auth refused the call's signature, no verdict on the credentials
+        if (status == 401 and code == "invalid_credentials") or status == 422:
+            raise InvalidPassword()  # 422: a login or password auth would never accept
         if status == 423:
             raise AccountLockedOut(retry_after_s=wait)
         if status == 429:

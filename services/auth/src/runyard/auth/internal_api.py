@@ -14,9 +14,16 @@ import uuid
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from runyard.auth import api_keys, errors, sessions
+from runyard.auth import api_keys, errors, logins, sessions
+from runyard.auth.api.deps import ClientDep
 from runyard.auth.context import AuthRuntimeDep, ContextDep
-from runyard.auth.schemas import ApiKeyIdentity, SessionStatus, VerifyApiKeyRequest
+from runyard.auth.schemas import (
+    ApiKeyIdentity,
+    BasicAccess,
+    BasicCredentials,
+    SessionStatus,
+    VerifyApiKeyRequest,
+)
 from runyard.shared.identity import INTERNAL_SIGNATURE_HEADER, verify_internal_call
 from runyard.shared.runtime import SessionDep
 
@@ -72,4 +79,32 @@ async def session_status(
         user_active=user.is_active,
         role=user.role,
         username=user.username,
+    )
+
+
+@router.post("/basic-auth", response_model=BasicAccess)
+async def check_basic_credentials(
+    body: BasicCredentials,
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    client: ClientDep,
+) -> BasicAccess | JSONResponse:
+    """HTTP Basic credentials from an MLflow client (ADR 0021): checked like
+    ``POST /api/v1/auth/login`` (same steps, lockout, limits and history; the client address is
+    the one the gateway signed), answered with an access token on the user's one ``basic_auth``
+    session. Refusals are login's: 401 (``code: invalid_credentials``, or
+    ``two_factor_required``), 423 and 429 with ``Retry-After``. A 401 without a ``code`` is a
+    refused signature, not a verdict on the credentials."""
+    outcome = await logins.check_basic_credentials(
+        session, ctx, login=body.login, password=body.password, client=client
+    )
+    if isinstance(outcome, errors.InvalidCredentials):
+        outcome.extra["code"] = "invalid_credentials"
+    if isinstance(outcome, errors.Refusal):
+        return errors.problem(request, outcome)
+    return BasicAccess(
+        access_token=outcome.access_token,
+        expires_in=outcome.expires_in,
+        session_id=outcome.session_id,
     )

@@ -1,4 +1,6 @@
 """Logins: credential checks, the brute-force defence around them, and the login history.
+The gateway's checks of HTTP Basic credentials (``check_basic_credentials``, ADR 0021) take the
+same steps and differ only in the session they answer with.
 
 Every attempt lands in ``login_history``. Rejections are returned (as ``errors.Refusal``), not
 raised, so the request's transaction still commits what the attempt changed: the history row,
@@ -18,8 +20,14 @@ from runyard.auth import errors, events, repository, totp
 from runyard.auth.callers import ClientInfo
 from runyard.auth.context import AuthContext
 from runyard.auth.lockout import FailureState, after_failure
-from runyard.auth.models import LoginHistory, User
-from runyard.auth.sessions import IssuedTokens, start_session
+from runyard.auth.models import LoginHistory, SessionLog, User
+from runyard.auth.sessions import (
+    IssuedAccess,
+    IssuedTokens,
+    basic_auth_session,
+    issue_access,
+    start_session,
+)
 from runyard.shared.contracts.auth import AccountLocked, LoginFailed, LoginSucceeded
 from runyard.shared.db import new_id
 from runyard.shared.logging import get_logger
@@ -138,16 +146,58 @@ async def log_in(
     totp_code: str | None,
     client: ClientInfo,
 ) -> IssuedTokens | errors.Refusal:
-    now = ctx.clock.now()
-    attempt = _Attempt(session, login=login, client=client, now=now)
+    attempt = _Attempt(session, login=login, client=client, now=ctx.clock.now())
+    judged = await _judge(session, ctx, attempt, password=password, totp_code=totp_code)
+    if isinstance(judged, errors.Refusal):
+        return judged
+    user, method = judged
+    issued, row = await start_session(session, ctx, user=user, client=client, now=attempt.now)
+    await _succeeded(attempt, user=user, method=method, row=row)
+    return issued
 
+
+async def check_basic_credentials(
+    session: AsyncSession, ctx: AuthContext, *, login: str, password: str, client: ClientInfo
+) -> IssuedAccess | errors.Refusal:
+    """HTTP Basic credentials the gateway checks (MLflow's username and password): judged by
+    the very steps of ``log_in`` without a code (per-client limit, lockout, failures counted and
+    recorded; a two-factor account is refused), then an access token on the user's one
+    ``basic_auth`` session, started only when none is live. A passing check is recorded in the
+    history (and published) only when it starts the session or comes from another network than
+    the session last saw: a client re-checking every few minutes leaves one entry, not hundreds."""
+    attempt = _Attempt(session, login=login, client=client, now=ctx.clock.now())
+    judged = await _judge(session, ctx, attempt, password=password, totp_code=None)
+    if isinstance(judged, errors.Refusal):
+        return judged
+    user, method = judged
+    row, worth_recording = await basic_auth_session(
+        session, ctx, user=user, client=client, now=attempt.now
+    )
+    if worth_recording:
+        await _succeeded(attempt, user=user, method=method, row=row)
+    else:
+        await session.flush()
+    return issue_access(ctx, user=user, row=row, now=attempt.now)
+
+
+async def _judge(
+    session: AsyncSession,
+    ctx: AuthContext,
+    attempt: _Attempt,
+    *,
+    password: str,
+    totp_code: str | None,
+) -> tuple[User, str] | errors.Refusal:
+    """Every check of a login, failures counted and recorded: the user and the method
+    (``password``, ``totp``, ``backup_code``) when it passes, which clears the failures."""
+    client, now = attempt.client, attempt.now
     ip_wait = await _ip_retry_after(session, ctx, client_key=client.client_key, now=now)
     if ip_wait is not None:
         attempt.record(user=None, reason="ip_rate_limited")
         log.warning("auth.login.ip_limited", ip=client.ip_address)
         return errors.TooManyFailedLogins(ip_wait)
 
-    user = await repository.get_user_by_login_for_update(session, login)
+    user = await repository.get_user_by_login_for_update(session, attempt.login)
     if user is None:
         return await _unknown_login(session, ctx, attempt, password=password)
 
@@ -183,22 +233,31 @@ async def log_in(
         log.info("auth.password.rehashed", user_id=str(user.id))
     clear_failures(user)
     user.last_login_at = now
-    issued, row = await start_session(session, ctx, user=user, client=client, now=now)
+    return user, method
+
+
+async def _succeeded(attempt: _Attempt, *, user: User, method: str, row: SessionLog) -> None:
+    """History row and ``login.succeeded`` of a login that passed into session ``row``."""
     attempt.record(user=user, reason=None, method=method, session_id=row.id)
     await emit(
-        session,
+        attempt.session,
         LoginSucceeded(
             user_id=user.id,
             username=user.username,
             session_id=row.id,
-            ip_address=client.ip_address,
-            user_agent=client.user_agent,
+            ip_address=attempt.client.ip_address,
+            user_agent=attempt.client.user_agent,
         ),
         subject=user.id,
     )
-    await session.flush()
-    log.info("auth.login.succeeded", user_id=str(user.id), session_id=str(row.id), method=method)
-    return issued
+    await attempt.session.flush()
+    log.info(
+        "auth.login.succeeded",
+        user_id=str(user.id),
+        session_id=str(row.id),
+        method=method,
+        kind=row.kind,
+    )
 
 
 async def _unknown_login(

@@ -119,6 +119,7 @@ class SessionLog(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         Index("ix_session_logs_user_id_created_at", "user_id", "created_at"),
         Index("uq_session_logs_session_token", "session_token", unique=True),
+        CheckConstraint("kind IN ('login','basic_auth')", name="kind"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -135,6 +136,10 @@ class SessionLog(UUIDPrimaryKey, Timestamps, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     logged_out_at: Mapped[datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(String(50))
+    #: ``login``: a login that got a refresh token; ``basic_auth``: the user's one session of
+    #: HTTP Basic credentials the gateway checks (MLflow's username and password), see
+    #: ``logins.check_basic_credentials``.
+    kind: Mapped[str] = mapped_column(String(20), default="login", server_default="login")
 
 
 class RotatedRefreshToken(Base):

@@ -257,6 +257,25 @@ async def active_sessions_for_update(
     return (await session.execute(query.with_for_update())).scalars().all()
 
 
+async def live_session_of_kind_for_update(
+    session: AsyncSession, *, user_id: uuid.UUID, kind: str, now: datetime
+) -> SessionLog | None:
+    """The user's newest session of ``kind`` that is active and not expired, locked."""
+    query = (
+        select(SessionLog)
+        .where(
+            SessionLog.user_id == user_id,
+            SessionLog.kind == kind,
+            SessionLog.is_active.is_(True),
+            SessionLog.refresh_expires_at > now,
+        )
+        .order_by(SessionLog.created_at.desc(), SessionLog.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def list_sessions(
     session: AsyncSession,
     *,

@@ -206,6 +206,12 @@ class SessionOut(BaseModel):
     is_active: bool
     logged_out_at: datetime | None
     revoked_reason: str | None
+    kind: Literal["login", "basic_auth"] = Field(
+        description="`login`: a login (the console, the SDK, `POST /auth/login`). "
+        "`basic_auth`: the account's one session of a username and password sent as HTTP "
+        "Basic to MLflow's API (`MLFLOW_TRACKING_USERNAME`/`PASSWORD`), checked by the "
+        "gateway; every check reuses it. Ending it makes the next check start a new one."
+    )
     current: bool = Field(default=False, description="The session of this request.")
 
 
@@ -377,6 +383,22 @@ class ApiKeyIdentity(BaseModel):
     scopes: list[str] = Field(description="The key's scopes that the owner's current role allows.")
     rate_limit: int | None
     expires_at: datetime | None
+
+
+class BasicCredentials(BaseModel):
+    """``Authorization: Basic`` credentials the gateway received on an MLflow path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    login: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)
+
+
+class BasicAccess(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    session_id: uuid.UUID
 
 
 class SessionStatus(BaseModel):

@@ -3,6 +3,10 @@
 A session's refresh token is stored only as its SHA-256. Each refresh issues a new token and
 remembers the used one: a used token sent again means someone else holds a copy, and the whole
 session ends (RFC 9700 §4.14.2).
+
+A user's HTTP Basic credentials checked by the gateway (MLflow's username and password) share
+one session of kind ``basic_auth`` (ADR 0021): each check that passes gets an access token on it
+(no refresh token is ever handed out for it), and a new one starts only when none is live.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from runyard.auth.context import AuthContext
 from runyard.auth.models import RotatedRefreshToken, SessionLog, User
 from runyard.shared.contracts.auth import SessionRevoked
 from runyard.shared.db import new_id
+from runyard.shared.identity import client_network
 from runyard.shared.logging import get_logger
 from runyard.shared.outbox import emit
 from runyard.shared.pagination import cut, decode_cursor
@@ -27,6 +32,10 @@ from runyard.shared.pagination import cut, decode_cursor
 log = get_logger(__name__)
 
 PAGE_KIND = "sessions"
+#: ``SessionLog.kind``: a login that got a refresh token
+LOGIN = "login"
+#: ``SessionLog.kind``: the user's one session of Basic credentials checked by the gateway
+BASIC_AUTH = "basic_auth"
 
 
 @dataclass(frozen=True)
@@ -38,9 +47,16 @@ class IssuedTokens:
     session_id: uuid.UUID
 
 
-def _issue(
-    ctx: AuthContext, *, user: User, row: SessionLog, refresh_token: str, now: datetime
-) -> IssuedTokens:
+@dataclass(frozen=True)
+class IssuedAccess:
+    """An access token alone (Basic credentials: the gateway keeps no refresh token)."""
+
+    access_token: str
+    expires_in: int
+    session_id: uuid.UUID
+
+
+def issue_access(ctx: AuthContext, *, user: User, row: SessionLog, now: datetime) -> IssuedAccess:
     access = security.issue_access_token(
         ctx.signing_key,
         user_id=user.id,
@@ -50,8 +66,15 @@ def _issue(
         now=now,
         ttl_seconds=ctx.settings.access_token_ttl_seconds,
     )
+    return IssuedAccess(access_token=access.token, expires_in=access.expires_in, session_id=row.id)
+
+
+def _issue(
+    ctx: AuthContext, *, user: User, row: SessionLog, refresh_token: str, now: datetime
+) -> IssuedTokens:
+    access = issue_access(ctx, user=user, row=row, now=now)
     return IssuedTokens(
-        access_token=access.token,
+        access_token=access.access_token,
         refresh_token=refresh_token,
         expires_in=access.expires_in,
         refresh_expires_in=ctx.settings.refresh_token_ttl_seconds,
@@ -60,7 +83,13 @@ def _issue(
 
 
 async def start_session(
-    session: AsyncSession, ctx: AuthContext, *, user: User, client: ClientInfo, now: datetime
+    session: AsyncSession,
+    ctx: AuthContext,
+    *,
+    user: User,
+    client: ClientInfo,
+    now: datetime,
+    kind: str = LOGIN,
 ) -> tuple[IssuedTokens, SessionLog]:
     refresh_token = tokens.new_refresh_token()
     device = devices.describe(client.user_agent)
@@ -76,12 +105,38 @@ async def start_session(
         os=device.os,
         last_active=now,
         is_active=True,
+        kind=kind,
         created_at=now,
         updated_at=now,
     )
     session.add(row)
     await session.flush()
     return _issue(ctx, user=user, row=row, refresh_token=refresh_token, now=now), row
+
+
+async def basic_auth_session(
+    session: AsyncSession, ctx: AuthContext, *, user: User, client: ClientInfo, now: datetime
+) -> tuple[SessionLog, bool]:
+    """The user's live ``basic_auth`` session, renewed (the password was just checked: as good
+    as a new login), or a new one when none is live (never one that ended: no resurrection).
+    The flag: it is new, or the client's network is not the one it last saw (a login worth
+    recording in the history)."""
+    row = await repository.live_session_of_kind_for_update(
+        session, user_id=user.id, kind=BASIC_AUTH, now=now
+    )
+    if row is None:
+        _unused, row = await start_session(
+            session, ctx, user=user, client=client, now=now, kind=BASIC_AUTH
+        )
+        return row, True
+    seen_from = client_network(row.ip_address) if row.ip_address else None
+    moved = seen_from != client.client_key
+    row.refresh_expires_at = now + timedelta(seconds=ctx.settings.refresh_token_ttl_seconds)
+    row.last_active = now
+    if client.ip_address:
+        row.ip_address = client.ip_address
+    await session.flush()
+    return row, moved
 
 
 async def _session_of_token(
