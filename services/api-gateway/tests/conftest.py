@@ -199,7 +199,8 @@ def echo_app(upstream: Upstream) -> FastAPI:
             state = {"active": True, "user_active": True, "role": "", "session_id": sid}
             return JSONResponse({**state, **upstream.sessions.get(sid, {})})
 
-    for served in ("/api/v1/{path:path}", "/api/2.0/{path:path}", "/ajax-api/2.0/{path:path}"):
+    served_paths = ("/api/v1/{path:path}", "/api/2.0/{path:path}", "/ajax-api/2.0/{path:path}")
+    for served in (*served_paths, "/get-artifact", "/model-versions/get-artifact"):
         app.add_api_route(
             served,
             echo,

@@ -21,6 +21,7 @@ from runyard.gateway.errors import InvalidApiKey
 from runyard.gateway.keyguard import sends_api_key
 from runyard.gateway.mlflow import (
     MLFLOW_AREA,
+    MLFLOW_PATHS,
     MLFLOW_PREFIXES,
     MlflowMethodNotAllowed,
     in_mlflow_zone,
@@ -304,7 +305,10 @@ class RouteLabel:
     path: str
 
 
-_MLFLOW_ROUTES = {prefix: RouteLabel(prefix + "{path}") for prefix in MLFLOW_PREFIXES}
+_MLFLOW_ROUTES = {
+    **{prefix: RouteLabel(prefix + "{path}") for prefix in MLFLOW_PREFIXES},
+    **{path: RouteLabel(path) for path in MLFLOW_PATHS},
+}
 
 
 class ProxyFastPath:

@@ -2,7 +2,8 @@
 pointed at the gateway).
 
 The experiments service serves MLflow's paths as they are (``/api/2.0/mlflow/...``,
-``/api/2.0/mlflow-artifacts/...`` and their ``/ajax-api/`` twins), so the gateway forwards them
+``/api/2.0/mlflow-artifacts/...`` and their ``/ajax-api/`` twins, and the MLflow UI's
+``/get-artifact`` and ``/model-versions/get-artifact`` at the root), so the gateway forwards them
 unchanged, with the hardening of every proxied route. What differs from ``/api/v1``:
 
 - the errors the gateway itself answers are in MLflow's shape, ``{"error_code", "message"}``
@@ -12,7 +13,9 @@ unchanged, with the hardening of every proxied route. What differs from ``/api/v
 - the client's ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (HTTP Basic) are accepted here and
   nowhere else (auth.py, docs/security.md);
 - API-key scopes: MLflow answers most searches to a POST, so "read" is not only GET
-  (``required_scope``).
+  (``required_scope``);
+- artifact uploads (the proxy's PUTs and the UI's ``POST /ajax-api/2.0/mlflow/upload-artifact``)
+  are streamed with the upload limit and timeout, like ``/api/v1``'s.
 """
 
 from __future__ import annotations
@@ -31,7 +34,12 @@ MLFLOW_PREFIXES: tuple[str, ...] = (
     "/api/2.0/mlflow-artifacts/",
     "/ajax-api/2.0/mlflow-artifacts/",
 )
+#: MLflow paths outside those prefixes, served at exactly these paths (the UI's downloads of a
+#: run's file and of a model version's).
+MLFLOW_PATHS: tuple[str, ...] = ("/get-artifact", "/model-versions/get-artifact")
 ARTIFACT_PREFIXES: tuple[str, ...] = tuple(p for p in MLFLOW_PREFIXES if "artifacts" in p)
+#: The MLflow UI's upload (``?run_uuid=&path=``, the body is the file).
+UI_UPLOAD_PATH = "/ajax-api/2.0/mlflow/upload-artifact"
 MLFLOW_SERVICE = "experiments"
 #: Key of ``GATEWAY_UPSTREAM_TIMEOUTS`` for the MLflow paths (``mlflow=120``).
 MLFLOW_AREA = "mlflow"
@@ -84,11 +92,14 @@ class MlflowMethodNotAllowed(ProblemError):
 
 
 def in_mlflow_zone(path: str) -> bool:
-    return _ZONE.match(path) is not None
+    return _ZONE.match(path) is not None or path in MLFLOW_PATHS
 
 
 def mlflow_prefix(path: str) -> str | None:
-    """The MLflow prefix ``path`` starts with, else None."""
+    """The MLflow prefix ``path`` starts with (or the path itself, one of ``MLFLOW_PATHS``),
+    else None."""
+    if path in MLFLOW_PATHS:
+        return path
     return next((p for p in MLFLOW_PREFIXES if path.startswith(p)), None)
 
 
@@ -107,7 +118,10 @@ def is_mlflow_path(path: str) -> bool:
 
 def is_mlflow_upload(method: str, path: str) -> bool:
     """A streamed artifact upload: any PUT under ``mlflow-artifacts/`` (run artifacts and
-    logged models' artifacts, ``.../artifacts/<experiment>/models/<model>/artifacts/...``)."""
+    logged models' artifacts, ``.../artifacts/<experiment>/models/<model>/artifacts/...``), or
+    the UI's ``upload-artifact`` POST."""
+    if method == "POST":
+        return path == UI_UPLOAD_PATH
     return method == "PUT" and path.startswith(ARTIFACT_PREFIXES)
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard.gateway.mlflow import MLFLOW_PREFIXES
+from runyard.gateway.mlflow import MLFLOW_PATHS, MLFLOW_PREFIXES
 from runyard.gateway.models import api_request_logs, system_logs
 from runyard.shared.contracts.gateway import ApiKeyUsed
 from runyard.shared.events import CloudEvent, make_event
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: Runyard's API and MLflow's (mlflow.py)
+#: Runyard's API and MLflow's (mlflow.py): paths under these prefixes, and ``MLFLOW_PATHS``
 LOGGED_PATHS = ("/api/v1/", *MLFLOW_PREFIXES)
 
 LOGS_WRITTEN = Counter("runyard_gateway_request_logs_written", "Request log rows written")
@@ -370,7 +370,9 @@ class RequestLogMiddleware:
         self.sample_bytes = sample_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(LOGGED_PATHS):
+        if scope["type"] != "http" or not (
+            scope["path"].startswith(LOGGED_PATHS) or scope["path"] in MLFLOW_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         runtime: GatewayRuntime = scope["app"].state.runtime

@@ -15,6 +15,7 @@ from runyard.experiments.mlflow import experiments_api as mlflow_experiments
 from runyard.experiments.mlflow import logged_models_api as mlflow_logged_models
 from runyard.experiments.mlflow import registry_api as mlflow_registry
 from runyard.experiments.mlflow import runs_api as mlflow_runs
+from runyard.experiments.mlflow import ui_artifacts_api as mlflow_ui_artifacts
 from runyard.experiments.models import SCHEMA
 from runyard.experiments.predictions import api as predictions
 from runyard.experiments.projects import api as projects
@@ -33,6 +34,7 @@ ROUTERS = [
     mlflow_runs.router,
     mlflow_runs.ajax_router,
     mlflow_artifacts.router,
+    mlflow_ui_artifacts.router,
     mlflow_logged_models.router,
     mlflow_registry.router,
     artifacts.router,

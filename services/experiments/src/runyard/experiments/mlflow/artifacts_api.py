@@ -12,7 +12,8 @@ through ``artifacts.service``: the same streaming, content-addressed store, size
 ``artifact.created`` / ``artifact.deleted`` events as Runyard's own artifact API. MLflow's
 multipart-upload and presigned-URL endpoints (``mpu/*``, ``presigned``) are not served: the
 client uses them only when the server says it supports them or when told to by an environment
-variable, and then falls back to a single streamed upload or download.
+variable, and then falls back to a single streamed upload or download. The MLflow UI's own
+downloads and upload, on the same store, are ``ui_artifacts_api``'s.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PureWindowsPath
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
@@ -84,13 +86,35 @@ def clean(path: str) -> str:
     return path
 
 
-def check_safe(path: str) -> None:
+def check_safe(path: str) -> str:
     """MLflow's ``validate_path_is_safe``, checked before the run is looked up (as MLflow
-    does): no ``#``, no backslash, no ``..`` name, not absolute — once percent-decoded."""
-    decoded = urllib.parse.unquote(path)
-    parts = decoded.split("/")
-    if "#" in decoded or "\\" in decoded or ".." in parts or decoded.startswith("/"):
+    does): no ``#``, no backslash, no ``..`` name, not absolute (``/x``, ``C:/x``, a
+    ``file:`` URI's absolute path) — once percent-decoded (until decoding changes nothing, as
+    MLflow decodes). The decoded path (a ``file:`` URI's path), which MLflow then uses."""
+    decoded = path
+    for _ in range(10):
+        again = urllib.parse.unquote(decoded)
+        if again == decoded:
+            break
+        decoded = again
+    else:
         raise invalid("Invalid path")
+    if "#" in decoded:
+        raise invalid("Invalid path")
+    try:
+        uri = urllib.parse.urlsplit(decoded)
+    except ValueError:
+        raise invalid("Invalid path") from None
+    if uri.scheme == "file":
+        decoded = uri.path
+    if (
+        "\\" in decoded
+        or ".." in decoded.split("/")
+        or decoded.startswith("/")
+        or PureWindowsPath(decoded).is_absolute()
+    ):
+        raise invalid("Invalid path")
+    return decoded
 
 
 async def locate(

@@ -111,7 +111,7 @@ def as_mlflow(exc: Exception) -> JSONResponse | None:
 async def _check_mlflow_schema(path: str, request: Request) -> None:
     """MLflow's checks of the JSON body (``request_schema``), before pydantic reads it: the
     body is cached on the request, the handler reads the same bytes."""
-    from runyard.experiments.mlflow.request_schema import check_body, schema_path
+    from runyard.experiments.mlflow.request_schema import check_body
 
     raw = await request.body()
     if not raw:
@@ -120,7 +120,18 @@ async def _check_mlflow_schema(path: str, request: Request) -> None:
         body = json.loads(raw)
     except ValueError:
         return  # not JSON: the handler's parsing answers it
-    check_body(schema_path(path), body)
+    check_body(path, body)
+
+
+def _schema_of(route: APIRoute) -> str | None:
+    """The ``request_schema`` path of a POST route that has a schema, else None: only those
+    bodies are read ahead of the handler (a streamed upload's never is)."""
+    from runyard.experiments.mlflow.request_schema import SCHEMAS, schema_path
+
+    if "POST" not in (route.methods or set()):
+        return None
+    path = schema_path(route.path)
+    return path if path in SCHEMAS else None
 
 
 class MlflowRoute(APIRoute):
@@ -128,7 +139,7 @@ class MlflowRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        checked = self.path if "POST" in (self.methods or set()) else None
+        checked = _schema_of(self)
 
         async def handle(request: Request) -> Response:
             try:

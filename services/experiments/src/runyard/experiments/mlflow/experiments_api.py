@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from runyard.experiments.mlflow import schemas
+from runyard.experiments.mlflow import dataset_summaries, schemas
 from runyard.experiments.mlflow import service_experiments as service
 from runyard.experiments.mlflow.errors import MlflowRoute, error_responses
 from runyard.experiments.mlflow.routing import both_prefixes
@@ -81,6 +81,19 @@ async def search_experiments_get(
         view_type=view_type,
     )
     return await _search(session, principal, body)
+
+
+@routes.post("/search-datasets")
+async def search_datasets(
+    request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """The MLflow UI's dataset list: one summary per (experiment, name, digest, context) of the
+    datasets the experiments' runs logged as inputs (at most 20 experiments, 1,000 summaries).
+    The body is read as MLflow's server reads it (JSON required; a malformed body names no
+    experiment)."""
+    wanted = await dataset_summaries.requested_experiment_ids(request)
+    found = await dataset_summaries.search_datasets(session, principal, wanted)
+    return {"dataset_summaries": found} if found else {}
 
 
 @routes.post("/update")

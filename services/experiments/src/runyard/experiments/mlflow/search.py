@@ -177,7 +177,7 @@ PAGE_COLUMNS = (
 )
 
 
-def _runs_of(principal: Principal, experiment_ids: list[uuid.UUID | None]) -> ColumnElement[bool]:
+def runs_of(principal: Principal, experiment_ids: list[uuid.UUID | None]) -> ColumnElement[bool]:
     """Runs of the given MLflow experiments: projects, and None for the virtual Default
     experiment (the caller's own experiments that belong to no project)."""
     projects = [i for i in experiment_ids if i is not None]
@@ -211,7 +211,7 @@ async def search_runs(
     ordering = run_order(order_by)
     offset = page_offset(page_token)
     # rows of the columns the JSON needs, not ORM objects: a page of 1,000 runs costs half
-    runs = select(*PAGE_COLUMNS).where(_runs_of(principal, experiment_ids))
+    runs = select(*PAGE_COLUMNS).where(runs_of(principal, experiment_ids))
     scope = access.owner_scope(Experiment.owner_id, principal)
     if scope is not None:
         runs = runs.where(scope)
