@@ -26,6 +26,10 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+#: The least time between two passes of the dataset-jobs worker woken by commits.
+JOB_WAKE_SPACING_S = 1.0
+
+
 async def run_dataset_jobs(runtime: ServiceRuntime) -> None:
     """Dataset generation and import jobs, one at a time per process (replicas share the
     queue through ``SKIP LOCKED``), and the HPO campaigns whose duration budget ran out."""
@@ -36,8 +40,12 @@ async def run_dataset_jobs(runtime: ServiceRuntime) -> None:
         async with runtime.sessionmaker() as session, session.begin():
             await hpo_results.complete_expired(session)
         if not worked:
-            # a request of this process that queues a job wakes it at once
-            await runtime.work.wait(seen, idle_s=runtime.settings.job_poll_interval_s)
+            # a request of this process that queues a job wakes it, within a second: every
+            # commit wakes it (a busy process commits hundreds of times a second, nearly all
+            # epochs), and a pass is three transactions
+            await runtime.work.wait(
+                seen, idle_s=runtime.settings.job_poll_interval_s, min_wait=JOB_WAKE_SPACING_S
+            )
 
 
 async def watch_stalled_runs(runtime: ServiceRuntime) -> None:
