@@ -26,6 +26,8 @@ from runyard.gateway.mlflow import (
     MlflowMethodNotAllowed,
     in_mlflow_zone,
     is_mlflow_upload,
+    merged_mlflow_path,
+    merged_path_redirect,
     mlflow_error_response,
     mlflow_prefix,
     route_mlflow,
@@ -325,16 +327,21 @@ class ProxyFastPath:
     security headers see every request as they did.
 
     Every path of the MLflow zone (``mlflow.py``) is taken here too, whatever its method, and
-    never reaches the router: the gateway's own errors there are in MLflow's shape."""
+    never reaches the router: the gateway's own errors there are in MLflow's shape. So is a
+    path whose repeated slashes merge into an MLflow path: redirected there, unauthenticated."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] == "http" and in_mlflow_zone(path) and not scope.get("root_path"):
-            await self._mlflow(scope, receive, send)
-            return
+        if scope["type"] == "http" and not scope.get("root_path"):
+            if "//" in path and (merged := merged_mlflow_path(path)) is not None:
+                await self._merged(scope, receive, send, merged)
+                return
+            if in_mlflow_zone(path):
+                await self._mlflow(scope, receive, send)
+                return
         if (
             scope["type"] != "http"
             or not path.startswith(API_PREFIX)
@@ -359,6 +366,18 @@ class ProxyFastPath:
             response = handler(request, exc)
             if inspect.isawaitable(response):
                 response = await response
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def _merged(scope: Scope, receive: Receive, send: Send, merged: str) -> None:
+        """MLflow's redirect to the path with its slashes merged, for the methods MLflow's
+        paths take (others: 405 in MLflow's shape, as on the merged path)."""
+        method: str = scope["method"]
+        response = (
+            merged_path_redirect(merged, scope.get("query_string", b""))
+            if method in _FAST_METHODS
+            else mlflow_error_response(MlflowMethodNotAllowed(method))
+        )
         await response(scope, receive, send)
 
     async def _mlflow(self, scope: Scope, receive: Receive, send: Send) -> None:

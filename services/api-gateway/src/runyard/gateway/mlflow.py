@@ -15,14 +15,19 @@ unchanged, with the hardening of every proxied route. What differs from ``/api/v
 - API-key scopes: MLflow answers most searches to a POST, so "read" is not only GET
   (``required_scope``);
 - artifact uploads (the proxy's PUTs and the UI's ``POST /ajax-api/2.0/mlflow/upload-artifact``)
-  are streamed with the upload limit and timeout, like ``/api/v1``'s.
+  are streamed with the upload limit and timeout, like ``/api/v1``'s;
+- a path with repeated slashes that merge into an MLflow path is redirected there (308, query
+  kept, before auth: ``merged_mlflow_path``), as MLflow's server (werkzeug's
+  ``merge_slashes``) redirects it.
 """
 
 from __future__ import annotations
 
 import re
+import string
+from urllib.parse import quote
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from runyard.gateway.errors import DotSegments
 from runyard.shared.http import ProblemError
@@ -114,6 +119,43 @@ def route_mlflow(path: str) -> str:
 
 def is_mlflow_path(path: str) -> bool:
     return mlflow_prefix(path) is not None
+
+
+_REPEATED_SLASHES = re.compile(r"/{2,}")
+#: MLflow's routes that end in a file's path (``.../artifacts/<path:artifact_path>``): slashes
+#: after these are the file's, served as they are, not merged.
+_FILE_PATH_ROUTE = re.compile(
+    r"/(?:api|ajax-api)/2\.0/mlflow-artifacts/(?:artifacts|presigned|mpu/(?:create|complete|abort))/"
+)
+#: Location of the redirect: the merged (decoded) path encoded again, the query as sent (spaces,
+#: controls, non-ASCII and ``#`` escaped).
+_PATH_SAFE = "/!$&'()*+,;=:@"
+_QUERY_SAFE = string.punctuation.replace("#", "")
+
+
+def merged_mlflow_path(path: str) -> str | None:
+    """Where MLflow's server redirects ``path`` (decoded), a path with repeated slashes: the
+    path with them merged, when that is an MLflow path; else None (no repeats, dot segments,
+    or not MLflow's once merged), and the request goes on as any other.
+
+    As werkzeug matches it: leading slashes are ignored (MLflow serves ``//get-artifact`` in
+    place; the gateway, which forwards paths unchanged, redirects it too), and a file's path
+    after ``mlflow-artifacts/artifacts/`` keeps its slashes. The result is a path of this host:
+    it starts with one slash and an MLflow prefix, never ``//host``."""
+    if "//" not in path or any(s in (".", "..") for s in path.split("/")):
+        return None
+    merged = "/" + path.lstrip("/")
+    if _FILE_PATH_ROUTE.match(merged) is None:
+        merged = _REPEATED_SLASHES.sub("/", merged)
+    return merged if merged != path and is_mlflow_path(merged) else None
+
+
+def merged_path_redirect(merged: str, query_string: bytes) -> Response:
+    """308 (method and body kept, as werkzeug's ``RequestRedirect``) to ``merged`` on this host."""
+    location = quote(merged, safe=_PATH_SAFE)
+    if query_string:
+        location += "?" + quote(query_string, safe=_QUERY_SAFE)
+    return Response(status_code=308, headers={"Location": location})
 
 
 def is_mlflow_upload(method: str, path: str) -> bool:
