@@ -11,44 +11,21 @@ import importlib
 import uuid
 from typing import Any
 
-import httpx
-
 from runyard.shared.identity import verify_identity
 from runyard.shared.settings import dev_secret
 
 # the real auth service and the helpers the MLflow route tests log in with
 routes = importlib.import_module("services.api-gateway.tests.test_mlflow_routes")
 real_auth = routes.real_auth
+bearer = routes.bearer
+assert_mlflow_error = routes.assert_mlflow_error
+grant = routes.grant
 
 GET_ARTIFACT = "/get-artifact"
 MODEL_VERSION_ARTIFACT = "/model-versions/get-artifact"
 SEARCH_DATASETS = "/ajax-api/2.0/mlflow/experiments/search-datasets"
 UPLOAD = "/ajax-api/2.0/mlflow/upload-artifact"
 KEY = "ry_" + "u" * 36
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_mlflow_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body: dict[str, Any] = response.json()
-    assert body["error_code"] == code
-    return body
-
-
-def grant(*scopes: str) -> dict[str, Any]:
-    return {
-        "key_id": str(uuid.uuid4()),
-        "user_id": str(uuid.uuid4()),
-        "username": "ada",
-        "role": "user",
-        "scopes": list(scopes),
-        "rate_limit": None,
-        "expires_at": None,
-    }
 
 
 async def test_the_uis_endpoints_reach_experiments_with_path_query_and_body_unchanged(

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +25,7 @@ from runyard.shared.contracts.models import ModelVersionAliasSet
 from runyard.shared.events import make_event
 from runyard.shared.runtime import supervise
 from runyard.shared.testing import running_app
+from services.console.tests.conftest import stand_in_api
 from services.console.tests.test_pages import sealed_session
 
 MODEL = "00000000-0000-0000-0000-000000000001"
@@ -166,14 +166,8 @@ def api() -> Iterator[tuple[str, list[str]]]:
             self.end_headers()
             self.wfile.write(data)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", asked
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with stand_in_api(Handler) as url:
+        yield url, asked
 
 
 async def test_the_version_page_draws_the_series_read_in_one_request(

@@ -9,11 +9,10 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from runyard.console.pages.webhooks import attempts_by_delivery, chosen_events
 from runyard.console.session import SESSION_COOKIE
 from runyard.console.web import CSP
 from runyard.shared.testing import running_app
+from services.console.tests.conftest import stand_in_api
 
 from .test_pages import sealed_session
 
@@ -244,14 +244,8 @@ def auth_api() -> Iterator[tuple[str, list[str]]]:
             else:
                 self.answer(404, {"title": "Not found", "status": 404})
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", asked
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with stand_in_api(Handler) as url:
+        yield url, asked
 
 
 def session_row(page: str, session_id: str) -> tuple[str, str]:

@@ -12,6 +12,20 @@ from services.experiments.tests.experiments_helpers import Caller
 
 API = "/api/2.0/mlflow"
 AJAX = "/ajax-api/2.0/mlflow"
+PROXY = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+def assert_refused(response: Any, status: int, code: str, message: str | None = None) -> str:
+    """An answer in MLflow's error shape with this status and code (and ``message`` in its
+    text); the text."""
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert set(payload) == {"error_code", "message"}, payload
+    assert payload["error_code"] == code
+    if message is not None:
+        assert message in payload["message"], payload["message"]
+    text: str = payload["message"]
+    return text
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,21 @@ class Mlflow:
         )
         run: dict[str, Any] = created["run"]
         return run
+
+    async def logged_model_with_file(self, who: Caller, run_id: str) -> str:
+        """A logged model of the run in the Default experiment with one file, ``MLmodel``
+        (b"m"), uploaded through the artifact proxy; its model id."""
+        logged = await self.client.post(
+            f"{API}/logged-models",
+            json={"experiment_id": "0", "name": "model", "source_run_id": run_id},
+            headers=who.headers,
+        )
+        model_id: str = logged.json()["model"]["info"]["model_id"]
+        put = await self.client.put(
+            f"{PROXY}/0/models/{model_id}/artifacts/MLmodel", content=b"m", headers=who.headers
+        )
+        assert put.status_code == 200, put.text
+        return model_id
 
     async def get_run(self, who: Caller, run_id: str) -> dict[str, Any]:
         run: dict[str, Any] = (await self.ok(who, "runs/get", params={"run_id": run_id}))["run"]

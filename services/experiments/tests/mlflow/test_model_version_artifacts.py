@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from services.experiments.tests.experiments_helpers import Caller
-from services.experiments.tests.mlflow.conftest import Mlflow
+from services.experiments.tests.mlflow.conftest import Mlflow, assert_refused
 
 PROXY = "/api/2.0/mlflow-artifacts/artifacts"
 MODEL_VERSION_ARTIFACT = "/model-versions/get-artifact"
@@ -42,15 +42,6 @@ async def version_file(
     return await client.get(
         MODEL_VERSION_ARTIFACT, params=params, headers={**who.headers, **headers}
     )
-
-
-def assert_refused(response: Any, status: int, code: str, message: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    payload = response.json()
-    assert set(payload) == {"error_code", "message"}, payload
-    assert payload["error_code"] == code
-    if message is not None:
-        assert message in payload["message"], payload["message"]
 
 
 async def test_a_versions_files_stream_by_their_path_under_the_versions_download_uri(
@@ -106,16 +97,7 @@ async def test_a_logged_models_version_serves_the_logged_models_files(
     mlflow, client, alice
 ) -> None:
     run_id = (await mlflow.new_run(alice))["info"]["run_id"]
-    logged = await client.post(
-        "/api/2.0/mlflow/logged-models",
-        json={"experiment_id": "0", "name": "model", "source_run_id": run_id},
-        headers=alice.headers,
-    )
-    model_id = logged.json()["model"]["info"]["model_id"]
-    put = await client.put(
-        f"{PROXY}/0/models/{model_id}/artifacts/MLmodel", content=b"m", headers=alice.headers
-    )
-    assert put.status_code == 200, put.text
+    model_id = await mlflow.logged_model_with_file(alice, run_id)
     await mlflow.ok(alice, "registered-models/create", {"name": "m"})
     version = await register(mlflow, alice, "m", f"models:/{model_id}", model_id=model_id)
     got = await version_file(client, alice, "m", version, "MLmodel")

@@ -145,16 +145,7 @@ async def test_register_a_run_model_with_aliases(client, db, mlflow, alice, bob)
 async def test_a_logged_models_version(client, mlflow, alice) -> None:
     run = await mlflow.new_run(alice)
     run_id = run["info"]["run_id"]
-    logged = await client.post(
-        f"{API}/logged-models",
-        json={"experiment_id": "0", "name": "model", "source_run_id": run_id},
-        headers=alice.headers,
-    )
-    model_id = logged.json()["model"]["info"]["model_id"]
-    put = await client.put(
-        f"{PROXY}/0/models/{model_id}/artifacts/MLmodel", content=b"m", headers=alice.headers
-    )
-    assert put.status_code == 200, put.text
+    model_id = await mlflow.logged_model_with_file(alice, run_id)
     await mlflow.ok(alice, "registered-models/create", {"name": "m"})
     version = (
         await mlflow.ok(

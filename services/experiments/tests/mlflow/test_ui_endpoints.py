@@ -13,7 +13,7 @@ from runyard.experiments.config import Settings
 from runyard.experiments.main import create_app
 from runyard.shared.testing import running_app
 from services.experiments.tests.experiments_helpers import Caller, outbox
-from services.experiments.tests.mlflow.conftest import Mlflow
+from services.experiments.tests.mlflow.conftest import Mlflow, assert_refused
 
 AJAX = "/ajax-api/2.0/mlflow"
 UPLOAD = f"{AJAX}/upload-artifact"
@@ -40,17 +40,6 @@ async def search_datasets(client: Any, who: Caller, body: Any, prefix: str = AJA
     return await client.post(
         f"{prefix}/experiments/search-datasets", json=body, headers=who.headers
     )
-
-
-def assert_refused(response: Any, status: int, code: str, message: str | None = None) -> str:
-    assert response.status_code == status, response.text
-    payload = response.json()
-    assert set(payload) == {"error_code", "message"}, payload
-    assert payload["error_code"] == code
-    if message is not None:
-        assert message in payload["message"], payload["message"]
-    text: str = payload["message"]
-    return text
 
 
 # --- search-datasets ---------------------------------------------------------------------------
