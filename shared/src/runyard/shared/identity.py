@@ -240,7 +240,7 @@ def client_network(address: str) -> str:
     return str(ip)
 
 
-def principal_from_request(request: Request) -> Principal:
+async def principal_from_request(request: Request) -> Principal:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:  # no settings, no secret: fail closed
         raise _unauthorized("Authentication required.")

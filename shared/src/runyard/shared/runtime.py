@@ -371,10 +371,16 @@ async def check_with_runtime(app: FastAPI, check: Callable[[AnyRuntime], Awaitab
 
 def get_runtime(request: Request) -> AnyRuntime:
     """The app's runtime. A service's own dependency narrows it to its types without a cast:
-    ``def runtime(request: Request) -> Runtime[Settings, Context]: return get_runtime(request)``.
-    """
+    ``async def runtime(request: Request) -> Runtime[Settings, Context]: return
+    get_runtime(request)``. Dependencies are ``async def``: FastAPI runs a plain ``def``
+    dependency in its thread pool, a thread hand-off for every request."""
     runtime: AnyRuntime = request.app.state.runtime
     return runtime
+
+
+async def request_runtime(request: Request) -> AnyRuntime:
+    """``get_runtime`` as a dependency (``RuntimeDep``)."""
+    return get_runtime(request)
 
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -387,4 +393,4 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]
-RuntimeDep = Annotated[AnyRuntime, Depends(get_runtime)]
+RuntimeDep = Annotated[AnyRuntime, Depends(request_runtime)]

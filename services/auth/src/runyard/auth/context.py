@@ -55,14 +55,14 @@ class AuthContext:
 AuthRuntime = Runtime[Settings, AuthContext]
 
 
-def get_auth_runtime(request: Request) -> AuthRuntime:
+async def get_auth_runtime(request: Request) -> AuthRuntime:
     return get_runtime(request)
 
 
 AuthRuntimeDep = Annotated[AuthRuntime, Depends(get_auth_runtime)]
 
 
-def get_context(runtime: AuthRuntimeDep) -> AuthContext:
+async def get_context(runtime: AuthRuntimeDep) -> AuthContext:
     return runtime.context
 
 

@@ -55,7 +55,12 @@ def console_state(request: Request) -> ConsoleState:
     return state
 
 
-StateDep = Annotated[ConsoleState, Depends(console_state)]
+async def state_of(request: Request) -> ConsoleState:
+    """``console_state`` as a dependency (async: a plain ``def`` runs in the thread pool)."""
+    return console_state(request)
+
+
+StateDep = Annotated[ConsoleState, Depends(state_of)]
 
 
 class LoginRequired(Exception):
@@ -99,7 +104,7 @@ def here(request: Request) -> str:
     return path + (f"?{request.url.query}" if request.url.query else "")
 
 
-def current_session(request: Request, state: StateDep) -> Session:
+async def current_session(request: Request, state: StateDep) -> Session:
     session = state.sessions.open(request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise LoginRequired(here(request))
@@ -110,7 +115,7 @@ def current_session(request: Request, state: StateDep) -> Session:
 SessionDep = Annotated[Session, Depends(current_session)]
 
 
-def user_api(request: Request, state: StateDep, session: SessionDep) -> UserApi:
+async def user_api(request: Request, state: StateDep, session: SessionDep) -> UserApi:
     return UserApi(state.gateway, request, session)
 
 

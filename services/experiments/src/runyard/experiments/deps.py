@@ -13,11 +13,13 @@ from runyard.shared.runtime import Runtime, get_runtime
 ServiceRuntime = Runtime[Settings, None]
 
 
-def get_service_runtime(request: Request) -> ServiceRuntime:
+async def get_service_runtime(request: Request) -> ServiceRuntime:
     return get_runtime(request)
 
 
-def get_settings(runtime: Annotated[ServiceRuntime, Depends(get_service_runtime)]) -> Settings:
+async def get_settings(
+    runtime: Annotated[ServiceRuntime, Depends(get_service_runtime)],
+) -> Settings:
     return runtime.settings
 
 

@@ -119,7 +119,7 @@ async def mark_read(
 # --- one-click unsubscribe (RFC 8058); public: the signed token is the credential --------------
 
 
-def links_of(runtime: NotificationsRuntimeDep) -> Links:
+async def links_of(runtime: NotificationsRuntimeDep) -> Links:
     return Links.from_settings(runtime.settings)
 
 

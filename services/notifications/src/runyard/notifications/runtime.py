@@ -13,7 +13,7 @@ from runyard.shared.runtime import Runtime, get_runtime
 NotificationsRuntime = Runtime[Settings, None]
 
 
-def notifications_runtime(request: Request) -> NotificationsRuntime:
+async def notifications_runtime(request: Request) -> NotificationsRuntime:
     return get_runtime(request)
 
 

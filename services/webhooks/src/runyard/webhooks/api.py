@@ -34,7 +34,7 @@ from runyard.webhooks.schemas import (
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
-def get_service_runtime(request: Request) -> ServiceRuntime:
+async def get_service_runtime(request: Request) -> ServiceRuntime:
     return get_runtime(request)
 
 

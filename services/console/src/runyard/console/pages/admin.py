@@ -29,7 +29,7 @@ from runyard.console.session import Session
 from runyard.console.web import CsrfDep, SessionDep, StateDep, UserApiDep
 
 
-def require_admin(session: SessionDep) -> Session:
+async def require_admin(session: SessionDep) -> Session:
     """Signed in (else the sign-in page) and an admin (else 403, before any API call)."""
     if session.role != "admin":
         raise HTTPException(403, "This part of the console is for admins.")

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1/experiments", tags=["artifacts"])
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_service_runtime)]
 
 
-def artifact_store(request: Request, runtime: RuntimeDep) -> ArtifactStore:
+async def artifact_store(request: Request, runtime: RuntimeDep) -> ArtifactStore:
     """The process's store, made on first use (an S3 client is worth keeping)."""
     store: ArtifactStore | None = getattr(request.app.state, "artifact_store", None)
     if store is None:

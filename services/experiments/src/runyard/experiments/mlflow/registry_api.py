@@ -45,7 +45,7 @@ class Search:
         return {key: found, **({"next_page_token": token} if token else {})}
 
 
-def search_query(
+async def search_query(
     filter: Text = None,
     max_results: Annotated[int | None, Query()] = None,
     order_by: Annotated[list[str] | None, Query()] = None,
