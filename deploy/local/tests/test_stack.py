@@ -54,6 +54,16 @@ def _wait_for_files(directory: Path, pattern: str, timeout: float = 10.0) -> lis
     return []
 
 
+def _wait_for_text(path: Path, text: str, timeout: float = 10.0) -> str:
+    """The file's text once it holds ``text`` (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = path.read_text() if path.exists() else ""
+        if text in found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def test_the_experiments_service_answers_ready(stack: Stack) -> None:
     response = httpx.get(f"{stack.service_urls['experiments']}/ready", trust_env=False)
 
@@ -77,8 +87,10 @@ def test_a_mail_sent_to_the_sink_is_stored_as_an_eml_file(stack: Stack) -> None:
     assert mail["Subject"] == "Experiment completed"
     assert mail["X-Envelope-To"] == "ada@example.test, bcc@example.test"
     assert mail.get_content().strip() == "Your experiment finished."
-    log = (stack.logs_dir / "mailsink.log").read_text()
-    assert f"file={stored}" in log and "subject='Experiment completed'" in log
+    # the sink logs the mail once it is stored: the line can come a moment after the file
+    line = f"subject='Experiment completed' file={stored}"
+    log = _wait_for_text(stack.logs_dir / "mailsink.log", line)
+    assert line in log, log
 
 
 async def test_the_service_role_cannot_read_another_schema(stack: Stack) -> None:
