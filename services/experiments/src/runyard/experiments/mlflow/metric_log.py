@@ -90,10 +90,9 @@ def _insert_statement() -> Any:
 NAN: ColumnElement[float] = literal_column("'NaN'::float8")
 
 
-def _record_statement() -> Any:
-    """Both tables in one statement (one round trip): the values into the log (a CTE, run
-    whatever the outer statement reads), each metric's latest of the batch (parameters ``l_*``)
-    into ``mlflow_latest_metrics`` where it is later than the one there."""
+def _latest_statement() -> Any:
+    """Each metric's latest of the batch (parameters ``l_*``) into ``mlflow_latest_metrics``
+    where it is later than the one there."""
     table = cast_table(MlflowLatestMetric.__table__)
     stmt = insert(table).from_select(COLUMNS, _unnested("l_"))
     excluded = stmt.excluded
@@ -109,10 +108,31 @@ def _record_statement() -> Any:
             & (excluded.value != NAN)
             & ((table.c.value == NAN) | (excluded.value > table.c.value))
         ),
-    ).add_cte(_insert_statement().cte("logged"))
+    )
 
 
-RECORD = _record_statement()
+#: Both tables in one statement (one round trip): the values into the log as a CTE (run
+#: whatever the outer statement reads), then the latest values.
+RECORD = _latest_statement().add_cte(_insert_statement().cte("logged"))
+
+
+def with_record(query: Any) -> Any:
+    """``query`` (a SELECT) with the writes of ``record`` as its CTEs: one round trip for both.
+    PostgreSQL runs them whatever the query reads, and the query sees the tables as they were
+    before them (read another table)."""
+    return query.add_cte(_insert_statement().cte("logged"), _latest_statement().cte("latest"))
+
+
+def record_parameters(experiment_id: uuid.UUID, metrics: Sequence[Logged]) -> dict[str, Any]:
+    """The parameters of ``RECORD`` (and ``with_record``) for these values."""
+    latest: dict[str, Logged] = {}
+    for metric in metrics:
+        seen = latest.get(metric.key)
+        if seen is None or metric.order() > seen.order():
+            latest[metric.key] = metric
+    return _columns("p_", experiment_id, metrics) | _columns(
+        "l_", experiment_id, list(latest.values())
+    )
 
 
 def _columns(prefix: str, experiment_id: uuid.UUID, metrics: Sequence[Logged]) -> dict[str, Any]:
@@ -130,18 +150,8 @@ async def record(
 ) -> None:
     """Store the values (an identical one again is stored once) and move each metric's latest
     value forward: one statement, whatever the number of values."""
-    if not metrics:
-        return
-    latest: dict[str, Logged] = {}
-    for metric in metrics:
-        seen = latest.get(metric.key)
-        if seen is None or metric.order() > seen.order():
-            latest[metric.key] = metric
-    await session.execute(
-        RECORD,
-        _columns("p_", experiment_id, metrics)
-        | _columns("l_", experiment_id, list(latest.values())),
-    )
+    if metrics:
+        await session.execute(RECORD, record_parameters(experiment_id, metrics))
 
 
 def last_per_step(metrics: Iterable[Logged]) -> dict[int, dict[str, Logged]]:

@@ -81,21 +81,22 @@ async def write_points(
     experiment_id = run.id
     if not points:
         return
-    await metric_log.record(
-        session,
-        experiment_id,
-        [metric_log.Logged(p.key, p.value, p.timestamp, p.step) for p in points],
-    )
+    logged = [metric_log.Logged(p.key, p.value, p.timestamp, p.step) for p in points]
     chosen = pick([p for p in points if in_epoch_view(p)])
     if not chosen:
+        await metric_log.record(session, experiment_id, logged)
         return
     epochs = sorted({step for _key, step in chosen})
+    # the epochs' stored rows, read in the metric log's writing statement (one round trip)
+    query = (
+        select(TrainingRun)
+        .where(TrainingRun.experiment_id == experiment_id, TrainingRun.epoch.in_(epochs))
+        .execution_options(populate_existing=True)
+    )
     stored = {
         run.epoch: run
         for run in await session.scalars(
-            select(TrainingRun)
-            .where(TrainingRun.experiment_id == experiment_id, TrainingRun.epoch.in_(epochs))
-            .execution_options(populate_existing=True)
+            metric_log.with_record(query), metric_log.record_parameters(experiment_id, logged)
         )
     }
     rows = {epoch: _stored_values(stored.get(epoch), epoch) for epoch in epochs}
