@@ -164,6 +164,15 @@ async def test_run_artifact_listing(client, alice) -> None:
         {"path": "plots/deep", "is_dir": True},
         {"path": "plots/loss.png", "is_dir": False, "file_size": 3},
     ]
+    # "." names the directory it is in: the stock client lists a run's root as "."
+    dotted = await client.get(
+        f"/api/2.0/mlflow-artifacts/artifacts?path={base}/./plots/.", headers=alice.headers
+    )
+    assert dotted.status_code == 200, dotted.text
+    assert dotted.json()["files"] == [
+        {"path": "deep", "is_dir": True},
+        {"path": "loss.png", "is_dir": False, "file_size": 3},
+    ]
     empty = await client.get(
         "/api/2.0/mlflow/artifacts/list",
         params={"run_id": run_id, "path": "none"},

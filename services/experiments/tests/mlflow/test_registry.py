@@ -82,6 +82,10 @@ async def test_register_a_run_model_with_aliases(client, db, mlflow, alice, bob)
     assert await mlflow.error(
         alice, "model-versions/create", {"name": "nope", "source": f"runs:/{run_id}/model"}
     ) == (404, "RESOURCE_DOES_NOT_EXIST")
+    for bad in (f"{source}/.", f"{source}/.."):  # Runyard's own check (422 there): MLflow's 400
+        assert await mlflow.error(
+            alice, "model-versions/create", {"name": "pump-cnn", "source": bad, "run_id": run_id}
+        ) == (400, "INVALID_PARAMETER_VALUE")
 
     # aliases: set, move, get by alias, delete
     alias = {"name": "pump-cnn", "alias": "champion"}

@@ -122,7 +122,8 @@ async def locate(
 ) -> Location:
     """The Runyard place of an ``mlflow-artifacts`` path the caller may read (access to write
     is checked by the upload or delete itself)."""
-    parts = path.strip("/").split("/")
+    # "." names name the directory they are in (MLflow's client lists a run's root as ".")
+    parts = [part for part in path.strip("/").split("/") if part != "."]
     if len(parts) >= 3 and parts[1] != "models" and parts[2] == "artifacts":
         experiment_id, run_id, rest = parts[0], parts[1], "/".join(parts[3:])
         run = await logged_models.run_of(session, principal, run_id)

@@ -99,7 +99,9 @@ def as_mlflow(exc: Exception) -> JSONResponse | None:
         code = CODE_OF_STATUS.get(
             exc.status, "INTERNAL_ERROR" if exc.status >= 500 else "BAD_REQUEST"
         )
-        response = mlflow_response(code, exc.detail or exc.title, exc.status)
+        # MLflow answers INVALID_PARAMETER_VALUE with 400, never 422 (Runyard's validation)
+        status = 400 if exc.status == 422 else exc.status
+        response = mlflow_response(code, exc.detail or exc.title, status)
         response.headers.update(exc.headers)
         return response
     if isinstance(exc, StarletteHTTPException):
