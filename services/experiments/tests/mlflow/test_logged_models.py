@@ -13,9 +13,11 @@ from runyard.experiments.config import Settings
 from runyard.experiments.main import create_app
 from runyard.shared.testing import running_app
 from services.experiments.tests.experiments_helpers import Caller, fetch, new_experiment
+from services.experiments.tests.mlflow.conftest import assert_refused
 from services.experiments.tests.mlflow.test_artifacts import new_project, with_mlflow_routes
 
 API = "/api/2.0/mlflow"
+AJAX = "/ajax-api/2.0/mlflow"
 PROXY = "/api/2.0/mlflow-artifacts/artifacts"
 
 
@@ -146,6 +148,108 @@ async def test_model_files_are_artifacts_of_the_source_run(client, alice) -> Non
         f"{PROXY}/0/models/{model_id}/artifacts/model.pkl", headers=alice.headers
     )
     assert elsewhere.status_code == 404
+
+
+async def model_file(client: Any, who: Caller, model_id: str, path: str | None, **headers: str):
+    params = {} if path is None else {"artifact_file_path": path}
+    return await client.get(
+        f"{AJAX}/logged-models/{model_id}/artifacts/files",
+        params=params,
+        headers={**who.headers, **headers},
+    )
+
+
+async def test_the_ui_downloads_a_models_file_as_an_attachment(mlflow, client, alice) -> None:
+    run_id = (await mlflow.new_run(alice))["info"]["run_id"]
+    model_id = await mlflow.logged_model_with_file(alice, run_id)
+    weights = bytes(range(256)) * 10
+    put = await client.put(
+        f"{PROXY}/0/models/{model_id}/artifacts/data/model.pkl",
+        content=weights,
+        headers=alice.headers,
+    )
+    assert put.status_code == 200, put.text
+
+    got = await model_file(client, alice, model_id, "MLmodel")
+    assert (got.status_code, got.content) == (200, b"m")
+    assert got.headers["content-type"].startswith("text/plain")
+    assert got.headers["content-disposition"].startswith("attachment")
+    assert got.headers["x-content-type-options"] == "nosniff"
+    nested = await model_file(client, alice, model_id, "data%2Fmodel.pkl")
+    assert (nested.status_code, nested.content) == (200, weights)
+    assert nested.headers["content-type"] == "application/octet-stream"
+    ranged = await model_file(client, alice, model_id, "data/model.pkl", Range="bytes=2-5")
+    assert (ranged.status_code, ranged.content) == (206, weights[2:6])
+    assert ranged.headers["content-range"] == f"bytes 2-5/{len(weights)}"
+    head = await client.head(
+        f"{AJAX}/logged-models/{model_id}/artifacts/files",
+        params={"artifact_file_path": "data/model.pkl"},
+        headers=alice.headers,
+    )
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(weights))
+    # MLflow serves it under /ajax-api only
+    client_api = await client.get(
+        f"{API}/logged-models/{model_id}/artifacts/files",
+        params={"artifact_file_path": "MLmodel"},
+        headers=alice.headers,
+    )
+    assert client_api.status_code == 404
+
+
+async def test_a_models_file_download_is_refused_as_mlflow_refuses_it(
+    mlflow, client, alice, bob
+) -> None:
+    run_id = (await mlflow.new_run(alice))["info"]["run_id"]
+    model_id = await mlflow.logged_model_with_file(alice, run_id)
+    put = await client.put(
+        f"{PROXY}/0/models/{model_id}/artifacts/data/model.pkl", content=b"p", headers=alice.headers
+    )
+    assert put.status_code == 200, put.text
+
+    for missing in (None, ""):
+        assert_refused(
+            await model_file(client, alice, model_id, missing),
+            400,
+            "BAD_REQUEST",
+            'Request must include the "artifact_file_path" query parameter.',
+        )
+    # checked before the model is looked up
+    for unsafe in ("../MLmodel", "/etc/passwd", "a%2F..%2F..%2Fb", "x#y"):
+        assert_refused(
+            await model_file(client, alice, "m-unknown", unsafe),
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "Invalid path",
+        )
+    assert_refused(
+        await model_file(client, alice, model_id, "absent.bin"), 404, "RESOURCE_DOES_NOT_EXIST"
+    )
+    assert_refused(
+        await model_file(client, alice, model_id, "data"),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "Artifact path refers to a directory, not a file: 'data'",
+    )
+    assert_refused(
+        await model_file(client, bob, model_id, "MLmodel"), 404, "RESOURCE_DOES_NOT_EXIST"
+    )
+    assert_refused(
+        await model_file(client, alice, "m-0123456789abcdef0123456789abcdef", "MLmodel"),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
+    unsourced = await create_model(client, alice, experiment_id="0", name="external")
+    assert_refused(
+        await model_file(client, alice, unsourced["info"]["model_id"], "MLmodel"),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
+    deleted = await client.delete(f"{API}/logged-models/{model_id}", headers=alice.headers)
+    assert deleted.status_code == 200, deleted.text
+    assert_refused(
+        await model_file(client, alice, model_id, "MLmodel"), 404, "RESOURCE_DOES_NOT_EXIST"
+    )
 
 
 async def test_a_model_without_a_source_run_cannot_take_files(client, alice) -> None:

@@ -1,19 +1,23 @@
 """MLflow 3's logged-model endpoints (``/api/2.0/mlflow/logged-models...``), under both
-``/api/2.0`` and ``/ajax-api/2.0``. The use cases and what maps where: ``logged_models``.
-(A run's outputs, ``runs/outputs``, are the runs API's.)"""
+``/api/2.0`` and ``/ajax-api/2.0`` (the UI's file download under ``/ajax-api`` only, as in
+MLflow). The use cases and what maps where: ``logged_models``. (A run's outputs,
+``runs/outputs``, are the runs API's.)"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from runyard.experiments.artifacts.api import RuntimeDep, StoreDep
 from runyard.experiments.artifacts.service import readable_experiment
 from runyard.experiments.mlflow import logged_models as service
-from runyard.experiments.mlflow.artifacts_api import list_children
-from runyard.experiments.mlflow.errors import MlflowRoute, error_responses
+from runyard.experiments.mlflow.artifacts_api import check_safe, clean, list_children
+from runyard.experiments.mlflow.errors import MlflowError, MlflowRoute, error_responses, not_found
+from runyard.experiments.mlflow.ui_artifacts_api import download, file_of
 from runyard.shared.identity import CurrentPrincipal
 from runyard.shared.runtime import SessionDep
 
@@ -198,3 +202,32 @@ async def list_logged_model_artifacts(
         session, run.id, service.models_prefix(model.id), artifact_directory_path or ""
     )
     return {"root_uri": root, "files": files}
+
+
+@router.get(PREFIXES[1] + "/logged-models/{model_id}/artifacts/files", include_in_schema=False)
+@router.head(PREFIXES[1] + "/logged-models/{model_id}/artifacts/files", include_in_schema=False)
+async def get_logged_model_artifact(
+    model_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    store: StoreDep,
+    artifact_file_path: Annotated[str | None, Query(max_length=2048)] = None,
+) -> StreamingResponse:
+    """The MLflow UI's download of one of the model's files (``artifact_file_path`` relative to
+    the model's artifact root), streamed as ``get-artifact`` streams a run's file. The path is
+    checked before the model is looked up; a deleted model, or another user's, does not
+    exist."""
+    if not artifact_file_path:
+        raise MlflowError(
+            'Request must include the "artifact_file_path" query parameter.', "BAD_REQUEST"
+        )
+    path = check_safe(artifact_file_path)
+    async with runtime.sessionmaker() as session, session.begin():
+        model = await service.get(session, principal, model_id)
+        if model.source_run_id is None:
+            raise not_found(f"No such artifact: '{path}'")
+        name = clean(path)
+        wanted = service.models_prefix(model.id) + name if name else ""
+        artifact = await file_of(session, principal, model.source_run_id, wanted, path)
+    return download(artifact, store, request)
