@@ -116,11 +116,15 @@ def _latest_statement() -> Any:
 RECORD = _latest_statement().add_cte(_insert_statement().cte("logged"))
 
 
+#: The writes of ``RECORD`` as CTEs to add to a query (built once: statements are costly to make)
+RECORD_CTES = (_insert_statement().cte("logged"), _latest_statement().cte("latest"))
+
+
 def with_record(query: Any) -> Any:
     """``query`` (a SELECT) with the writes of ``record`` as its CTEs: one round trip for both.
     PostgreSQL runs them whatever the query reads, and the query sees the tables as they were
     before them (read another table)."""
-    return query.add_cte(_insert_statement().cte("logged"), _latest_statement().cte("latest"))
+    return query.add_cte(*RECORD_CTES)
 
 
 def record_parameters(experiment_id: uuid.UUID, metrics: Sequence[Logged]) -> dict[str, Any]:
