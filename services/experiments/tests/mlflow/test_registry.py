@@ -6,6 +6,7 @@ errors the stock client expects."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from services.experiments.tests.experiments_helpers import Caller, outbox
@@ -163,6 +164,17 @@ async def test_a_logged_models_version(client, mlflow, alice) -> None:
         model_id,
         run_id,
     )
+    await mlflow.ok(
+        alice,
+        "model-versions/create",
+        {"name": "m", "source": f"models:/{model_id}", "run_id": run_id, "model_id": model_id},
+    )
+    logged = await client.get(f"{API}/logged-models/{model_id}", headers=alice.headers)
+    tags = {t["key"]: t["value"] for t in logged.json()["model"]["info"]["tags"]}
+    assert json.loads(tags["mlflow.modelVersions"]) == [
+        {"name": "m", "version": 1},
+        {"name": "m", "version": 2},
+    ]
     uri = await mlflow.ok(
         alice, "model-versions/get-download-uri", params={"name": "m", "version": "1"}
     )

@@ -296,6 +296,29 @@ async def set_tags(
     touch(model)
 
 
+#: MLflow's tag on a logged model listing the registered versions made from it
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+
+
+async def note_version(
+    session: AsyncSession, principal: Principal, model_id: str, name: str, version: int
+) -> None:
+    """Adds a registered version made from the model to its ``mlflow.modelVersions`` tag (a
+    JSON list of ``{"name", "version"}``), once, as MLflow's server does on
+    ``model-versions/create`` with a ``model_id``."""
+    model = await get(session, principal, model_id, write=True)
+    entry = {"name": name, "version": version}
+    try:
+        listed = json.loads(model.tags.get(MODEL_VERSIONS_TAG) or "[]")
+    except ValueError:
+        listed = []
+    if not isinstance(listed, list):
+        listed = []
+    if entry not in listed:
+        model.tags = {**model.tags, MODEL_VERSIONS_TAG: json.dumps([*listed, entry])}
+        touch(model)
+
+
 async def delete_tag(session: AsyncSession, principal: Principal, model_id: str, key: str) -> None:
     model = await get(session, principal, model_id, write=True)
     if key not in model.tags:

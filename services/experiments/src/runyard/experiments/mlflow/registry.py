@@ -568,6 +568,8 @@ async def create_version(
         )
     except UnknownExperiment:
         raise not_found(f"Run with id={origin.experiment_id.hex} not found") from None
+    if model_id:
+        await logged_models.note_version(session, principal, model_id, model.name, version.version)
     return model, version
 
 
