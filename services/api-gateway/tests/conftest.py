@@ -293,10 +293,6 @@ def settings(
 GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
-def unused_port() -> int:
-    return int(unused_url().rsplit(":", 1)[1])
-
-
 @pytest.fixture
 def start_gateway(settings: Settings) -> GatewayFactory:
     """``async with start_gateway(**setting_overrides) as client`` -> a gateway on real HTTP.
@@ -304,10 +300,13 @@ def start_gateway(settings: Settings) -> GatewayFactory:
 
     @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        overrides.setdefault("metrics_port", unused_port())
+        # port 0: the listener binds a free port itself (a port picked here and bound later
+        # could be taken by another test worker in between)
+        overrides.setdefault("metrics_port", 0)
         app = create_app(settings.model_copy(update=overrides))
         async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
-            client.metrics_url = f"http://127.0.0.1:{overrides['metrics_port']}/metrics"
+            port = app.state.runtime.context.metrics.port
+            client.metrics_url = f"http://127.0.0.1:{port}/metrics"
             yield client
 
     return start
