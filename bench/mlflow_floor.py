@@ -36,6 +36,7 @@ from mlflow_compare import (
     CLIENT,
     EXITED_BACKENDS,
     RUNYARD_MLFLOW_LABEL,
+    UNLIMITED,
     CpuMeter,
     Mlflow,
     Runyard,
@@ -181,7 +182,7 @@ def main() -> None:
         flush=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="runyard-mlflow-floor-"))
-    stack = Stack.isolated(workdir / "stack")
+    stack = Stack.isolated(workdir / "stack", extra_env=UNLIMITED)
     try:
         stack.start()
         results = asyncio.run(bench(args, stack))

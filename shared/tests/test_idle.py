@@ -67,6 +67,7 @@ def idle_consumer(
     *,
     idle_check_s: float = SLOW,
     wake: bool = True,
+    also: tuple[str, ...] = (),
 ) -> EventConsumer:
     return EventConsumer(
         sessionmaker=db.sessionmaker,
@@ -75,7 +76,7 @@ def idle_consumer(
         group_id=f"g-{uuid.uuid4().hex[:8]}",
         schema=SCHEMA,
         service="pipeline",
-        handlers={topic: record_effect},
+        handlers={t: record_effect for t in (topic, *also)},
         retry_backoff_s=0.01,
         idle_pause_after_s=0.5,
         idle_check_s=idle_check_s,
@@ -180,6 +181,52 @@ async def test_a_resting_consumer_ignores_topics_it_does_not_consume(
         await until(lambda: _async(not consumer.resting))
     finally:
         await conn.close()
+
+
+async def test_a_busy_topic_keeps_only_its_own_partitions_fetched(
+    pipeline_db: PipelineDb,
+    producer: AIOKafkaProducer,
+    kafka_bootstrap: str,
+    tasks: list[asyncio.Task[Any]],
+) -> None:
+    """Partitions rest one by one: while records keep arriving on one topic, the consumer's
+    other topic is paused (its fetches leave it out), and a NOTIFY naming it resumes it."""
+    busy, quiet = fresh_topic(), fresh_topic()
+    busy_contract, quiet_contract = contract_for(busy), contract_for(quiet)
+    sent = await producer.send_and_wait(busy, value=_record(busy_contract), key=b"k")
+    await producer.send_and_wait(quiet, value=_record(quiet_contract), key=b"k")
+    consumer = idle_consumer(pipeline_db, producer, kafka_bootstrap, busy, also=(quiet,))
+    tasks.append(asyncio.create_task(consumer.run()))
+
+    async def keep_busy() -> None:
+        while True:
+            await producer.send_and_wait(busy, value=_record(busy_contract), key=b"k")
+            await asyncio.sleep(0.1)
+
+    def partitions(topic: str) -> set[Any]:
+        assigned = consumer.consumer.assignment() if consumer.consumer else set()
+        return {tp for tp in assigned if tp.topic == topic}
+
+    def paused(topic: str) -> set[Any]:
+        return partitions(topic) & (consumer.consumer.paused() if consumer.consumer else set())
+
+    await until(lambda: _async(bool(partitions(busy)) and bool(partitions(quiet))))
+    tasks.append(asyncio.create_task(keep_busy()))
+    await until(lambda: _async(paused(quiet) == partitions(quiet)))
+    busy_partition = next(tp for tp in partitions(busy) if tp.partition == sent.partition)
+    await asyncio.sleep(1.5)  # three idle limits: the busy partition is fetched throughout
+    assert busy_partition not in paused(busy)
+    assert paused(quiet) == partitions(quiet)
+    assert not consumer.resting
+
+    event = make_event(quiet_contract(n=7), source="/elsewhere", subject="k")
+    await producer.send_and_wait(quiet, value=event.to_json(), key=b"k")
+    conn = await asyncpg.connect(asyncpg_dsn(pipeline_db.url))
+    try:
+        await conn.execute("SELECT pg_notify($1, $2)", PUBLISHED_CHANNEL, quiet)
+    finally:
+        await conn.close()
+    await until(lambda: effects_of(pipeline_db, event.id), timeout=60)
 
 
 async def test_a_resting_consumer_finds_records_that_nobody_announced(

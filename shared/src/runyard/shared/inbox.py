@@ -10,12 +10,16 @@ commits. A record that cannot be parsed, has an unknown contract, is bigger than
 A dead letter too big for the producer is published without its value (header
 ``dlq-value-dropped``), so that no record can stop the consumer.
 
-At rest the consumer can stop asking the broker for records (``idle_pause_after_s``): after that
-long without a record it pauses its partitions, so no fetch request is sent, and resumes them when
-a relay sharing its database notifies ``runyard_published`` with one of its topics, when that
-LISTEN connection starts (again), or when a check every ``idle_check_s`` finds a partition whose
-end offset is past the consumer's position (records a producer wrote without notifying). Pausing
-changes when records are fetched, never which: offsets, the inbox and the DLQ work as above.
+At rest the consumer can stop asking the broker for records (``idle_pause_after_s``): a partition
+that has had no record for that long is paused, so the consumer's fetches leave it out and, once
+every partition is paused, no fetch request is sent at all. Paused partitions are resumed when a
+relay sharing its database notifies ``runyard_published`` naming their topic (every partition when
+it names everything), when that LISTEN connection starts (again), when they are assigned, or when
+a check every ``idle_check_s`` finds their end offset past the consumer's position (records a
+producer wrote without notifying). Pausing partition by partition matters because a broker's work
+per fetch grows with the partitions it names: a service consuming thirty topics, one of them busy,
+fetches that one topic's partitions, not all of them, ten times a second. Pausing changes when
+records are fetched, never which: offsets, the inbox and the DLQ work as above.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ class _WakeOnAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         pass
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.consumer.wake()
+        self.consumer.wake(partitions=assigned)
 
 
 class EventConsumer:
@@ -141,8 +145,9 @@ class EventConsumer:
         self.listener: PgListener | None = None
         self._topics = frozenset(handlers)
         self._woken = asyncio.Event()
-        self._last_record = time.monotonic()
-        self._last_check = time.monotonic()
+        #: per partition: when it last returned a record or was resumed or assigned
+        self._last_record: dict[TopicPartition, float] = {}
+        self._started = self._last_check = time.monotonic()
         s = check_identifier(schema)
         self._mark = text(
             f"INSERT INTO {s}.inbox (consumer, event_id, topic) "
@@ -182,7 +187,7 @@ class EventConsumer:
                 self.wake_dsn, PUBLISHED_CHANNEL, on_notify=self._published, on_connect=self.wake
             )
             listening = asyncio.create_task(self.listener.run())
-        self._last_record = self._last_check = time.monotonic()
+        self._started = self._last_check = time.monotonic()
         try:
             while True:
                 batches = await self.consumer.getmany(timeout_ms=1000, max_records=self.max_records)
@@ -193,9 +198,8 @@ class EventConsumer:
                         if self.on_commit is not None:
                             self.on_commit()
                     await self.consumer.commit({tp: records[-1].offset + 1})
-                if batches:
-                    self._last_record = time.monotonic()
-                elif self.idle_pause_after_s > 0:
+                    self._last_record[tp] = time.monotonic()
+                if self.idle_pause_after_s > 0:
                     await self._rest()
         finally:
             if listening is not None:
@@ -211,31 +215,56 @@ class EventConsumer:
         assigned = self.consumer.assignment()
         return bool(assigned) and not (assigned - self.consumer.paused())
 
-    def wake(self) -> None:
-        """Fetch again now (records were published, the LISTEN (re)started, partitions were
-        assigned); pause again once idle for ``idle_pause_after_s``."""
-        self._last_record = time.monotonic()
+    def wake(self, topics: frozenset[str] | None = None, partitions: Any | None = None) -> None:
+        """Fetch again now from the paused partitions of ``topics`` (records were published
+        there), of ``partitions`` (just assigned), or from all (``None`` for both: the LISTEN
+        (re)started); each pauses again once idle for ``idle_pause_after_s``."""
+        now = time.monotonic()
+        if self.consumer is None:
+            return
+        if partitions is not None:
+            chosen = set(partitions)
+        elif topics is not None:
+            chosen = {tp for tp in self.consumer.assignment() if tp.topic in topics}
+        else:
+            chosen = set(self.consumer.assignment())
+        for tp in chosen:
+            self._last_record[tp] = now
+        paused = chosen & self.consumer.paused()
+        if paused:
+            self.consumer.resume(*paused)
         self._woken.set()
-        if self.consumer is not None:
-            paused = self.consumer.paused()
-            if paused:
-                self.consumer.resume(*paused)
 
     def _published(self, payload: str) -> None:
-        if payload == "*" or not self._topics.isdisjoint(payload.split(",")):
+        if payload == "*":
             self.wake()
+            return
+        named = self._topics.intersection(payload.split(","))
+        if named:
+            self.wake(topics=frozenset(named))
+
+    def _pause_idle(self, now: float) -> None:
+        """Pause each fetched partition that has had no record for ``idle_pause_after_s``."""
+        assert self.consumer is not None
+        idle = [
+            tp
+            for tp in self.consumer.assignment() - self.consumer.paused()
+            if now - self._last_record.get(tp, self._started) >= self.idle_pause_after_s
+        ]
+        if idle:
+            self.consumer.pause(*idle)
 
     async def _rest(self) -> None:
-        """After an empty ``getmany``: pause when idle long enough; while paused, wait for a
-        wake-up or the next check, whichever comes first."""
+        """After each ``getmany``: pause the partitions idle long enough. While some are still
+        fetched, look for unannounced records in the paused ones every ``idle_check_s``; once
+        all are paused, wait for a wake-up or that check, whichever comes first."""
         assert self.consumer is not None
         now = time.monotonic()
+        self._pause_idle(now)
         if not self.resting:
-            if now - self._last_record >= self.idle_pause_after_s:
-                active = self.consumer.assignment() - self.consumer.paused()
-                if active:
-                    self.consumer.pause(*active)
-                    self._last_check = now
+            if self.consumer.paused() and now - self._last_check >= self.idle_check_s:
+                self._last_check = now
+                self._resume_unannounced(await self._has_records())
             return
         self._woken.clear()
         with contextlib.suppress(TimeoutError):
@@ -244,28 +273,32 @@ class EventConsumer:
         if self._woken.is_set():
             return
         self._last_check = time.monotonic()
-        if await self._has_records():
-            self.wake()
+        self._resume_unannounced(await self._has_records())
 
-    async def _has_records(self) -> bool:
-        """Whether a paused partition has records past the consumer's position (one
-        ListOffsets request); any doubt counts as yes."""
+    def _resume_unannounced(self, found: set[TopicPartition]) -> None:
+        if found:
+            self.wake(partitions=found)
+
+    async def _has_records(self) -> set[TopicPartition]:
+        """The paused partitions with records past the consumer's position (one ListOffsets
+        request); any doubt counts as yes for all of them."""
         assert self.consumer is not None
         paused = sorted(self.consumer.paused())
         if not paused:
-            return False
+            return set()
+        found: set[TopicPartition] = set()
         try:
             async with asyncio.timeout(10.0):
                 ends = await self.consumer.end_offsets(paused)
                 for tp, end in ends.items():
                     if end > await self.consumer.position(tp):
-                        return True
+                        found.add(tp)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.info("consumer.idle_check.failed", error=repr(exc))
-            return True
-        return False
+            return set(paused)
+        return found
 
     async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:
         """Handle one partition's records in order, all in one transaction when all goes well.

@@ -68,8 +68,9 @@ class ServiceSettings(BaseSettings):
     #: how long the broker may hold an empty fetch; Tansu answers at about this time even when
     #: records arrive meanwhile, so it bounds the consumer's latency while it fetches
     consumer_fetch_max_wait_ms: int = 100
-    #: pause every partition after this long without a record, so that an idle consumer sends
-    #: the broker no fetch at all; a relay's NOTIFY (same database) resumes it (0: never pause)
+    #: pause each partition after this long without a record, so that fetches name only the
+    #: busy ones and an idle consumer sends the broker no fetch at all; a relay's NOTIFY (same
+    #: database) naming a topic resumes its partitions (0: never pause)
     consumer_idle_pause_after_s: float = 2.0
     #: while paused, ask the broker this often whether a partition has records after all (from
     #: a producer that did not notify): the latency bound for those records
