@@ -4,7 +4,7 @@ ignored."""
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from runyard.shared.settings import ServiceSettings, dev_secret
@@ -34,6 +34,12 @@ class Settings(ServiceSettings):
     sse_max_connection_s: float = 300.0
     #: events waiting for one slow browser; beyond it the page is told to reload its data
     sse_queue_size: int = 1000
+    #: while pages are open, a live topic's partition with no record for this long is left out
+    #: of the consumer's fetches (the broker's work per fetch grows with its partitions)
+    live_idle_pause_after_s: float = Field(default=2.0, gt=0)
+    #: how often the paused partitions are checked for new records (one ListOffsets request):
+    #: the extra latency of the first event on a quiet topic
+    live_idle_check_s: float = Field(default=0.25, gt=0)
 
     @property
     def secure_cookies(self) -> bool:
