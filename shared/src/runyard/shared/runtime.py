@@ -36,6 +36,7 @@ from runyard.shared.http import (
 from runyard.shared.inbox import EventConsumer, Handler
 from runyard.shared.logging import configure_logging, get_logger
 from runyard.shared.outbox import OutboxRelay
+from runyard.shared.routing import index_routers
 from runyard.shared.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -362,6 +363,7 @@ def create_service_app(spec: ServiceSpec[Any, Any]) -> FastAPI:
 
     for router in spec.routers:
         app.include_router(router)
+    index_routers(app)
     return app
 
 

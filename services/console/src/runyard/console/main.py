@@ -51,6 +51,7 @@ from runyard.shared.http import (
     problem_response,
 )
 from runyard.shared.logging import configure_logging, get_logger
+from runyard.shared.routing import index_routers
 from runyard.shared.runtime import supervise
 
 log = get_logger(__name__)
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(models.router)
     app.include_router(alerts.router)
+    index_routers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(ConsoleHeadersMiddleware, sessions=sessions, settings=settings)
     app.add_middleware(RequestIdMiddleware, service="console")
