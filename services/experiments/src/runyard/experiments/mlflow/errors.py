@@ -7,7 +7,6 @@ the shape the stock client parses into an ``MlflowException`` with the right ``e
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -112,14 +111,14 @@ def as_mlflow(exc: Exception) -> JSONResponse | None:
 
 async def _check_mlflow_schema(path: str, request: Request) -> None:
     """MLflow's checks of the JSON body (``request_schema``), before pydantic reads it: the
-    body is cached on the request, the handler reads the same bytes."""
+    request keeps the parsed body (``Request.json``), and FastAPI's handler reads it from there
+    rather than parsing the bytes again."""
     from runyard.experiments.mlflow.request_schema import check_body
 
-    raw = await request.body()
-    if not raw:
+    if not await request.body():
         return
     try:
-        body = json.loads(raw)
+        body = await request.json()
     except ValueError:
         return  # not JSON: the handler's parsing answers it
     check_body(path, body)
