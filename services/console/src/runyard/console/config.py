@@ -34,11 +34,11 @@ class Settings(ServiceSettings):
     sse_max_connection_s: float = 300.0
     #: events waiting for one slow browser; beyond it the page is told to reload its data
     sse_queue_size: int = 1000
-    #: while pages are open, a live topic's partition with no record for this long is left out
-    #: of the consumer's fetches (the broker's work per fetch grows with its partitions)
+    #: while pages are open, after this long without any record the live consumer pauses every
+    #: partition (the broker's work per fetch grows with the partitions it names)
     live_idle_pause_after_s: float = Field(default=2.0, gt=0)
-    #: how often the paused partitions are checked for new records (one ListOffsets request):
-    #: the extra latency of the first event on a quiet topic
+    #: while paused, how often the partitions are checked for new records (one ListOffsets
+    #: request; all resume when one has some): the extra latency of the first event after a rest
     live_idle_check_s: float = Field(default=0.25, gt=0)
 
     @property
