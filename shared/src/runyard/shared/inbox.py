@@ -219,9 +219,9 @@ class EventConsumer:
         """Fetch again now from the paused partitions of ``topics`` (records were published
         there), of ``partitions`` (just assigned), or from all (``None`` for both: the LISTEN
         (re)started); each pauses again once idle for ``idle_pause_after_s``."""
-        now = time.monotonic()
         if self.consumer is None:
             return
+        now = time.monotonic()
         if partitions is not None:
             chosen = set(partitions)
         elif topics is not None:
@@ -264,7 +264,7 @@ class EventConsumer:
         if not self.resting:
             if self.consumer.paused() and now - self._last_check >= self.idle_check_s:
                 self._last_check = now
-                self._resume_unannounced(await self._has_records())
+                self._resume(await self._has_records())
             return
         self._woken.clear()
         with contextlib.suppress(TimeoutError):
@@ -273,9 +273,10 @@ class EventConsumer:
         if self._woken.is_set():
             return
         self._last_check = time.monotonic()
-        self._resume_unannounced(await self._has_records())
+        self._resume(await self._has_records())
 
-    def _resume_unannounced(self, found: set[TopicPartition]) -> None:
+    def _resume(self, found: set[TopicPartition]) -> None:
+        """Resume the partitions where the check found records nobody announced."""
         if found:
             self.wake(partitions=found)
 
