@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import Select, bindparam, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,12 +21,21 @@ from runyard.shared.pagination import cut, decode_cursor
 Row = TypeVar("Row")
 
 
-def by_id(model: Any, row_id: Any, *, lock: bool = False) -> Select[Any]:
-    """The row of ``model`` with this id; ``lock``: FOR UPDATE until the transaction ends, and
-    read afresh even if the session holds the row already."""
-    query = select(model).where(model.id == row_id)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
+_BY_ID: dict[tuple[Any, bool], Select[Any]] = {}
+
+
+def by_id(model: Any, *, lock: bool = False) -> Select[Any]:
+    """The row of ``model`` whose id is the parameter ``row_id``; ``lock``: FOR UPDATE until
+    the transaction ends, and read afresh even if the session holds the row already. Built
+    once per (model, lock): SQLAlchemy computes a statement's cache key once per statement
+    object, and for a whole row's SELECT that walk cost more than the rest of the query's
+    Python side."""
+    query = _BY_ID.get((model, lock))
+    if query is None:
+        query = select(model).where(model.id == bindparam("row_id"))
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        _BY_ID[(model, lock)] = query
     return query
 
 
@@ -43,7 +52,8 @@ async def get_owned(
     until the transaction ends); else 403 for a viewer's write, 404 for anything not theirs."""
     if write:
         require_writer(principal)
-    row = (await session.execute(by_id(model, row_id, lock=write))).scalar_one_or_none()
+    found = await session.execute(by_id(model, lock=write), {"row_id": row_id})
+    row = found.scalar_one_or_none()
     (access.check_write if write else access.check_read)(principal, row, what)
     assert row is not None
     return row  # type: ignore[no-any-return]

@@ -54,7 +54,7 @@ async def lock_trial_of_experiment(
     if campaign_id is None:
         return None
     campaign: HpoCampaign = (
-        await session.execute(by_id(HpoCampaign, campaign_id, lock=True))
+        await session.execute(by_id(HpoCampaign, lock=True), {"row_id": campaign_id})
     ).scalar_one()
     trial = (
         await session.execute(

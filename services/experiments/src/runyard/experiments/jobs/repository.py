@@ -37,7 +37,7 @@ async def lock_next_runnable(session: AsyncSession, model: JobModel, now: dateti
 
 
 async def lock_job(session: AsyncSession, model: JobModel, job_id: uuid.UUID) -> Job:
-    job: Job = (await session.execute(by_id(model, job_id, lock=True))).scalar_one()
+    job: Job = (await session.execute(by_id(model, lock=True), {"row_id": job_id})).scalar_one()
     return job
 
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from runyard.experiments.mlflow import ids
 from runyard.experiments.models import Project
@@ -67,8 +66,9 @@ class RunFields(Protocol):
     def outputs(self) -> list[dict[str, Any]]: ...
 
 
-@dataclass(frozen=True)
-class LatestMetric:
+class LatestMetric(NamedTuple):
+    """A metric value as MLflow returns it (a tuple: a page of 1,000 runs makes thousands)."""
+
     key: str
     value: float
     timestamp: int

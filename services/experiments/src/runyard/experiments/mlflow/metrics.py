@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, any_, exists, select
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, exists, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,18 +87,9 @@ async def write_points(
         await metric_log.record(session, experiment_id, logged)
         return
     epochs = sorted({step for _key, step in chosen})
-    # the epochs' stored rows, read in the metric log's writing statement (one round trip)
-    query = (
-        select(TrainingRun)
-        .where(TrainingRun.experiment_id == experiment_id, TrainingRun.epoch.in_(epochs))
-        .execution_options(populate_existing=True)
-    )
-    stored = {
-        run.epoch: run
-        for run in await session.scalars(
-            metric_log.with_record(query), metric_log.record_parameters(experiment_id, logged)
-        )
-    }
+    parameters = metric_log.record_parameters(experiment_id, logged)
+    parameters["stored_epochs"] = epochs
+    stored = {run.epoch: run for run in await session.scalars(_RECORD_AND_READ, parameters)}
     rows = {epoch: _stored_values(stored.get(epoch), epoch) for epoch in epochs}
     for (key, step), point in chosen.items():
         if key in RUN_COLUMNS:
@@ -109,6 +100,20 @@ async def write_points(
     # learning rate) are Runyard API rules an MLflow client does not know
     runs = [RunIn.model_construct(**rows[epoch]) for epoch in epochs]
     await log_runs(session, principal=principal, experiment_id=experiment_id, runs=runs, locked=run)
+
+
+#: The epochs' stored rows (parameters ``p_experiment_id``, ``stored_epochs``), read in the
+#: metric log's writing statement (one round trip). Built once: SQLAlchemy computes a
+#: statement's cache key once per statement object, and for this one (two CTEs) that walk cost
+#: more per request than the rest of its Python side.
+_RECORD_AND_READ = metric_log.with_record(
+    select(TrainingRun)
+    .where(
+        TrainingRun.experiment_id == bindparam("p_experiment_id"),
+        TrainingRun.epoch == any_(bindparam("stored_epochs", type_=ARRAY(Integer))),
+    )
+    .execution_options(populate_existing=True)
+)
 
 
 def in_epoch_view(point: Point) -> bool:
