@@ -346,10 +346,24 @@ def _sample(rows: list[Stored], max_results: int) -> list[Stored]:
     return picked
 
 
-def uuid_array(ids: Sequence[uuid.UUID]) -> Any:
-    """``= any_(uuid_array(ids))``: one array parameter, so the statement is the same for any
-    number of ids (an ``IN`` list renders a parameter per id, each time)."""
-    return bindparam("ids", list(ids), ARRAY(Uuid))
+def ids_parameter() -> Any:
+    """``= any_(ids_parameter())`` in a statement built once: its ids are given when it runs,
+    as ``{"ids": [...]}``."""
+    return bindparam("ids", type_=ARRAY(Uuid))
+
+
+#: each metric's latest value of the runs ``ids`` (built once: see ``metrics.write_points``)
+_LATEST = (
+    select(
+        MlflowLatestMetric.experiment_id,
+        MlflowLatestMetric.key,
+        MlflowLatestMetric.value,
+        MlflowLatestMetric.timestamp,
+        MlflowLatestMetric.step,
+    )
+    .where(MlflowLatestMetric.experiment_id == any_(ids_parameter()))
+    .order_by(MlflowLatestMetric.experiment_id, MlflowLatestMetric.key)
+)
 
 
 async def latest(
@@ -360,17 +374,8 @@ async def latest(
     found: dict[uuid.UUID, list[LatestMetric]] = {}
     if not experiment_ids:
         return found
-    rows = await (await session.connection()).execute(  # Core: no ORM loading per row
-        select(
-            MlflowLatestMetric.experiment_id,
-            MlflowLatestMetric.key,
-            MlflowLatestMetric.value,
-            MlflowLatestMetric.timestamp,
-            MlflowLatestMetric.step,
-        )
-        .where(MlflowLatestMetric.experiment_id == any_(uuid_array(experiment_ids)))
-        .order_by(MlflowLatestMetric.experiment_id, MlflowLatestMetric.key)
-    )
+    connection = await session.connection()  # Core: no ORM loading per row
+    rows = await connection.execute(_LATEST, {"ids": list(experiment_ids)})
     for experiment_id, key, value, timestamp, step in rows:
         found.setdefault(experiment_id, []).append(LatestMetric(key, value, timestamp, step))
     return found

@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.mlflow import metric_log
 from runyard.experiments.mlflow.convert import LatestMetric, millis
-from runyard.experiments.mlflow.metric_log import uuid_array
 from runyard.experiments.models import Experiment, HistoryBlock, MlflowLatestMetric, TrainingRun
 from runyard.experiments.schemas import MAX_EPOCH
 from runyard.experiments.tracking.repository.history import LEVELS
@@ -138,47 +137,50 @@ async def latest_metrics(
     return found
 
 
+#: each run's metrics at their highest epoch that MLflow's log does not have (logged through
+#: Runyard's API), from the coarsest level of the history summary (one row per metric and
+#: 4,096 epochs), not from the runs; parameter ``ids`` (built once: see ``write_points``)
+_EPOCH_LATEST = (
+    select(
+        HistoryBlock.experiment_id,
+        HistoryBlock.metric,
+        HistoryBlock.last_epoch,
+        HistoryBlock.last_value,
+        TrainingRun.updated_at,
+    )
+    .outerjoin(
+        TrainingRun,
+        and_(
+            TrainingRun.experiment_id == HistoryBlock.experiment_id,
+            TrainingRun.epoch == HistoryBlock.last_epoch,
+        ),
+    )
+    .where(
+        HistoryBlock.experiment_id == any_(metric_log.ids_parameter()),
+        HistoryBlock.level == LEVELS - 1,
+        HistoryBlock.metric != "",
+        HistoryBlock.last_value.is_not(None),
+        # the metrics MLflow logged are read from its log: not fetched twice
+        ~exists().where(
+            MlflowLatestMetric.experiment_id == HistoryBlock.experiment_id,
+            MlflowLatestMetric.key == HistoryBlock.metric,
+        ),
+    )
+    .ext(distinct_on(HistoryBlock.experiment_id, HistoryBlock.metric))
+    .order_by(HistoryBlock.experiment_id, HistoryBlock.metric, HistoryBlock.block.desc())
+)
+
+
 async def _epoch_latest(
     session: AsyncSession, experiment_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[LatestMetric]]:
-    """Each run's metrics at their highest epoch that MLflow's log does not have (logged through
-    Runyard's API), from the coarsest level of the history summary (one row per metric and
-    4,096 epochs), not from the runs."""
+    """``_EPOCH_LATEST`` of these runs."""
     if not experiment_ids:
         return {}
-    block = HistoryBlock
-    query = (
-        select(
-            block.experiment_id,
-            block.metric,
-            block.last_epoch,
-            block.last_value,
-            TrainingRun.updated_at,
-        )
-        .outerjoin(
-            TrainingRun,
-            and_(
-                TrainingRun.experiment_id == block.experiment_id,
-                TrainingRun.epoch == block.last_epoch,
-            ),
-        )
-        .where(
-            block.experiment_id == any_(uuid_array(experiment_ids)),
-            block.level == LEVELS - 1,
-            block.metric != "",
-            block.last_value.is_not(None),
-            # the metrics MLflow logged are read from its log: not fetched twice
-            ~exists().where(
-                MlflowLatestMetric.experiment_id == block.experiment_id,
-                MlflowLatestMetric.key == block.metric,
-            ),
-        )
-        .ext(distinct_on(block.experiment_id, block.metric))
-        .order_by(block.experiment_id, block.metric, block.block.desc())
-    )
     found: dict[uuid.UUID, list[LatestMetric]] = {i: [] for i in experiment_ids}
     # through the connection, as Core: no ORM loading per row (a page has thousands)
-    rows = await (await session.connection()).execute(query)
+    connection = await session.connection()
+    rows = await connection.execute(_EPOCH_LATEST, {"ids": list(experiment_ids)})
     for experiment_id, key, step, value, updated_at in rows:
         if value is not None:
             found[experiment_id].append(LatestMetric(key, value, millis(updated_at) or 0, step))

@@ -19,10 +19,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import any_, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments.mlflow import convert, ids, logged_models, soft_delete, validation
+from runyard.experiments.mlflow import (
+    convert,
+    ids,
+    logged_models,
+    metric_log,
+    soft_delete,
+    validation,
+)
 from runyard.experiments.mlflow import metrics as metric_store
 from runyard.experiments.mlflow.convert import RUN_NAME_TAG, LatestMetric, param_text
 from runyard.experiments.mlflow.errors import MlflowError, invalid, not_found
@@ -126,12 +133,16 @@ async def writable_run(
     return run
 
 
+#: the usernames of the users ``ids`` (built once: see ``metrics.write_points``)
+_USERNAMES = select(User.user_id, User.username).where(
+    User.user_id == any_(metric_log.ids_parameter())
+)
+
+
 async def usernames(session: AsyncSession, owner_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     if not owner_ids:
         return {}
-    rows = await session.execute(
-        select(User.user_id, User.username).where(User.user_id.in_(list(owner_ids)))
-    )
+    rows = await session.execute(_USERNAMES, {"ids": list(owner_ids)})
     return {user_id: username for user_id, username in rows}
 
 
