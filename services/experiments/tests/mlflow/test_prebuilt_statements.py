@@ -1,7 +1,8 @@
 """The statements of a ``log-batch`` (and of reading a run back) are built once: SQLAlchemy
 computes a statement's cache key once per statement object, and for the row lock and the metric
 log's write with its read that walk cost more per request than the rest of their Python side.
-A statement built per request again shows here as a cache key computed again."""
+A statement built per request again shows here as a cache key computed again. (The service here
+runs without the SQL path, ``mlflow/sql_log.py``, which would take these requests whole.)"""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ from typing import Any
 import pytest
 from sqlalchemy.sql.cache_key import HasCacheKey
 
+from runyard.experiments.config import Settings
 from services.experiments.tests.experiments_helpers import Caller
 from services.experiments.tests.mlflow.conftest import Mlflow
 
 METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"mlflow_sql_log_path": False})
 
 
 def epoch(run_id: str, step: int) -> dict[str, Any]:

@@ -53,6 +53,10 @@ class Settings(ServiceSettings):
     #: how often that worker looks for pending events no request of its process announced
     #: (another replica's, or left by a stopped process)
     epoch_events_poll_s: float = Field(default=5.0, gt=0)
+    #: MLflow ``log-batch`` / ``log-metric`` of new epochs to a running run as one SQL function
+    #: call (``mlflow_log_epochs``, its own transaction) instead of the statements of the Python
+    #: path; both leave the same rows. Off: every request takes the Python path
+    mlflow_sql_log_path: bool = True
 
     # --- artifacts: files of experiments (metadata in PostgreSQL, bytes in the store)
     #: where artifact bytes live: ``local`` (content-addressed under ``<data_dir>/artifacts``) or

@@ -28,6 +28,7 @@ from runyard.experiments.mlflow import (
     logged_models,
     metric_log,
     soft_delete,
+    sql_log,
     validation,
 )
 from runyard.experiments.mlflow import metrics as metric_store
@@ -55,6 +56,7 @@ from runyard.shared.db import new_id
 from runyard.shared.http import ProblemError
 from runyard.shared.identity import Principal, require_writer
 from runyard.shared.outbox import emit
+from runyard.shared.runtime import AnyRuntime
 
 #: the metric that picks a run's best epoch (Runyard's default)
 DEFAULT_BEST_METRIC = "val_loss"
@@ -414,6 +416,39 @@ async def log_batch(
         if linked:
             await logged_models.record_metrics(session, principal, run, linked)
     await _store_params_and_tags(session, run, new_params, new_tags)
+
+
+async def log_epochs_in_one_statement(
+    runtime: AnyRuntime,
+    principal: Principal,
+    run_id: str | None,
+    *,
+    metrics: list[MetricIn],
+    params: list[KeyValue],
+    tags: list[KeyValue],
+    batch: bool = True,
+) -> bool:
+    """``log_batch`` of a training loop's new epochs to its running run, as one SQL statement
+    (``sql_log``). False: not that case, nothing written; ``log_batch`` does it. Bad input is
+    refused here as there, before anything is looked up."""
+    if not runtime.settings.mlflow_sql_log_path or principal.role not in ("user", "admin"):
+        return False
+    validation.batch(metrics, params, tags)
+    points = _points(metrics, batch=batch)
+    if (
+        params
+        or tags
+        or not points
+        or any(m.model_id for m in metrics)
+        or not all(metric_store.in_epoch_view(p) for p in points)
+    ):
+        return False
+    experiment_id = ids.parse_run_id(run_id)
+    owner_id = None if principal.is_admin else principal.user_id
+    if not await sql_log.log_epochs(runtime.engine, experiment_id, owner_id, points):
+        return False
+    runtime.work.notify()
+    return True
 
 
 async def _store_params_and_tags(
