@@ -45,15 +45,6 @@ _CHOSEN = """
     ORDER BY u.k, u.s, u.t DESC, u.i DESC
 """
 
-#: the history summary's level-0 blocks from the new runs, and each level above from those
-#: (``tracking.repository.history._ADD_RUNS``)
-_UNPIVOT = f"""
-    SELECT '' AS metric, NULL::float8 AS value
-    {"".join(f" UNION ALL SELECT '{c}', r.{c} WHERE r.{c} IS NOT NULL" for c in RUN_COLUMNS)}
-    UNION ALL SELECT k.key, {SCHEMA}.jsonb_number(r.metrics, k.key)
-      FROM jsonb_each(r.metrics) AS k
-      WHERE jsonb_typeof(k.value) = 'number' AND k.key NOT IN ('', {_NAMES})
-"""  # noqa: S608 (constants only)
 _LAST = "(array_agg({value} ORDER BY {epoch} DESC))[1]"
 
 LOG_EPOCHS = f"""
@@ -113,13 +104,14 @@ BEGIN
     GROUP BY c.epoch;
 
     WITH base AS (
-        SELECT v.metric, r.epoch >> 4 AS block, count(*) AS n,
-               min(v.value) AS min, max(v.value) AS max, max(r.epoch) AS last_epoch,
-               {_LAST.format(value="v.value", epoch="r.epoch")} AS last_value,
-               {_LAST.format(value="r.created_at", epoch="r.epoch")} AS last_at
-        FROM {SCHEMA}.training_runs AS r
-        CROSS JOIN LATERAL ({_UNPIVOT}) AS v
-        WHERE r.experiment_id = p_run AND r.epoch = ANY(v_epochs)
+        SELECT v.metric, v.epoch >> 4 AS block, count(*) AS n,
+               min(v.value) AS min, max(v.value) AS max, max(v.epoch) AS last_epoch,
+               {_LAST.format(value="v.value", epoch="v.epoch")} AS last_value,
+               now() AS last_at
+        FROM (
+            SELECT c.k AS metric, c.epoch, c.v AS value FROM ({_CHOSEN}) AS c
+            UNION ALL SELECT '', n.epoch, NULL FROM unnest(v_epochs) AS n(epoch)
+        ) AS v
         GROUP BY 1, 2
     )
     INSERT INTO {SCHEMA}.history_blocks AS h
