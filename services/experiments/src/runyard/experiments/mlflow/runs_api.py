@@ -18,8 +18,8 @@ from runyard.experiments.mlflow.service_experiments import (
     project_ids,
     view_type,
 )
-from runyard.shared.identity import CurrentPrincipal, Principal
-from runyard.shared.runtime import AnyRuntime, RuntimeDep, SessionDep, unit_of_work
+from runyard.shared.identity import CurrentPrincipal
+from runyard.shared.runtime import SessionDep
 
 #: MLflow's limits of the bulk metric reads
 MAX_RUNS_BULK = 100
@@ -115,31 +115,9 @@ async def search_runs(
     }
 
 
-async def _log(
-    runtime: AnyRuntime,
-    principal: Principal,
-    run_id: str | None,
-    metrics: list[schemas.MetricIn],
-    params: list[schemas.KeyValue],
-    tags: list[schemas.KeyValue],
-    *,
-    batch: bool,
-) -> None:
-    """A training loop's new epochs in one statement; anything else by the Python path, in a
-    transaction of its own (``log_epochs_in_one_statement`` wrote nothing then)."""
-    done = await service.log_epochs_in_one_statement(
-        runtime, principal, run_id, metrics=metrics, params=params, tags=tags, batch=batch
-    )
-    if not done:
-        async with unit_of_work(runtime) as session:
-            await service.log_batch(
-                session, principal, run_id, metrics=metrics, params=params, tags=tags, batch=batch
-            )
-
-
 @runs.post("/log-metric")
 async def log_metric(
-    body: schemas.LogMetric, runtime: RuntimeDep, principal: CurrentPrincipal
+    body: schemas.LogMetric, session: SessionDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     metric = schemas.MetricIn(
         key=body.key,
@@ -150,7 +128,9 @@ async def log_metric(
         dataset_name=body.dataset_name,
         dataset_digest=body.dataset_digest,
     )
-    await _log(runtime, principal, body.id, [metric], [], [], batch=False)
+    await service.log_batch(
+        session, principal, body.id, metrics=[metric], params=[], tags=[], batch=False
+    )
     return {}
 
 
@@ -186,9 +166,11 @@ async def delete_tag(
 
 @runs.post("/log-batch")
 async def log_batch(
-    body: schemas.LogBatch, runtime: RuntimeDep, principal: CurrentPrincipal
+    body: schemas.LogBatch, session: SessionDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    await _log(runtime, principal, body.id, body.metrics, body.params, body.tags, batch=True)
+    await service.log_batch(
+        session, principal, body.id, metrics=body.metrics, params=body.params, tags=body.tags
+    )
     return {}
 
 
