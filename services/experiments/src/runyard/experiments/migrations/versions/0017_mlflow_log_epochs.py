@@ -56,10 +56,8 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     e record;
     v_epochs int[];
+    v_logged boolean;
     v_last int;
-    v_latest jsonb;
-    v_best_epoch int;
-    v_best_value double precision;
 BEGIN
     SELECT status, owner_id, deleted_at, stalled_at, last_epoch, best_metric, best_mode,
            best_value
@@ -68,102 +66,120 @@ BEGIN
        OR e.deleted_at IS NOT NULL OR (p_owner IS NOT NULL AND e.owner_id <> p_owner) THEN
         RETURN false;
     END IF;
-    SELECT array_agg(DISTINCT s::int ORDER BY s::int) INTO v_epochs FROM unnest(p_step) AS s;
-    IF v_epochs IS NULL OR EXISTS (
-        SELECT FROM {SCHEMA}.training_runs
-        WHERE experiment_id = p_run AND epoch = ANY(v_epochs)
-    ) THEN
+    -- under the run's lock: whether one of the epochs is stored already
+    SELECT x.epochs, EXISTS (
+               SELECT FROM {SCHEMA}.training_runs AS r
+               WHERE r.experiment_id = p_run AND r.epoch = ANY(x.epochs))
+      INTO v_epochs, v_logged
+      FROM (SELECT array_agg(DISTINCT s::int ORDER BY s::int) AS epochs
+            FROM unnest(p_step) AS s) AS x;
+    IF v_epochs IS NULL OR v_logged THEN
         RETURN false;
     END IF;
     v_last := v_epochs[array_upper(v_epochs, 1)];
 
+    -- every write in one statement (its parts see the tables as they were before it; none
+    -- reads what another writes)
+    WITH c AS ({_CHOSEN}),
     -- MLflow's metric log, and each metric's latest (step, timestamp, value)
-    INSERT INTO {SCHEMA}.mlflow_metrics (experiment_id, key, step, timestamp, value)
-    SELECT p_run, u.k, u.s, u.t, u.v
-    FROM unnest(p_key, p_step, p_timestamp, p_value) AS u(k, s, t, v)
-    ON CONFLICT DO NOTHING;
-    INSERT INTO {SCHEMA}.mlflow_latest_metrics AS m (experiment_id, key, step, timestamp, value)
-    SELECT DISTINCT ON (u.k) p_run, u.k, u.s, u.t, u.v
-    FROM unnest(p_key, p_step, p_timestamp, p_value) WITH ORDINALITY AS u(k, s, t, v, i)
-    ORDER BY u.k, u.s DESC, u.t DESC, u.v DESC, u.i
-    ON CONFLICT (experiment_id, key) DO UPDATE SET
-        step = excluded.step, timestamp = excluded.timestamp, value = excluded.value
-    WHERE (excluded.step, excluded.timestamp) > (m.step, m.timestamp)
-       OR (excluded.step = m.step AND excluded.timestamp = m.timestamp
-           AND excluded.value != 'NaN'::float8
-           AND (m.value = 'NaN'::float8 OR excluded.value > m.value));
-
+    logged AS (
+        INSERT INTO {SCHEMA}.mlflow_metrics (experiment_id, key, step, timestamp, value)
+        SELECT p_run, u.k, u.s, u.t, u.v
+        FROM unnest(p_key, p_step, p_timestamp, p_value) AS u(k, s, t, v)
+        ON CONFLICT DO NOTHING
+    ),
+    latest AS (
+        INSERT INTO {SCHEMA}.mlflow_latest_metrics AS m
+            (experiment_id, key, step, timestamp, value)
+        SELECT DISTINCT ON (u.k) p_run, u.k, u.s, u.t, u.v
+        FROM unnest(p_key, p_step, p_timestamp, p_value) WITH ORDINALITY AS u(k, s, t, v, i)
+        ORDER BY u.k, u.s DESC, u.t DESC, u.v DESC, u.i
+        ON CONFLICT (experiment_id, key) DO UPDATE SET
+            step = excluded.step, timestamp = excluded.timestamp, value = excluded.value
+        WHERE (excluded.step, excluded.timestamp) > (m.step, m.timestamp)
+           OR (excluded.step = m.step AND excluded.timestamp = m.timestamp
+               AND excluded.value != 'NaN'::float8
+               AND (m.value = 'NaN'::float8 OR excluded.value > m.value))
+    ),
     -- the new epochs
-    INSERT INTO {SCHEMA}.training_runs
-        (experiment_id, epoch, {", ".join(RUN_COLUMNS)}, metrics)
-    SELECT p_run, c.epoch,
-           {", ".join(f"max(c.v) FILTER (WHERE c.k = '{name}')" for name in RUN_COLUMNS)},
-           coalesce(jsonb_object_agg(c.k, {SCHEMA}.json_float(c.v))
-                    FILTER (WHERE c.k NOT IN ({_NAMES})), '{{}}'::jsonb)
-    FROM ({_CHOSEN}) AS c
-    GROUP BY c.epoch;
-
-    WITH base AS (
+    runs AS (
+        INSERT INTO {SCHEMA}.training_runs
+            (experiment_id, epoch, {", ".join(RUN_COLUMNS)}, metrics)
+        SELECT p_run, c.epoch,
+               {", ".join(f"max(c.v) FILTER (WHERE c.k = '{name}')" for name in RUN_COLUMNS)},
+               coalesce(jsonb_object_agg(c.k, {SCHEMA}.json_float(c.v))
+                        FILTER (WHERE c.k NOT IN ({_NAMES})), '{{}}'::jsonb)
+        FROM c
+        GROUP BY c.epoch
+    ),
+    -- the history summary: the new epochs' level-0 blocks (every epoch under '', each value
+    -- under its metric), and each level above from those (tracking.repository.history)
+    base AS (
         SELECT v.metric, v.epoch >> 4 AS block, count(*) AS n,
                min(v.value) AS min, max(v.value) AS max, max(v.epoch) AS last_epoch,
                {_LAST.format(value="v.value", epoch="v.epoch")} AS last_value,
                now() AS last_at
         FROM (
-            SELECT c.k AS metric, c.epoch, c.v AS value FROM ({_CHOSEN}) AS c
+            SELECT c.k AS metric, c.epoch, c.v AS value FROM c
             UNION ALL SELECT '', n.epoch, NULL FROM unnest(v_epochs) AS n(epoch)
         ) AS v
         GROUP BY 1, 2
+    ),
+    history AS (
+        INSERT INTO {SCHEMA}.history_blocks AS h
+            (experiment_id, metric, level, block, n, min, max, last_epoch, last_value, last_at)
+        SELECT p_run, b.metric, l.level, b.block >> (2 * l.level),
+               sum(b.n), min(b.min), max(b.max), max(b.last_epoch),
+               {_LAST.format(value="b.last_value", epoch="b.last_epoch")},
+               {_LAST.format(value="b.last_at", epoch="b.last_epoch")}
+        FROM base AS b
+        CROSS JOIN generate_series(0, 4) AS l(level)
+        GROUP BY b.metric, l.level, 4
+        ON CONFLICT (experiment_id, metric, level, block) DO UPDATE SET
+            n = h.n + excluded.n,
+            min = least(h.min, excluded.min),
+            max = greatest(h.max, excluded.max),
+            last_epoch = greatest(h.last_epoch, excluded.last_epoch),
+            last_value = CASE WHEN excluded.last_epoch > h.last_epoch
+                              THEN excluded.last_value ELSE h.last_value END,
+            last_at = CASE WHEN excluded.last_epoch > h.last_epoch
+                           THEN excluded.last_at ELSE h.last_at END
+    ),
+    -- the metrics of the highest epoch; the best of the new values (the earliest of a tie),
+    -- if better than the run's best before
+    top AS (
+        SELECT jsonb_object_agg(c.k, {SCHEMA}.json_float(c.v)) AS metrics
+        FROM c WHERE c.epoch = v_last
+    ),
+    best AS (
+        SELECT c.epoch, c.v FROM c
+        WHERE c.k = e.best_metric
+          AND (e.best_value IS NULL OR CASE WHEN e.best_mode = 'max' THEN c.v > e.best_value
+                                            ELSE c.v < e.best_value END)
+        ORDER BY CASE WHEN e.best_mode = 'max' THEN -c.v ELSE c.v END, c.epoch
+        LIMIT 1
+    ),
+    -- the run: totals, latest metrics, best epoch, last sign of life
+    run AS (
+        UPDATE {SCHEMA}.experiments AS x SET
+            total_epochs = x.total_epochs + cardinality(v_epochs),
+            last_epoch = CASE WHEN x.last_epoch IS NULL OR v_last >= x.last_epoch
+                              THEN v_last ELSE x.last_epoch END,
+            metrics = CASE WHEN x.last_epoch IS NULL OR v_last >= x.last_epoch
+                           THEN x.metrics || top.metrics ELSE x.metrics END,
+            best_epoch = coalesce((SELECT best.epoch FROM best), x.best_epoch),
+            best_value = coalesce((SELECT best.v FROM best), x.best_value),
+            last_seen_at = p_now,
+            updated_at = p_now
+        FROM top
+        WHERE x.id = p_run
     )
-    INSERT INTO {SCHEMA}.history_blocks AS h
-        (experiment_id, metric, level, block, n, min, max, last_epoch, last_value, last_at)
-    SELECT p_run, b.metric, l.level, b.block >> (2 * l.level),
-           sum(b.n), min(b.min), max(b.max), max(b.last_epoch),
-           {_LAST.format(value="b.last_value", epoch="b.last_epoch")},
-           {_LAST.format(value="b.last_at", epoch="b.last_epoch")}
-    FROM base AS b
-    CROSS JOIN generate_series(0, 4) AS l(level)
-    GROUP BY b.metric, l.level, 4
-    ON CONFLICT (experiment_id, metric, level, block) DO UPDATE SET
-        n = h.n + excluded.n,
-        min = least(h.min, excluded.min),
-        max = greatest(h.max, excluded.max),
-        last_epoch = greatest(h.last_epoch, excluded.last_epoch),
-        last_value = CASE WHEN excluded.last_epoch > h.last_epoch
-                          THEN excluded.last_value ELSE h.last_value END,
-        last_at = CASE WHEN excluded.last_epoch > h.last_epoch
-                       THEN excluded.last_at ELSE h.last_at END;
-
-    -- the run: totals, latest metrics (those of its highest epoch), best epoch (the earliest
-    -- of the best new values, if better than the best before), last sign of life
-    SELECT jsonb_object_agg(c.k, {SCHEMA}.json_float(c.v)) INTO v_latest
-    FROM ({_CHOSEN}) AS c WHERE c.epoch = v_last;
-    SELECT c.epoch, c.v INTO v_best_epoch, v_best_value
-    FROM ({_CHOSEN}) AS c WHERE c.k = e.best_metric
-    ORDER BY CASE WHEN e.best_mode = 'max' THEN -c.v ELSE c.v END, c.epoch
-    LIMIT 1;
-    IF v_best_epoch IS NOT NULL AND e.best_value IS NOT NULL AND NOT (
-        CASE WHEN e.best_mode = 'max' THEN v_best_value > e.best_value
-             ELSE v_best_value < e.best_value END
-    ) THEN
-        v_best_epoch := NULL;
-    END IF;
-    UPDATE {SCHEMA}.experiments SET
-        total_epochs = total_epochs + cardinality(v_epochs),
-        last_epoch = CASE WHEN last_epoch IS NULL OR v_last >= last_epoch
-                          THEN v_last ELSE last_epoch END,
-        metrics = CASE WHEN last_epoch IS NULL OR v_last >= last_epoch
-                       THEN metrics || v_latest ELSE metrics END,
-        best_epoch = coalesce(v_best_epoch, best_epoch),
-        best_value = CASE WHEN v_best_epoch IS NULL THEN best_value ELSE v_best_value END,
-        last_seen_at = p_now,
-        updated_at = p_now
-    WHERE id = p_run;
-
-    -- the experiment's pending experiment.epochs_logged (tracking.service.epoch_events.note)
+    -- the run's pending experiment.epochs_logged (tracking.service.epoch_events.note)
     INSERT INTO {SCHEMA}.pending_epochs AS p (experiment_id, first_epoch, last_epoch,
         epochs_written, epochs_inserted, latest_metrics, first_logged_at, logged_at)
-    VALUES (p_run, v_epochs[1], v_last, cardinality(v_epochs), cardinality(v_epochs),
-            v_latest, p_now, p_now)
+    SELECT p_run, v_epochs[1], v_last, cardinality(v_epochs), cardinality(v_epochs),
+           top.metrics, p_now, p_now
+    FROM top
     ON CONFLICT (experiment_id) DO UPDATE SET
         first_epoch = least(p.first_epoch, excluded.first_epoch),
         last_epoch = greatest(p.last_epoch, excluded.last_epoch),
