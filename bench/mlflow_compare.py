@@ -412,6 +412,19 @@ class Mlflow:
 Side = Runyard | Mlflow
 
 
+async def runyard_mlflow_user(
+    session: aiohttp.ClientSession, gateway_url: str
+) -> tuple[Runyard, Mlflow, dict[str, str]]:
+    """A new Runyard user, logged in; an MLflow experiment of theirs made through Runyard's
+    MLflow API; their request headers (bearer token)."""
+    runyard = Runyard(session, gateway_url)
+    await runyard.register()
+    await runyard.login()
+    mlflow = Mlflow(session, gateway_url, RUNYARD_MLFLOW_LABEL, auth=runyard)
+    await mlflow.create_experiment()
+    return runyard, mlflow, await runyard.headers()
+
+
 async def timed(send: Callable[[], Awaitable[None]]) -> float:
     started = time.perf_counter()
     await send()

@@ -35,13 +35,11 @@ import aiohttp
 from mlflow_compare import (
     CLIENT,
     EXITED_BACKENDS,
-    RUNYARD_MLFLOW_LABEL,
     UNLIMITED,
     CpuMeter,
-    Mlflow,
-    Runyard,
     machine_info,
     run_cli,
+    runyard_mlflow_user,
 )
 
 from runyard.devstack import Stack
@@ -97,12 +95,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         meter = CpuMeter(stack, 0, asyncpg_dsn(stack.admin_server_url))
         await meter.settle(quiet_cores=0.3, window_s=5.0, limit_s=120.0)
-        runyard = Runyard(session, stack.gateway_url)
-        await runyard.register()
-        await runyard.login()
-        mlflow = Mlflow(session, stack.gateway_url, RUNYARD_MLFLOW_LABEL, auth=runyard)
-        await mlflow.create_experiment()
-        headers = await runyard.headers()
+        _runyard, mlflow, headers = await runyard_mlflow_user(session, stack.gateway_url)
         base = stack.gateway_url
 
         async def get(url: str, send_headers: dict[str, str] | None = None) -> None:

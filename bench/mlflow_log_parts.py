@@ -1,0 +1,208 @@
+"""What each part of an MLflow ``log-batch`` costs PostgreSQL on the SQL path, under load.
+
+Starts the whole local stack, then, with 4 clients each logging one epoch (4 metrics) per
+``log-batch`` to its own running run, for ``--seconds`` per variant: replaces the database
+function ``mlflow_log_epochs`` (migration 0017) by a variant without one of its parts (the
+history summary, its levels above 0, the run row's update, the metric log, the epoch rows) and
+measures requests/s and the CPU of the experiments service's PostgreSQL backends per request
+(psutil, per backend process by ``application_name``). The full function runs first and last.
+A variant answers wrongly on purpose (the part is missing): the stack is thrown away after.
+
+Also prints, for the full function: the WAL written per request, inserted and (HOT) updated
+rows per table, and the mean time a request spends in the experiments service (its latency
+histogram) against the client's.
+
+    uv run python bench/mlflow_log_parts.py [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import shlex
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import asyncpg
+import psutil
+from mlflow_compare import UNLIMITED, machine_info, run_cli, runyard_mlflow_user
+
+from runyard.devstack import Stack
+from runyard.shared.db import asyncpg_dsn
+
+MIGRATION = (
+    Path(__file__).resolve().parent.parent
+    / "services/experiments/src/runyard/experiments/migrations/versions/0017_mlflow_log_epochs.py"
+)
+CLIENTS = 4
+
+
+def _migration() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("migration_0017", MIGRATION)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def variants() -> dict[str, str]:
+    created: str = _migration().LOG_EPOCHS
+    full = created.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+
+    def without(first: str, next_part: str) -> str:
+        start = full.index(first)
+        end = full.index(next_part, start)
+        return full[:start] + "    skipped AS (SELECT 1),\n" + full[end:]
+
+    return {
+        "full": full,
+        "without the history summary": without(
+            "    base AS (", "    -- the metrics of the highest"
+        ),
+        "history level 0 only": full.replace("generate_series(0, 4)", "generate_series(0, 0)"),
+        "without the run row's update": full.replace(
+            "        WHERE x.id = p_run\n", "        WHERE x.id = p_run AND false\n"
+        ),
+        "without the metric log": without("    logged AS (", "    -- the new epochs"),
+        "without the epoch rows": without("    runs AS (", "    -- the history summary"),
+        "full (again)": full,
+    }
+
+
+async def backend_cpu(admin: asyncpg.Connection, application: str) -> float:
+    """CPU seconds used so far by the client backends of ``application``."""
+    total = 0.0
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        " AND application_name LIKE $1",
+        f"{application}%",
+    )
+    for row in rows:
+        try:
+            times = psutil.Process(row["pid"]).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def histogram(text: str, path_part: str) -> tuple[float, float]:
+    """(sum, count) of the service's request latency histogram over routes with ``path_part``."""
+    total = count = 0.0
+    for line in text.splitlines():
+        if path_part not in line or not line.startswith("runyard_http_request_duration_seconds"):
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith("runyard_http_request_duration_seconds_sum"):
+            total += value
+        elif line.startswith("runyard_http_request_duration_seconds_count"):
+            count += value
+    return total, count
+
+
+async def bench(args: argparse.Namespace, stack: Stack) -> None:
+    connector = aiohttp.TCPConnector(limit=16)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        _runyard, mlflow, headers = await runyard_mlflow_user(session, stack.gateway_url)
+        runs = [await mlflow.new_target(f"parts-{i}") for i in range(CLIENTS)]
+        step = 0
+        for run in runs:  # each run running, warm
+            for _ in range(30):
+                step += 1
+                await mlflow.epoch_request(run, step, headers)()
+        admin = await asyncpg.connect(asyncpg_dsn(stack.admin_server_url))
+        database = await asyncpg.connect(stack.admin_dsn)
+        experiments_url = stack.service_urls["experiments"] + "/metrics"
+        print("| function | requests/s | PostgreSQL (experiments), ms per request |")
+        print("|---|---|---|")
+        for name, sql in variants().items():
+            await database.execute(sql)
+            await asyncio.sleep(1)
+            cpu_before = await backend_cpu(admin, "runyard-experiments")
+            wal_before = await database.fetchval("SELECT pg_current_wal_lsn()")
+            tables_before = await database.fetch(TABLE_STATS)
+            async with session.get(experiments_url) as response:
+                metrics_before = await response.text()
+            latencies: list[float] = []
+            stop_at = time.monotonic() + args.seconds
+
+            async def client(run: str, stop_at: float, latencies: list[float]) -> None:
+                nonlocal step
+                while time.monotonic() < stop_at:
+                    step += 1
+                    started = time.perf_counter()
+                    await mlflow.epoch_request(run, step, headers)()
+                    latencies.append(time.perf_counter() - started)
+
+            await asyncio.gather(*(client(run, stop_at, latencies) for run in runs))
+            cpu = await backend_cpu(admin, "runyard-experiments") - cpu_before
+            count = len(latencies)
+            print(f"| {name} | {count / args.seconds:.0f} | {cpu * 1000 / count:.2f} |", flush=True)
+            if name != "full":
+                continue
+            wal = await database.fetchval(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", wal_before
+            )
+            async with session.get(experiments_url) as response:
+                metrics_after = await response.text()
+            spent = [
+                a - b
+                for a, b in zip(
+                    histogram(metrics_after, "log-batch"),
+                    histogram(metrics_before, "log-batch"),
+                    strict=True,
+                )
+            ]
+            await asyncio.sleep(1)  # table statistics are reported when a transaction ends
+            details = [
+                f"  WAL per request: {float(wal) / count:,.0f} bytes",
+                f"  mean latency: client {sum(latencies) / count * 1000:.1f} ms, in the "
+                f"experiments service {spent[0] / max(spent[1], 1) * 1000:.1f} ms",
+            ]
+            before = {row["relname"]: row for row in tables_before}
+            for row in await database.fetch(TABLE_STATS):
+                old = before.get(row["relname"])
+                if old is None:
+                    continue
+                inserted = row["n_tup_ins"] - old["n_tup_ins"]
+                updated = row["n_tup_upd"] - old["n_tup_upd"]
+                hot = row["n_tup_hot_upd"] - old["n_tup_hot_upd"]
+                if inserted or updated:
+                    details.append(
+                        f"  {row['relname']}: {inserted / count:.2f} inserted, "
+                        f"{updated / count:.2f} updated ({hot / count:.2f} HOT) per request"
+                    )
+            print("\n".join(details), flush=True)
+        await admin.close()
+        await database.close()
+
+
+TABLE_STATS = (
+    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+    " WHERE schemaname = 'experiments'"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="per variant")
+    args = parser.parse_args()
+    info: dict[str, Any] = machine_info()
+    print(f"command: uv run python bench/mlflow_log_parts.py {shlex.join(sys.argv[1:])}")
+    print(f"machine: {info}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="log-parts-") as directory,
+        Stack.isolated(Path(directory), extra_env=UNLIMITED) as stack,
+    ):
+        asyncio.run(bench(args, stack))
+
+
+if __name__ == "__main__":
+    run_cli(main)
