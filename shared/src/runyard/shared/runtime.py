@@ -385,20 +385,13 @@ async def request_runtime(request: Request) -> AnyRuntime:
     return get_runtime(request)
 
 
-@contextlib.asynccontextmanager
-async def unit_of_work(runtime: AnyRuntime) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction that commits when the block ends; then wakes the process's
-    workers (``runtime.work``): the transaction may have made work due."""
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: commits after the endpoint returns, before the response;
+    then wakes the process's workers (``runtime.work``): the request may have made work due."""
+    runtime = get_runtime(request)
     async with runtime.sessionmaker() as session, session.begin():
         yield session
     runtime.work.notify()
-
-
-async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work (``unit_of_work``): commits after the endpoint returns,
-    before the response."""
-    async with unit_of_work(get_runtime(request)) as session:
-        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(db_session, scope="function")]

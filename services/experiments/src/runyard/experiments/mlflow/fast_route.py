@@ -110,16 +110,7 @@ async def _log(scope: Scope, body: bytes, schema_path: str, *, batch: bool) -> b
         run_id, metrics, params, tags = request.id, request.metrics, request.params, request.tags
     else:
         one = schemas.LogMetric.model_validate(data)
-        metric = schemas.MetricIn(
-            key=one.key,
-            value=one.value,
-            timestamp=one.timestamp,
-            step=one.step,
-            model_id=one.model_id,
-            dataset_name=one.dataset_name,
-            dataset_digest=one.dataset_digest,
-        )
-        run_id, metrics, params, tags = one.id, [metric], [], []
+        run_id, metrics, params, tags = one.id, [one.metric()], [], []
     done: bool = await service.log_epochs_in_one_statement(
         runtime, principal, run_id, metrics=metrics, params=params, tags=tags, batch=batch
     )

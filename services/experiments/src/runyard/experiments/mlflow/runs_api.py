@@ -119,17 +119,8 @@ async def search_runs(
 async def log_metric(
     body: schemas.LogMetric, session: SessionDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    metric = schemas.MetricIn(
-        key=body.key,
-        value=body.value,
-        timestamp=body.timestamp,
-        step=body.step,
-        model_id=body.model_id,
-        dataset_name=body.dataset_name,
-        dataset_digest=body.dataset_digest,
-    )
     await service.log_batch(
-        session, principal, body.id, metrics=[metric], params=[], tags=[], batch=False
+        session, principal, body.id, metrics=[body.metric()], params=[], tags=[], batch=False
     )
     return {}
 

@@ -94,7 +94,17 @@ class MetricIn(Body):
 
 
 class LogMetric(RunRef, MetricIn):
-    pass
+    def metric(self) -> MetricIn:
+        """The value as one metric of a batch."""
+        return MetricIn(
+            key=self.key,
+            value=self.value,
+            timestamp=self.timestamp,
+            step=self.step,
+            model_id=self.model_id,
+            dataset_name=self.dataset_name,
+            dataset_digest=self.dataset_digest,
+        )
 
 
 class LogParam(RunRef):
