@@ -7,14 +7,19 @@ the metric). Spikes survive, unlike every-k-th-point sampling.
 Reading a million runs for every chart is too slow, so ``history_blocks`` keeps a summary per
 metric of aligned blocks of epochs (16, 64, 256, 1,024 and 4,096 epochs: levels 0-4), written in
 the transaction that writes the runs (``record_runs``): count, min, max, and the last epoch
-with its value and time. A read whose buckets hold at least 16 epochs each puts its bucket
-boundaries on multiples of the coarsest block size that fits (the buckets then differ in width
-by at most one block) and reads whole blocks of that size; only the ends of the range, where
-it starts or stops inside a block that has runs outside it, are read from finer blocks and
-runs. The values are exact for the buckets returned: the same as aggregating the runs of each
-bucket (``use_summary=False`` does that, and the tests compare the two). A finer read (fewer
-than 16 epochs per bucket: at most 16 x buckets runs) cuts the range into ``buckets`` equal
-ranges and aggregates the runs, as before the summary existed.
+with its value and time. Levels 1-3 leave out the runs of the experiment's tail block (the
+level-0 block of its highest epoch) and take that block when the run moves past it: a training
+loop's next epoch writes a metric's level-0 and level-4 rows, not five.
+
+A read whose buckets hold at least 16 epochs each puts its bucket boundaries on multiples of
+the coarsest block size that fits (the buckets then differ in width by at most one block) and
+reads whole blocks of that size; only the ends of the range, where it starts or stops inside a
+block that has runs outside it, are read from finer blocks and runs, and where a block of
+levels 1-3 covers the tail block, the tail's level-0 row is read with it. The values are exact
+for the buckets returned: the same as aggregating the runs of each bucket (``use_summary=False``
+does that, and the tests compare the two). A finer read (fewer than 16 epochs per bucket: at
+most 16 x buckets runs) cuts the range into ``buckets`` equal ranges and aggregates the runs,
+as before the summary existed.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ LEVEL_SHIFT = 2
 LEVELS = 5
 #: the epochs of a block of each level: 16, 64, 256, 1024, 4096
 BLOCK_SIZES = tuple(1 << (BASE_SHIFT + LEVEL_SHIFT * level) for level in range(LEVELS))
+#: the levels whose blocks leave out the runs of the experiment's tail block (the level-0
+#: block of its highest epoch); level 0 and the top level hold every run
+TAILLESS = range(1, LEVELS - 1)
 #: the summary row of every run of a block (no metric is named '': names have 1+ characters)
 ALL_RUNS = ""
 #: an epoch above every epoch a run can have (runs' epochs are 32-bit integers)
@@ -76,9 +84,13 @@ _UNPIVOT = f"""
 _COLUMNS = "experiment_id, metric, level, block, n, min, max, last_epoch, last_value, last_at"
 _LAST = "(array_agg({value} ORDER BY {epoch} DESC))[1]"
 
-#: merge the new runs of a batch into every level's blocks (runs new to the experiment only:
-#: counts add up, and a block's last epoch moves only to a higher one). The runs are summed up
-#: per smallest block first, and the levels above from those few rows.
+#: merge the new runs of a batch into the blocks. Levels 0 and 4 take them all. Levels 1-3
+#: (``TAILLESS``) summarise only the runs below the experiment's tail block (the level-0 block
+#: of its highest epoch), so that a training loop's next epoch writes two rows per metric, not
+#: five: they take the batch's runs below the tail and, when the batch moved the tail up, the
+#: old tail's level-0 rows as they were before this statement (the runs logged there before;
+#: the batch's own runs there come from the batch). Runs new to the experiment only: counts
+#: add up, and a block's last epoch moves only to a higher one.
 _ADD_RUNS = text(f"""
     WITH base AS (
         SELECT v.metric, r.epoch >> {BASE_SHIFT} AS block, count(*) AS n,
@@ -89,15 +101,34 @@ _ADD_RUNS = text(f"""
         CROSS JOIN LATERAL ({_UNPIVOT}) AS v
         WHERE r.experiment_id = :experiment_id AND r.epoch = ANY(:epochs)
         GROUP BY 1, 2
+    ),
+    tail AS (
+        SELECT (SELECT max(r.epoch) >> {BASE_SHIFT} FROM {SCHEMA}.training_runs AS r
+                WHERE r.experiment_id = :experiment_id) AS new,
+               (SELECT max(r.epoch) >> {BASE_SHIFT} FROM {SCHEMA}.training_runs AS r
+                WHERE r.experiment_id = :experiment_id AND r.epoch <> ALL(:epochs)) AS old
+    ),
+    added AS (
+        SELECT b.*, l.level FROM base AS b
+        CROSS JOIN (VALUES (0), ({LEVELS - 1})) AS l(level)
+        UNION ALL
+        SELECT c.*, l.level FROM (
+            SELECT b.* FROM base AS b, tail WHERE b.block < tail.new
+            UNION ALL
+            SELECT h.metric, h.block, h.n, h.min, h.max, h.last_epoch, h.last_value, h.last_at
+            FROM {SCHEMA}.history_blocks AS h, tail
+            WHERE h.experiment_id = :experiment_id AND h.level = 0 AND h.block = tail.old
+              AND tail.old < tail.new
+        ) AS c
+        CROSS JOIN generate_series(1, {LEVELS - 2}) AS l(level)
     )
     INSERT INTO {SCHEMA}.history_blocks AS h ({_COLUMNS})
-    SELECT :experiment_id, b.metric, l.level, b.block >> ({LEVEL_SHIFT} * l.level),
-           sum(b.n), min(b.min), max(b.max), max(b.last_epoch),
-           {_LAST.format(value="b.last_value", epoch="b.last_epoch")},
-           {_LAST.format(value="b.last_at", epoch="b.last_epoch")}
-    FROM base AS b
-    CROSS JOIN generate_series(0, {LEVELS - 1}) AS l(level)
-    GROUP BY b.metric, l.level, 4
+    SELECT :experiment_id, a.metric, a.level, a.block >> ({LEVEL_SHIFT} * a.level),
+           sum(a.n), min(a.min), max(a.max), max(a.last_epoch),
+           {_LAST.format(value="a.last_value", epoch="a.last_epoch")},
+           {_LAST.format(value="a.last_at", epoch="a.last_epoch")}
+    FROM added AS a
+    GROUP BY a.metric, a.level, 4
     ON CONFLICT (experiment_id, metric, level, block) DO UPDATE SET
         n = h.n + excluded.n,
         min = least(h.min, excluded.min),
@@ -117,7 +148,11 @@ _REPLACE = """
 #: the blocks of ``blocks`` at ``level`` computed again from ``source``; summary rows of a
 #: metric the blocks no longer have are deleted
 _REBUILD = f"""
-    WITH fresh AS ({{source}}),
+    WITH tail AS (
+        SELECT max(r.epoch) >> {BASE_SHIFT} AS block FROM {SCHEMA}.training_runs AS r
+        WHERE r.experiment_id = :experiment_id
+    ),
+    fresh AS ({{source}}),
     gone AS (
         DELETE FROM {SCHEMA}.history_blocks AS h
         WHERE h.experiment_id = :experiment_id AND h.level = CAST(:level AS smallint)
@@ -148,7 +183,7 @@ _REBUILD_FROM_RUNS = text(
         GROUP BY r.experiment_id, v.metric, b.block"""  # noqa: S608
     )
 )
-#: a level above 0 from the level below
+#: a level above 0 from the level below: level 1 without the tail block, level 4 with it
 _REBUILD_FROM_BLOCKS = text(
     _REBUILD.format(
         source=f"""
@@ -163,6 +198,12 @@ _REBUILD_FROM_BLOCKS = text(
             WHERE t.experiment_id = :experiment_id AND t.level = CAST(:level AS smallint) - 1
               AND t.block BETWEEN b.block << {LEVEL_SHIFT}
                               AND ((b.block + 1) << {LEVEL_SHIFT}) - 1
+              AND (t.level > 0 OR t.block < (SELECT tail.block FROM tail))
+            UNION ALL
+            SELECT * FROM {SCHEMA}.history_blocks AS t
+            WHERE CAST(:level AS smallint) = {LEVELS - 1} AND t.experiment_id = :experiment_id
+              AND t.level = 0 AND t.block = (SELECT tail.block FROM tail)
+              AND t.block >> ({LEVEL_SHIFT} * {LEVELS - 1}) = b.block
             OFFSET 0
         ) AS s
         GROUP BY s.experiment_id, s.metric, b.block"""  # noqa: S608
@@ -284,6 +325,19 @@ def cover(start: int, stop: int, top: int | None) -> Pieces:
     return pieces
 
 
+def with_tail(pieces: Pieces, tail: int) -> None:
+    """The tail block (the level-0 block of the experiment's highest epoch) added as a piece of
+    its own when a piece of a ``TAILLESS`` level covers it: those levels leave its runs out."""
+    for level, first, last in zip(
+        pieces.levels, pieces.first_blocks, pieces.last_blocks, strict=True
+    ):
+        if level in TAILLESS and first <= tail >> (LEVEL_SHIFT * level) <= last:
+            pieces.levels.append(0)
+            pieces.first_blocks.append(tail)
+            pieces.last_blocks.append(tail)
+            return
+
+
 def _run_values(metrics: list[str]) -> tuple[str, dict[str, Any]]:
     """The VALUES list that turns a run into (metric, value) rows for ``metrics``, with its
     parameters (column metrics by their whitelisted name, the others by the key, bound)."""
@@ -369,7 +423,9 @@ class _Buckets:
 def _bucketed(bounds: np.ndarray[Any, Any], row: Any, i: int, *, values: bool) -> _Buckets:
     """The pieces of ``c{i}_*`` in epoch order, cut where the bucket changes: a bucket's min and
     max are those of its pieces, its last epoch, value and time those of its last piece (the
-    pieces are disjoint, so the last in epoch order holds the bucket's highest epoch)."""
+    pieces hold disjoint runs, so the last in epoch order holds the bucket's highest epoch; the
+    tail's piece starts after the block of levels 1-3 that covers it, whose row exists only when
+    it has runs below the tail)."""
     start = np.asarray(row[f"c{i}_start"], dtype=np.int64)
     order = np.argsort(start, kind="stable")
     bucket = np.searchsorted(bounds, start[order], side="right")
@@ -558,5 +614,7 @@ async def downsampled_history(
     first = 0 if before is None else int(before) + 1
     last = EPOCH_CEILING if after is None else int(after) - 1
     pieces = cover(first, last, plan.level)
+    if after is None:
+        with_tail(pieces, int(high) >> BASE_SHIFT)
     await _from_pieces(session, experiment_id, metrics, plan.bounds, pieces, history)
     return history
