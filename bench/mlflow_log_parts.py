@@ -2,7 +2,7 @@
 
 Starts the whole local stack, then, with 4 clients each logging one epoch (4 metrics) per
 ``log-batch`` to its own running run, for ``--seconds`` per variant: replaces the database
-function ``mlflow_log_epochs`` (migration 0017) by a variant without one of its parts (the
+function ``mlflow_log_epochs`` (migrations 0017 and 0018) by a variant without one of its parts (the
 history summary, its levels above 0, the run row's update, the metric log, the epoch rows) and
 measures requests/s and the CPU of the experiments service's PostgreSQL backends per request
 (psutil, per backend process by ``application_name``). The full function runs first and last.
@@ -37,15 +37,15 @@ from mlflow_compare import UNLIMITED, machine_info, run_cli, runyard_mlflow_user
 from runyard.devstack import Stack
 from runyard.shared.db import asyncpg_dsn
 
-MIGRATION = (
+MIGRATIONS = (
     Path(__file__).resolve().parent.parent
-    / "services/experiments/src/runyard/experiments/migrations/versions/0017_mlflow_log_epochs.py"
+    / "services/experiments/src/runyard/experiments/migrations/versions"
 )
 CLIENTS = 4
 
 
-def _migration() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("migration_0017", MIGRATION)
+def _migration(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"migration_{name}", MIGRATIONS / name)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -53,8 +53,8 @@ def _migration() -> ModuleType:
 
 
 def variants() -> dict[str, str]:
-    created: str = _migration().LOG_EPOCHS
-    full = created.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+    created: str = _migration("0017_mlflow_log_epochs.py").LOG_EPOCHS
+    full: str = _migration("0018_history_tail.py").log_epochs(created)
 
     def without(first: str, next_part: str) -> str:
         start = full.index(first)
@@ -66,7 +66,9 @@ def variants() -> dict[str, str]:
         "without the history summary": without(
             "    base AS (", "    -- the metrics of the highest"
         ),
-        "history level 0 only": full.replace("generate_series(0, 4)", "generate_series(0, 0)"),
+        "history level 0 only": full.replace("(VALUES (0), (4))", "(VALUES (0))").replace(
+            "generate_series(1, 3)", "generate_series(1, 0)"
+        ),
         "without the run row's update": full.replace(
             "        WHERE x.id = p_run\n", "        WHERE x.id = p_run AND false\n"
         ),

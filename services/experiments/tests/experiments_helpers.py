@@ -117,3 +117,66 @@ async def deliver_own_events(db: ServiceDatabase) -> int:
     finally:
         await engine.dispose()
     return outcomes.count("processed")
+
+
+#: the metrics training_runs has columns for; the history summary's block sizes (levels 0-4)
+RUN_COLUMNS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "learning_rate")
+BLOCK_SIZES = (16, 64, 256, 1024, 4096)
+
+
+async def expected_blocks(
+    db: ServiceDatabase, experiment_id: str
+) -> dict[tuple[str, int, int], tuple[Any, ...]]:
+    """The summary computed here from the stored runs, independently of the SQL that keeps it."""
+    runs = await fetch(
+        db,
+        "SELECT epoch, train_loss, val_loss, train_accuracy, val_accuracy, learning_rate,"
+        " metrics::text AS metrics, created_at FROM experiments.training_runs"
+        " WHERE experiment_id = $1",
+        uuid.UUID(experiment_id),
+    )
+    blocks: dict[tuple[str, int, int], list[Any]] = {}
+    # levels 1-3 leave out the runs of the tail block (the highest epoch's level-0 block)
+    tail = max((run["epoch"] for run in runs), default=0) >> 4
+    for run in runs:
+        values: dict[str, float | None] = {"": None}
+        values.update({c: run[c] for c in RUN_COLUMNS if run[c] is not None})
+        for key, value in json.loads(run["metrics"]).items():
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if key not in RUN_COLUMNS and numeric:
+                values[key] = float(value)
+        for level, size in enumerate(BLOCK_SIZES):
+            if level in (1, 2, 3) and run["epoch"] >> 4 == tail:
+                continue
+            for metric, value in values.items():
+                key = (metric, level, run["epoch"] // size)
+                entry = blocks.setdefault(key, [0, None, None, -1, None, None])
+                entry[0] += 1
+                if value is not None:
+                    entry[1] = value if entry[1] is None else min(entry[1], value)
+                    entry[2] = value if entry[2] is None else max(entry[2], value)
+                if run["epoch"] > entry[3]:
+                    entry[3], entry[4], entry[5] = run["epoch"], value, run["created_at"]
+    return {key: tuple(entry) for key, entry in blocks.items()}
+
+
+async def stored_blocks(
+    db: ServiceDatabase, experiment_id: str
+) -> dict[tuple[str, int, int], tuple[Any, ...]]:
+    rows = await fetch(
+        db,
+        "SELECT metric, level, block, n, min, max, last_epoch, last_value, last_at"
+        " FROM experiments.history_blocks WHERE experiment_id = $1",
+        uuid.UUID(experiment_id),
+    )
+    return {
+        (r["metric"], r["level"], r["block"]): (
+            r["n"],
+            r["min"],
+            r["max"],
+            r["last_epoch"],
+            r["last_value"],
+            r["last_at"],
+        )
+        for r in rows
+    }

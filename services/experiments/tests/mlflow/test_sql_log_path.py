@@ -16,7 +16,12 @@ from runyard.experiments.config import Settings
 from runyard.experiments.main import create_app
 from runyard.experiments.mlflow import service_runs
 from runyard.shared.testing import ServiceDatabase, running_app
-from services.experiments.tests.experiments_helpers import Caller, fetch
+from services.experiments.tests.experiments_helpers import (
+    Caller,
+    expected_blocks,
+    fetch,
+    stored_blocks,
+)
 from services.experiments.tests.mlflow.conftest import Mlflow
 
 T0 = 1_700_000_000_000
@@ -159,6 +164,9 @@ async def test_both_paths_leave_the_same_rows(
     sql_rows, python_rows = await _rows(db, sql_run), await _rows(db, python_run)
     for table in sql_rows:
         assert sql_rows[table] == python_rows[table], table
+    # the history summary as computed from the runs (levels 1-3 without the tail block, which
+    # moved from block 0 to block 4 in the last batch the SQL path took)
+    assert await stored_blocks(db, sql_run) == await expected_blocks(db, sql_run)
     # what the two paths wrote, as the API reads it back
     assert sql_rows["experiment"][0][:3] == ("running", 16, 70)
     read = await mlflow.ok(alice, "runs/get", params={"run_id": sql_run})
