@@ -2,13 +2,14 @@
 
 Starts the whole local stack, then, with 4 clients each logging one epoch (4 metrics) per
 ``log-batch`` to its own running run, for ``--seconds`` per variant: replaces the database
-function ``mlflow_log_epochs`` (migrations 0017 and 0018) by a variant without one of its parts (the
-history summary, its levels above 0, the run row's update, the metric log, the epoch rows) and
+function ``mlflow_log_epochs`` (migrations 0017 and 0018) by a variant without one of its parts
+(the history summary, its levels above 0, the run row's update, the metric log, the epoch rows) and
 measures requests/s and the CPU of the experiments service's PostgreSQL backends per request
 (psutil, per backend process by ``application_name``). The full function runs first and last.
 A variant answers wrongly on purpose (the part is missing): the stack is thrown away after.
 
-Also prints, for the full function: the WAL written per request, inserted and (HOT) updated
+Each client logs its run's consecutive steps, as a training loop does. Also prints, for the
+full function: the WAL written per request (records and bytes), inserted and (HOT) updated
 rows per table, and the mean time a request spends in the experiments service (its latency
 histogram) against the client's.
 
@@ -114,11 +115,12 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
         _runyard, mlflow, headers = await runyard_mlflow_user(session, stack.gateway_url)
         runs = [await mlflow.new_target(f"parts-{i}") for i in range(CLIENTS)]
-        step = 0
+        # each run's own next step, as a training loop sends them (consecutive epochs)
+        steps = dict.fromkeys(runs, 0)
         for run in runs:  # each run running, warm
             for _ in range(30):
-                step += 1
-                await mlflow.epoch_request(run, step, headers)()
+                steps[run] += 1
+                await mlflow.epoch_request(run, steps[run], headers)()
         admin = await asyncpg.connect(asyncpg_dsn(stack.admin_server_url))
         database = await asyncpg.connect(stack.admin_dsn)
         experiments_url = stack.service_urls["experiments"] + "/metrics"
@@ -128,7 +130,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
             await database.execute(sql)
             await asyncio.sleep(1)
             cpu_before = await backend_cpu(admin, "runyard-experiments")
-            wal_before = await database.fetchval("SELECT pg_current_wal_lsn()")
+            wal_before = await database.fetchrow(WAL_STATS)
             tables_before = await database.fetch(TABLE_STATS)
             async with session.get(experiments_url) as response:
                 metrics_before = await response.text()
@@ -136,11 +138,10 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
             stop_at = time.monotonic() + args.seconds
 
             async def client(run: str, stop_at: float, latencies: list[float]) -> None:
-                nonlocal step
                 while time.monotonic() < stop_at:
-                    step += 1
+                    steps[run] += 1
                     started = time.perf_counter()
-                    await mlflow.epoch_request(run, step, headers)()
+                    await mlflow.epoch_request(run, steps[run], headers)()
                     latencies.append(time.perf_counter() - started)
 
             await asyncio.gather(*(client(run, stop_at, latencies) for run in runs))
@@ -149,9 +150,8 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
             print(f"| {name} | {count / args.seconds:.0f} | {cpu * 1000 / count:.2f} |", flush=True)
             if name != "full":
                 continue
-            wal = await database.fetchval(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", wal_before
-            )
+            wal_after = await database.fetchrow(WAL_STATS)
+            records, wal = (float(wal_after[k] - wal_before[k]) for k in ("records", "bytes"))
             async with session.get(experiments_url) as response:
                 metrics_after = await response.text()
             spent = [
@@ -164,7 +164,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
             ]
             await asyncio.sleep(1)  # table statistics are reported when a transaction ends
             details = [
-                f"  WAL per request: {float(wal) / count:,.0f} bytes",
+                f"  WAL per request: {records / count:.1f} records, {wal / count:,.0f} bytes",
                 f"  mean latency: client {sum(latencies) / count * 1000:.1f} ms, in the "
                 f"experiments service {spent[0] / max(spent[1], 1) * 1000:.1f} ms",
             ]
@@ -186,6 +186,8 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
         await database.close()
 
 
+#: WAL written so far, by every process of the cluster (nothing else writes during a variant)
+WAL_STATS = "SELECT wal_records AS records, wal_bytes AS bytes FROM pg_stat_wal"
 TABLE_STATS = (
     "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
     " WHERE schemaname = 'experiments'"
