@@ -9,7 +9,7 @@ measures requests/s and the CPU of the experiments service's PostgreSQL backends
 A variant answers wrongly on purpose (the part is missing): the stack is thrown away after.
 
 Each client logs its run's consecutive steps, as a training loop does. Also prints, for the
-full function: the WAL written per request (records and bytes), inserted and (HOT) updated
+full function: the WAL written per request (records, bytes, full-page images), inserted and (HOT) updated
 rows per table, and the mean time a request spends in the experiments service (its latency
 histogram) against the client's.
 
@@ -151,7 +151,9 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
             if name != "full":
                 continue
             wal_after = await database.fetchrow(WAL_STATS)
-            records, wal = (float(wal_after[k] - wal_before[k]) for k in ("records", "bytes"))
+            records, images, wal = (
+                float(wal_after[k] - wal_before[k]) for k in ("records", "fpi", "bytes")
+            )
             async with session.get(experiments_url) as response:
                 metrics_after = await response.text()
             spent = [
@@ -164,7 +166,8 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
             ]
             await asyncio.sleep(1)  # table statistics are reported when a transaction ends
             details = [
-                f"  WAL per request: {records / count:.1f} records, {wal / count:,.0f} bytes",
+                f"  WAL per request: {records / count:.1f} records, {wal / count:,.0f} bytes,"
+                f" {images / count:.4f} full-page images",
                 f"  mean latency: client {sum(latencies) / count * 1000:.1f} ms, in the "
                 f"experiments service {spent[0] / max(spent[1], 1) * 1000:.1f} ms",
             ]
@@ -187,7 +190,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
 
 
 #: WAL written so far, by every process of the cluster (nothing else writes during a variant)
-WAL_STATS = "SELECT wal_records AS records, wal_bytes AS bytes FROM pg_stat_wal"
+WAL_STATS = "SELECT wal_records AS records, wal_fpi AS fpi, wal_bytes AS bytes FROM pg_stat_wal"
 TABLE_STATS = (
     "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
     " WHERE schemaname = 'experiments'"
