@@ -8,7 +8,9 @@ Starts the whole local stack (no MLflow server) and, with 4 clients on one keep-
 2. ``GET /api/2.0/mlflow/experiments/get``: the cheapest authenticated MLflow request, one
    read-only transaction of one row in the experiments service, through the gateway;
 3. ``POST /api/2.0/mlflow/runs/log-batch`` of one epoch (4 metrics) to each client's own run, as
-   ``bench/mlflow_compare.py`` sends it.
+   ``bench/mlflow_compare.py`` sends it;
+4. ``POST /api/2.0/mlflow/runs/log-metric``, MLflow's ``log_metric`` loop: one request per metric,
+   the 4 metrics of an epoch in turn, to each client's own run.
 
 Prints requests per second and the CPU per request of every process group (psutil), so a goal
 in requests per second can be set against what the stack's cheapest request costs.
@@ -38,6 +40,7 @@ from mlflow_compare import (
     UNLIMITED,
     CpuMeter,
     machine_info,
+    metrics_of,
     run_cli,
     runyard_mlflow_user,
 )
@@ -122,10 +125,35 @@ async def bench(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
 
             return send
 
+        metric_url = f"{base}/api/2.0/mlflow/runs/log-metric"
+
+        def metric_sender(run_id: str) -> Callable[[int], Awaitable[None]]:
+            """MLflow's ``log_metric`` loop: one request per metric, 4 per epoch."""
+
+            async def send(n: int) -> None:
+                key, value = list(metrics_of(n // 4).items())[n % 4]
+                payload = {
+                    "run_id": run_id,
+                    "key": key,
+                    "value": value,
+                    "timestamp": int(time.time() * 1000),
+                    "step": n // 4,
+                }
+                async with session.post(metric_url, json=payload, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"log-metric {n} -> {response.status}")
+
+            return send
+
+        metric_runs = [
+            await mlflow.new_target(f"floor-metric-{i}") for i in range(args.concurrency)
+        ]
         plan: list[tuple[str, list[Callable[[int], Awaitable[None]]]]] = [
             ("gateway GET /health", [health] * args.concurrency),
             ("MLflow experiments/get (one read)", [read] * args.concurrency),
             ("MLflow runs/log-batch (one epoch)", [batch_sender(run) for run in runs]),
+            ("MLflow runs/log-metric (4 per epoch)", [metric_sender(run) for run in metric_runs]),
         ]
         for name, senders in plan:
             print(f"[run] {name}: {args.concurrency} clients, {args.seconds:.0f} s", flush=True)

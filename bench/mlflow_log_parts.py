@@ -2,7 +2,7 @@
 
 Starts the whole local stack, then, with 4 clients each logging one epoch (4 metrics) per
 ``log-batch`` to its own running run, for ``--seconds`` per variant: replaces the database
-function ``mlflow_log_epochs`` (migrations 0017 and 0018) by a variant without one of its parts
+function ``mlflow_log_epochs`` (migration 0019) by a variant without one of its parts
 (the history summary, its levels above 0, the run row's update, the metric log, the epoch rows) and
 measures requests/s and the CPU of the experiments service's PostgreSQL backends per request
 (psutil, per backend process by ``application_name``). The full function runs first and last.
@@ -54,8 +54,7 @@ def _migration(name: str) -> ModuleType:
 
 
 def variants() -> dict[str, str]:
-    created: str = _migration("0017_mlflow_log_epochs.py").LOG_EPOCHS
-    full: str = _migration("0018_history_tail.py").log_epochs(created)
+    full: str = _migration("0019_mlflow_log_metrics_at_logged_epochs.py").LOG_EPOCHS
 
     def without(first: str, next_part: str) -> str:
         start = full.index(first)
@@ -65,7 +64,7 @@ def variants() -> dict[str, str]:
     return {
         "full": full,
         "without the history summary": without(
-            "    base AS (", "    -- the metrics of the highest"
+            "    base AS (", "    -- the metrics of the request's highest"
         ),
         "history level 0 only": full.replace("(VALUES (0), (4))", "(VALUES (0))").replace(
             "generate_series(1, 3)", "generate_series(1, 0)"
@@ -73,7 +72,7 @@ def variants() -> dict[str, str]:
         "without the run row's update": full.replace(
             "        WHERE x.id = p_run\n", "        WHERE x.id = p_run AND false\n"
         ),
-        "without the metric log": without("    logged AS (", "    -- the new epochs"),
+        "without the metric log": without("    logged AS (", "    -- the request's values"),
         "without the epoch rows": without("    runs AS (", "    -- the history summary"),
         "full (again)": full,
     }

@@ -86,15 +86,31 @@ STEPS: list[tuple[str, list[tuple[str, float, int, int]], bool]] = [
     ("log-batch", [("acc", 0.6, T0 + 7, 6), ("val_loss", 0.4, T0 + 7, 6)], True),
     # an epoch logged before, with another value: the Python path
     ("log-batch", [("acc", 0.65, T0 + 8, 6)], False),
-    # the same metric at one step in separate calls: the second is the Python path
+    # metrics of one step in separate calls (MLflow's log_metric loop): the second adds its
+    # metric to the epoch the first logged
     ("log-metric", [("acc", 0.8, T0 + 9, 8)], True),
-    ("log-metric", [("val_loss", 0.41, T0 + 9, 8)], False),
+    ("log-metric", [("val_loss", 0.41, T0 + 9, 8)], True),
     # epochs across history blocks (16, 64 epochs), logged out of order within the batch
     (
         "log-batch",
         [("val_loss", 1.0 / (e + 1), T0 + 10 + e, e) for e in (70, 15, 16, 17, 63, 64, 31)],
         True,
     ),
+    # metrics new to logged epochs (a column one, one of ``metrics``) beside a new epoch
+    (
+        "log-batch",
+        [("train_loss", 0.33, T0 + 50, 64), ("f1", 0.25, T0 + 50, 63), ("f1", 0.2, T0 + 50, 65)],
+        True,
+    ),
+    # a metric new to an epoch of the old tail block while a new epoch moves the tail up, and
+    # a new best epoch (val_loss, min)
+    (
+        "log-batch",
+        [("train_accuracy", 0.9, T0 + 60, 15), ("val_loss", 0.01, T0 + 60, 90)],
+        True,
+    ),
+    # a metric new to the run's best epoch: the best stays
+    ("log-metric", [("f1", 0.7, T0 + 70, 90)], True),
     # a value only MLflow's metric log holds (NaN): the Python path
     ("log-batch", [("val_loss", "NaN", T0 + 100, 100)], False),  # type: ignore[list-item]
 ]
@@ -165,10 +181,10 @@ async def test_both_paths_leave_the_same_rows(
     for table in sql_rows:
         assert sql_rows[table] == python_rows[table], table
     # the history summary as computed from the runs (levels 1-3 without the tail block, which
-    # moved from block 0 to block 4 in the last batch the SQL path took)
+    # the SQL path moved from block 0 to block 4, then to block 5)
     assert await stored_blocks(db, sql_run) == await expected_blocks(db, sql_run)
     # what the two paths wrote, as the API reads it back
-    assert sql_rows["experiment"][0][:3] == ("running", 16, 70)
+    assert sql_rows["experiment"][0][:3] == ("running", 18, 90)
     read = await mlflow.ok(alice, "runs/get", params={"run_id": sql_run})
     assert {m["key"]: m["value"] for m in read["run"]["data"]["metrics"]}["acc"] == 0.8
 

@@ -10,7 +10,8 @@ latency metrics see every request as before) reads the body, checks it as the ro
 
 Anything else goes on to the router with the body it read, untouched, and the route answers it
 as it always did: bad input (the route raises the same error in MLflow's shape), a request the
-SQL path does not take (a pending or finished run, an epoch logged before, params or tags), or
+SQL path does not take (a pending or finished run, a metric logged before at its step, params
+or tags), or
 any error, the database's included. Sending such a request on is safe even when the statement
 may have committed before the error (a connection lost on the reply): the Python path writes
 identical values as unchanged, so nothing is written twice.

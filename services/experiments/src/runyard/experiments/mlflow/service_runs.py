@@ -428,7 +428,7 @@ async def log_epochs_in_one_statement(
     tags: list[KeyValue],
     batch: bool = True,
 ) -> bool:
-    """``log_batch`` of a training loop's new epochs to its running run, as one SQL statement
+    """``log_batch`` of a training loop's new metrics to its running run, as one SQL statement
     (``sql_log``). False: not that case, nothing written; ``log_batch`` does it. Bad input is
     refused here as there, before anything is looked up."""
     if not runtime.settings.mlflow_sql_log_path or principal.role not in ("user", "admin"):

@@ -75,7 +75,14 @@ async def log_runs(
         if experiment.last_epoch is None or latest["epoch"] >= experiment.last_epoch:
             experiment.last_epoch = latest["epoch"]
             experiment.metrics = {**experiment.metrics, **metrics_of(latest)}
-        if experiment.best_epoch is not None and experiment.best_epoch in overwritten:
+        # the best epoch's value rewritten (or gone): any epoch may be the best now. Another
+        # metric of that epoch rewritten leaves its value, and the best, as they were.
+        best = experiment.best_epoch
+        if (
+            best is not None
+            and best in overwritten
+            and metrics_of(by_epoch[best]).get(experiment.best_metric) != experiment.best_value
+        ):
             await session.flush()
             await recompute_best(session, experiment)
         else:
