@@ -57,6 +57,7 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     e record;
     v_epochs int[];
+    v_stored int[];
     v_new int[];
     v_held boolean;
     v_last int;
@@ -72,23 +73,22 @@ BEGIN
     END IF;
     -- under the run's lock: the request's epochs and those the run has not logged, whether
     -- the run holds one of the request's metrics at its epoch already, and its tail block
-    SELECT x.epochs,
-           ARRAY(SELECT n FROM unnest(x.epochs) AS n
-                 WHERE NOT EXISTS (SELECT FROM {SCHEMA}.training_runs AS r
-                                   WHERE r.experiment_id = p_run AND r.epoch = n)
-                 ORDER BY n),
-           EXISTS (SELECT FROM unnest(p_key, p_step) AS u(k, s)
-                   JOIN {SCHEMA}.training_runs AS r
-                     ON r.experiment_id = p_run AND r.epoch = u.s
-                   WHERE {_HOLDS}),
+    SELECT x.epochs, x.stored,
+           EXISTS (SELECT FROM {SCHEMA}.training_runs AS r
+                   JOIN unnest(p_key, p_step) AS u(k, s) ON r.epoch = u.s::int
+                   WHERE r.experiment_id = p_run AND r.epoch = ANY(x.stored) AND {_HOLDS}),
            (SELECT max(r.epoch) >> 4 FROM {SCHEMA}.training_runs AS r
             WHERE r.experiment_id = p_run)
-      INTO v_epochs, v_new, v_held, v_old_tail
-      FROM (SELECT array_agg(DISTINCT s::int ORDER BY s::int) AS epochs
-            FROM unnest(p_step) AS s) AS x;
+      INTO v_epochs, v_stored, v_held, v_old_tail
+      FROM (SELECT a.epochs,
+                   ARRAY(SELECT r.epoch FROM {SCHEMA}.training_runs AS r
+                         WHERE r.experiment_id = p_run AND r.epoch = ANY(a.epochs)) AS stored
+            FROM (SELECT array_agg(DISTINCT s::int ORDER BY s::int) AS epochs
+                  FROM unnest(p_step) AS s) AS a) AS x;
     IF v_epochs IS NULL OR v_held THEN
         RETURN false;
     END IF;
+    v_new := ARRAY(SELECT n FROM unnest(v_epochs) AS n WHERE n <> ALL(v_stored) ORDER BY n);
     v_last := v_epochs[array_upper(v_epochs, 1)];
     v_tail := greatest(v_old_tail, v_last >> 4);
 
@@ -151,10 +151,12 @@ BEGIN
                {_LAST.format(value="v.value", epoch="v.epoch")} AS last_value,
                {_LAST.format(value="v.at", epoch="v.epoch")} AS last_at
         FROM (
-            SELECT c.k AS metric, c.epoch, c.v AS value, coalesce(r.created_at, now()) AS at
+            SELECT c.k AS metric, c.epoch, c.v AS value,
+                   CASE WHEN c.epoch = ANY(v_stored)
+                        THEN (SELECT r.created_at FROM {SCHEMA}.training_runs AS r
+                              WHERE r.experiment_id = p_run AND r.epoch = c.epoch)
+                        ELSE now() END AS at
             FROM c
-            LEFT JOIN {SCHEMA}.training_runs AS r
-              ON r.experiment_id = p_run AND r.epoch = c.epoch
             UNION ALL SELECT '', f.epoch, NULL, now() FROM unnest(v_new) AS f(epoch)
         ) AS v
         GROUP BY 1, 2
@@ -199,7 +201,10 @@ BEGIN
                    {_MERGED_COLUMNS}))
                || coalesce(r.metrics, '{{}}'::jsonb) || n.metrics AS metrics
         FROM n
-        LEFT JOIN {SCHEMA}.training_runs AS r ON r.experiment_id = p_run AND r.epoch = n.epoch
+        LEFT JOIN LATERAL (
+            SELECT * FROM {SCHEMA}.training_runs AS t
+            WHERE t.experiment_id = p_run AND t.epoch = n.epoch
+        ) AS r ON true
         WHERE n.epoch = v_last
     ),
     best AS (
