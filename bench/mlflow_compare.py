@@ -783,7 +783,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
 
 async def bench(args: argparse.Namespace, stack: Stack, server: MlflowServer) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=args.timeout)
-    connector = aiohttp.TCPConnector(limit=max(8, args.concurrency * 2), keepalive_timeout=60)
+    # idle connections dropped before the servers drop them (uvicorn's keep-alive is 5 s): a
+    # system's connection reused after another system's phase was otherwise at times closed
+    # under the first request (ServerDisconnectedError)
+    connector = aiohttp.TCPConnector(limit=max(8, args.concurrency * 2), keepalive_timeout=4)
     results: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         results["mlflow_start_s"] = await wait_for_mlflow(server, session, args.mlflow_timeout)
