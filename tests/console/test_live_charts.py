@@ -116,6 +116,28 @@ def test_the_unread_badge_follows_the_inbox_without_a_reload(
     expect(badge).to_have_class("count zero")
 
 
+async def epochs_event_out(admin_dsn: str, experiment_id: str) -> None:
+    """Until the run's ``experiment.epochs_logged`` has left the experiments service (its pending
+    row turned into an event, the outbox published): one arriving after the stalled event would
+    clear the badge, an epoch being a sign of life."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            waiting = await conn.fetchval(
+                """SELECT EXISTS (SELECT FROM experiments.pending_epochs
+                                  WHERE experiment_id = $1)
+                       OR EXISTS (SELECT FROM experiments.outbox WHERE published_at IS NULL)""",
+                experiment_id,
+            )
+            if not waiting:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("the epochs' event was not published within 30 s")
+    finally:
+        await conn.close()
+
+
 async def make_silent(admin_dsn: str, experiment_id: str) -> None:
     """As if the run's process had said nothing for five minutes (its limit is one)."""
     conn = await asyncpg.connect(admin_dsn)
@@ -137,6 +159,8 @@ def test_a_silent_run_shows_stalled_in_the_table_and_on_its_page_until_it_report
     base = stack.gateway_url
     run = new_experiment(api, user, "hung run", stale_after_s=60)
     log_epochs(api, user, run, range(0, 5))
+    with ThreadPoolExecutor(1) as thread:  # (Playwright's sync API holds this thread's loop)
+        thread.submit(asyncio.run, epochs_event_out(stack.admin_dsn, run)).result()
     sign_in(page, base, user)
     page.goto(f"{base}/experiments")
     expect(page.locator("body[data-live-connected='true']")).to_be_attached()
