@@ -84,11 +84,16 @@ STACK_MARKERS := e2e or faults or fuzz or sdk or console or mlflow
 STACK_SUITES := --ignore=tests/e2e --ignore=tests/faults --ignore=tests/fuzz --ignore=tests/console \
 	--ignore=tests/mlflow
 PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal,)
+# The whole-stack suites keep their temporary directories (their stacks' PostgreSQL data among
+# them) in the checkout, not under pytest's shared /tmp/pytest-of-<user>: every pytest session
+# sets that one back to mode 0700, which locks the embedded PostgreSQL's own system user out of a
+# stack that is starting when another pytest starts on the machine (initdb: Permission denied).
+STACK_BASETEMP := --basetemp=$(CURDIR)/.data/pytest-stack
 
 test: sync browser
 	$(MAKE) --no-print-directory lint UV="$(UV)"
 	$(RUN) pytest $(STACK_SUITES) -m "not ($(STACK_MARKERS))" $(PARALLEL) $(PYTEST_ARGS)
-	$(RUN) pytest -m "$(STACK_MARKERS)" $(PYTEST_ARGS)
+	$(RUN) pytest -m "$(STACK_MARKERS)" $(STACK_BASETEMP) $(PYTEST_ARGS)
 
 # The quick loop: the parallel part without the slow worst cases.
 test-fast: sync browser
