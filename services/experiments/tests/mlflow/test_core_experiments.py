@@ -160,14 +160,39 @@ async def test_both_prefixes_serve_the_same_experiments(mlflow, alice) -> None:
     assert again == got
 
 
-async def test_search_lists_the_default_experiment_first_and_keeps_the_page_size(
+async def test_search_filters_orders_and_pages_the_default_experiment_like_any_other(
     mlflow, alice
 ) -> None:
-    for name in ("a", "b", "c"):
-        await mlflow.new_experiment(alice, name)
-    everything = await mlflow.ok(alice, "experiments/search", {"max_results": 10})
-    names = [e["name"] for e in everything["experiments"]]
-    assert names[0] == "Default" and sorted(names[1:]) == ["a", "b", "c"]
+    """As MLflow's own search: Default ("0", active, no tags, the oldest) has its place in every
+    filter, order, page and view (``test_rest_tracking.py::test_search_experiments``)."""
+
+    async def names(**request: object) -> list[str]:
+        found = await mlflow.ok(alice, "experiments/search", request)
+        return [e["name"] for e in found["experiments"]]
+
+    assert await names() == ["Default"]
+    ids = [
+        await mlflow.new_experiment(alice, name, tags=tags)
+        for name, tags in (
+            ("a", [{"key": "key", "value": "value"}]),
+            ("ab", [{"key": "key", "value": "vaLue"}]),
+            ("Abc", []),
+        )
+    ]
+    assert await names(filter="attribute.name = 'a'") == ["a"]
+    assert await names(filter="attribute.name != 'a'") == ["Abc", "ab", "Default"]
+    assert await names(filter="name LIKE 'a%'") == ["ab", "a"]
+    assert await names(filter="name ILIKE 'd%'") == ["Default"]
+    assert await names(filter="tag.key = 'value'") == ["a"]
+    assert await names(filter="tag.key != 'value'") == ["ab"]
+    assert await names(filter="tag.key ILIKE '%alu%'") == ["ab", "a"]
+    assert await names(filter="attribute.experiment_id = '0'") == ["Default"]
+    assert await names(filter=f"attribute.experiment_id IN ('0', '{ids[0]}')") == ["a", "Default"]
+    assert await names(filter="attribute.creation_time > 0") == ["Abc", "ab", "a"]
+    assert await names(order_by=["name DESC"]) == ["ab", "a", "Default", "Abc"]
+    assert await names(order_by=["creation_time ASC"]) == ["Default", "a", "ab", "Abc"]
+    everything = await names()
+    assert everything == ["Abc", "ab", "a", "Default"]
     seen, token = [], None
     while True:
         page = await mlflow.ok(
@@ -180,10 +205,19 @@ async def test_search_lists_the_default_experiment_first_and_keeps_the_page_size
         token = page.get("next_page_token")
         if not token:
             break
-    assert seen == names
+    assert seen == everything
     by_get = await mlflow.ok(alice, "experiments/search", params={"max_results": 10})
-    assert by_get == everything
-    filtered = await mlflow.ok(alice, "experiments/search", {"filter": "name = 'b'"})
-    assert [e["name"] for e in filtered["experiments"]] == ["b"]
+    assert [e["name"] for e in by_get["experiments"]] == everything
+    assert by_get["experiments"][-1] == {
+        "experiment_id": "0",
+        "name": "Default",
+        "artifact_location": "mlflow-artifacts:/0",
+        "lifecycle_stage": "active",
+        "tags": [],
+    }
     deleted = await mlflow.ok(alice, "experiments/search", {"view_type": "DELETED_ONLY"})
     assert deleted["experiments"] == []
+    await mlflow.ok(alice, "experiments/delete", {"experiment_id": ids[1]})
+    assert await names(view_type="ACTIVE_ONLY") == ["Abc", "a", "Default"]
+    assert await names(view_type="DELETED_ONLY") == ["ab"]
+    assert await names(view_type="ALL") == ["Abc", "ab", "a", "Default"]

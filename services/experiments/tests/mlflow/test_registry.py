@@ -83,11 +83,6 @@ async def test_register_a_run_model_with_aliases(client, db, mlflow, alice, bob)
     assert await mlflow.error(
         alice, "model-versions/create", {"name": "nope", "source": f"runs:/{run_id}/model"}
     ) == (404, "RESOURCE_DOES_NOT_EXIST")
-    for bad in (f"{source}/.", f"{source}/.."):  # Runyard's own check (422 there): MLflow's 400
-        assert await mlflow.error(
-            alice, "model-versions/create", {"name": "pump-cnn", "source": bad, "run_id": run_id}
-        ) == (400, "INVALID_PARAMETER_VALUE")
-
     # aliases: set, move, get by alias, delete
     alias = {"name": "pump-cnn", "alias": "champion"}
     await mlflow.ok(alice, "registered-models/alias", {**alias, "version": "1"})
@@ -144,6 +139,45 @@ async def test_register_a_run_model_with_aliases(client, db, mlflow, alice, bob)
         "model_version.alias_set",
         "model_version.alias_set",
         "model_version.alias_removed",
+    ]
+
+
+async def test_a_source_path_with_dot_names_is_resolved_as_mlflow_does(
+    client, mlflow, alice
+) -> None:
+    """``<artifact_uri>/.`` names the directory itself, ``<artifact_uri>/model/..`` the run's
+    root (MLflow accepts both); a path that leaves the run's artifacts is refused."""
+    run = await mlflow.new_run(alice)
+    run_id = run["info"]["run_id"]
+    await upload_run_file(client, alice, run, "model/MLmodel", b"flavors: {}")
+    await mlflow.ok(alice, "registered-models/create", {"name": "dots"})
+    root = f"mlflow-artifacts:/0/{run_id}/artifacts"
+    expected = {
+        f"{root}/model/.": f"{root}/model",
+        f"{root}/model/./": f"{root}/model",
+        f"{root}//model": f"{root}/model",
+        f"{root}/model/..": root,
+        f"{root}/.": root,
+        f"runs:/{run_id}/model/../model": f"{root}/model",
+    }
+    for version, (source, uri) in enumerate(expected.items(), start=1):
+        created = await mlflow.ok(
+            alice, "model-versions/create", {"name": "dots", "source": source, "run_id": run_id}
+        )
+        assert created["model_version"]["source"] == source  # kept as given, as MLflow keeps it
+        download = await mlflow.ok(
+            alice,
+            "model-versions/get-download-uri",
+            params={"name": "dots", "version": str(version)},
+        )
+        assert download["artifact_uri"] == uri, source
+    for outside in (f"{root}/model/../..", f"{root}/..", f"runs:/{run_id}/../other"):
+        assert await mlflow.error(
+            alice, "model-versions/create", {"name": "dots", "source": outside, "run_id": run_id}
+        ) == (400, "INVALID_PARAMETER_VALUE"), outside
+    listed = await mlflow.ok(alice, "registered-models/get", params={"name": "dots"})
+    assert [v["version"] for v in listed["registered_model"]["latest_versions"]] == [
+        str(len(expected))
     ]
 
 

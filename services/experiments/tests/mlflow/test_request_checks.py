@@ -162,12 +162,14 @@ async def test_a_page_holding_only_the_default_experiment_is_the_last(
     assert "next_page_token" not in alone
     experiment_id = await mlflow.new_experiment(alice, "only")
     first = await mlflow.ok(alice, "experiments/search", {"max_results": 1})
-    assert [e["name"] for e in first["experiments"]] == ["Default"]
+    assert [e["name"] for e in first["experiments"]] == ["only"]  # the newest first
     second = await mlflow.ok(
         alice, "experiments/search", {"max_results": 1, "page_token": first["next_page_token"]}
     )
-    assert [e["name"] for e in second["experiments"]] == ["only"]
+    assert [e["name"] for e in second["experiments"]] == ["Default"]
+    assert "next_page_token" not in second
     await mlflow.ok(alice, "experiments/delete", {"experiment_id": experiment_id})
     # the deleted project is on no page of active experiments
     again = await mlflow.ok(alice, "experiments/search", {"max_results": 1})
+    assert [e["name"] for e in again["experiments"]] == ["Default"]
     assert "next_page_token" not in again

@@ -53,7 +53,7 @@ async def find(
     max_results: int = 1000,
     order_by: list[str] | None = None,
     page_token: str | None = None,
-) -> tuple[list[Project], str | None]:
+) -> tuple[list[Project | None], str | None]:
     async with sessions() as session:
         return await search.search_projects(
             session,
@@ -70,7 +70,12 @@ async def names(
     sessions: async_sessionmaker[AsyncSession], who: Principal, *args: Any, **kw: Any
 ) -> list[str]:
     rows, _ = await find(sessions, who, *args, **kw)
-    return [row.name for row in rows]
+    return [name_of(row) for row in rows]
+
+
+def name_of(row: Project | None) -> str:
+    """A project's name; the virtual Default experiment is ``None`` in the results."""
+    return "Default" if row is None else row.name
 
 
 async def matching(
@@ -91,13 +96,17 @@ async def test_filters(sessions: Any, alice: Principal) -> None:
         project(alice, "misc", 2, updated_at=T0 + timedelta(minutes=10)),
     )
     assert await matching(sessions, alice, "name = 'Vision'") == {"Vision"}
-    assert await matching(sessions, alice, "attribute.name != 'Vision'") == {"speech", "misc"}
+    assert await matching(sessions, alice, "attribute.name != 'Vision'") == {
+        "speech",
+        "misc",
+        "Default",
+    }
     assert await matching(sessions, alice, "name LIKE 's%'") == {"speech"}
     assert await matching(sessions, alice, "name ILIKE 'v%'") == {"Vision"}
     assert await matching(sessions, alice, "tags.team = 'cv'") == {"Vision"}
     assert await matching(sessions, alice, "tag.team != 'cv'") == {"speech"}
     assert await matching(sessions, alice, "tags.`mlflow.note.content` LIKE '%'") == {"speech"}
-    assert await matching(sessions, alice, "tags.team IS NULL") == {"misc"}
+    assert await matching(sessions, alice, "tags.team IS NULL") == {"misc", "Default"}
     assert await matching(sessions, alice, "tags.team IS NOT NULL") == {"Vision", "speech"}
     assert await matching(sessions, alice, f"creation_time > {ms(0)}") == {"speech", "misc"}
     assert await matching(sessions, alice, f"creation_time <= {ms(1)}") == {"Vision", "speech"}
@@ -107,7 +116,9 @@ async def test_filters(sessions: Any, alice: Principal) -> None:
         "speech",
         "misc",
     }
-    assert await matching(sessions, alice, "experiment_id = '0'") == set()
+    assert await matching(sessions, alice, "experiment_id = '0'") == {"Default"}
+    # Default has no times: no time condition holds for it
+    assert await matching(sessions, alice, f"creation_time <= {ms(1)}") == {"Vision", "speech"}
     assert await matching(sessions, alice, "name LIKE '%s%' AND tags.team = 'audio'") == {"speech"}
 
 
@@ -121,22 +132,28 @@ async def test_orders_views_pages_and_access(sessions: Any, alice: Principal) ->
         project(alice, "gone", 3, lifecycle_stage="deleted", deleted_at=T0),
         project(bob, "bobs", 4),
     )
-    assert await names(sessions, alice) == ["c", "a", "b"]
-    assert await names(sessions, alice, order_by=["name"]) == ["a", "b", "c"]
-    assert await names(sessions, alice, order_by=["name DESC"]) == ["c", "b", "a"]
-    assert await names(sessions, alice, order_by=["creation_time ASC"]) == ["b", "a", "c"]
+    # the Default experiment in its place: the oldest, "Default" before lower-case names
+    assert await names(sessions, alice) == ["c", "a", "b", "Default"]
+    assert await names(sessions, alice, order_by=["name"]) == ["Default", "a", "b", "c"]
+    assert await names(sessions, alice, order_by=["name DESC"]) == ["c", "b", "a", "Default"]
+    assert await names(sessions, alice, order_by=["creation_time ASC"]) == [
+        "Default",
+        "b",
+        "a",
+        "c",
+    ]
     assert await names(sessions, alice, view_type="DELETED_ONLY") == ["gone"]
-    assert await names(sessions, alice, view_type="ALL") == ["gone", "c", "a", "b"]
+    assert await names(sessions, alice, view_type="ALL") == ["gone", "c", "a", "b", "Default"]
     viewer = Principal(uuid.uuid4(), "viewer")
-    assert await names(sessions, viewer) == ["bobs", "c", "a", "b"]
+    assert await names(sessions, viewer) == ["bobs", "c", "a", "b", "Default"]
     seen: list[str] = []
     token = None
     while True:
         page, token = await find(sessions, viewer, view_type="ALL", max_results=2, page_token=token)
-        seen += [p.name for p in page]
+        seen += [name_of(p) for p in page]
         if token is None:
             break
-    assert seen == ["bobs", "gone", "c", "a", "b"]
+    assert seen == ["bobs", "gone", "c", "a", "b", "Default"]
 
 
 @pytest.mark.parametrize(

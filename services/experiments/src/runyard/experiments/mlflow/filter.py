@@ -678,78 +678,86 @@ def run_order(order_by: list[str]) -> list[UnaryExpression[Any]]:
 # --- experiments -> Runyard projects ----------------------------------------------------------
 
 
-def _experiment_id(value: str) -> uuid.UUID | None:
-    """A project's id, None for "0" (the virtual Default experiment, never a project)."""
+#: The virtual Default experiment ("0") as a row of ``search.search_projects``' union: no
+#: project has this id.
+DEFAULT_PROJECT_ID = uuid.UUID(int=0)
+
+
+def _experiment_id(value: str) -> uuid.UUID:
+    """A project's id; ``DEFAULT_PROJECT_ID`` for "0" (the virtual Default experiment)."""
     if value == "0":
-        return None
+        return DEFAULT_PROJECT_ID
     parsed = _uuid(value)
     if parsed is None:
         raise invalid(f"Invalid experiment ID '{value}'. Experiment ID must be a valid UUID.")
     return parsed
 
 
-def project_attribute(key: str) -> Any:
+def project_attribute(key: str, entity: Any = Project) -> Any:
+    """The column of ``entity`` (``Project``, or an alias of it) an experiment attribute is."""
     if key == "name":
-        return Project.name
+        return entity.name
     if key == "experiment_id":
-        return Project.id
+        return entity.id
     if key == "creation_time":
-        return Project.created_at
+        return entity.created_at
     if key == "last_update_time":
-        return Project.updated_at
+        return entity.updated_at
     raise invalid(f"Invalid attribute key '{key}' specified.")
 
 
-def project_condition(clause: Clause) -> ColumnElement[bool]:
+def project_condition(clause: Clause, entity: Any = Project) -> ColumnElement[bool]:
     type_, key, comparator, value = clause.type, clause.key, clause.comparator, clause.value
     if type_ == TAG:
         if comparator in ("IS NULL", "IS NOT NULL"):
-            return _has_key(Project.tags, key, comparator == "IS NOT NULL")
+            return _has_key(entity.tags, key, comparator == "IS NOT NULL")
         if comparator not in ("=", "!=", "LIKE", "ILIKE"):
             raise invalid(f"Invalid comparator for tag: {comparator}")
-        return compare(Project.tags[key].astext, comparator, value)
+        return compare(entity.tags[key].astext, comparator, value)
     if type_ != ATTRIBUTE:
         raise invalid(f"Invalid token type: {type_}")
     if key == "experiment_id":
         if comparator not in ("=", "!=", "IN", "NOT IN"):
             raise invalid(f"Invalid comparator for experiment_id: {comparator}")
         values = value if isinstance(value, tuple) else (value,)
-        ids = [parsed for parsed in map(_experiment_id, values) if parsed is not None]
+        ids = [_experiment_id(v) for v in values]
         if comparator in ("=", "IN"):
-            return Project.id.in_(ids) if ids else false()
-        return Project.id.not_in(ids) if ids else true()
+            return entity.id.in_(ids) if ids else false()
+        return entity.id.not_in(ids) if ids else true()
     _check_comparator(type_, key, comparator, EXPERIMENTS)
     if key in EXPERIMENT_NUMERIC_ATTRIBUTES:
         if isinstance(value, float):
             raise invalid(f"Invalid value for numeric attribute '{key}': {str(value)!r}")
-        return compare(milliseconds(project_attribute(key)), comparator, int(value))
+        return compare(milliseconds(project_attribute(key, entity)), comparator, int(value))
     if comparator not in ("=", "!=", "LIKE", "ILIKE"):
         raise invalid(f"Invalid comparator for string attribute: {comparator}")
-    return compare(project_attribute(key), comparator, value)
+    return compare(project_attribute(key, entity), comparator, value)
 
 
-def project_conditions(filter: str | None) -> list[ColumnElement[bool]]:
-    return [project_condition(clause) for clause in parse_filter(filter, EXPERIMENTS)]
+def project_conditions(filter: str | None, entity: Any = Project) -> list[ColumnElement[bool]]:
+    return [project_condition(clause, entity) for clause in parse_filter(filter, EXPERIMENTS)]
 
 
-def project_order(order_by: list[str]) -> list[UnaryExpression[Any]]:
+def project_order(order_by: list[str], entity: Any = Project) -> list[UnaryExpression[Any]]:
     """MLflow's: ``creation_time DESC, experiment_id ASC`` by default; experiment_id DESC breaks
-    the ties of any other ordering."""
+    the ties of any other ordering. A missing time (the Default experiment's) sorts as the
+    oldest."""
     clauses: list[UnaryExpression[Any]] = []
     by_id = False
     for item in order_by or ["creation_time DESC", "experiment_id ASC"]:
         type_, key, ascending = parse_order_by(item, EXPERIMENTS)
         if type_ != ATTRIBUTE:
             raise invalid(f"Invalid order_by entity: {type_}")
-        column = project_attribute(key)
+        column = project_attribute(key, entity)
         by_id = by_id or key == "experiment_id"
-        clauses.append(column.asc() if ascending else column.desc())
+        clauses.append(column.asc().nulls_first() if ascending else column.desc().nulls_last())
     if not by_id:
-        clauses.append(Project.id.desc())
+        clauses.append(entity.id.desc())
     return clauses
 
 
 __all__ = [
+    "DEFAULT_PROJECT_ID",
     "Clause",
     "parse_filter",
     "parse_order_by",

@@ -539,7 +539,22 @@ async def origin_of(
     experiment_id = ids.parse_run_id(found.group(1))
     if run_id and ids.parse_run_id(run_id) != experiment_id:
         raise invalid(f"The source '{source}' is not an artifact of run {run_id}.")
-    return Origin(experiment_id, (found.group(2) or "").strip("/"))
+    return Origin(experiment_id, resolved_path(source, found.group(2) or ""))
+
+
+def resolved_path(source: str, path: str) -> str:
+    """The artifact path a source names, with ``.``, ``..`` and repeated slashes resolved as
+    MLflow resolves them (``<artifact_uri>/model/..`` is the run's root); 400 for one that
+    leaves the run's artifacts."""
+    names: list[str] = []
+    for name in path.split("/"):
+        if name == "..":
+            if not names:
+                raise invalid(f"The source '{source}' leaves the run's artifacts.")
+            names.pop()
+        elif name not in ("", "."):
+            names.append(name)
+    return "/".join(names)
 
 
 async def create_version(

@@ -16,20 +16,35 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from runyard.experiments import access
 from runyard.experiments.mlflow.convert import RunFields
 from runyard.experiments.mlflow.errors import invalid
 from runyard.experiments.mlflow.filter import (
     ATTRIBUTE,
+    DEFAULT_PROJECT_ID,
     parse_order_by,
     project_conditions,
     project_order,
     run_conditions,
     run_order,
 )
+from runyard.experiments.mlflow.ids import DEFAULT_EXPERIMENT_NAME
 from runyard.experiments.models import Experiment, Project
 from runyard.shared.identity import Principal
 
@@ -237,6 +252,35 @@ def _default_order(order_by: list[str]) -> bool:
     )
 
 
+#: The Default experiment's values in ``search_projects``' union (its other columns are NULL):
+#: active, no tags, no times (the oldest in any order by time)
+_DEFAULT_ROW: dict[str, Any] = {
+    "id": DEFAULT_PROJECT_ID,
+    "name": DEFAULT_EXPERIMENT_NAME,
+    "tags": {},
+    "lifecycle_stage": "active",
+    "version": 1,
+}
+
+
+def _with_default(scope: ColumnElement[bool] | None) -> Any:
+    """``Project`` over the projects in ``scope`` and one row more, the virtual Default
+    experiment, so that a search filters, orders and pages it like any other."""
+    table = Project.__table__
+    owned = select(*table.columns)
+    if scope is not None:
+        owned = owned.where(scope)
+    default = select(
+        *(
+            (literal(_DEFAULT_ROW[c.name], c.type) if c.name in _DEFAULT_ROW else null())
+            .cast(c.type)
+            .label(c.name)
+            for c in table.columns
+        )
+    )
+    return aliased(Project, union_all(owned, default).subquery("projects"))
+
+
 async def search_projects(
     session: AsyncSession,
     *,
@@ -246,21 +290,27 @@ async def search_projects(
     max_results: int,
     order_by: list[str],
     page_token: str | None,
-) -> tuple[list[Project], str | None]:
-    """One page of the projects (MLflow experiments) the caller may read. The virtual Default
-    experiment is no project: the caller adds it if it wants it."""
+) -> tuple[list[Project | None], str | None]:
+    """One page of the projects (MLflow experiments) the caller may read, and the virtual
+    Default experiment (``None``) where its attributes put it, as MLflow lists its own."""
     check_max_results(max_results)
     check_view_type(view_type)
-    conditions = project_conditions(filter)
-    ordering = project_order(order_by)
+    projects = _with_default(access.owner_scope(Project.owner_id, principal))
+    conditions = project_conditions(filter, projects)
+    ordering = project_order(order_by, projects)
     offset = page_offset(page_token)
     await _custom_plans(session)
-    query = select(Project).where(*conditions)
-    scope = access.owner_scope(Project.owner_id, principal)
-    if scope is not None:
-        query = query.where(scope)
+    query = select(projects).where(*conditions)
     if view_type == "ACTIVE_ONLY":
-        query = query.where(Project.lifecycle_stage == "active")
+        query = query.where(projects.lifecycle_stage == "active")
     elif view_type == "DELETED_ONLY":
-        query = query.where(Project.lifecycle_stage == "deleted")
-    return await _page(session, query.order_by(*ordering), offset, max_results)
+        query = query.where(projects.lifecycle_stage == "deleted")
+    rows, token = await _page(session, query.order_by(*ordering), offset, max_results)
+    found: list[Project | None] = []
+    for row in rows:
+        if row.id == DEFAULT_PROJECT_ID:
+            session.expunge(row)  # no project: nothing to write back
+            found.append(None)
+        else:
+            found.append(row)
+    return found, token

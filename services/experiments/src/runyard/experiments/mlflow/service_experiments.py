@@ -27,8 +27,6 @@ from runyard.shared.identity import Principal
 DEFAULT_MAX_RESULTS = 1000
 MAX_RESULTS = 50000
 VIEW_TYPES = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}
-#: the page token of the page after a first page that held only the Default experiment
-AFTER_DEFAULT = "after-default"
 
 
 def view_type(value: str | int | None) -> str:
@@ -204,12 +202,6 @@ async def delete_experiment_tag(
     )
 
 
-def _default_matches(view: str, filter: str | None) -> bool:
-    """Kept simple: the Default experiment is listed by a search of active experiments without
-    a filter (any filter leaves it out)."""
-    return view in ("ACTIVE_ONLY", "ALL") and not (filter or "").strip()
-
-
 async def search_experiments(
     session: AsyncSession,
     principal: Principal,
@@ -220,8 +212,7 @@ async def search_experiments(
     order_by: list[str],
     page_token: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """The first page starts with the Default experiment (when it matches), and holds one
-    project fewer so that the page keeps its size."""
+    """The caller's experiments, the Default one among them where its attributes put it."""
     from runyard.experiments.mlflow.search import search_projects
 
     limit = DEFAULT_MAX_RESULTS if max_results is None else max_results
@@ -230,24 +221,6 @@ async def search_experiments(
             f"Invalid value {limit} for parameter 'max_results' supplied. It must be at most "
             f"{MAX_RESULTS}, and a positive integer."
         )
-    found: list[dict[str, Any]] = []
-    if page_token is None and _default_matches(view, filter):
-        found.append(convert.default_experiment_json())
-        if limit == 1:
-            # a next page only when a project would be on it (MLflow: no token after the last)
-            more, _ = await search_projects(
-                session,
-                principal=principal,
-                filter=None,
-                view_type=view,
-                max_results=1,
-                order_by=order_by,
-                page_token=None,
-            )
-            return found, AFTER_DEFAULT if more else None
-        limit -= 1
-    if page_token == AFTER_DEFAULT:
-        page_token = None
     rows, token = await search_projects(
         session,
         principal=principal,
@@ -257,7 +230,9 @@ async def search_experiments(
         order_by=order_by,
         page_token=page_token,
     )
-    found.extend(convert.experiment_json(p) for p in rows)
+    found = [
+        convert.default_experiment_json() if p is None else convert.experiment_json(p) for p in rows
+    ]
     return found, token
 
 
