@@ -173,3 +173,31 @@ async def test_a_page_holding_only_the_default_experiment_is_the_last(
     again = await mlflow.ok(alice, "experiments/search", {"max_results": 1})
     assert [e["name"] for e in again["experiments"]] == ["Default"]
     assert "next_page_token" not in again
+
+
+async def test_an_endpoint_not_served_is_mlflows_endpoint_not_found(
+    client: Any, mlflow: Mlflow, alice: Caller
+) -> None:
+    """Unknown endpoints and methods under MLflow's prefixes answer in MLflow's shape, as the
+    gateway answers the MLflow paths no service serves; Runyard's own paths keep problem+json."""
+    for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "/api/2.0/mlflow-artifacts"):
+        for method in ("GET", "POST"):
+            response = await client.request(
+                method, f"{prefix}/runs/create-promptlab-run", headers=alice.headers
+            )
+            assert response.status_code == 404, (prefix, method)
+            assert response.json() == {
+                "error_code": "ENDPOINT_NOT_FOUND",
+                "message": "No such MLflow endpoint.",
+            }
+    wrong_method = await client.delete("/api/2.0/mlflow/runs/create", headers=alice.headers)
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+    assert "allow" in wrong_method.headers
+    assert await mlflow.error(alice, "runs/get", params={"run_id": "0" * 32}) == (
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
+    own = await client.get("/api/v1/no-such-thing", headers=alice.headers)
+    assert own.status_code == 404
+    assert own.headers["content-type"].startswith("application/problem+json")

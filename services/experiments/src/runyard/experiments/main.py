@@ -17,6 +17,7 @@ from runyard.experiments.mlflow import logged_models_api as mlflow_logged_models
 from runyard.experiments.mlflow import registry_api as mlflow_registry
 from runyard.experiments.mlflow import runs_api as mlflow_runs
 from runyard.experiments.mlflow import ui_artifacts_api as mlflow_ui_artifacts
+from runyard.experiments.mlflow.errors import answer_unrouted_in_mlflow_shape
 from runyard.experiments.mlflow.fast_route import LogEpochsRoute
 from runyard.experiments.models import SCHEMA
 from runyard.experiments.predictions import api as predictions
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "explanations, dataset generation and import jobs.",
         )
     )
+    answer_unrouted_in_mlflow_shape(app)
     # innermost: a training loop's MLflow metrics skip the router (``mlflow/fast_route.py``)
     app.user_middleware.append(Middleware(LogEpochsRoute))
     return app

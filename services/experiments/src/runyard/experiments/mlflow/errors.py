@@ -2,15 +2,17 @@
 
 Every route of the package uses ``MlflowRoute``: whatever the request raises (an
 ``MlflowError``, a Runyard ``ProblemError``, a validation error, an HTTP error) is answered in
-the shape the stock client parses into an ``MlflowException`` with the right ``error_code``.
+the shape the stock client parses into an ``MlflowException`` with the right ``error_code``; so
+is a request to an MLflow path that no route takes (``answer_unrouted_in_mlflow_shape``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -107,6 +109,40 @@ def as_mlflow(exc: Exception) -> JSONResponse | None:
         code = CODE_OF_STATUS.get(exc.status_code, "BAD_REQUEST")
         return mlflow_response(code, str(exc.detail), exc.status_code)
     return None
+
+
+#: The paths MLflow's API is served under here (``routing``, ``artifacts_api``): a request to one
+#: that no route takes is answered in MLflow's shape too
+MLFLOW_PATH_PREFIXES = (
+    "/api/2.0/mlflow/",
+    "/ajax-api/2.0/mlflow/",
+    "/api/2.0/mlflow-artifacts/",
+    "/ajax-api/2.0/mlflow-artifacts/",
+)
+
+
+def answer_unrouted_in_mlflow_shape(app: FastAPI) -> None:
+    """The app's 404 and 405 for a path under ``MLFLOW_PATH_PREFIXES`` that no route takes (an
+    endpoint Runyard does not serve, a method it does not take) as MLflow's
+    ``ENDPOINT_NOT_FOUND``, as the gateway answers the MLflow paths no service serves; every
+    other path keeps the app's problem+json."""
+    problem = app.exception_handlers[StarletteHTTPException]
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code in (404, 405) and request.url.path.startswith(MLFLOW_PATH_PREFIXES):
+            message = (
+                "No such MLflow endpoint."
+                if exc.status_code == 404
+                else f"This MLflow endpoint does not take {request.method}."
+            )
+            response = mlflow_response("ENDPOINT_NOT_FOUND", message, exc.status_code)
+            response.headers.update(exc.headers or {})
+            return response
+        answer = problem(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    app.add_exception_handler(StarletteHTTPException, on_http)
 
 
 async def _check_mlflow_schema(path: str, request: Request) -> None:
