@@ -88,11 +88,13 @@ PARALLEL := $(if $(filter-out 0 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist
 # them) in the checkout, not under pytest's shared /tmp/pytest-of-<user>: every pytest session
 # sets that one back to mode 0700, which locks the embedded PostgreSQL's own system user out of a
 # stack that is starting when another pytest starts on the machine (initdb: Permission denied).
+# pytest makes only the last directory of the path: the recipe makes .data first.
 STACK_BASETEMP := --basetemp=$(CURDIR)/.data/pytest-stack
 
 test: sync browser
 	$(MAKE) --no-print-directory lint UV="$(UV)"
 	$(RUN) pytest $(STACK_SUITES) -m "not ($(STACK_MARKERS))" $(PARALLEL) $(PYTEST_ARGS)
+	mkdir -p $(CURDIR)/.data
 	$(RUN) pytest -m "$(STACK_MARKERS)" $(STACK_BASETEMP) $(PYTEST_ARGS)
 
 # The quick loop: the parallel part without the slow worst cases.
