@@ -746,6 +746,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         )
     if "concurrent" in results:
         c = results["concurrent"]
+        mlflow_rounds = c[MLFLOW_LABEL]["rounds_requests_per_s"]
+        lines.append("")
+        for x in others:
+            # round n of every system ran in the same stretch of time (ABC CBA ...): the
+            # spread of these ratios is how much the machine moved the figure above
+            per_round = [
+                ratio(mine, theirs)
+                for mine, theirs in zip(c[x]["rounds_requests_per_s"], mlflow_rounds, strict=True)
+            ]
+            lines.append(f"{x} / MLflow, requests/s per concurrent round: {', '.join(per_round)}")
         lines.append("")
         lines.append(
             "CPU per logged epoch during the concurrent phases, ms (cores busy on average); "
