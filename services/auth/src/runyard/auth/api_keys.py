@@ -198,19 +198,16 @@ async def verify_api_key(
 
 async def record_usage(session: AsyncSession, event: CloudEvent, payload: ApiKeyUsed) -> None:
     """``api_key.used`` handler: one ``api_usage`` row, and the key's ``last_used_at``."""
-    key = await repository.get_api_key(session, payload.key_id)
-    if key is None:
-        log.warning("auth.api_usage.unknown_key", key_id=str(payload.key_id), event_id=event.id)
-        return
     used_at: datetime = event.time
-    await repository.add_api_usage(
+    recorded = await repository.record_api_usage(
         session,
-        api_key_id=key.id,
+        key_id=payload.key_id,
         endpoint=payload.route[:500],
         method=payload.method[:10],
         status_code=payload.status,
         response_time_ms=payload.latency_ms,
         ip_address=payload.ip_address[:45] if payload.ip_address else None,
-        timestamp=used_at,
+        used_at=used_at,
     )
-    await repository.touch_api_key(session, key_id=key.id, used_at=used_at)
+    if not recorded:
+        log.warning("auth.api_usage.unknown_key", key_id=str(payload.key_id), event_id=event.id)
