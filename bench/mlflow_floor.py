@@ -11,6 +11,9 @@ Starts the whole local stack (no MLflow server) and, with 4 clients on one keep-
    ``bench/mlflow_compare.py`` sends it;
 4. ``POST /api/2.0/mlflow/runs/log-metric``, MLflow's ``log_metric`` loop: one request per metric,
    the 4 metrics of an epoch in turn, to each client's own run.
+5. phase 3 with an API key instead of an access token as the bearer (``MLFLOW_TRACKING_TOKEN``
+   set to a key): each request also makes an ``api_key.used`` event, which the gateway publishes
+   and the auth service records.
 
 Prints requests per second and the CPU per request of every process group (psutil), so a goal
 in requests per second can be set against what the stack's cheapest request costs.
@@ -98,8 +101,9 @@ async def bench(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         meter = CpuMeter(stack, 0, asyncpg_dsn(stack.admin_server_url))
         await meter.settle(quiet_cores=0.3, window_s=5.0, limit_s=120.0)
-        _runyard, mlflow, headers = await runyard_mlflow_user(session, stack.gateway_url)
+        runyard, mlflow, headers = await runyard_mlflow_user(session, stack.gateway_url)
         base = stack.gateway_url
+        key_headers = {"Authorization": f"Bearer {await runyard.new_api_key()}"}
 
         async def get(url: str, send_headers: dict[str, str] | None = None) -> None:
             async with session.get(url, headers=send_headers) as response:
@@ -119,9 +123,11 @@ async def bench(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
 
         runs = [await mlflow.new_target(f"floor-{i}") for i in range(args.concurrency)]
 
-        def batch_sender(run_id: str) -> Callable[[int], Awaitable[None]]:
+        def batch_sender(
+            run_id: str, send_headers: dict[str, str] = headers
+        ) -> Callable[[int], Awaitable[None]]:
             def send(n: int) -> Awaitable[None]:
-                return mlflow.epoch_request(run_id, n, headers)()
+                return mlflow.epoch_request(run_id, n, send_headers)()
 
             return send
 
@@ -149,11 +155,16 @@ async def bench(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         metric_runs = [
             await mlflow.new_target(f"floor-metric-{i}") for i in range(args.concurrency)
         ]
+        key_runs = [await mlflow.new_target(f"floor-key-{i}") for i in range(args.concurrency)]
         plan: list[tuple[str, list[Callable[[int], Awaitable[None]]]]] = [
             ("gateway GET /health", [health] * args.concurrency),
             ("MLflow experiments/get (one read)", [read] * args.concurrency),
             ("MLflow runs/log-batch (one epoch)", [batch_sender(run) for run in runs]),
             ("MLflow runs/log-metric (4 per epoch)", [metric_sender(run) for run in metric_runs]),
+            (
+                "MLflow runs/log-batch, API key",
+                [batch_sender(run, key_headers) for run in key_runs],
+            ),
         ]
         for name, senders in plan:
             print(f"[run] {name}: {args.concurrency} clients, {args.seconds:.0f} s", flush=True)
