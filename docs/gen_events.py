@@ -80,6 +80,16 @@ ARTIFACT = {
     "sha256": "9f2c4e6a8b0d1f3e5a7c9b2d4f6e8a0c1b3d5f7e9a2c4b6d8f0e1a3c5b7d9f2e",
     "content_type": "application/octet-stream",
 }
+LOGGED_MODEL_ID = "m-3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e"
+LOGGED_MODEL_ARTIFACT = {
+    "artifact_id": "2c4e6a8b-0d1f-4e3a-b5c7-9d1f3a5c7e92",
+    "logged_model_id": LOGGED_MODEL_ID,
+    "owner_id": USER_ID,
+    "path": "model.pkl",
+    "size": 1048576,
+    "sha256": "4b6d8f0a2c4e6b8d0f1a3c5e7b9d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d",
+    "content_type": "application/octet-stream",
+}
 ENDED = {
     **EXPERIMENT,
     "best_epoch": 41,
@@ -599,6 +609,14 @@ EXAMPLES: dict[str, Example] = {
         {**ARTIFACT, "replaced": False},
     ),
     "artifact.deleted": Example(EXPERIMENT_ID, "2026-11-30T10:45:03.840Z", ARTIFACT),
+    "logged_model_artifact.created": Example(
+        LOGGED_MODEL_ID,
+        "2026-11-21T14:05:41.208Z",
+        {**LOGGED_MODEL_ARTIFACT, "replaced": False},
+    ),
+    "logged_model_artifact.deleted": Example(
+        LOGGED_MODEL_ID, "2026-11-30T10:47:19.562Z", LOGGED_MODEL_ARTIFACT
+    ),
     # --- experiments: alert rules
     "alert.triggered": Example(
         EXPERIMENT_ID,

@@ -10,6 +10,7 @@ service delivers.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from standardwebhooks import Webhook
 
 PASSWORD = "correct horse battery staple"
 
@@ -161,3 +163,29 @@ def serving_receiver() -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def register_webhook(runyard: httpx.Client, receiver: Receiver, events: list[str]) -> str:
+    """A generic endpoint at the receiver for ``events``; its signing secret."""
+    hook = runyard.post(
+        "/webhooks",
+        json={
+            "name": "mlflow tests",
+            "provider_type": "generic",
+            "url": receiver.url,
+            "enabled_events": events,
+        },
+    )
+    assert hook.status_code == 201, hook.text
+    secret: str = hook.json()["secret"]
+    return secret
+
+
+def signed_deliveries(receiver: Receiver, secret: str, event_type: str) -> list[dict[str, Any]]:
+    """The deliveries of ``event_type`` so far, in arrival order, each one's Standard Webhooks
+    signature checked."""
+    found = []
+    for headers, body in list(receiver.requests):
+        Webhook(secret).verify(body, headers)
+        found.append(json.loads(body))
+    return [e for e in found if e["type"] == event_type]

@@ -6,35 +6,26 @@ emails the owner and fires a signed webhook, as Runyard's own runs do."""
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import httpx
 import pytest
-from standardwebhooks import Webhook
 
 from runyard.devstack import Stack
 
 from .conftest import MlflowScripts
-from .helpers import Account, Receiver, dashed, mails_to, unique, wait_until
+from .helpers import (
+    Account,
+    Receiver,
+    dashed,
+    mails_to,
+    register_webhook,
+    signed_deliveries,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.mlflow
-
-
-def register_webhook(runyard: httpx.Client, receiver: Receiver) -> str:
-    """A generic endpoint for experiment.completed; its signing secret."""
-    hook = runyard.post(
-        "/webhooks",
-        json={
-            "name": "mlflow runs",
-            "provider_type": "generic",
-            "url": receiver.url,
-            "enabled_events": ["experiment.completed"],
-        },
-    )
-    assert hook.status_code == 201, hook.text
-    secret: str = hook.json()["secret"]
-    return secret
 
 
 def completion_mails(stack: Stack, account: Account, name: str) -> list[Any]:
@@ -47,13 +38,8 @@ def completion_mails(stack: Stack, account: Account, name: str) -> list[Any]:
 
 
 def signed_events(receiver: Receiver, secret: str) -> dict[str, dict[str, Any]]:
-    """Every delivery, its Standard Webhooks signature checked: subject -> CloudEvent."""
-    events = {}
-    for headers, body in list(receiver.requests):
-        Webhook(secret).verify(body, headers)
-        event = json.loads(body)
-        events[event["subject"]] = event
-    return events
+    """Every ``experiment.completed`` delivery, signature checked: subject -> CloudEvent."""
+    return {e["subject"]: e for e in signed_deliveries(receiver, secret, "experiment.completed")}
 
 
 def test_a_run_the_client_finishes_emails_the_owner_and_fires_a_signed_webhook(
@@ -63,7 +49,7 @@ def test_a_run_the_client_finishes_emails_the_owner_and_fires_a_signed_webhook(
     runyard: httpx.Client,
     receiver: Receiver,
 ) -> None:
-    secret = register_webhook(runyard, receiver)
+    secret = register_webhook(runyard, receiver, ["experiment.completed"])
     name = unique("finished")
     attempts = {"run": {"env": account.with_api_key, "experiment": name}}
     seen = mlflow.run("auth", {}, attempts=attempts)["run"]
@@ -82,7 +68,7 @@ def test_training_code_logs_to_runyard_and_the_owner_hears_about_it(
     runyard: httpx.Client,
     receiver: Receiver,
 ) -> None:
-    secret = register_webhook(runyard, receiver)
+    secret = register_webhook(runyard, receiver, ["experiment.completed"])
     manual_name, autolog_name = unique("pump-cnn"), unique("iris-logreg")
     seen = mlflow.run(
         "proof",

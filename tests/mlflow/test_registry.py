@@ -6,15 +6,21 @@ reaching a signed webhook."""
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import httpx
 import pytest
-from standardwebhooks import Webhook
 
 from .conftest import MlflowScripts
-from .helpers import Account, Receiver, dashed, unique, wait_until
+from .helpers import (
+    Account,
+    Receiver,
+    dashed,
+    register_webhook,
+    signed_deliveries,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.mlflow
 
@@ -22,17 +28,7 @@ pytestmark = pytest.mark.mlflow
 def test_register_model_aliases_and_search(
     mlflow: MlflowScripts, account: Account, runyard: httpx.Client, receiver: Receiver
 ) -> None:
-    hook = runyard.post(
-        "/webhooks",
-        json={
-            "name": "registry",
-            "provider_type": "generic",
-            "url": receiver.url,
-            "enabled_events": ["model_version.alias_set"],
-        },
-    )
-    assert hook.status_code == 201, hook.text
-    secret = hook.json()["secret"]
+    secret = register_webhook(runyard, receiver, ["model_version.alias_set"])
     prefix = unique("reg")
     name = f"{prefix}-pump-cnn"
     seen = mlflow.run("registry", account.with_api_key, prefix=prefix)
@@ -78,11 +74,7 @@ def test_register_model_aliases_and_search(
 
     # the champion's moves reached the webhook, signed, in order
     def deliveries() -> list[dict[str, Any]]:
-        found = []
-        for headers, body in list(receiver.requests):
-            Webhook(secret).verify(body, headers)
-            found.append(json.loads(body))
-        return [e for e in found if e["type"] == "model_version.alias_set"]
+        return signed_deliveries(receiver, secret, "model_version.alias_set")
 
     wait_until(lambda: len(deliveries()) >= 3, "three alias_set deliveries")
     moves = [(d["data"]["alias"], d["data"]["model_version"]) for d in deliveries()]

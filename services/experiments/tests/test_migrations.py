@@ -47,3 +47,7 @@ async def test_migrations_match_the_models(db) -> None:
 
 async def test_migration_0002_downgrades_and_upgrades_again(db) -> None:
     await round_trip("runyard.experiments", db, down_to="0001")
+
+
+async def test_migration_0020_downgrades_and_upgrades_again(db) -> None:
+    await round_trip("runyard.experiments", db, down_to="0019")

@@ -12,7 +12,7 @@ import pytest
 from runyard.experiments.config import Settings
 from runyard.experiments.main import create_app
 from runyard.shared.testing import running_app
-from services.experiments.tests.experiments_helpers import Caller, fetch, new_experiment
+from services.experiments.tests.experiments_helpers import Caller, fetch, new_experiment, outbox
 from services.experiments.tests.mlflow.conftest import assert_refused
 from services.experiments.tests.mlflow.test_artifacts import new_project, with_mlflow_routes
 
@@ -252,16 +252,86 @@ async def test_a_models_file_download_is_refused_as_mlflow_refuses_it(
     )
 
 
-async def test_a_model_without_a_source_run_cannot_take_files(client, alice) -> None:
-    model = await create_model(client, alice, experiment_id="0", name="external")
+async def test_a_model_made_outside_a_run_keeps_its_own_files(
+    client, db, settings, alice, bob, viewer
+) -> None:
+    """``log_model`` with no active run: the model has no source run, its files are its own
+    artifacts (same store, limits, quota and clean-up), and make ``logged_model_artifact.*``
+    events."""
+    project = await new_project(client, alice)
+    model = await create_model(client, alice, experiment_id=project, name="external")
     model_id = model["info"]["model_id"]
-    assert model["info"]["experiment_id"] == "0"
     assert "source_run_id" not in model["info"]
-    put = await client.put(
-        f"{PROXY}/0/models/{model_id}/artifacts/MLmodel", content=b"x", headers=alice.headers
+    base = f"{project}/models/{model_id}/artifacts"
+    weights = bytes(range(256)) * 40
+    for path, body in (("MLmodel", b"flavors: {}"), ("model.pkl", weights), ("env/req.txt", b"")):
+        put = await client.put(f"{PROXY}/{base}/{path}", content=body, headers=alice.headers)
+        assert (put.status_code, put.json()) == (200, {}), put.text
+    replaced = await client.put(
+        f"{PROXY}/{base}/MLmodel", content=b"flavors: {a: 1}", headers=alice.headers
     )
-    assert (put.status_code, put.json()["error_code"]) == (400, "INVALID_STATE")
-    assert "no source run" in put.json()["message"]
+    assert replaced.status_code == 200
+
+    listed = await client.get(PROXY, params={"path": base}, headers=alice.headers)
+    assert listed.json()["files"] == [
+        {"path": "MLmodel", "is_dir": False, "file_size": 15},
+        {"path": "env", "is_dir": True},
+        {"path": "model.pkl", "is_dir": False, "file_size": len(weights)},
+    ]
+    directories = await client.get(
+        f"{API}/logged-models/{model_id}/artifacts/directories", headers=alice.headers
+    )
+    assert [f["path"] for f in directories.json()["files"]] == ["MLmodel", "env", "model.pkl"]
+    got = await client.get(f"{PROXY}/{base}/model.pkl", headers=alice.headers)
+    assert got.content == weights
+    ranged = await client.get(
+        f"{PROXY}/{base}/model.pkl", headers={**alice.headers, "Range": "bytes=256-511"}
+    )
+    assert (ranged.status_code, ranged.content) == (206, weights[256:512])
+    ui = await model_file(client, alice, model_id, "MLmodel")
+    assert (ui.status_code, ui.content) == (200, b"flavors: {a: 1}")
+
+    # the model's files belong to no experiment, and are the model owner's to read and write
+    rows = await fetch(
+        db,
+        "SELECT experiment_id, owner_id, path FROM experiments.artifacts"
+        " WHERE logged_model_id = $1 ORDER BY path",
+        model_id,
+    )
+    assert [(r["experiment_id"], r["owner_id"], r["path"]) for r in rows] == [
+        (None, alice.id, "MLmodel"),
+        (None, alice.id, "env/req.txt"),
+        (None, alice.id, "model.pkl"),
+    ]
+    stolen = await client.get(f"{PROXY}/{base}/model.pkl", headers=bob.headers)
+    assert (stolen.status_code, stolen.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    overwrite = await client.put(f"{PROXY}/{base}/model.pkl", content=b"b", headers=bob.headers)
+    assert overwrite.status_code == 404
+    seen = await client.get(f"{PROXY}/{base}/model.pkl", headers=viewer.headers)
+    assert seen.content == weights
+    refused = await client.put(f"{PROXY}/{base}/x.txt", content=b"v", headers=viewer.headers)
+    assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
+
+    created = [e for e in await outbox(db) if e["type"] == "logged_model_artifact.created"]
+    assert [(e["subject"], e["data"]["path"], e["data"]["replaced"]) for e in created] == [
+        (model_id, "MLmodel", False),
+        (model_id, "model.pkl", False),
+        (model_id, "env/req.txt", False),
+        (model_id, "MLmodel", True),
+    ]
+    assert created[1]["data"]["logged_model_id"] == model_id
+    assert created[1]["data"]["owner_id"] == str(alice.id)
+    assert created[1]["data"]["size"] == len(weights)
+    assert not [e for e in await outbox(db) if e["type"] == "artifact.created"]
+
+    # deleting a folder, then the rest
+    assert (await client.delete(f"{PROXY}/{base}/env", headers=alice.headers)).status_code == 200
+    assert (await client.delete(f"{PROXY}/{base}", headers=bob.headers)).status_code == 404
+    assert (await client.delete(f"{PROXY}/{base}", headers=alice.headers)).status_code == 200
+    empty = await client.get(PROXY, params={"path": base}, headers=alice.headers)
+    assert empty.json().get("files", []) == []
+    gone = [e for e in await outbox(db) if e["type"] == "logged_model_artifact.deleted"]
+    assert sorted(e["data"]["path"] for e in gone) == ["MLmodel", "env/req.txt", "model.pkl"]
 
 
 async def test_creation_is_checked(client, alice, bob, viewer) -> None:

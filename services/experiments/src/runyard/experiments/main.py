@@ -90,6 +90,8 @@ PUBLISHES: list[type[EventPayload]] = [
     contracts.ProjectRestored,
     contracts.ArtifactCreated,
     contracts.ArtifactDeleted,
+    contracts.LoggedModelArtifactCreated,
+    contracts.LoggedModelArtifactDeleted,
     alert_contracts.AlertTriggered,
     alert_contracts.AlertResolved,
     model_contracts.ModelRegistered,

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
@@ -543,19 +544,32 @@ class ArtifactBlob(Base):
 
 
 class Artifact(UUIDPrimaryKey, Timestamps, Base):
-    """A file attached to an experiment at ``path``; its bytes are the blob ``sha256``.
-    ``owner_id`` is the experiment's owner (whose quota the bytes count against)."""
+    """A file at ``path`` of its holder: an experiment, or (``logged_model_id``, migration 0020)
+    an MLflow logged model made outside a run, which has no experiment to keep its files. Its
+    bytes are the blob ``sha256``. ``owner_id`` is the holder's owner (whose quota the bytes
+    count against)."""
 
     __tablename__ = "artifacts"
     __table_args__ = (
         UniqueConstraint("experiment_id", "path"),
+        Index(
+            "uq_artifacts_logged_model_id_path",
+            "logged_model_id",
+            "path",
+            unique=True,
+            postgresql_where=text("logged_model_id IS NOT NULL"),
+        ),
         Index("ix_artifacts_owner_id", "owner_id"),
         Index("ix_artifacts_sha256", "sha256"),
         CheckConstraint("size >= 0", name="size_not_negative"),
+        CheckConstraint("num_nonnulls(experiment_id, logged_model_id) = 1", name="one_holder"),
     )
 
-    experiment_id: Mapped[uuid.UUID] = mapped_column(
+    experiment_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey(f"{SCHEMA}.experiments.id", ondelete="CASCADE")
+    )
+    logged_model_id: Mapped[str | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.logged_models.id", ondelete="CASCADE")
     )
     owner_id: Mapped[uuid.UUID]
     path: Mapped[str] = mapped_column(String(1024))

@@ -322,6 +322,31 @@ class ArtifactDeleted(_ArtifactEvent):
     event_type = "artifact.deleted"
 
 
+class _LoggedModelArtifactEvent(EventPayload):
+    """A file of an MLflow logged model made outside a run (``logged_model_id``: MLflow's
+    ``m-<32 hex>``); a model logged in a run keeps its files with the run, and they make
+    ``artifact.created`` / ``artifact.deleted``."""
+
+    artifact_id: uuid.UUID
+    logged_model_id: str
+    owner_id: uuid.UUID
+    path: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+class LoggedModelArtifactCreated(_LoggedModelArtifactEvent):
+    """A file was stored at ``path`` of the logged model (``replaced``: over an older one)."""
+
+    event_type = "logged_model_artifact.created"
+    replaced: bool = False
+
+
+class LoggedModelArtifactDeleted(_LoggedModelArtifactEvent):
+    event_type = "logged_model_artifact.deleted"
+
+
 class _DatasetJobProgressed(EventPayload):
     """A running dataset job's progress, written with the progress it reports: at most one
     event per job and 0.5 s unless the progress moved by 5 points, and one before the final

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from runyard.experiments import errors
 from runyard.experiments.artifacts import service
+from runyard.experiments.artifacts.repository import of_experiment
 from runyard.experiments.artifacts.schemas import ArtifactOut
 from runyard.experiments.artifacts.store import ArtifactStore, make_store
 from runyard.experiments.deps import ServiceRuntime, get_service_runtime
@@ -91,7 +92,7 @@ async def upload_artifact(
         store,
         runtime.settings,
         principal=principal,
-        experiment_id=experiment_id,
+        holder=of_experiment(experiment_id),
         path=artifact_path,
         body=request.stream(),
         content_length=content_length(request),
@@ -117,7 +118,7 @@ async def list_artifacts(
     rows, next_cursor = await service.list_artifacts(
         session,
         principal=principal,
-        experiment_id=experiment_id,
+        holder=of_experiment(experiment_id),
         prefix=prefix,
         limit=limit,
         cursor=cursor,
@@ -157,7 +158,7 @@ async def download_artifact(
     without the bytes."""
     async with runtime.sessionmaker() as session, session.begin():
         artifact = await service.get_artifact(
-            session, principal=principal, experiment_id=experiment_id, path=artifact_path
+            session, principal=principal, holder=of_experiment(experiment_id), path=artifact_path
         )
     return artifact_response(artifact, store, request)
 
@@ -211,7 +212,7 @@ async def delete_artifact(
         runtime.sessionmaker,
         store,
         principal=principal,
-        experiment_id=experiment_id,
+        holder=of_experiment(experiment_id),
         path=artifact_path,
     )
     return Response(status_code=204)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, func, select, text
+from sqlalchemy import ColumnElement, delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +15,34 @@ from runyard.shared.pagination import cut, decode_cursor
 #: the first key of the two-int advisory locks: "ARTB" (a blob), "ARTQ" (an owner's quota)
 BLOB_LOCK = 0x41525442
 QUOTA_LOCK = 0x41525451
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Whose files: an experiment's (``experiment_id``), or those of an MLflow logged model made
+    outside a run (``logged_model_id``), which has no experiment to keep them. Exactly one."""
+
+    experiment_id: uuid.UUID | None = None
+    logged_model_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.experiment_id is None) == (self.logged_model_id is None):
+            raise ValueError("an artifact holder is an experiment or a logged model")
+
+    @property
+    def subject(self) -> str | uuid.UUID:
+        """The id its artifact events are keyed on."""
+        return self.experiment_id or str(self.logged_model_id)
+
+    def owns(self) -> ColumnElement[bool]:
+        """The artifacts of this holder (a WHERE clause)."""
+        if self.experiment_id is not None:
+            return Artifact.experiment_id == self.experiment_id
+        return Artifact.logged_model_id == self.logged_model_id
+
+
+def of_experiment(experiment_id: uuid.UUID) -> Holder:
+    return Holder(experiment_id=experiment_id)
 
 
 def lock_key(data: bytes) -> int:
@@ -45,9 +74,9 @@ async def used_bytes(session: AsyncSession, owner_id: uuid.UUID) -> int:
 
 
 async def at_path(
-    session: AsyncSession, experiment_id: uuid.UUID, path: str, *, lock: bool = False
+    session: AsyncSession, holder: Holder, path: str, *, lock: bool = False
 ) -> Artifact | None:
-    query = select(Artifact).where(Artifact.experiment_id == experiment_id, Artifact.path == path)
+    query = select(Artifact).where(holder.owns(), Artifact.path == path)
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     found: Artifact | None = await session.scalar(query)
@@ -86,14 +115,14 @@ def path_key(artifact: Artifact) -> tuple[str]:
 
 async def list_artifacts(
     session: AsyncSession,
-    experiment_id: uuid.UUID,
+    holder: Holder,
     *,
     prefix: str,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Artifact], str | None]:
     """By path (byte order), keyset-paginated on the path."""
-    query = select(Artifact).where(Artifact.experiment_id == experiment_id)
+    query = select(Artifact).where(holder.owns())
     if prefix:
         query = query.where(func.starts_with(Artifact.path, prefix))
     after = decode_cursor(cursor, "artifacts", str)

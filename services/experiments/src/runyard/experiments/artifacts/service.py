@@ -21,6 +21,10 @@ by a deleted experiment (its artifact rows go by cascade) are collected by the
 
 Quota: the sum of the sizes of an owner's artifacts (identical files counted each time), checked
 under the owner's advisory lock so that concurrent uploads cannot pass it together.
+
+Holders: an artifact belongs to an experiment, or to an MLflow logged model made outside a run
+(``repository.Holder``); both take the same uploads, reads, deletes, quota and limits. An
+experiment's files make ``artifact.*`` events, a logged model's ``logged_model_artifact.*``.
 """
 
 from __future__ import annotations
@@ -31,17 +35,25 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from runyard.experiments import errors
+from runyard.experiments import access, errors
 from runyard.experiments.artifacts import repository
+from runyard.experiments.artifacts.repository import Holder
 from runyard.experiments.artifacts.store import ArtifactStore, Staged, TooLarge
 from runyard.experiments.config import Settings
-from runyard.experiments.models import Artifact, Experiment
+from runyard.experiments.models import Artifact, Experiment, LoggedModel
 from runyard.experiments.repository import get_owned
-from runyard.shared.contracts.experiments import ArtifactCreated, ArtifactDeleted
+from runyard.shared.contracts.experiments import (
+    ArtifactCreated,
+    ArtifactDeleted,
+    LoggedModelArtifactCreated,
+    LoggedModelArtifactDeleted,
+)
 from runyard.shared.db import new_id, utcnow
-from runyard.shared.identity import Principal
+from runyard.shared.events import EventPayload
+from runyard.shared.identity import Principal, require_writer
 from runyard.shared.logging import get_logger
 from runyard.shared.outbox import emit
 
@@ -85,15 +97,32 @@ def content_type_of(path: str, declared: str | None) -> str:
 
 
 def event_fields(artifact: Artifact) -> dict[str, Any]:
+    holder = (
+        {"experiment_id": artifact.experiment_id}
+        if artifact.experiment_id is not None
+        else {"logged_model_id": artifact.logged_model_id}
+    )
     return {
         "artifact_id": artifact.id,
-        "experiment_id": artifact.experiment_id,
+        **holder,
         "owner_id": artifact.owner_id,
         "path": artifact.path,
         "size": artifact.size,
         "sha256": artifact.sha256,
         "content_type": artifact.content_type,
     }
+
+
+def created_event(artifact: Artifact, *, replaced: bool) -> EventPayload:
+    if artifact.experiment_id is not None:
+        return ArtifactCreated(**event_fields(artifact), replaced=replaced)
+    return LoggedModelArtifactCreated(**event_fields(artifact), replaced=replaced)
+
+
+def deleted_event(artifact: Artifact) -> EventPayload:
+    if artifact.experiment_id is not None:
+        return ArtifactDeleted(**event_fields(artifact))
+    return LoggedModelArtifactDeleted(**event_fields(artifact))
 
 
 async def writable_experiment(
@@ -112,6 +141,25 @@ async def readable_experiment(
     )
 
 
+async def holder_owner(
+    session: AsyncSession, principal: Principal, holder: Holder, *, write: bool = False
+) -> uuid.UUID:
+    """The owner of the holder the caller may read (``write``: add to and delete from; the
+    holder's row then stays locked until the transaction ends); 404 for anything not theirs."""
+    if holder.experiment_id is not None:
+        check = writable_experiment if write else readable_experiment
+        return (await check(session, principal, holder.experiment_id)).owner_id
+    if write:
+        require_writer(principal)
+    query = select(LoggedModel).where(LoggedModel.id == holder.logged_model_id)
+    if write:
+        query = query.with_for_update()
+    model = await session.scalar(query)
+    (access.check_write if write else access.check_read)(principal, model, "logged model")
+    assert model is not None
+    return model.owner_id
+
+
 def check_quota(settings: Settings, size: int, used: int) -> None:
     if used + size > settings.artifact_user_quota_bytes:
         raise errors.ArtifactQuotaExceeded(size, used, settings.artifact_user_quota_bytes)
@@ -123,23 +171,22 @@ async def upload(
     settings: Settings,
     *,
     principal: Principal,
-    experiment_id: uuid.UUID,
+    holder: Holder,
     path: str,
     body: AsyncIterator[bytes],
     content_length: int | None,
     content_type: str | None,
 ) -> tuple[Artifact, bool]:
-    """Store the body at ``path`` of the experiment (replacing what was there); the artifact,
-    and whether it replaced one. Refused before the body is read when the caller may not write
+    """Store the body at ``path`` of the holder (replacing what was there); the artifact, and
+    whether it replaced one. Refused before the body is read when the caller may not write
     there or the declared length passes a limit."""
     check_path(path)
     if content_length is not None and content_length > settings.artifact_max_bytes:
         raise errors.ArtifactTooLarge(settings.artifact_max_bytes)
     async with sessions() as session, session.begin():
-        experiment = await writable_experiment(session, principal, experiment_id)
-        owner_id = experiment.owner_id
+        owner_id = await holder_owner(session, principal, holder, write=True)
         if content_length is not None:
-            replaced = await repository.at_path(session, experiment_id, path)
+            replaced = await repository.at_path(session, holder, path)
             used = await repository.used_bytes(session, owner_id)
             check_quota(settings, content_length, used - (replaced.size if replaced else 0))
     try:
@@ -151,7 +198,7 @@ async def upload(
         raise errors.ArtifactBodyIncomplete(content_length, staged.size)
     try:
         artifact, old_sha = await record(
-            sessions, store, settings, principal, experiment_id, path, staged, content_type
+            sessions, store, settings, principal, holder, path, staged, content_type
         )
     except BaseException:
         await store.discard(staged)
@@ -160,7 +207,7 @@ async def upload(
         await collect(sessions, store, old_sha)
     log.info(
         "experiments.artifact.stored",
-        experiment_id=str(experiment_id),
+        holder=str(holder.subject),
         path=path,
         size=artifact.size,
         replaced=old_sha is not None,
@@ -173,7 +220,7 @@ async def record(
     store: ArtifactStore,
     settings: Settings,
     principal: Principal,
-    experiment_id: uuid.UUID,
+    holder: Holder,
     path: str,
     staged: Staged,
     content_type: str | None,
@@ -181,11 +228,11 @@ async def record(
     """The staged bytes become the blob and the artifact row, in one transaction; the replaced
     artifact's digest (``None``: a new path)."""
     async with sessions() as session, session.begin():
-        # the experiment locked (it still exists, and is still the caller's to write)
-        experiment = await writable_experiment(session, principal, experiment_id)
-        await repository.lock_quota(session, experiment.owner_id)
-        existing = await repository.at_path(session, experiment_id, path, lock=True)
-        used = await repository.used_bytes(session, experiment.owner_id)
+        # the holder locked (it still exists, and is still the caller's to write)
+        owner_id = await holder_owner(session, principal, holder, write=True)
+        await repository.lock_quota(session, owner_id)
+        existing = await repository.at_path(session, holder, path, lock=True)
+        used = await repository.used_bytes(session, owner_id)
         check_quota(settings, staged.size, used - (existing.size if existing else 0))
         await repository.lock_blob(session, staged.sha256)
         await store.commit(staged)
@@ -195,8 +242,9 @@ async def record(
         if existing is None:
             artifact = Artifact(
                 id=new_id(),
-                experiment_id=experiment_id,
-                owner_id=experiment.owner_id,
+                experiment_id=holder.experiment_id,
+                logged_model_id=holder.logged_model_id,
+                owner_id=owner_id,
                 path=path,
                 size=staged.size,
                 sha256=staged.sha256,
@@ -214,8 +262,8 @@ async def record(
         await session.flush()
         await emit(
             session,
-            ArtifactCreated(**event_fields(artifact), replaced=existing is not None),
-            subject=experiment_id,
+            created_event(artifact, replaced=existing is not None),
+            subject=holder.subject,
         )
     return artifact, old_sha
 
@@ -224,23 +272,23 @@ async def list_artifacts(
     session: AsyncSession,
     *,
     principal: Principal,
-    experiment_id: uuid.UUID,
+    holder: Holder,
     prefix: str,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Artifact], str | None]:
-    experiment = await readable_experiment(session, principal, experiment_id)
+    await holder_owner(session, principal, holder)
     return await repository.list_artifacts(
-        session, experiment.id, prefix=prefix, limit=limit, cursor=cursor
+        session, holder, prefix=prefix, limit=limit, cursor=cursor
     )
 
 
 async def get_artifact(
-    session: AsyncSession, *, principal: Principal, experiment_id: uuid.UUID, path: str
+    session: AsyncSession, *, principal: Principal, holder: Holder, path: str
 ) -> Artifact:
     check_path(path)
-    experiment = await readable_experiment(session, principal, experiment_id)
-    artifact = await repository.at_path(session, experiment.id, path)
+    await holder_owner(session, principal, holder)
+    artifact = await repository.at_path(session, holder, path)
     if artifact is None:
         raise errors.NotFound("artifact")
     return artifact
@@ -288,17 +336,17 @@ async def delete_artifact(
     store: ArtifactStore,
     *,
     principal: Principal,
-    experiment_id: uuid.UUID,
+    holder: Holder,
     path: str,
 ) -> None:
     check_path(path)
     async with sessions() as session, session.begin():
-        experiment = await writable_experiment(session, principal, experiment_id)
-        artifact = await repository.at_path(session, experiment.id, path, lock=True)
+        await holder_owner(session, principal, holder, write=True)
+        artifact = await repository.at_path(session, holder, path, lock=True)
         if artifact is None:
             raise errors.NotFound("artifact")
         sha256 = artifact.sha256
-        await emit(session, ArtifactDeleted(**event_fields(artifact)), subject=experiment_id)
+        await emit(session, deleted_event(artifact), subject=holder.subject)
         await session.delete(artifact)
     await collect(sessions, store, sha256)
 

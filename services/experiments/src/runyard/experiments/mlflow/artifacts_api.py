@@ -7,7 +7,8 @@ client turns it into ``/api/2.0/mlflow-artifacts/artifacts/<experiment_id>/<run_
 <path>``, which is the Runyard experiment ``<run_id>``'s artifact ``<path>`` (the experiment must
 belong to MLflow experiment ``<experiment_id>``: its project, or ``0`` for none). A logged
 model's ``mlflow-artifacts:/<experiment_id>/models/<model_id>/artifacts/<path>`` is its source
-run's artifact ``models/<model_id>/<path>``. Uploads, downloads (with ``Range``) and deletes go
+run's artifact ``models/<model_id>/<path>``, or, for a model made outside a run, the model's own
+artifact ``<path>``. Uploads, downloads (with ``Range``) and deletes go
 through ``artifacts.service``: the same streaming, content-addressed store, size limit, quota and
 ``artifact.created`` / ``artifact.deleted`` events as Runyard's own artifact API. MLflow's
 multipart-upload and presigned-URL endpoints (``mpu/*``, ``presigned``) are not served: the
@@ -19,7 +20,6 @@ downloads and upload, on the same store, are ``ui_artifacts_api``'s.
 from __future__ import annotations
 
 import urllib.parse
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
@@ -38,6 +38,7 @@ from runyard.experiments.artifacts.api import (
     artifact_response,
     content_length,
 )
+from runyard.experiments.artifacts.repository import Holder, of_experiment
 from runyard.experiments.mlflow import ids, logged_models
 from runyard.experiments.mlflow.errors import (
     MlflowError,
@@ -46,7 +47,7 @@ from runyard.experiments.mlflow.errors import (
     invalid,
     not_found,
 )
-from runyard.experiments.models import Artifact
+from runyard.experiments.models import Artifact, LoggedModel
 from runyard.shared.identity import CurrentPrincipal, Principal
 from runyard.shared.runtime import SessionDep
 
@@ -60,11 +61,11 @@ DELETE_PAGE = 500
 
 @dataclass(frozen=True)
 class Location:
-    """Where an ``mlflow-artifacts`` path points: a Runyard experiment and a path prefix among
-    its artifacts (``""`` or ``models/<model_id>/``), and the rest of the path (``""``: the
-    root)."""
+    """Where an ``mlflow-artifacts`` path points: the artifacts' holder (a Runyard experiment,
+    or a logged model made outside a run) and a path prefix among them (``""``, or
+    ``models/<model_id>/`` in a run), and the rest of the path (``""``: the root)."""
 
-    experiment_id: uuid.UUID
+    holder: Holder
     prefix: str
     rest: str
 
@@ -117,9 +118,7 @@ def check_safe(path: str) -> str:
     return decoded
 
 
-async def locate(
-    session: AsyncSession, principal: Principal, path: str, *, for_upload: bool = False
-) -> Location:
+async def locate(session: AsyncSession, principal: Principal, path: str) -> Location:
     """The Runyard place of an ``mlflow-artifacts`` path the caller may read (access to write
     is checked by the upload or delete itself)."""
     # "." names name the directory they are in (MLflow's client lists a run's root as ".")
@@ -129,20 +128,13 @@ async def locate(
         run = await logged_models.run_of(session, principal, run_id)
         if not logged_models.in_experiment(run, experiment_id):
             raise not_found(f"Run with id={run_id} not found in experiment {experiment_id}")
-        return Location(run.id, "", clean(rest))
+        return Location(of_experiment(run.id), "", clean(rest))
     if len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":
         experiment_id, model_id, rest = parts[0], parts[2], "/".join(parts[4:])
         model = await logged_models.get(session, principal, model_id, allow_deleted=True)
         if ids.experiment_id_of(model.project_id) != experiment_id:
             raise not_found(f"Logged model {model_id} not found in experiment {experiment_id}")
-        if model.source_run_id is None:
-            raise MlflowError(
-                f"Logged model {model_id} has no source run: Runyard keeps a logged model's "
-                "files with the run that produced it. Log the model inside a run "
-                "(mlflow.start_run()) or pass source_run_id when creating it.",
-                "INVALID_STATE" if for_upload else "RESOURCE_DOES_NOT_EXIST",
-            )
-        return Location(model.source_run_id, logged_models.models_prefix(model_id), clean(rest))
+        return logged_models_location(model, clean(rest))
     raise invalid(
         f"Invalid artifact path '{path}': Runyard serves the artifacts of runs "
         "(<experiment_id>/<run_id>/artifacts/...) and of logged models "
@@ -150,11 +142,18 @@ async def locate(
     )
 
 
+def logged_models_location(model: LoggedModel, rest: str) -> Location:
+    """A logged model's file ``rest``: among its source run's artifacts, else its own."""
+    if model.source_run_id is None:
+        return Location(Holder(logged_model_id=model.id), "", rest)
+    return Location(of_experiment(model.source_run_id), logged_models.models_prefix(model.id), rest)
+
+
 async def list_children(
-    session: AsyncSession, experiment_id: uuid.UUID, prefix: str, directory: str
+    session: AsyncSession, holder: Holder, prefix: str, directory: str
 ) -> list[dict[str, Any]]:
     """The files and directories directly in ``directory`` (relative to ``prefix``) of the
-    experiment's artifacts, as MLflow's ``FileInfo``: ``path`` is ``directory/name``, a
+    holder's artifacts, as MLflow's ``FileInfo``: ``path`` is ``directory/name``, a
     directory has no size. Empty for a file or a directory that does not exist."""
     directory = clean(directory)
     base = prefix + (directory + "/" if directory else "")
@@ -165,7 +164,7 @@ async def list_children(
             (func.strpos(rest, "/") > 0).label("is_dir"),
             Artifact.size.label("size"),
         )
-        .where(Artifact.experiment_id == experiment_id, func.starts_with(Artifact.path, base))
+        .where(holder.owns(), func.starts_with(Artifact.path, base))
         .subquery()
     )
     query = (
@@ -216,7 +215,7 @@ async def list_proxied_artifacts(
             "(<experiment_id>/<run_id>/artifacts) or a logged model's artifacts."
         )
     where = await locate(session, principal, path)
-    files = await list_children(session, where.experiment_id, where.prefix, where.rest)
+    files = await list_children(session, where.holder, where.prefix, where.rest)
     return {"files": [{**f, "path": f["path"].rsplit("/", 1)[-1]} for f in files]}
 
 
@@ -235,7 +234,7 @@ async def download_proxied_artifact(
             raise invalid("A download names a file.")
         try:
             artifact = await service.get_artifact(
-                session, principal=principal, experiment_id=where.experiment_id, path=where.path
+                session, principal=principal, holder=where.holder, path=where.path
             )
         except errors.NotFound:
             raise not_found(f"No such artifact: '{where.rest}'") from None
@@ -252,7 +251,7 @@ async def upload_proxied_artifact(
 ) -> dict[str, Any]:
     """The body is the file, streamed to the store; a file already at the path is replaced."""
     async with runtime.sessionmaker() as session, session.begin():
-        where = await locate(session, principal, artifact_path, for_upload=True)
+        where = await locate(session, principal, artifact_path)
     if not where.rest:
         raise invalid("An upload names a file.")
     await service.upload(
@@ -260,7 +259,7 @@ async def upload_proxied_artifact(
         store,
         runtime.settings,
         principal=principal,
-        experiment_id=where.experiment_id,
+        holder=where.holder,
         path=where.path,
         body=request.stream(),
         content_length=content_length(request),
@@ -280,16 +279,16 @@ async def delete_proxied_artifacts(
     artifacts at the root). Nothing there is no error, as for MLflow's server."""
     async with runtime.sessionmaker() as session, session.begin():
         where = await locate(session, principal, artifact_path)
-        await service.writable_experiment(session, principal, where.experiment_id)
+        await service.holder_owner(session, principal, where.holder, write=True)
     doomed: list[str] = []
     async with runtime.sessionmaker() as session, session.begin():
-        if where.rest and await repository.at_path(session, where.experiment_id, where.path):
+        if where.rest and await repository.at_path(session, where.holder, where.path):
             doomed.append(where.path)
         under = where.path + "/" if where.rest else where.prefix
         cursor: str | None = None
         while True:
             rows, cursor = await repository.list_artifacts(
-                session, where.experiment_id, prefix=under, limit=DELETE_PAGE, cursor=cursor
+                session, where.holder, prefix=under, limit=DELETE_PAGE, cursor=cursor
             )
             doomed.extend(r.path for r in rows)
             if cursor is None:
@@ -300,7 +299,7 @@ async def delete_proxied_artifacts(
                 runtime.sessionmaker,
                 store,
                 principal=principal,
-                experiment_id=where.experiment_id,
+                holder=where.holder,
                 path=path,
             )
         except errors.NotFound:
@@ -343,7 +342,7 @@ async def list_run_artifacts(
         check_safe(path)
     run = await logged_models.run_of(session, principal, wanted)
     experiment_id = ids.experiment_id_of(run.project_id)
-    files = await list_children(session, run.id, "", path or "")
+    files = await list_children(session, of_experiment(run.id), "", path or "")
     answer: dict[str, Any] = {
         "root_uri": f"mlflow-artifacts:/{experiment_id}/{run.id.hex}/artifacts",
     }

@@ -7,7 +7,9 @@ experiment). Its id is MLflow's ``m-<32 hex>``; its ``artifact_uri`` is
 ``mlflow-artifacts:/<experiment_id>/models/<model_id>/artifacts``, which the artifact proxy
 (``artifacts_api``) stores as Runyard artifacts of the source run under ``models/<model_id>/``:
 the files show in Runyard's own artifact API and count against the run owner's quota. A model
-without a source run has nowhere to keep files: its uploads are refused.
+made outside a run (no source run: ``log_model`` with no active run) keeps its files itself, as
+artifacts whose holder is the model (``artifacts.repository.Holder``), under the same limits and
+quota.
 
 Search evaluates MLflow's logged-model filter grammar (``name = 'x' AND params.alpha = '0.1'``,
 ``metrics.rmse < 1``, ``LIKE``/``ILIKE``/``IN``) in memory over the models of the experiments

@@ -13,10 +13,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.experiments.artifacts.api import RuntimeDep, StoreDep
-from runyard.experiments.artifacts.service import readable_experiment
 from runyard.experiments.mlflow import logged_models as service
-from runyard.experiments.mlflow.artifacts_api import check_safe, clean, list_children
-from runyard.experiments.mlflow.errors import MlflowError, MlflowRoute, error_responses, not_found
+from runyard.experiments.mlflow.artifacts_api import (
+    check_safe,
+    clean,
+    list_children,
+    logged_models_location,
+)
+from runyard.experiments.mlflow.errors import MlflowError, MlflowRoute, error_responses
 from runyard.experiments.mlflow.ui_artifacts_api import download, file_of
 from runyard.shared.identity import CurrentPrincipal
 from runyard.shared.runtime import SessionDep
@@ -195,12 +199,8 @@ async def list_logged_model_artifacts(
     model's artifact root)."""
     model = await service.get(session, principal, model_id, allow_deleted=True)
     root = service.to_mlflow(model)["info"]["artifact_uri"]
-    if model.source_run_id is None:
-        return {"root_uri": root, "files": []}
-    run = await readable_experiment(session, principal, model.source_run_id)
-    files = await list_children(
-        session, run.id, service.models_prefix(model.id), artifact_directory_path or ""
-    )
+    where = logged_models_location(model, "")
+    files = await list_children(session, where.holder, where.prefix, artifact_directory_path or "")
     return {"root_uri": root, "files": files}
 
 
@@ -225,9 +225,8 @@ async def get_logged_model_artifact(
     path = check_safe(artifact_file_path)
     async with runtime.sessionmaker() as session, session.begin():
         model = await service.get(session, principal, model_id)
-        if model.source_run_id is None:
-            raise not_found(f"No such artifact: '{path}'")
+        where = logged_models_location(model, "")
         name = clean(path)
-        wanted = service.models_prefix(model.id) + name if name else ""
-        artifact = await file_of(session, principal, model.source_run_id, wanted, path)
+        wanted = where.prefix + name if name else ""
+        artifact = await file_of(session, principal, where.holder, wanted, path)
     return download(artifact, store, request)

@@ -15,7 +15,6 @@ Downloads are attachments typed by the file's name, as MLflow's server types the
 from __future__ import annotations
 
 import mimetypes
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -31,6 +30,7 @@ from runyard.experiments.artifacts.api import (
     artifact_response,
     content_length,
 )
+from runyard.experiments.artifacts.repository import Holder, of_experiment
 from runyard.experiments.artifacts.store import ArtifactStore
 from runyard.experiments.mlflow import logged_models, registry
 from runyard.experiments.mlflow.artifacts_api import TRACKING_PREFIXES, check_safe, clean
@@ -66,23 +66,21 @@ def served_type(path: str) -> str:
 
 
 async def file_of(
-    session: AsyncSession, principal: Principal, experiment_id: uuid.UUID, name: str, asked: str
+    session: AsyncSession, principal: Principal, holder: Holder, name: str, asked: str
 ) -> Artifact:
-    """The experiment's artifact ``name``, a file: the root or a folder is
+    """The holder's artifact ``name``, a file: the root or a folder is
     ``INVALID_PARAMETER_VALUE``, nothing there ``RESOURCE_DOES_NOT_EXIST`` (``asked``: the path
     as the caller named it)."""
     folder = invalid(f"Artifact path refers to a directory, not a file: '{asked}'")
     if not name:
         raise folder
     under, _ = await repository.list_artifacts(
-        session, experiment_id, prefix=name + "/", limit=1, cursor=None
+        session, holder, prefix=name + "/", limit=1, cursor=None
     )
     if under:
         raise folder
     try:
-        return await service.get_artifact(
-            session, principal=principal, experiment_id=experiment_id, path=name
-        )
+        return await service.get_artifact(session, principal=principal, holder=holder, path=name)
     except errors.NotFound:
         raise not_found(f"No such artifact: '{asked}'") from None
 
@@ -114,7 +112,7 @@ async def get_run_artifact(
     path = check_safe(path)
     async with runtime.sessionmaker() as session, session.begin():
         run = await logged_models.run_of(session, principal, run_id or run_uuid or "")
-        artifact = await file_of(session, principal, run.id, clean(path), path)
+        artifact = await file_of(session, principal, of_experiment(run.id), clean(path), path)
     return download(artifact, store, request)
 
 
@@ -143,7 +141,9 @@ async def get_model_version_artifact(
                 "the run they belonged to was deleted"
             )
         wanted = "/".join(p for p in (found.artifact_path, clean(path)) if p)
-        artifact = await file_of(session, principal, found.experiment_id, wanted, path)
+        artifact = await file_of(
+            session, principal, of_experiment(found.experiment_id), wanted, path
+        )
     return download(artifact, store, request)
 
 
@@ -198,7 +198,7 @@ async def upload_run_artifact(
         store,
         runtime.settings,
         principal=principal,
-        experiment_id=run.id,
+        holder=of_experiment(run.id),
         path=clean(path),
         body=capped(first, rest, UI_UPLOAD_MAX_BYTES),
         content_length=declared,

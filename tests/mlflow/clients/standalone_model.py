@@ -1,0 +1,47 @@
+"""An MLflow 3 logged model made outside a run: ``mlflow.sklearn.log_model`` with no active run
+(the model has no source run), its files listed, downloaded and loaded back by
+``models:/<model_id>``, predicting as the fitted model did."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from _common import arguments, emit
+from mlflow import MlflowClient
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+args = arguments()
+out: dict[str, object] = {}
+experiment_id = mlflow.set_experiment(args["experiment"]).experiment_id
+out["experiment_id"] = experiment_id
+
+features, labels = load_iris(return_X_y=True)
+fitted = LogisticRegression(max_iter=300).fit(features, labels)
+assert mlflow.active_run() is None
+info = mlflow.sklearn.log_model(fitted, name="standalone")
+out["active_run_after"] = mlflow.active_run() is not None
+model = MlflowClient().get_logged_model(info.model_id)
+out["model"] = {
+    "model_id": model.model_id,
+    "experiment_id": model.experiment_id,
+    "source_run_id": model.source_run_id,
+    "status": str(model.status),
+    "artifact_location": model.artifact_location,
+}
+out["files"] = sorted(
+    [f.path, f.is_dir] for f in MlflowClient().list_logged_model_artifacts(info.model_id)
+)
+downloaded = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tempfile.mkdtemp()))
+out["downloaded"] = {
+    str(p.relative_to(downloaded)): hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in sorted(downloaded.rglob("*"))
+    if p.is_file()
+}
+loaded = mlflow.sklearn.load_model(f"models:/{info.model_id}")
+out["same_predictions"] = bool(np.array_equal(loaded.predict(features), fitted.predict(features)))
+emit(out)

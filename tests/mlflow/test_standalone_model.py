@@ -1,0 +1,63 @@
+"""An MLflow 3 logged model made outside a run, through the stock client: its files are the
+model's own Runyard artifacts (no run holds them), loaded back by ``models:/<model_id>``, and
+their ``logged_model_artifact.created`` events reach a signed webhook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import MlflowScripts
+from .helpers import (
+    Account,
+    Receiver,
+    register_webhook,
+    signed_deliveries,
+    unique,
+    wait_until,
+)
+
+pytestmark = pytest.mark.mlflow
+
+
+def test_log_model_without_a_run(
+    mlflow: MlflowScripts, account: Account, runyard: httpx.Client, receiver: Receiver
+) -> None:
+    secret = register_webhook(runyard, receiver, ["logged_model_artifact.created"])
+    seen = mlflow.run("standalone_model", account.with_api_key, experiment=unique("standalone"))
+
+    model = seen["model"]
+    assert not model["source_run_id"]  # the client reads an unset id as ""
+    assert seen["active_run_after"] is False
+    assert model["status"] == "READY"
+    assert model["experiment_id"] == seen["experiment_id"]
+    assert model["artifact_location"] == (
+        f"mlflow-artifacts:/{seen['experiment_id']}/models/{model['model_id']}/artifacts"
+    )
+    files = dict(seen["files"])
+    assert {"MLmodel", "requirements.txt"} <= set(files)
+    assert not any(files.values())  # the model's files, no folders
+    # downloaded byte for byte (the client adds a local ``registered_model_meta``)
+    assert set(files) <= set(seen["downloaded"])
+    assert seen["same_predictions"] is True
+
+    # no run was made for it: the project has no experiment
+    experiments = runyard.get("/experiments", params={"project_id": seen["experiment_id"]})
+    assert experiments.status_code == 200, experiments.text
+    assert experiments.json()["items"] == []
+
+    # each stored file reached the webhook, signed, with its digest
+    def deliveries() -> list[dict[str, Any]]:
+        return signed_deliveries(receiver, secret, "logged_model_artifact.created")
+
+    wait_until(
+        lambda: {d["data"]["path"] for d in deliveries()} >= set(files),
+        "a logged_model_artifact.created delivery per file",
+    )
+    by_path = {d["data"]["path"]: d["data"] for d in deliveries()}
+    for path in files:
+        assert by_path[path]["sha256"] == seen["downloaded"][path]
+        assert by_path[path]["logged_model_id"] == model["model_id"]
+        assert by_path[path]["owner_id"] == account.id
