@@ -26,9 +26,16 @@ def test_log_model_without_a_run(
     mlflow: MlflowScripts, account: Account, runyard: httpx.Client, receiver: Receiver
 ) -> None:
     secret = register_webhook(runyard, receiver, ["logged_model_artifact.created"])
-    seen = mlflow.run("standalone_model", account.with_api_key, experiment=unique("standalone"))
+    name = unique("standalone-model")
+    seen = mlflow.run(
+        "standalone_model",
+        account.with_api_key,
+        experiment=unique("standalone"),
+        registered_model=name,
+    )
 
     model = seen["model"]
+    model_uri = f"models:/{model['model_id']}"
     assert not model["source_run_id"]  # the client reads an unset id as ""
     assert seen["active_run_after"] is False
     assert model["status"] == "READY"
@@ -43,6 +50,25 @@ def test_log_model_without_a_run(
     assert set(files) <= set(seen["downloaded"])
     assert seen["same_predictions"] is True
 
+    # registered twice: from models:/<id>, and by log_model(registered_model_name=) with no run
+    # (the client reads no model_id from a version: its source names the model)
+    assert seen["registered"] == [
+        {"version": "1", "status": "READY", "run_id": None, "source": model_uri},
+        {
+            "version": "2",
+            "status": "READY",
+            "run_id": None,
+            "source": f"models:/{seen['second_model_id']}",
+        },
+    ]
+    assert seen["same_predictions_by_version"] is True
+    [registered] = runyard.get("/models", params={"name": name}).json()["items"]
+    versions = runyard.get(f"/models/{registered['id']}/versions").json()["items"]
+    assert [(v["version"], v["experiment_id"], v["logged_model_id"]) for v in versions] == [
+        (2, None, seen["second_model_id"]),
+        (1, None, model["model_id"]),
+    ]
+
     # no run was made for it: the project has no experiment
     experiments = runyard.get("/experiments", params={"project_id": seen["experiment_id"]})
     assert experiments.status_code == 200, experiments.text
@@ -50,7 +76,11 @@ def test_log_model_without_a_run(
 
     # each stored file reached the webhook, signed, with its digest
     def deliveries() -> list[dict[str, Any]]:
-        return signed_deliveries(receiver, secret, "logged_model_artifact.created")
+        return [
+            d
+            for d in signed_deliveries(receiver, secret, "logged_model_artifact.created")
+            if d["subject"] == model["model_id"]
+        ]
 
     wait_until(
         lambda: {d["data"]["path"] for d in deliveries()} >= set(files),

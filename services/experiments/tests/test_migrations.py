@@ -49,5 +49,5 @@ async def test_migration_0002_downgrades_and_upgrades_again(db) -> None:
     await round_trip("runyard.experiments", db, down_to="0001")
 
 
-async def test_migration_0020_downgrades_and_upgrades_again(db) -> None:
+async def test_migrations_0020_and_0021_downgrade_and_upgrade_again(db) -> None:
     await round_trip("runyard.experiments", db, down_to="0019")

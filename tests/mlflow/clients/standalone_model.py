@@ -1,6 +1,8 @@
 """An MLflow 3 logged model made outside a run: ``mlflow.sklearn.log_model`` with no active run
 (the model has no source run), its files listed, downloaded and loaded back by
-``models:/<model_id>``, predicting as the fitted model did."""
+``models:/<model_id>``, predicting as the fitted model did; then registered, by
+``mlflow.register_model("models:/<model_id>")`` and by ``log_model(...,
+registered_model_name=...)`` outside a run, and loaded back by ``models:/<name>/<version>``."""
 
 from __future__ import annotations
 
@@ -44,4 +46,17 @@ out["downloaded"] = {
 }
 loaded = mlflow.sklearn.load_model(f"models:/{info.model_id}")
 out["same_predictions"] = bool(np.array_equal(loaded.predict(features), fitted.predict(features)))
+
+name = args["registered_model"]
+first = mlflow.register_model(info.model_uri, name)
+second = mlflow.sklearn.log_model(fitted, name="again", registered_model_name=name)
+out["registered"] = [
+    {"version": v.version, "status": v.status, "run_id": v.run_id, "source": v.source}
+    for v in (first, MlflowClient().get_model_version(name, "2"))
+]
+out["second_model_id"] = second.model_id
+reloaded = mlflow.sklearn.load_model(f"models:/{name}/2")
+out["same_predictions_by_version"] = bool(
+    np.array_equal(reloaded.predict(features), fitted.predict(features))
+)
 emit(out)

@@ -223,6 +223,105 @@ async def test_a_logged_models_version(client, mlflow, alice) -> None:
     )
 
 
+async def test_a_version_of_a_logged_model_made_outside_a_run(
+    client, db, mlflow, alice, bob
+) -> None:
+    """``register_model("models:/<id>")`` for a model with no source run: the version is the
+    model's own files; pending while the model is, settled when it is finalized."""
+
+    async def standalone(name: str) -> str:
+        logged = await client.post(
+            f"{API}/logged-models",
+            json={"experiment_id": "0", "name": name},
+            headers=alice.headers,
+        )
+        model_id: str = logged.json()["model"]["info"]["model_id"]
+        return model_id
+
+    async def upload(model_id: str, path: str, data: bytes) -> None:
+        put = await client.put(
+            f"{PROXY}/0/models/{model_id}/artifacts/{path}", content=data, headers=alice.headers
+        )
+        assert put.status_code == 200, put.text
+
+    async def finalize(model_id: str, status: str) -> None:
+        done = await client.patch(
+            f"{API}/logged-models/{model_id}",
+            json={"model_id": model_id, "status": status},
+            headers=alice.headers,
+        )
+        assert done.status_code == 200, done.text
+
+    async def register(model_id: str) -> dict[str, Any]:
+        created = await mlflow.ok(
+            alice,
+            "model-versions/create",
+            {"name": "m", "source": f"models:/{model_id}", "model_id": model_id},
+        )
+        version: dict[str, Any] = created["model_version"]
+        return version
+
+    async def status(number: str) -> str:
+        got = await mlflow.ok(alice, "model-versions/get", params={"name": "m", "version": number})
+        found: str = got["model_version"]["status"]
+        return found
+
+    await mlflow.ok(alice, "registered-models/create", {"name": "m"})
+    ready = await standalone("ready")
+    await upload(ready, "MLmodel", b"flavors: {}")
+    await upload(ready, "data/model.pkl", b"w" * 100)
+    await finalize(ready, "LOGGED_MODEL_READY")
+    first = await register(ready)
+    assert (first["version"], first["status"], first["model_id"]) == ("1", "READY", ready)
+    assert "run_id" not in first
+    uri = await mlflow.ok(
+        alice, "model-versions/get-download-uri", params={"name": "m", "version": "1"}
+    )
+    assert uri["artifact_uri"] == f"mlflow-artifacts:/0/models/{ready}/artifacts"
+    got = await client.get(
+        "/model-versions/get-artifact",
+        params={"name": "m", "version": "1", "path": "data/model.pkl"},
+        headers=alice.headers,
+    )
+    assert (got.status_code, got.content) == (200, b"w" * 100)
+
+    # Runyard's own API: no experiment, the model's files hashed as a folder's
+    [model] = (
+        await client.get("/api/v1/models", params={"name": "m"}, headers=alice.headers)
+    ).json()["items"]
+    own = (
+        await client.get(f"/api/v1/models/{model['id']}/versions/1", headers=alice.headers)
+    ).json()
+    assert (own["experiment_id"], own["logged_model_id"], own["artifact_path"]) == (None, ready, "")
+    manifest = (
+        f"{hashlib.sha256(b'flavors: {}').hexdigest()}  MLmodel\n"
+        f"{hashlib.sha256(b'w' * 100).hexdigest()}  data/model.pkl\n"
+    )
+    assert (own["size"], own["file_count"]) == (111, 2)
+    assert own["sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
+    [event] = [e for e in await outbox(db) if e["type"] == "model_version.created"]
+    assert (event["data"]["logged_model_id"], event["data"]["experiment_id"]) == (ready, None)
+
+    # registered while its files are being uploaded: pending until the model is finalized
+    uploading = await standalone("uploading")
+    assert (await register(uploading))["status"] == "PENDING_REGISTRATION"
+    await upload(uploading, "MLmodel", b"x")
+    assert await status("2") == "PENDING_REGISTRATION"
+    await finalize(uploading, "LOGGED_MODEL_READY")
+    assert await status("2") == "READY"
+    broken = await standalone("broken")
+    assert (await register(broken))["status"] == "PENDING_REGISTRATION"
+    await finalize(broken, "LOGGED_MODEL_UPLOAD_FAILED")
+    assert await status("3") == "FAILED_REGISTRATION"
+
+    # another user's model is not there to register
+    await mlflow.ok(bob, "registered-models/create", {"name": "m"})
+    refused = await mlflow.error(
+        bob, "model-versions/create", {"name": "m", "source": f"models:/{ready}"}
+    )
+    assert refused == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
 async def test_search_rename_tags_and_stages(client, mlflow, alice) -> None:
     run = await mlflow.new_run(alice)
     run_id = run["info"]["run_id"]

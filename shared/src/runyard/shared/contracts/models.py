@@ -61,11 +61,14 @@ class _VersionEvent(_ModelEvent):
 
 
 class ModelVersionCreated(_VersionEvent):
-    """A version was made from an experiment's artifact. ``status`` is ``ready`` (the artifact
-    is there, ``size`` and ``sha256`` recorded), ``pending`` (not uploaded yet) or ``failed``."""
+    """A version was made from an experiment's artifact, or (``logged_model_id``; no
+    ``experiment_id``, ``artifact_path`` empty) from the files of an MLflow logged model made
+    outside a run. ``status`` is ``ready`` (the files are there, ``size`` and ``sha256``
+    recorded), ``pending`` (not uploaded yet) or ``failed``."""
 
     event_type = "model_version.created"
     artifact_path: str
+    logged_model_id: str | None = None
     status: str
     size: int | None = None
     sha256: str | None = None

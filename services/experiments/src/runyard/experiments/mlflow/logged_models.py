@@ -36,6 +36,7 @@ from runyard.experiments.errors import NotFound
 from runyard.experiments.mlflow import ids
 from runyard.experiments.mlflow.errors import MlflowError, invalid, not_found
 from runyard.experiments.models import Experiment, LoggedModel, Project
+from runyard.experiments.registry import service as registry_service
 from runyard.experiments.repository import get_owned
 from runyard.shared.db import utcnow
 from runyard.shared.identity import Principal, require_writer
@@ -270,6 +271,9 @@ async def finalize(
     model.status = status_of(status)
     touch(model)
     await session.flush()
+    if model.status != "PENDING":
+        # versions registered from its files while they were being uploaded
+        await registry_service.settle_versions_of(session, logged_model_id=model.id)
     return model
 
 

@@ -506,8 +506,12 @@ async def search_versions(
 
 @dataclass(frozen=True)
 class Origin:
-    experiment_id: uuid.UUID
+    """A version's files: an experiment's artifact at ``artifact_path``, or (no experiment) a
+    logged model's own files."""
+
+    experiment_id: uuid.UUID | None
     artifact_path: str
+    logged_model_id: str | None = None
 
 
 async def origin_of(
@@ -525,10 +529,7 @@ async def origin_of(
     if logged:
         model = await logged_models.get(session, principal, logged)
         if model.source_run_id is None:
-            raise invalid(
-                f"Logged model {logged} has no source run: Runyard registers versions from a "
-                "run's artifacts."
-            )
+            return Origin(None, "", logged_model_id=model.id)
         return Origin(model.source_run_id, logged_models.models_prefix(model.id).rstrip("/"))
     found = RUNS_SOURCE.match(source) or ARTIFACTS_SOURCE.match(source)
     if found is None:
@@ -580,8 +581,11 @@ async def create_version(
             description=description,
             tags=tags,
             source=source,
+            logged_model_id=origin.logged_model_id,
         )
     except UnknownExperiment:
+        if origin.experiment_id is None:
+            raise not_found(f"Logged model with ID '{origin.logged_model_id}' not found.") from None
         raise not_found(f"Run with id={origin.experiment_id.hex} not found") from None
     if model_id:
         await logged_models.note_version(session, principal, model_id, model.name, version.version)

@@ -135,15 +135,17 @@ async def get_model_version_artifact(
     path = check_safe(path)
     async with runtime.sessionmaker() as session, session.begin():
         model, found = await registry.get_version(session, principal, name, version)
-        if found.experiment_id is None:
+        if found.logged_model_id is not None:
+            holder = Holder(logged_model_id=found.logged_model_id)
+        elif found.experiment_id is not None:
+            holder = of_experiment(found.experiment_id)
+        else:
             raise not_found(
                 f"Model Version (name={model.name}, version={found.version}) has no files: "
                 "the run they belonged to was deleted"
             )
         wanted = "/".join(p for p in (found.artifact_path, clean(path)) if p)
-        artifact = await file_of(
-            session, principal, of_experiment(found.experiment_id), wanted, path
-        )
+        artifact = await file_of(session, principal, holder, wanted, path)
     return download(artifact, store, request)
 
 

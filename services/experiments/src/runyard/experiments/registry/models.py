@@ -4,7 +4,8 @@
   versions (bumped by ``UPDATE ... RETURNING`` in the transaction that inserts the version, so
   concurrent creates queue on the model's row and never share a number).
 - ``model_versions``: one version of a model, made from an experiment's artifact (a file or a
-  directory of files) at ``artifact_path``; ``size`` and ``sha256`` come from the artifact store's
+  directory of files) at ``artifact_path``, or from the files of an MLflow logged model made
+  outside a run (``logged_model_id``); ``size`` and ``sha256`` come from the artifact store's
   rows; ``status`` is ``pending`` (the artifact is not there yet), ``ready`` or ``failed``.
 - ``model_aliases``: one row per (model, alias), moved in place under the row's lock; the
   foreign key to the version refuses to let a version holding an alias go.
@@ -62,6 +63,7 @@ class ModelVersion(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("version > 0", name="version_positive"),
         Index("ix_model_versions_owner_id", "owner_id"),
         Index("ix_model_versions_experiment_id", "experiment_id"),
+        Index("ix_model_versions_logged_model_id", "logged_model_id"),
     )
 
     model_id: Mapped[uuid.UUID] = mapped_column(
@@ -76,7 +78,13 @@ class ModelVersion(UUIDPrimaryKey, Timestamps, Base):
     experiment_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey(f"{SCHEMA}.experiments.id", ondelete="SET NULL")
     )
-    #: the artifact's path in the experiment ('' = all its artifacts); a file or a directory
+    #: lineage: the MLflow logged model made outside a run whose files the version is (null:
+    #: the version is an experiment's artifact; migration 0021)
+    logged_model_id: Mapped[str | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.logged_models.id", ondelete="SET NULL")
+    )
+    #: the artifact's path in the experiment ('' = all its artifacts; always '' for a logged
+    #: model's files); a file or a directory
     artifact_path: Mapped[str] = mapped_column(String(1024))
     #: where the version was declared from (MLflow's ``source``, e.g. ``runs:/<id>/model``)
     source: Mapped[str | None] = mapped_column(String(2048))

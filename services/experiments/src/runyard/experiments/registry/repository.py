@@ -9,6 +9,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments import access
+from runyard.experiments.artifacts.repository import Holder
 from runyard.experiments.models import Artifact
 from runyard.experiments.registry.models import ModelAlias, ModelVersion, RegisteredModel
 from runyard.experiments.repository import newest_first
@@ -181,17 +182,14 @@ async def latest_versions(session: AsyncSession, model_id: uuid.UUID) -> list[Mo
     return [found] if found is not None else []
 
 
-async def artifact_files(
-    session: AsyncSession, experiment_id: uuid.UUID, path: str
-) -> list[Artifact]:
-    """The file at ``path``, else the files under ``path/`` ('' : every file), in path order."""
+async def artifact_files(session: AsyncSession, holder: Holder, path: str) -> list[Artifact]:
+    """The holder's file at ``path``, else its files under ``path/`` ('' : every file), in path
+    order."""
     if path:
-        exact = await session.scalar(
-            select(Artifact).where(Artifact.experiment_id == experiment_id, Artifact.path == path)
-        )
+        exact = await session.scalar(select(Artifact).where(holder.owns(), Artifact.path == path))
         if exact is not None:
             return [exact]
-    query = select(Artifact).where(Artifact.experiment_id == experiment_id)
+    query = select(Artifact).where(holder.owns())
     if path:
         query = query.where(func.starts_with(Artifact.path, f"{path}/"))
     return list((await session.scalars(query.order_by(Artifact.path.collate("C")))).all())

@@ -103,6 +103,9 @@ class VersionOut(BaseModel):
     description: str | None
     tags: dict[str, Any]
     experiment_id: uuid.UUID | None
+    #: an MLflow logged model made outside a run whose files the version is (then no
+    #: ``experiment_id`` and an empty ``artifact_path``)
+    logged_model_id: str | None = None
     artifact_path: str
     source: str | None
     size: int | None

@@ -13,6 +13,10 @@ store's rows; ``pending`` while the artifact is missing and the experiment can s
 gone). ``verify`` looks again: a pending (or failed) version becomes ready once the files are
 there; when the experiment ends, its pending versions are settled without it
 (``settle_versions_of``, from the experiment's lifecycle event).
+
+A version made from an MLflow logged model made outside a run (``logged_model_id``) is the
+model's own files instead: ``pending`` while the model is ``PENDING`` (its files still being
+uploaded), settled when the model is finalized, ``failed`` if they are missing then.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments import access, errors
+from runyard.experiments.artifacts.repository import Holder, of_experiment
 from runyard.experiments.artifacts.service import check_path
-from runyard.experiments.models import TERMINAL, Artifact, Experiment
+from runyard.experiments.models import TERMINAL, Artifact, Experiment, LoggedModel
 from runyard.experiments.registry import repository
 from runyard.experiments.registry.errors import (
     AliasHeld,
@@ -248,12 +253,31 @@ def fingerprint(files: Sequence[Artifact], path: str) -> Fingerprint | None:
     return Fingerprint(sum(f.size for f in files), manifest.hexdigest(), len(files))
 
 
+#: where a version's files are: an experiment's artifacts, or a logged model's own files
+Source = Experiment | LoggedModel
+
+
+async def source_of(session: AsyncSession, version: ModelVersion) -> Source | None:
+    """The experiment or logged model the version's files come from (``None``: gone)."""
+    if version.logged_model_id is not None:
+        return await session.get(LoggedModel, version.logged_model_id)
+    if version.experiment_id is not None:
+        return await session.get(Experiment, version.experiment_id)
+    return None
+
+
 async def check_artifact(
-    session: AsyncSession, version: ModelVersion, experiment: Experiment | None
+    session: AsyncSession, version: ModelVersion, source: Source | None
 ) -> None:
-    """Set the version's status, size and hash from what the experiment has stored."""
+    """Set the version's status, size and hash from what its source has stored."""
+    if isinstance(source, LoggedModel):
+        await check_model_files(session, version, source)
+        return
+    experiment = source
     files = (
-        await repository.artifact_files(session, experiment.id, version.artifact_path)
+        await repository.artifact_files(
+            session, of_experiment(experiment.id), version.artifact_path
+        )
         if experiment is not None
         else []
     )
@@ -280,6 +304,27 @@ async def check_artifact(
         )
 
 
+async def check_model_files(
+    session: AsyncSession, version: ModelVersion, model: LoggedModel
+) -> None:
+    """Set the version's status, size and hash from the logged model's own files."""
+    files = await repository.artifact_files(session, Holder(logged_model_id=model.id), "")
+    found = fingerprint(files, "")
+    if found is not None and model.status != "PENDING":
+        version.status, version.status_message = "ready", None
+        version.size, version.sha256, version.file_count = (
+            found.size,
+            found.sha256,
+            found.file_count,
+        )
+    elif model.status == "PENDING":
+        version.status = "pending"
+        version.status_message = f"waiting for the logged model {model.id} to upload its files"
+    else:
+        version.status = "failed"
+        version.status_message = f"the logged model {model.id} is {model.status} with no files"
+
+
 def headline_metric(experiment: Experiment) -> tuple[str | None, float | None]:
     """The experiment's best metric and its value (or its final value), if it has one."""
     name = experiment.best_metric
@@ -296,25 +341,32 @@ async def create_version(
     *,
     principal: Principal,
     model: RegisteredModel,
-    experiment_id: uuid.UUID,
+    experiment_id: uuid.UUID | None,
     artifact_path: str,
     description: str | None = None,
     tags: dict[str, str] | None = None,
     input_schema: dict[str, Any] | None = None,
     output_schema: dict[str, Any] | None = None,
     source: str | None = None,
+    logged_model_id: str | None = None,
 ) -> ModelVersion:
-    """The model's next version, made from the experiment's artifact (``model`` read with
-    ``write=True``). 422 for an experiment the caller cannot read or of another owner."""
+    """The model's next version, made from the experiment's artifact, or (``logged_model_id``,
+    no experiment) from a logged model's own files (``model`` read with ``write=True``). 422 for
+    an experiment or logged model the caller cannot read or of another owner."""
     path = check_artifact_path(artifact_path)
     check_json_schema("input_schema", input_schema)
     check_json_schema("output_schema", output_schema)
-    experiment = await session.get(Experiment, experiment_id)
+    origin: Source | None = (
+        await session.get(LoggedModel, logged_model_id)
+        if logged_model_id is not None
+        else await session.get(Experiment, experiment_id)
+    )
     if (
-        experiment is None
-        or experiment.deleted_at is not None
-        or experiment.owner_id != model.owner_id
-        or not access.can_read(principal, experiment.owner_id)
+        origin is None
+        or origin.deleted_at is not None
+        or origin.owner_id != model.owner_id
+        or not access.can_read(principal, origin.owner_id)
+        or (isinstance(origin, LoggedModel) and path)
     ):
         raise UnknownExperiment()
     number = await session.scalar(
@@ -325,7 +377,8 @@ async def create_version(
     )
     assert number is not None
     model.last_version = number
-    metric_name, metric_value = headline_metric(experiment)
+    experiment = origin if isinstance(origin, Experiment) else None
+    metric_name, metric_value = headline_metric(experiment) if experiment else (None, None)
     version = ModelVersion(
         id=new_id(),
         model_id=model.id,
@@ -333,7 +386,8 @@ async def create_version(
         version=number,
         description=description,
         tags=dict(tags or {}),
-        experiment_id=experiment.id,
+        experiment_id=experiment.id if experiment else None,
+        logged_model_id=logged_model_id,
         artifact_path=path,
         source=source,
         input_schema=input_schema,
@@ -341,7 +395,7 @@ async def create_version(
         metric_name=metric_name,
         metric_value=metric_value,
     )
-    await check_artifact(session, version, experiment)
+    await check_artifact(session, version, origin)
     session.add(version)
     await session.flush()
     await announce(
@@ -350,6 +404,7 @@ async def create_version(
         ModelVersionCreated(
             **await version_fields(session, model, version),
             artifact_path=version.artifact_path,
+            logged_model_id=version.logged_model_id,
             status=version.status,
             size=version.size,
             sha256=version.sha256,
@@ -383,31 +438,38 @@ async def update_version(
 async def verify_version(session: AsyncSession, *, version: ModelVersion) -> ModelVersion:
     """Look for a pending or failed version's artifact again (a ready one stays as it is)."""
     if version.status != "ready":
-        experiment = (
-            await session.get(Experiment, version.experiment_id) if version.experiment_id else None
-        )
-        await check_artifact(session, version, experiment)
+        await check_artifact(session, version, await source_of(session, version))
         await session.flush()
     return version
 
 
-async def settle_versions_of(session: AsyncSession, *, experiment_id: uuid.UUID) -> int:
-    """The experiment ended (or is gone): each of its pending versions becomes ``ready`` if its
-    artifact is there by now, else ``failed``; nobody has to call ``verify``. How many it
-    settled."""
+async def settle_versions_of(
+    session: AsyncSession,
+    *,
+    experiment_id: uuid.UUID | None = None,
+    logged_model_id: str | None = None,
+) -> int:
+    """The experiment ended (or is gone), or the logged model was finalized: each of its pending
+    versions becomes ``ready`` if its files are there by now, else ``failed`` (or stays pending
+    while a logged model is); nobody has to call ``verify``. How many it looked at."""
+    of_source = (
+        ModelVersion.logged_model_id == logged_model_id
+        if logged_model_id is not None
+        else ModelVersion.experiment_id == experiment_id
+    )
     pending = (
         await session.scalars(
             select(ModelVersion)
-            .where(ModelVersion.experiment_id == experiment_id, ModelVersion.status == "pending")
+            .where(of_source, ModelVersion.status == "pending")
             .order_by(ModelVersion.id)
             .with_for_update()
         )
     ).all()
     if not pending:
         return 0
-    experiment = await session.get(Experiment, experiment_id)
+    source = await source_of(session, pending[0])
     for version in pending:
-        await check_artifact(session, version, experiment)
+        await check_artifact(session, version, source)
     await session.flush()
     return len(pending)
 
