@@ -64,10 +64,14 @@ def test_log_model_without_a_run(
     assert seen["same_predictions_by_version"] is True
     [registered] = runyard.get("/models", params={"name": name}).json()["items"]
     versions = runyard.get(f"/models/{registered['id']}/versions").json()["items"]
+    external = seen["external"]
+    assert (external["version"], external["status"]) == ("3", "READY")
     assert [(v["version"], v["experiment_id"], v["logged_model_id"]) for v in versions] == [
+        (3, None, external["model_id"]),
         (2, None, seen["second_model_id"]),
         (1, None, model["model_id"]),
     ]
+    assert versions[0]["status"] == "ready"
 
     # no run was made for it: the project has no experiment
     experiments = runyard.get("/experiments", params={"project_id": seen["experiment_id"]})

@@ -2,7 +2,8 @@
 (the model has no source run), its files listed, downloaded and loaded back by
 ``models:/<model_id>``, predicting as the fitted model did; then registered, by
 ``mlflow.register_model("models:/<model_id>")`` and by ``log_model(...,
-registered_model_name=...)`` outside a run, and loaded back by ``models:/<name>/<version>``."""
+registered_model_name=...)`` outside a run, and loaded back by ``models:/<name>/<version>``; and an
+external model (``mlflow.create_external_model``) registered."""
 
 from __future__ import annotations
 
@@ -59,4 +60,9 @@ reloaded = mlflow.sklearn.load_model(f"models:/{name}/2")
 out["same_predictions_by_version"] = bool(
     np.array_equal(reloaded.predict(features), fitted.predict(features))
 )
+
+# an external model (its files are kept elsewhere): READY at once, registered as it is
+external = mlflow.create_external_model(name="agent")
+third = mlflow.register_model(f"models:/{external.model_id}", name)
+out["external"] = {"version": third.version, "status": third.status, "model_id": external.model_id}
 emit(out)

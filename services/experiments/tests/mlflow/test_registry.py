@@ -313,6 +313,13 @@ async def test_a_version_of_a_logged_model_made_outside_a_run(
     assert (await register(broken))["status"] == "PENDING_REGISTRATION"
     await finalize(broken, "LOGGED_MODEL_UPLOAD_FAILED")
     assert await status("3") == "FAILED_REGISTRATION"
+    # an external model (mlflow.create_external_model): READY, no files, registered as it is
+    external = await standalone("external")
+    await finalize(external, "LOGGED_MODEL_READY")
+    assert (await register(external))["status"] == "READY"
+    four = await client.get(f"/api/v1/models/{model['id']}/versions/4", headers=alice.headers)
+    empty = hashlib.sha256(b"").hexdigest()
+    assert (four.json()["size"], four.json()["file_count"], four.json()["sha256"]) == (0, 0, empty)
 
     # another user's model is not there to register
     await mlflow.ok(bob, "registered-models/create", {"name": "m"})

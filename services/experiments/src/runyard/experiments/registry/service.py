@@ -16,7 +16,8 @@ there; when the experiment ends, its pending versions are settled without it
 
 A version made from an MLflow logged model made outside a run (``logged_model_id``) is the
 model's own files instead: ``pending`` while the model is ``PENDING`` (its files still being
-uploaded), settled when the model is finalized, ``failed`` if they are missing then.
+uploaded), settled when the model is finalized: ``ready`` with the files it has (an external
+model may have none), ``failed`` if its upload failed.
 """
 
 from __future__ import annotations
@@ -304,25 +305,31 @@ async def check_artifact(
         )
 
 
+#: a logged model that is READY with no files (MLflow's external models): an empty manifest
+NO_FILES = Fingerprint(0, hashlib.sha256(b"").hexdigest(), 0)
+
+
 async def check_model_files(
     session: AsyncSession, version: ModelVersion, model: LoggedModel
 ) -> None:
-    """Set the version's status, size and hash from the logged model's own files."""
-    files = await repository.artifact_files(session, Holder(logged_model_id=model.id), "")
-    found = fingerprint(files, "")
-    if found is not None and model.status != "PENDING":
+    """Set the version's status, size and hash from the logged model's own files: ready once the
+    model is READY (whatever files it has: an external model has none), pending while it is
+    PENDING, failed if its upload failed."""
+    if model.status == "PENDING":
+        version.status = "pending"
+        version.status_message = f"waiting for the logged model {model.id} to upload its files"
+    elif model.status == "READY":
+        files = await repository.artifact_files(session, Holder(logged_model_id=model.id), "")
+        found = fingerprint(files, "") or NO_FILES
         version.status, version.status_message = "ready", None
         version.size, version.sha256, version.file_count = (
             found.size,
             found.sha256,
             found.file_count,
         )
-    elif model.status == "PENDING":
-        version.status = "pending"
-        version.status_message = f"waiting for the logged model {model.id} to upload its files"
     else:
         version.status = "failed"
-        version.status_message = f"the logged model {model.id} is {model.status} with no files"
+        version.status_message = f"the logged model {model.id} is {model.status}"
 
 
 def headline_metric(experiment: Experiment) -> tuple[str | None, float | None]:
