@@ -115,6 +115,9 @@ STATS = {
 }
 
 
+LOGGED = f"/api/v1/models/{MODEL}/versions/2"
+
+
 @pytest.fixture
 def api() -> Iterator[tuple[str, list[str]]]:
     """A small HTTP server in the API's place answering the version page's reads (recording
@@ -143,6 +146,10 @@ def api() -> Iterator[tuple[str, list[str]]]:
         f"{version_path}/predictions/stats": STATS,
         f"{version_path}/predictions/stats/series": SERIES,
         f"{version_path}/predictions": {"items": [], "next_cursor": None},
+        # an MLflow logged model made outside a run: no experiment, the model's own files
+        f"{LOGGED}/predictions/stats": STATS,
+        f"{LOGGED}/predictions/stats/series": SERIES,
+        f"{LOGGED}/predictions": {"items": [], "next_cursor": None},
         "/api/v1/notifications/inbox/unread-count": {"unread_count": 0},
         "/api/v1/models": {"items": [], "next_cursor": None},
         "/api/v1/experiments": {
@@ -166,6 +173,12 @@ def api() -> Iterator[tuple[str, list[str]]]:
             self.end_headers()
             self.wfile.write(data)
 
+    answers[LOGGED] = {
+        **answers[version_path],
+        "version": 2,
+        "artifact_path": "",
+        "logged_model_id": "m-0123456789abcdef0123456789abcdef",
+    }
     with stand_in_api(Handler) as url:
         yield url, asked
 
@@ -207,6 +220,21 @@ async def test_the_version_page_draws_the_series_read_in_one_request(
     }
     assert chart["histogram"] == STATS["confidence"]["buckets"]
     assert iso(datetime(2026, 12, 6, 12, 0, tzinfo=UTC)) == "2026-12-06T12:00:00Z"
+
+
+async def test_a_version_of_a_logged_model_names_the_model_as_its_lineage(
+    kafka_bootstrap: str, api: tuple[str, list[str]]
+) -> None:
+    url, _asked = api
+    settings = Settings(
+        environment="test", api_url=url, kafka_bootstrap_servers=kafka_bootstrap, live_enabled=False
+    )
+    async with running_app(create_app(settings)) as client:
+        client.cookies.set(SESSION_COOKIE, sealed_session(settings))
+        response = await client.get(f"/models/{MODEL}/versions/2")
+    assert response.status_code == 200, response.text
+    lineage = response.text.split('id="lineage">')[1].split("</span>")[0]
+    assert lineage == "MLflow logged model <code>m-0123456789abcdef0123456789abcdef</code>"
 
 
 async def test_the_register_form_offers_the_linked_experiment_older_than_the_newest(
