@@ -334,6 +334,24 @@ async def test_a_model_made_outside_a_run_keeps_its_own_files(
     assert sorted(e["data"]["path"] for e in gone) == ["MLmodel", "env/req.txt", "model.pkl"]
 
 
+async def test_a_models_own_files_count_against_its_owners_quota(settings, alice) -> None:
+    limited = settings.model_copy(update={"artifact_user_quota_bytes": 10})
+    async with running_app(with_mlflow_routes(create_app(limited))) as client:
+        run = await new_experiment(client, alice)
+        put = await client.put(
+            f"{PROXY}/0/{uuid.UUID(run['id']).hex}/artifacts/a.bin",
+            content=b"r" * 6,
+            headers=alice.headers,
+        )
+        assert put.status_code == 200, put.text
+        model = await create_model(client, alice, experiment_id="0", name="external")
+        base = f"0/models/{model['info']['model_id']}/artifacts"
+        over = await client.put(f"{PROXY}/{base}/w.bin", content=b"m" * 5, headers=alice.headers)
+        assert (over.status_code, over.json()["error_code"]) == (413, "RESOURCE_LIMIT_EXCEEDED")
+        fits = await client.put(f"{PROXY}/{base}/w.bin", content=b"m" * 4, headers=alice.headers)
+        assert fits.status_code == 200, fits.text
+
+
 async def test_creation_is_checked(client, alice, bob, viewer) -> None:
     project = await new_project(client, alice)
     run = await new_experiment(client, alice)  # experiment "0", not the project
