@@ -183,19 +183,24 @@ def api() -> Iterator[tuple[str, list[str]]]:
         yield url, asked
 
 
-async def test_the_version_page_draws_the_series_read_in_one_request(
-    kafka_bootstrap: str, api: tuple[str, list[str]]
-) -> None:
-    url, asked = api
+async def version_page(api_url: str, kafka_bootstrap: str, number: int, **params: str) -> Any:
+    """The version page of ``MODEL`` as a signed-in browser gets it from the stand-in API."""
     settings = Settings(
         environment="test",
-        api_url=url,
+        api_url=api_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         live_enabled=False,
     )
     async with running_app(create_app(settings)) as client:
         client.cookies.set(SESSION_COOKIE, sealed_session(settings))
-        response = await client.get(f"/models/{MODEL}/versions/1", params={"window": "24h"})
+        return await client.get(f"/models/{MODEL}/versions/{number}", params=params)
+
+
+async def test_the_version_page_draws_the_series_read_in_one_request(
+    kafka_bootstrap: str, api: tuple[str, list[str]]
+) -> None:
+    url, asked = api
+    response = await version_page(url, kafka_bootstrap, 1, window="24h")
     assert response.status_code == 200, response.text
     series_reads = [a for a in asked if "/stats/series" in a]
     stats_reads = [a for a in asked if urlsplit(a).path.endswith("/stats")]
@@ -226,12 +231,7 @@ async def test_a_version_of_a_logged_model_names_the_model_as_its_lineage(
     kafka_bootstrap: str, api: tuple[str, list[str]]
 ) -> None:
     url, _asked = api
-    settings = Settings(
-        environment="test", api_url=url, kafka_bootstrap_servers=kafka_bootstrap, live_enabled=False
-    )
-    async with running_app(create_app(settings)) as client:
-        client.cookies.set(SESSION_COOKIE, sealed_session(settings))
-        response = await client.get(f"/models/{MODEL}/versions/2")
+    response = await version_page(url, kafka_bootstrap, 2)
     assert response.status_code == 200, response.text
     lineage = response.text.split('id="lineage">')[1].split("</span>")[0]
     assert lineage == "MLflow logged model <code>m-0123456789abcdef0123456789abcdef</code>"

@@ -254,6 +254,11 @@ def fingerprint(files: Sequence[Artifact], path: str) -> Fingerprint | None:
     return Fingerprint(sum(f.size for f in files), manifest.hexdigest(), len(files))
 
 
+def mark_ready(version: ModelVersion, found: Fingerprint) -> None:
+    version.status, version.status_message = "ready", None
+    version.size, version.sha256, version.file_count = found.size, found.sha256, found.file_count
+
+
 #: where a version's files are: an experiment's artifacts, or a logged model's own files
 Source = Experiment | LoggedModel
 
@@ -284,13 +289,7 @@ async def check_artifact(
     )
     found = fingerprint(files, version.artifact_path)
     if found is not None:
-        version.status = "ready"
-        version.status_message = None
-        version.size, version.sha256, version.file_count = (
-            found.size,
-            found.sha256,
-            found.file_count,
-        )
+        mark_ready(version, found)
     elif experiment is not None and experiment.status not in TERMINAL:
         version.status = "pending"
         version.status_message = (
@@ -321,12 +320,7 @@ async def check_model_files(
     elif model.status == "READY":
         files = await repository.artifact_files(session, Holder(logged_model_id=model.id), "")
         found = fingerprint(files, "") or NO_FILES
-        version.status, version.status_message = "ready", None
-        version.size, version.sha256, version.file_count = (
-            found.size,
-            found.sha256,
-            found.file_count,
-        )
+        mark_ready(version, found)
     else:
         version.status = "failed"
         version.status_message = f"the logged model {model.id} is {model.status}"
