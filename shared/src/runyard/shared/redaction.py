@@ -16,6 +16,7 @@ through ``RedactingFilter``, and the gateway's request logs through ``redact``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import traceback
@@ -98,8 +99,10 @@ def may_hold_secret(text: str) -> bool:
     return _MAY_HOLD_SECRET.search(text) is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(name: str) -> bool:
-    """Whether a field called ``name`` holds a secret (its value is never logged)."""
+    """Whether a field called ``name`` holds a secret (its value is never logged). Cached: the
+    same few names come back on every line and request."""
     return bool(_SECRET_KEY.search(name)) and not _DESCRIPTIVE_KEY.search(name)
 
 
@@ -116,13 +119,20 @@ def apply_value_rules(text: str) -> str:
     return text
 
 
+#: types ``redact`` returns as they are, checked by identity before the slower ``isinstance``
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def redact(value: Any) -> Any:
     """A JSON-like value with secrets removed by key and by value; other types unchanged."""
-    if isinstance(value, str):
+    kind = type(value)  # the exact types first: isinstance on Mapping is slow
+    if kind in _SCALARS:
+        return value
+    if kind is str or isinstance(value, str):
         return redact_text(value)
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): _redact_field(str(k), v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if kind is list or isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value
 
