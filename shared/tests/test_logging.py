@@ -162,6 +162,47 @@ def test_fields_named_as_secrets_lose_their_values_and_descriptive_ones_stay() -
     }
 
 
+def test_a_named_pair_keeps_its_name_and_is_judged_by_it() -> None:
+    """MLflow's params, tags and metrics are ``{"key": name, "value": ...}``: the name is not a
+    secret (a lone ``key`` field still is), the value is one when the name says so."""
+    body = {
+        "run_id": "r1",
+        "metrics": [{"key": "val_loss", "value": 0.5, "timestamp": 1, "step": 3}],
+        "params": [
+            {"key": "lr", "value": "0.01"},
+            {"key": "db_password", "value": "hunter22"},
+            {"key": "hf_token", "value": "hf_abcdef"},
+            {"key": "api_key_id", "value": "k-1"},
+            {"key": "dsn", "value": "postgresql://ada:hunter22@db/x"},
+        ],
+        "tags": [{"key": "mlflow.user", "value": "ada"}],
+    }
+    assert redact(body) == {
+        "run_id": "r1",
+        "metrics": [{"key": "val_loss", "value": 0.5, "timestamp": 1, "step": 3}],
+        "params": [
+            {"key": "lr", "value": "0.01"},
+            {"key": "db_password", "value": REDACTED},
+            {"key": "hf_token", "value": REDACTED},
+            {"key": "api_key_id", "value": "k-1"},
+            {"key": "dsn", "value": f"postgresql://ada:{REDACTED}@db/x"},
+        ],
+        "tags": [{"key": "mlflow.user", "value": "ada"}],
+    }
+    # MLflow's set-tag and log-param bodies are one pair
+    assert redact({"run_id": "r1", "key": "secret", "value": "s3"}) == {
+        "run_id": "r1",
+        "key": "secret",
+        "value": REDACTED,
+    }
+    # a name holding a secret-looking value is redacted by value; a lone key is a secret
+    assert redact({"key": "Bearer abcdefgh12345", "value": 1}) == {
+        "key": f"Bearer {REDACTED}",
+        "value": 1,
+    }
+    assert redact({"key": "anything", "name": "x"}) == {"key": REDACTED, "name": "x"}
+
+
 def test_custom_header_values_are_redacted_and_their_names_kept() -> None:
     webhook = {"url": SLACK, "settings": {"headers": {"X-Team-Auth": "opaque-value-1"}}}
     assert redact(webhook) == {

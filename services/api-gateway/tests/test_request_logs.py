@@ -87,6 +87,36 @@ async def test_secrets_in_payload_samples_are_redacted(eventually, client, db_co
     assert row["user_id"] is None
 
 
+async def test_an_mlflow_request_keeps_its_metric_names_and_loses_secret_params(
+    eventually, client, db_conn, signing_key
+) -> None:
+    """MLflow names each metric, param and tag in a ``key`` field: the request log keeps the
+    names (an admin reading it sees which metrics a loop logs) and redacts a param's value when
+    its name says secret."""
+    body = {
+        "run_id": uuid.uuid4().hex,
+        "metrics": [{"key": "val_loss", "value": 0.5, "timestamp": 1, "step": 3}],
+        "params": [{"key": "lr", "value": "0.01"}, {"key": "db_password", "value": "hunter22"}],
+    }
+    response = await client.post(
+        "/api/2.0/mlflow/runs/log-batch?mirror",
+        json=body,
+        headers=bearer(signing_key, sub=str(uuid.uuid4())),
+    )
+    assert response.status_code == 200
+    [row] = await eventually(lambda: rows(db_conn, "api_request_logs"))
+    assert row["endpoint"] == "/api/2.0/mlflow/runs/log-batch"
+    redacted = {
+        **body,
+        "params": [{"key": "lr", "value": "0.01"}, {"key": "db_password", "value": "[redacted]"}],
+    }
+    assert json.loads(row["request_payload_sample"]) == redacted
+    assert json.loads(row["response_payload_sample"]) == redacted
+    assert "hunter22" not in json.dumps(
+        [dict(r) for r in await rows(db_conn, "system_logs")], default=str
+    )
+
+
 async def test_refused_requests_are_logged_with_their_error(eventually, client, db_conn) -> None:
     response = await client.get("/api/v1/experiments")
     assert response.status_code == 401

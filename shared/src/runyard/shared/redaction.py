@@ -8,7 +8,8 @@ through ``RedactingFilter``, and the gateway's request logs through ``redact``.
   ``api_key``, ``authorization``, ``otpauth_uri``, ``backup_codes``, ``code`` ...) keeps its name
   and loses its value; names that only describe a secret (``api_key_id``, ``token_type``,
   ``key_prefix``, ``..._at``) are kept. A ``headers`` mapping (custom webhook headers) keeps its
-  header names and loses every value.
+  header names and loses every value. A named pair, ``{"key": name, "value": ...}`` (MLflow's
+  params, tags and metrics), keeps its name and loses its value when the name says secret.
 - By value, wherever a string holds one: an ``otpauth://`` URI, a JWT, a bearer token, an ``ry_``
   API key, a ``whsec_`` signing secret, a Slack or Teams webhook URL (its path), the password of
   a URL, a secret-looking query parameter, a PEM private key.
@@ -131,10 +132,29 @@ def redact(value: Any) -> Any:
     if kind is str or isinstance(value, str):
         return redact_text(value)
     if kind is dict or isinstance(value, Mapping):
+        name = value.get("key")
+        if type(name) is str and "value" in value:
+            return _redact_pair(value, name)
         return {str(k): _redact_field(str(k), v) for k, v in value.items()}
     if kind is list or isinstance(value, list | tuple):
         return [redact(v) for v in value]
     return value
+
+
+def _redact_pair(pair: Mapping[Any, Any], name: str) -> dict[str, Any]:
+    """A named pair, ``{"key": name, "value": ..., ...}`` (MLflow's params, tags and metrics):
+    its ``key`` is a name, kept (redacted by value only), and its ``value`` is judged by that
+    name, as the field it stands for would be."""
+    redacted: dict[str, Any] = {}
+    for k, v in pair.items():
+        field = str(k)
+        if field == "key":
+            redacted[field] = redact_text(name)
+        elif field == "value":
+            redacted[field] = _redact_field(name, v)
+        else:
+            redacted[field] = _redact_field(field, v)
+    return redacted
 
 
 def _redact_field(name: str, value: Any) -> Any:
