@@ -16,7 +16,7 @@ redaction of both payload samples included). Prints per variant the CPU of this 
 PostgreSQL's backends per logged request (psutil), the minimum and the median over the rounds:
 on a shared machine the minimum is the least disturbed figure.
 
-    uv run python bench/request_log_writer.py [--rounds 7] [--batches 6] [--batch-size 500]
+    uv run python bench/request_log_writer.py [--rounds 7] [--batches 20] [--batch-size 500]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any
 import asyncpg
 import psutil
 from mlflow_compare import machine_info, run_cli
+from mlflow_log_parts import backend_cpu
 from sqlalchemy import insert
 
 from runyard.gateway.models import api_request_logs, system_logs
@@ -52,6 +53,8 @@ from runyard.shared.identity import Principal
 from runyard.shared.testing import local_infrastructure, migrated_database
 
 PASSWORD = "bench-request-log"
+#: the ``application_name`` of the writer's connections (``create_engine``'s default)
+APPLICATION = "runyard"
 
 
 def records(count: int) -> list[RequestRecord]:
@@ -107,21 +110,6 @@ def process_cpu() -> float:
     return times.user + times.system
 
 
-async def backends_cpu(admin: asyncpg.Connection) -> float:
-    total = 0.0
-    rows = await admin.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
-        " AND pid <> pg_backend_pid()"
-    )
-    for row in rows:
-        try:
-            times = psutil.Process(row["pid"]).cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
-
-
 async def bench(args: argparse.Namespace, admin_url: str) -> None:
     name = f"bench_reqlog_{uuid.uuid4().hex[:8]}"
     url, database_admin_url = await migrated_database(
@@ -156,10 +144,10 @@ async def bench(args: argparse.Namespace, admin_url: str) -> None:
             for variant, flush in variants.items():
                 batches = [records(args.batch_size) for _ in range(args.batches)]
                 await admin.execute("CHECKPOINT")
-                before, before_pg = process_cpu(), await backends_cpu(admin)
+                before, before_pg = process_cpu(), await backend_cpu(admin, APPLICATION)
                 for batch in batches:
                     await flush(batch)
-                after, after_pg = process_cpu(), await backends_cpu(admin)
+                after, after_pg = process_cpu(), await backend_cpu(admin, APPLICATION)
                 logged = args.batches * args.batch_size
                 results[variant].append(
                     ((after - before) * 1e6 / logged, (after_pg - before_pg) * 1e6 / logged)
@@ -186,7 +174,7 @@ async def bench(args: argparse.Namespace, admin_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--batches", type=int, default=6, help="batches per round and variant")
+    parser.add_argument("--batches", type=int, default=20, help="batches per round and variant")
     parser.add_argument("--batch-size", type=int, default=500, help="the gateway's default")
     args = parser.parse_args()
     print(f"command: uv run python bench/request_log_writer.py {shlex.join(sys.argv[1:])}")
