@@ -1,13 +1,14 @@
 """The model registry in headless Chromium: search the models list, open a model, register a
 version from an experiment's artifact with the form, move an alias with the form and see one
 moved elsewhere (the API) arrive live, see the 409 of deleting a version that holds an alias
-as the form's error, and a version's prediction stats with their charts and drift badge;
+as the form's error, a version's file downloaded, and its prediction stats with their charts and drift badge;
 axe-core finds no serious violation on any of these pages."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -53,6 +54,12 @@ def test_models_list_model_alias_move_and_version_stats(
     expect(page.locator("#version-status")).to_have_text("ready")
     model_id = page.get_attribute("#model-version", "data-model")
     assert model_id
+    # the version's file, downloaded through the console
+    link = page.locator("#version-files a")
+    expect(link).to_have_text("weights.bin")
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_bytes() == b"weights " * 512
     # v2 and an alias through the API, predictions of v1
     as_user(
         api,

@@ -1,9 +1,11 @@
 """An MLflow 3 logged model made outside a run, through the stock client: its files are the
 model's own Runyard artifacts (no run holds them), loaded back by ``models:/<model_id>``, and
-their ``logged_model_artifact.created`` events reach a signed webhook."""
+their ``logged_model_artifact.created`` events reach a signed webhook; registered, its versions'
+files are listed and served by Runyard's own API too."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -72,6 +74,19 @@ def test_log_model_without_a_run(
         (1, None, model["model_id"]),
     ]
     assert versions[0]["status"] == "ready"
+    # Runyard's own API lists and serves a version's files: its logged model's, byte for byte
+    listed = runyard.get(f"/models/{registered['id']}/versions/1/files")
+    assert listed.status_code == 200, listed.text
+    assert {f["path"]: f["sha256"] for f in listed.json()} == {
+        path: seen["downloaded"][path] for path in files
+    }
+    mlmodel = runyard.get(f"/models/{registered['id']}/versions/1/files/MLmodel")
+    assert mlmodel.status_code == 200, mlmodel.text
+    assert hashlib.sha256(mlmodel.content).hexdigest() == seen["downloaded"]["MLmodel"]
+    # the external model's version: what MLflow stored for it (its MLmodel), as registered
+    external_files = runyard.get(f"/models/{registered['id']}/versions/3/files").json()
+    manifest = "".join(f"{f['sha256']}  {f['path']}\n" for f in external_files)
+    assert hashlib.sha256(manifest.encode()).hexdigest() == versions[0]["sha256"]
 
     # no run was made for it: the project has no experiment
     experiments = runyard.get("/experiments", params={"project_id": seen["experiment_id"]})

@@ -146,6 +146,17 @@ def api() -> Iterator[tuple[str, list[str]]]:
         f"{version_path}/predictions/stats": STATS,
         f"{version_path}/predictions/stats/series": SERIES,
         f"{version_path}/predictions": {"items": [], "next_cursor": None},
+        f"{version_path}/files": [
+            {"path": "MLmodel", "size": 11, "sha256": "cd" * 32, "content_type": "text/plain"},
+            {
+                "path": "data/model.pkl",
+                "size": 5,
+                "sha256": "ef" * 32,
+                "content_type": "application/octet-stream",
+            },
+        ],
+        f"{version_path}/files/data/model.pkl": b"<html>",
+        f"{LOGGED}/files": [],
         # an MLflow logged model made outside a run: no experiment, the model's own files
         f"{LOGGED}/predictions/stats": STATS,
         f"{LOGGED}/predictions/stats/series": SERIES,
@@ -166,9 +177,10 @@ def api() -> Iterator[tuple[str, list[str]]]:
         def do_GET(self) -> None:
             asked.append(self.path)
             answer = answers.get(urlsplit(self.path).path)
-            data = json.dumps(answer).encode()
+            raw = isinstance(answer, bytes)
+            data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
             self.send_response(200 if answer is not None else 404)
-            self.send_header("content-type", "application/json")
+            self.send_header("content-type", "text/html" if raw else "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -258,6 +270,37 @@ async def test_the_register_form_offers_the_linked_experiment_older_than_the_new
     assert f"/api/v1/experiments/{OLDER}" in asked
     assert unknown.status_code == 200  # an id the API does not know: just not offered
     assert "not-a-run" not in unknown.text.split("<select", 1)[1].split("</select>", 1)[0]
+
+
+async def test_the_version_page_lists_its_files_and_downloads_them_through_the_console(
+    kafka_bootstrap: str, api: tuple[str, list[str]]
+) -> None:
+    """The files the API lists, each a download streamed through the console as an attachment
+    (an uploaded HTML file is never shown as this site); a path the version does not hold is
+    refused before anything is fetched."""
+    url, asked = api
+    response = await version_page(url, kafka_bootstrap, 1)
+    assert response.status_code == 200, response.text
+    table = response.text.split('id="version-files">')[1].split("</table>")[0]
+    raw = f"/models/{MODEL}/versions/1/files/raw?path="
+    assert f'href="{raw}MLmodel" download>MLmodel</a>' in table
+    assert f'href="{raw}data/model.pkl" download>data/model.pkl</a>' in table
+    logged = await version_page(url, kafka_bootstrap, 2)
+    assert 'id="no-files">No files.' in logged.text
+
+    settings = Settings(
+        environment="test", api_url=url, kafka_bootstrap_servers=kafka_bootstrap, live_enabled=False
+    )
+    async with running_app(create_app(settings)) as client:
+        client.cookies.set(SESSION_COOKIE, sealed_session(settings))
+        got = await client.get(raw.split("?")[0], params={"path": "data/model.pkl"})
+        asked.clear()
+        missing = await client.get(raw.split("?")[0], params={"path": "../secrets"})
+    assert (got.status_code, got.content) == (200, b"<html>")
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["content-disposition"] == "attachment; filename*=UTF-8''model.pkl"
+    assert missing.status_code == 404
+    assert all(not a.split("?")[0].endswith("secrets") for a in asked)
 
 
 def test_a_register_form_becomes_the_apis_version_body() -> None:

@@ -411,6 +411,66 @@ async def test_concurrent_alias_move_and_version_delete(client, db, alice) -> No
             assert holder.json()["version"] == number
 
 
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+async def test_a_versions_files_are_listed_and_downloaded(client, alice, bob, viewer) -> None:
+    """A version's files by Runyard's own API: paths within the version (a one-file version:
+    the file's name), their manifest hashing to the version's ``sha256``, downloads with
+    ``Range`` and ``HEAD``; nothing outside the version, nothing for another user."""
+    experiment = await trained(client, alice)
+    await upload(client, alice, experiment, "notes.txt", b"not the model")
+    model = await new_model(client, alice)
+    assert (await new_version(client, alice, model, experiment, "model")).status_code == 201
+    one = await new_version(client, alice, model, experiment, "model/model.onnx")
+    assert one.status_code == 201
+    base = f"{URL}/{model['id']}/versions"
+
+    listed = await client.get(f"{base}/1/files", headers=alice.headers)
+    assert listed.status_code == 200, listed.text
+    assert [(f["path"], f["size"], f["sha256"]) for f in listed.json()] == [
+        ("MLmodel", 11, sha(b"flavors: {}")),
+        ("model.onnx", 700, sha(b"weights" * 100)),
+    ]
+    v1 = (await client.get(f"{base}/1", headers=alice.headers)).json()
+    manifest = "".join(f"{f['sha256']}  {f['path']}\n" for f in listed.json())
+    assert sha(manifest.encode()) == v1["sha256"]
+    single = (await client.get(f"{base}/2/files", headers=alice.headers)).json()
+    assert [(f["path"], f["sha256"]) for f in single] == [("model.onnx", one.json()["sha256"])]
+
+    got = await client.get(f"{base}/1/files/model.onnx", headers=alice.headers)
+    assert (got.status_code, got.content) == (200, b"weights" * 100)
+    assert got.headers["etag"] == f'"{sha(b"weights" * 100)}"'
+    part = await client.get(
+        f"{base}/2/files/model.onnx", headers={**alice.headers, "Range": "bytes=0-6"}
+    )
+    assert (part.status_code, part.content) == (206, b"weights")
+    assert part.headers["content-range"] == "bytes 0-6/700"
+    head = await client.head(f"{base}/1/files/MLmodel", headers=alice.headers)
+    assert (head.status_code, head.headers["content-length"], head.content) == (200, "11", b"")
+
+    # only the version's own files, by their paths within it
+    for path in ("notes.txt", "model/MLmodel", "missing", "model.onnx/x"):
+        refused = await client.get(f"{base}/1/files/{path}", headers=alice.headers)
+        assert refused.status_code == 404, path
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert (await client.get(f"{base}/9/files", headers=alice.headers)).status_code == 404
+    # a viewer reads them; another user does not learn the model exists
+    shown = await client.get(f"{base}/1/files/MLmodel", headers=viewer.headers)
+    assert (shown.status_code, shown.content) == (200, b"flavors: {}")
+    assert (await client.get(f"{base}/1/files", headers=bob.headers)).status_code == 404
+    assert (await client.get(f"{base}/1/files/MLmodel", headers=bob.headers)).status_code == 404
+
+    # a pending version has no files yet
+    running = await new_experiment(client, alice)
+    await act(client, alice, running["id"], "start")
+    pending = (await new_version(client, alice, model, running, "later")).json()
+    assert pending["status"] == "pending"
+    waiting = await client.get(f"{base}/{pending['version']}/files", headers=alice.headers)
+    assert waiting.json() == []
+
+
 async def test_access_rules(client, alice, bob, viewer, admin) -> None:
     experiment = await trained(client, alice)
     model = await new_model(client, alice)

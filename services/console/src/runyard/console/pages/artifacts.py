@@ -19,7 +19,7 @@ from starlette.background import BackgroundTask
 from runyard.console.gateway import ApiProblem, UserApi, client_headers, problem_of
 from runyard.console.pages.experiments import unread_count
 from runyard.console.render import page
-from runyard.console.web import CsrfDep, StateDep, UserApiDep
+from runyard.console.web import ConsoleState, CsrfDep, StateDep, UserApiDep
 
 router = APIRouter()
 
@@ -217,10 +217,33 @@ async def raw(
     showing in the page; anything else is a download (``application/octet-stream``, as an
     attachment), so an uploaded HTML or SVG file never runs as this site."""
     artifact = await artifact_of(api, experiment_id, path)  # renews the token when due
+    name = posixpath.basename(path)
+    inline = is_image(artifact) and not download
+    kind = str(artifact.get("content_type") or "") if inline else "application/octet-stream"
+    if inline and kind == "application/octet-stream":
+        kind = mimetypes.guess_type(name)[0] or kind
+    return await streamed(
+        request, state, api, api_path(experiment_id, path), name=name, kind=kind, inline=inline
+    )
+
+
+async def streamed(
+    request: Request,
+    state: ConsoleState,
+    api: UserApi,
+    path: str,
+    *,
+    name: str,
+    kind: str = "application/octet-stream",
+    inline: bool = False,
+) -> StreamingResponse:
+    """The API's download at ``path`` (under ``/api/v1``), streamed to the browser as ``name``:
+    shown in the page when ``inline``, else an attachment. The caller has just asked the API
+    something with ``api`` (which renews its token when due)."""
     upstream = await state.gateway.http.send(
         state.gateway.http.build_request(
             "GET",
-            f"/api/v1{api_path(experiment_id, path)}",
+            f"/api/v1{path}",
             headers={
                 **client_headers(request),
                 "Authorization": f"Bearer {api.session.access_token}",
@@ -232,11 +255,6 @@ async def raw(
         await upstream.aread()
         await upstream.aclose()
         raise ApiProblem(upstream.status_code, problem_of(upstream))
-    name = posixpath.basename(path)
-    inline = is_image(artifact) and not download
-    kind = str(artifact.get("content_type") or "") if inline else "application/octet-stream"
-    if inline and kind == "application/octet-stream":
-        kind = mimetypes.guess_type(name)[0] or kind
     headers = {
         "Content-Disposition": f"{'inline' if inline else 'attachment'}; "
         f"filename*=UTF-8''{quote(name, safe='')}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import posixpath
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -24,6 +25,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from runyard.console.gateway import ApiProblem, UserApi
+from runyard.console.pages.artifacts import streamed
 from runyard.console.pages.experiments import unread_count
 from runyard.console.pages.forms import refusal_text
 from runyard.console.render import page
@@ -355,9 +357,10 @@ async def version_page(
     end = datetime.now(UTC).replace(microsecond=0)
     base = f"/models/{quote(model_id, safe='')}"
     stats_path = f"{base}/versions/{version}/predictions/stats"
-    model, found, stats, series, recent, unread = await asyncio.gather(
+    model, found, files, stats, series, recent, unread = await asyncio.gather(
         api.get(base),
         api.get(f"{base}/versions/{version}"),
+        api.get(f"{base}/versions/{version}/files"),
         api.get(stats_path, **{"from": iso(end - length), "to": iso(end)}),
         stats_series(api, stats_path, end, length),
         api.get(f"{base}/versions/{version}/predictions", limit=20),
@@ -370,6 +373,7 @@ async def version_page(
     context = {
         "model": model,
         "version": found,
+        "files": files,
         "stats": stats,
         "recent": recent["items"],
         "window": window,
@@ -380,6 +384,26 @@ async def version_page(
         "unread": unread,
     }
     return page(request, state.templates, "model_version.html", context)
+
+
+@router.get("/models/{model_id}/versions/{version}/files/raw")
+async def version_file(
+    request: Request,
+    state: StateDep,
+    api: UserApiDep,
+    model_id: str,
+    version: int,
+    path: Annotated[str, Query(min_length=1, max_length=1024)],
+) -> Response:
+    """One of the version's files, streamed from the API as a download (never shown as this
+    site: a model's files are whatever its maker uploaded)."""
+    base = f"/models/{quote(model_id, safe='')}/versions/{version}/files"
+    files = await api.get(base)  # renews the token when due
+    if not any(f["path"] == path for f in files):
+        raise ApiProblem(404, {"title": "Not Found", "detail": "The version has no such file."})
+    return await streamed(
+        request, state, api, f"{base}/{quote(path, safe='/')}", name=posixpath.basename(path)
+    )
 
 
 def pretty(value: Any) -> str | None:

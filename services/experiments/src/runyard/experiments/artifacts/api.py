@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -128,15 +128,18 @@ async def list_artifacts(
     )
 
 
+#: what a file's download answers besides errors of its path
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file", "content": {"application/octet-stream": {}}},
+    206: {"description": "the requested byte range (`Range: bytes=start-end`)"},
+    416: {"description": "the range lies outside the file"},
+}
+
+
 @router.get(
     "/{experiment_id}/artifacts/{artifact_path:path}",
     response_class=StreamingResponse,
-    responses={
-        **PATH_RESPONSES,
-        200: {"description": "the file", "content": {"application/octet-stream": {}}},
-        206: {"description": "the requested byte range (`Range: bytes=start-end`)"},
-        416: {"description": "the range lies outside the file"},
-    },
+    responses={**PATH_RESPONSES, **DOWNLOAD_RESPONSES},
 )
 @router.head(
     "/{experiment_id}/artifacts/{artifact_path:path}",

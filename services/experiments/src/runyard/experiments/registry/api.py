@@ -4,10 +4,17 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments.errors import ValidationFailed
+from runyard.experiments.artifacts.api import (
+    DOWNLOAD_RESPONSES,
+    RuntimeDep,
+    StoreDep,
+    artifact_response,
+)
+from runyard.experiments.errors import NotFound, ValidationFailed
 from runyard.experiments.registry import repository, service
 from runyard.experiments.registry.models import ModelVersion, RegisteredModel
 from runyard.experiments.registry.schemas import (
@@ -18,6 +25,7 @@ from runyard.experiments.registry.schemas import (
     ModelOut,
     ModelUpdate,
     VersionCreate,
+    VersionFileOut,
     VersionOut,
     VersionStatus,
     VersionUpdate,
@@ -203,6 +211,53 @@ async def get_version(
 ) -> VersionOut:
     model = await service.get_model(session, principal=principal, model_id=model_id)
     return await version_out(session, await service.get_version(session, model, version))
+
+
+@router.get("/{model_id}/versions/{version}/files", response_model=list[VersionFileOut])
+async def list_version_files(
+    model_id: uuid.UUID, version: VersionNumber, session: SessionDep, principal: CurrentPrincipal
+) -> list[VersionFileOut]:
+    """The version's files as they are stored now (those of its experiment's `artifact_path`,
+    or of its MLflow logged model), by path; empty while the version is pending. The version's
+    `sha256` is the SHA-256 of their manifest (one `<sha256>  <path>` line per file)."""
+    model = await service.get_model(session, principal=principal, model_id=model_id)
+    row = await service.get_version(session, model, version)
+    return [
+        VersionFileOut(path=path, size=f.size, sha256=f.sha256, content_type=f.content_type)
+        for path, f in await service.version_files(session, row)
+    ]
+
+
+@router.get(
+    "/{model_id}/versions/{version}/files/{file_path:path}",
+    response_class=StreamingResponse,
+    responses={404: {"description": "no such model, version or file"}, **DOWNLOAD_RESPONSES},
+)
+@router.head(
+    "/{model_id}/versions/{version}/files/{file_path:path}",
+    operation_id="head_version_file",
+    summary="The headers of a version file's download, without the bytes",
+    response_class=StreamingResponse,
+    responses={206: {"description": "the headers of the byte range"}},
+)
+async def download_version_file(
+    model_id: uuid.UUID,
+    version: VersionNumber,
+    file_path: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    store: StoreDep,
+) -> StreamingResponse:
+    """One of the version's files (a path `files` lists), streamed as an experiment's artifact
+    is: one `Range` gives 206 with `Content-Range`, `ETag` is the content's SHA-256."""
+    async with runtime.sessionmaker() as session, session.begin():
+        model = await service.get_model(session, principal=principal, model_id=model_id)
+        row = await service.get_version(session, model, version)
+        found = [f for path, f in await service.version_files(session, row) if path == file_path]
+    if not found:
+        raise NotFound("file of the model version")
+    return artifact_response(found[0], store, request)
 
 
 @router.patch("/{model_id}/versions/{version}", response_model=VersionOut)

@@ -124,6 +124,16 @@ class VersionOut(BaseModel):
     updated_at: datetime
 
 
+class VersionFileOut(BaseModel):
+    #: the file's path within the version: ``MLmodel``, ``data/model.pkl`` (a version of one
+    #: file: its name)
+    path: str
+    size: int
+    #: hex SHA-256 of the content (also the download's ETag)
+    sha256: str
+    content_type: str
+
+
 class AliasOut(BaseModel):
     alias: str
     version: int

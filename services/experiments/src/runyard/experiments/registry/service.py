@@ -272,6 +272,31 @@ async def source_of(session: AsyncSession, version: ModelVersion) -> Source | No
     return None
 
 
+def files_root(version: ModelVersion) -> tuple[Holder, str] | None:
+    """Whose files the version is and the path they sit under ('': all of a logged model's);
+    ``None``: a version with no source."""
+    if version.logged_model_id is not None:
+        return Holder(logged_model_id=version.logged_model_id), ""
+    if version.experiment_id is not None:
+        return of_experiment(version.experiment_id), version.artifact_path
+    return None
+
+
+async def version_files(session: AsyncSession, version: ModelVersion) -> list[tuple[str, Artifact]]:
+    """The version's files as stored now, in path order, each with its path within the version:
+    relative to the version's directory, or the file's name for a version of one file (what a
+    download of ``models:/<name>/<version>`` writes)."""
+    root = files_root(version)
+    if root is None:
+        return []
+    holder, path = root
+    files = await repository.artifact_files(session, holder, path)
+    if len(files) == 1 and path and files[0].path == path:
+        return [(path.rsplit("/", 1)[-1], files[0])]
+    prefix = f"{path}/" if path else ""
+    return [(f.path.removeprefix(prefix), f) for f in files]
+
+
 async def check_artifact(
     session: AsyncSession, version: ModelVersion, source: Source | None
 ) -> None:
