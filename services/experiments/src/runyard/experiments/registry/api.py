@@ -219,7 +219,8 @@ async def list_version_files(
 ) -> list[VersionFileOut]:
     """The version's files as they are stored now (those of its experiment's `artifact_path`,
     or of its MLflow logged model), by path; empty while the version is pending. The version's
-    `sha256` is the SHA-256 of their manifest (one `<sha256>  <path>` line per file)."""
+    `sha256` is the SHA-256 of their manifest (one `<sha256>  <path>` line per file), or a
+    one-file version's file's own."""
     model = await service.get_model(session, principal=principal, model_id=model_id)
     row = await service.get_version(session, model, version)
     return [
