@@ -282,6 +282,12 @@ def files_root(version: ModelVersion) -> tuple[Holder, str] | None:
     return None
 
 
+async def stored_files(session: AsyncSession, version: ModelVersion) -> list[Artifact]:
+    """The files the version is, as stored now (its source's, under its path), in path order."""
+    root = files_root(version)
+    return [] if root is None else await repository.artifact_files(session, *root)
+
+
 async def version_files(session: AsyncSession, version: ModelVersion) -> list[tuple[str, Artifact]]:
     """The version's files as stored now, in path order, each with its path within the version:
     relative to the version's directory, or the file's name for a version of one file (what a
@@ -289,8 +295,8 @@ async def version_files(session: AsyncSession, version: ModelVersion) -> list[tu
     root = files_root(version)
     if root is None:
         return []
-    holder, path = root
-    files = await repository.artifact_files(session, holder, path)
+    path = root[1]
+    files = await stored_files(session, version)
     if len(files) == 1 and path and files[0].path == path:
         return [(path.rsplit("/", 1)[-1], files[0])]
     prefix = f"{path}/" if path else ""
@@ -305,13 +311,7 @@ async def check_artifact(
         await check_model_files(session, version, source)
         return
     experiment = source
-    files = (
-        await repository.artifact_files(
-            session, of_experiment(experiment.id), version.artifact_path
-        )
-        if experiment is not None
-        else []
-    )
+    files = await stored_files(session, version) if experiment is not None else []
     found = fingerprint(files, version.artifact_path)
     if found is not None:
         mark_ready(version, found)
@@ -343,7 +343,7 @@ async def check_model_files(
         version.status = "pending"
         version.status_message = f"waiting for the logged model {model.id} to upload its files"
     elif model.status == "READY":
-        files = await repository.artifact_files(session, Holder(logged_model_id=model.id), "")
+        files = await stored_files(session, version)
         found = fingerprint(files, "") or NO_FILES
         mark_ready(version, found)
     else:
