@@ -261,7 +261,6 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
         await asyncio.gather(*tasks)
         scheduled_after = scheduled() if args.waits else {}
         flushes = await admin.fetchval(FLUSHES) - flushes_before
-        await admin.close()
         if vacuum is not None:
             print(f"\nVACUUM of the runs' table: {await vacuum} times")
     print(f"\n{sent} requests, {sent / (time.monotonic() - started):.0f} a second on average")
@@ -270,11 +269,10 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
         print_activity(await sampler, sent)
         print()
         print_scheduled(scheduled_before, scheduled_after, sent)
-    connection = await asyncpg.connect(stack.admin_dsn)
     try:
-        rows = await connection.fetch(TABLES)
+        rows = await admin.fetch(TABLES)
     finally:
-        await connection.close()
+        await admin.close()
     print("| table | inserted | updated | HOT-updated | dead | live | MB |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
