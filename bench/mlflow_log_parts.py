@@ -1,19 +1,27 @@
 """What each part of an MLflow ``log-batch`` costs PostgreSQL on the SQL path, under load.
 
 Starts the whole local stack, then, with 4 clients each logging one epoch (4 metrics) per
-``log-batch`` to its own running run, for ``--seconds`` per variant: replaces the database
+``log-batch`` to its own running run, for ``--seconds`` per phase: replaces the database
 function ``mlflow_log_epochs`` (migration 0019) by a variant without one of its parts
-(the history summary, its levels above 0, the run row's update, the metric log, the epoch rows) and
-measures requests/s and the CPU of the experiments service's PostgreSQL backends per request
-(psutil, per backend process by ``application_name``). The full function runs first and last.
-A variant answers wrongly on purpose (the part is missing): the stack is thrown away after.
+(the history summary, its levels above 0, the run row's update, the metric log, the epoch rows,
+all of Runyard's own rows: only MLflow's metric log and latest metrics and the pending event
+row are left) or with the run row's update made HOT (the indexes over ``experiments.metrics``
+dropped for the phase), and measures requests/s and the CPU of the experiments service's
+PostgreSQL backends per request (psutil, per backend process by ``application_name``). A variant
+answers wrongly on purpose (the part is missing): the stack is thrown away after.
+
+The variants run in ``--rounds`` rounds, each in another order (rotated, every other round
+reversed), and the summary gives each variant's median over its rounds: on a shared machine
+the load drifts by more than most parts cost, and a fixed order showed a part up to 40 %
+cheaper than alternated phases did. ``--only NAME`` (repeatable; the full function always runs)
+picks variants by a part of their name.
 
 Each client logs its run's consecutive steps, as a training loop does. Also prints, for the
 full function: the WAL written per request (records, bytes, full-page images), inserted and (HOT) updated
 rows per table, and the mean time a request spends in the experiments service (its latency
 histogram) against the client's.
 
-    uv run python bench/mlflow_log_parts.py [--seconds 8]
+    uv run python bench/mlflow_log_parts.py [--seconds 8] [--rounds 3] [--only HOT ...]
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import argparse
 import asyncio
 import importlib.util
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -53,29 +62,78 @@ def _migration(name: str) -> ModuleType:
     return module
 
 
+#: the indexes over ``experiments.metrics`` (they make the run row's update never HOT), kept
+#: aside while the HOT variant runs and made again for the others
+_SAVE_METRIC_INDEXES = """
+CREATE TABLE IF NOT EXISTS public.bench_metric_indexes AS
+SELECT indexname, indexdef FROM pg_indexes
+WHERE schemaname = 'experiments' AND tablename = 'experiments' AND indexdef LIKE '%metrics%';
+"""
+_DROP_METRIC_INDEXES = (
+    _SAVE_METRIC_INDEXES
+    + """
+DO $$DECLARE r record; BEGIN
+  FOR r IN SELECT indexname FROM public.bench_metric_indexes LOOP
+    EXECUTE 'DROP INDEX IF EXISTS experiments.' || quote_ident(r.indexname);
+  END LOOP;
+END$$;
+"""
+)
+_MAKE_METRIC_INDEXES = (
+    _SAVE_METRIC_INDEXES
+    + """
+DO $$DECLARE r record; BEGIN
+  FOR r IN SELECT indexname, indexdef FROM public.bench_metric_indexes LOOP
+    IF to_regclass('experiments.' || quote_ident(r.indexname)) IS NULL THEN
+      EXECUTE r.indexdef;
+    END IF;
+  END LOOP;
+END$$;
+"""
+)
+
+
 def variants() -> dict[str, str]:
+    """Each variant's SQL: the function (and, for HOT, the metric indexes dropped; for the
+    others, made again)."""
     full: str = _migration("0019_mlflow_log_metrics_at_logged_epochs.py").LOG_EPOCHS
 
-    def without(first: str, next_part: str) -> str:
-        start = full.index(first)
-        end = full.index(next_part, start)
-        return full[:start] + "    skipped AS (SELECT 1),\n" + full[end:]
+    def without(sql: str, first: str, next_part: str) -> str:
+        start = sql.index(first)
+        end = sql.index(next_part, start)
+        return sql[:start] + "    skipped AS (SELECT 1),\n" + sql[end:]
 
-    return {
+    no_run_update = full.replace(
+        "        WHERE x.id = p_run\n", "        WHERE x.id = p_run AND false\n"
+    )
+    functions = {
         "full": full,
         "without the history summary": without(
-            "    base AS (", "    -- the metrics of the request's highest"
+            full, "    base AS (", "    -- the metrics of the request's highest"
         ),
         "history level 0 only": full.replace("(VALUES (0), (4))", "(VALUES (0))").replace(
             "generate_series(1, 3)", "generate_series(1, 0)"
         ),
-        "without the run row's update": full.replace(
-            "        WHERE x.id = p_run\n", "        WHERE x.id = p_run AND false\n"
+        "without the run row's update": no_run_update,
+        "without the metric log": without(full, "    logged AS (", "    -- the request's values"),
+        "without the epoch rows": without(full, "    runs AS (", "    -- the history summary"),
+        "without the history summary and the run row's update": without(
+            no_run_update, "    base AS (", "    -- the metrics of the request's highest"
         ),
-        "without the metric log": without("    logged AS (", "    -- the request's values"),
-        "without the epoch rows": without("    runs AS (", "    -- the history summary"),
-        "full (again)": full,
+        "MLflow's rows only": without(
+            no_run_update, "    runs AS (", "    -- the metrics of the request's highest"
+        ),
     }
+    made = {name: _MAKE_METRIC_INDEXES + sql for name, sql in functions.items()}
+    made["run row's update HOT"] = _DROP_METRIC_INDEXES + full
+    return made
+
+
+def round_order(names: list[str], round_: int) -> list[str]:
+    """Round ``round_``'s order: rotated by the round, every other round reversed."""
+    shift = round_ % len(names)
+    order = names[shift:] + names[:shift]
+    return order[::-1] if round_ % 2 else order
 
 
 async def backend_cpu(admin: asyncpg.Connection, application: str) -> float:
@@ -123,10 +181,18 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
         admin = await asyncpg.connect(asyncpg_dsn(stack.admin_server_url))
         database = await asyncpg.connect(stack.admin_dsn)
         experiments_url = stack.service_urls["experiments"] + "/metrics"
-        print("| function | requests/s | PostgreSQL (experiments), ms per request |")
-        print("|---|---|---|")
-        for name, sql in variants().items():
-            await database.execute(sql)
+        chosen = {
+            name: sql
+            for name, sql in variants().items()
+            if name == "full" or not args.only or any(part in name for part in args.only)
+        }
+        measured: dict[str, list[tuple[float, float]]] = {name: [] for name in chosen}
+        print("| round | function | requests/s | PostgreSQL (experiments), ms per request |")
+        print("|---|---|---|---|")
+        for round_, name in (
+            (r, name) for r in range(args.rounds) for name in round_order(list(chosen), r)
+        ):
+            await database.execute(chosen[name])
             await asyncio.sleep(1)
             cpu_before = await backend_cpu(admin, "runyard-experiments")
             wal_before = await database.fetchrow(WAL_STATS)
@@ -146,8 +212,10 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
             await asyncio.gather(*(client(run, stop_at, latencies) for run in runs))
             cpu = await backend_cpu(admin, "runyard-experiments") - cpu_before
             count = len(latencies)
-            print(f"| {name} | {count / args.seconds:.0f} | {cpu * 1000 / count:.2f} |", flush=True)
-            if name != "full":
+            rate, pg_ms = count / args.seconds, cpu * 1000 / count
+            measured[name].append((rate, pg_ms))
+            print(f"| {round_ + 1} | {name} | {rate:.0f} | {pg_ms:.2f} |", flush=True)
+            if name != "full" or round_ != 0:
                 continue
             wal_after = await database.fetchrow(WAL_STATS)
             records, images, wal = (
@@ -184,6 +252,16 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
                         f"{updated / count:.2f} updated ({hot / count:.2f} HOT) per request"
                     )
             print("\n".join(details), flush=True)
+        print(f"\nmedians over {args.rounds} round(s), each variant against the full function:")
+        print(
+            "| function | requests/s | PostgreSQL (experiments), ms per request | difference, ms |"
+        )
+        print("|---|---|---|---|")
+        full_ms = statistics.median(ms for _, ms in measured["full"])
+        for name, phases in measured.items():
+            rate = statistics.median(r for r, _ in phases)
+            pg_ms = statistics.median(ms for _, ms in phases)
+            print(f"| {name} | {rate:.0f} | {pg_ms:.2f} | {pg_ms - full_ms:+.2f} |")
         await admin.close()
         await database.close()
 
@@ -198,7 +276,11 @@ TABLE_STATS = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per variant")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="each variant once per round")
+    parser.add_argument(
+        "--only", action="append", default=[], help="variants whose name holds this (repeatable)"
+    )
     args = parser.parse_args()
     info: dict[str, Any] = machine_info()
     print(f"command: uv run python bench/mlflow_log_parts.py {shlex.join(sys.argv[1:])}")
