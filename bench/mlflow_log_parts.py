@@ -6,7 +6,9 @@ function ``mlflow_log_epochs`` (migration 0019) by a variant without one of its 
 (the history summary, its levels above 0, the run row's update, the metric log, the epoch rows,
 all of Runyard's own rows: only MLflow's metric log and latest metrics and the pending event
 row are left) or with the run row's update made HOT (the indexes over ``experiments.metrics``
-dropped for the phase), and measures requests/s and the CPU of the experiments service's
+dropped for the phase), or with the history summary and the run row's update left to a folder
+that writes them for each run every 0.25 s (``FOLDED``: a prototype of ADR 0020's session-18
+design, run by this process on a connection counted with the service's), and measures requests/s and the CPU of the experiments service's
 PostgreSQL backends per request (psutil, per backend process by ``application_name``). A variant
 answers wrongly on purpose (the part is missing): the stack is thrown away after.
 
@@ -34,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -43,8 +46,11 @@ import aiohttp
 import asyncpg
 import psutil
 from mlflow_compare import UNLIMITED, machine_info, run_cli, runyard_mlflow_user
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from runyard.devstack import Stack
+from runyard.experiments.tracking.repository.history import BASE_SHIFT, record_runs
 from runyard.shared.db import asyncpg_dsn
 
 MIGRATIONS = (
@@ -126,6 +132,85 @@ def variants() -> dict[str, str]:
     }
     made = {name: _MAKE_METRIC_INDEXES + sql for name, sql in functions.items()}
     made["run row's update HOT"] = _DROP_METRIC_INDEXES + full
+    made[FOLDED] = made["without the history summary and the run row's update"]
+    return made
+
+
+#: the variant whose summaries ``fold_loop`` writes while it runs
+FOLDED = "summaries folded every 0.25 s (prototype)"
+#: the folder's database sessions count as the experiments service's backends
+FOLD_APPLICATION = "runyard-experiments-fold"
+#: one fold of a run's epochs ``lo``..``hi`` into its row (totals, the highest epoch's metrics,
+#: the best of the range by the run's best metric): what the per-request update does, once
+_FOLD_RUN = text("""
+WITH top AS (
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+               'train_loss', t.train_loss, 'val_loss', t.val_loss,
+               'train_accuracy', t.train_accuracy, 'val_accuracy', t.val_accuracy,
+               'learning_rate', t.learning_rate)) || t.metrics AS metrics
+    FROM experiments.training_runs AS t
+    WHERE t.experiment_id = :run AND t.epoch = :hi
+),
+best AS (
+    SELECT t.epoch, experiments.jsonb_number(to_jsonb(t), x.best_metric) AS v
+    FROM experiments.training_runs AS t, experiments.experiments AS x
+    WHERE x.id = :run AND t.experiment_id = :run AND t.epoch BETWEEN :lo AND :hi
+      AND experiments.jsonb_number(to_jsonb(t), x.best_metric) IS NOT NULL
+    ORDER BY 2, 1 LIMIT 1
+)
+UPDATE experiments.experiments AS x SET
+    total_epochs = x.total_epochs + (:hi - :lo + 1),
+    last_epoch = greatest(x.last_epoch, :hi),
+    metrics = x.metrics || coalesce((SELECT metrics FROM top), '{}'),
+    best_epoch = coalesce((SELECT epoch FROM best), x.best_epoch),
+    best_value = coalesce((SELECT v FROM best), x.best_value),
+    last_seen_at = now(), updated_at = now()
+WHERE x.id = :run
+""")
+
+
+async def fold_loop(
+    sessions: async_sessionmaker[AsyncSession], runs: list[uuid.UUID], stop_at: float
+) -> int:
+    """Until ``stop_at``: every 0.25 s, each run's epochs since its last fold written into its
+    row and its history blocks (``record_runs``' exact rebuild of the blocks written and of the
+    old tail's), in one transaction per run, as the epoch-events worker would. Folds made."""
+    folded: dict[uuid.UUID, int | None] = {}
+    async with sessions() as session:
+        for run in runs:
+            folded[run] = await session.scalar(
+                text("SELECT max(epoch) FROM experiments.training_runs WHERE experiment_id = :r"),
+                {"r": run},
+            )
+    made = 0
+    while time.monotonic() < stop_at:
+        began = time.monotonic()
+        for run in runs:
+            async with sessions() as session, session.begin():
+                await session.execute(
+                    text("SELECT 1 FROM experiments.experiments WHERE id = :r FOR UPDATE"),
+                    {"r": run},
+                )
+                high = await session.scalar(
+                    text(
+                        "SELECT max(epoch) FROM experiments.training_runs WHERE experiment_id = :r"
+                    ),
+                    {"r": run},
+                )
+                last = folded[run]
+                if high is None or (last is not None and high <= last):
+                    continue
+                low = 0 if last is None else last + 1
+                await session.execute(_FOLD_RUN, {"run": run, "lo": low, "hi": high})
+                blocks = set(range(low >> BASE_SHIFT, (high >> BASE_SHIFT) + 1))
+                if last is not None:
+                    blocks.add(last >> BASE_SHIFT)  # the old tail's coarser blocks
+                await record_runs(
+                    session, run, inserted=(), rewritten=[b << BASE_SHIFT for b in sorted(blocks)]
+                )
+                folded[run] = high
+                made += 1
+        await asyncio.sleep(max(0.0, 0.25 - (time.monotonic() - began)))
     return made
 
 
@@ -181,6 +266,12 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
         admin = await asyncpg.connect(asyncpg_dsn(stack.admin_server_url))
         database = await asyncpg.connect(stack.admin_dsn)
         experiments_url = stack.service_urls["experiments"] + "/metrics"
+        engine = create_async_engine(
+            "postgresql+asyncpg://" + stack.admin_dsn.split("://", 1)[1],
+            connect_args={"server_settings": {"application_name": FOLD_APPLICATION}},
+        )
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        run_ids = [uuid.UUID(run) for run in runs]
         chosen = {
             name: sql
             for name, sql in variants().items()
@@ -209,7 +300,14 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
                     await mlflow.epoch_request(run, steps[run], headers)()
                     latencies.append(time.perf_counter() - started)
 
+            folder = (
+                asyncio.create_task(fold_loop(sessions, run_ids, stop_at))
+                if name == FOLDED
+                else None
+            )
             await asyncio.gather(*(client(run, stop_at, latencies) for run in runs))
+            if folder is not None:
+                await folder
             cpu = await backend_cpu(admin, "runyard-experiments") - cpu_before
             count = len(latencies)
             rate, pg_ms = count / args.seconds, cpu * 1000 / count
@@ -264,6 +362,7 @@ async def bench(args: argparse.Namespace, stack: Stack) -> None:
             print(f"| {name} | {rate:.0f} | {pg_ms:.2f} | {pg_ms - full_ms:+.2f} |")
         await admin.close()
         await database.close()
+        await engine.dispose()
 
 
 #: WAL written so far, by every process of the cluster (nothing else writes during a variant)
