@@ -52,6 +52,22 @@ async def write_epoch_events(db: ServiceDatabase) -> int:
         await engine.dispose()
 
 
+async def fold_summaries(db: ServiceDatabase) -> int:
+    """What the ``epoch-events`` worker does first for each run (the tests' apps run no
+    workers): the summaries the MLflow API's SQL path left owed written into the runs' rows and
+    history blocks, the pending events kept. Returns how many runs were folded."""
+    from runyard.experiments.tracking.service import epoch_events
+    from runyard.shared.db import create_engine, create_sessionmaker
+
+    engine = create_engine(db.url, pool_size=1)
+    try:
+        sessionmaker = create_sessionmaker(engine, schema="experiments")
+        async with sessionmaker() as session, session.begin():
+            return await epoch_events.fold_owned(session, None)
+    finally:
+        await engine.dispose()
+
+
 async def outbox(db: ServiceDatabase) -> list[dict[str, Any]]:
     """The CloudEvents in the outbox, oldest first, once the pending ``epochs_logged`` events
     are written (as the ``epoch-events`` worker would by then)."""

@@ -20,6 +20,7 @@ from services.experiments.tests.experiments_helpers import (
     Caller,
     expected_blocks,
     fetch,
+    fold_summaries,
     stored_blocks,
 )
 from services.experiments.tests.mlflow.conftest import Mlflow
@@ -177,6 +178,8 @@ async def test_both_paths_leave_the_same_rows(
                     patch.setattr(service_runs, "log_batch", _python_path_fails)
                 await api.ok(alice, f"runs/{path}", body)
 
+    # the run's summaries, as the epoch-events worker writes them once the window is over
+    assert await fold_summaries(db) == 1
     sql_rows, python_rows = await _rows(db, sql_run), await _rows(db, python_run)
     for table in sql_rows:
         assert sql_rows[table] == python_rows[table], table

@@ -236,6 +236,17 @@ class PendingEpochs(Base):
     #: the window's first request (the row is due a window after it) and its last one
     first_logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the run's summaries still owe for the epochs the SQL path wrote (``mlflow_log_epochs``,
+    # migration 0022; ``epoch_events.fold``): the level-0 history blocks to rebuild (None:
+    # nothing owed), the new epochs, the highest epoch merged into the run's latest metrics
+    # and those metrics, the best candidate, and the last sign of life.
+    fold_blocks: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    fold_inserted: Mapped[int] = mapped_column(Integer, server_default="0")
+    fold_last_epoch: Mapped[int | None] = mapped_column(Integer)
+    fold_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    fold_best_epoch: Mapped[int | None] = mapped_column(Integer)
+    fold_best_value: Mapped[float | None] = mapped_column(Float)
+    fold_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class MlflowMetric(Base):

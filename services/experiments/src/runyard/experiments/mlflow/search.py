@@ -45,7 +45,8 @@ from runyard.experiments.mlflow.filter import (
     run_order,
 )
 from runyard.experiments.mlflow.ids import DEFAULT_EXPERIMENT_NAME
-from runyard.experiments.models import Experiment, Project
+from runyard.experiments.models import Experiment, PendingEpochs, Project
+from runyard.experiments.tracking.service import epoch_events
 from runyard.shared.identity import Principal
 
 #: MLflow's ``SEARCH_MAX_RESULTS_THRESHOLD`` (runs and experiments alike)
@@ -231,6 +232,17 @@ async def search_runs(
     if scope is not None:
         runs = runs.where(scope)
     query = runs.where(*conditions).order_by(*ordering)
+    if _by_metrics(filter, order_by):
+        # latest metrics the SQL path has not folded into the runs' rows yet: folded first
+        owed = select(Experiment.id).where(
+            runs_of(principal, experiment_ids),
+            Experiment.id.in_(
+                select(PendingEpochs.experiment_id).where(PendingEpochs.fold_blocks.is_not(None))
+            ),
+        )
+        if scope is not None:
+            owed = owed.where(scope)
+        await epoch_events.fold_owned(session, list((await session.scalars(owed)).all()))
     if view_type == "ACTIVE_ONLY":
         query = query.where(Experiment.deleted_at.is_(None))
     elif view_type == "DELETED_ONLY":
@@ -239,6 +251,12 @@ async def search_runs(
     if conditions and len(experiment_ids) == 1 and _default_order(order_by):
         return await _probed_page(session, runs, query, offset, max_results)
     return await _page(session, query, offset, max_results)
+
+
+def _by_metrics(filter: str | None, order_by: list[str]) -> bool:
+    """The filter or the order may name a metric (``metrics.x``, ``metric.x``, quoted or not):
+    a word, not a parse, so it errs only towards folding."""
+    return any("metric" in part.lower() for part in [filter or "", *order_by])
 
 
 def _default_order(order_by: list[str]) -> bool:

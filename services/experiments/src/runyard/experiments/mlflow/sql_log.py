@@ -3,15 +3,17 @@
 A training loop logs each epoch's metrics in one ``log-batch`` (or one ``log-metric`` each) to a
 run that is running, metrics the run does not hold at those epochs yet (at new epochs, or new to
 an epoch an earlier call of the step logged). For that case the database function
-``mlflow_log_epochs`` (migrations 0017-0019) does in one statement, its own transaction, what the
+``mlflow_log_epochs`` (migrations 0017-0022) does in one statement, its own transaction, what the
 Python path (``service_runs.log_batch``: the metric log, ``tracking.service.runs.log_runs``)
 does in eight round trips and the ORM: the metric log and each metric's latest value, the epoch
-rows, the history summary, the run's totals, latest metrics and best epoch, its last sign of
-life, and its pending ``experiment.epochs_logged``. Every other case (a pending, stalled,
-finished or deleted run, another user's, a metric the epoch holds already, params or tags, a
-value only the metric log can hold) it leaves untouched and says so, and the Python path
-handles it. ``tests/mlflow/test_sql_log_path.py`` sends the same requests both ways and
-compares the rows.
+rows, and the run's pending ``experiment.epochs_logged`` with what the run's summaries owe (the
+history summary's blocks, the run's totals, latest metrics and best epoch, its last sign of
+life), which the epoch-events worker folds in once per run and window
+(``tracking.service.epoch_events.fold``; every other writer of the run folds first). Every
+other case (a pending, stalled, finished or deleted run, another user's, a metric the epoch
+holds already, params or tags, a value only the metric log can hold) it leaves untouched and
+says so, and the Python path handles it. ``tests/mlflow/test_sql_log_path.py`` sends the same
+requests both ways and compares the rows.
 
 The call goes to the pool's asyncpg connection directly: outside a transaction one statement
 commits by itself, so the request pays one round trip (no ``BEGIN``/``COMMIT``) and no ORM.

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Select, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.experiments.models import TERMINAL, Experiment
+from runyard.experiments.models import TERMINAL, Experiment, PendingEpochs
 from runyard.shared.identity import Principal
 
 
@@ -36,7 +36,13 @@ def silent_running(*, now: datetime, default_after_s: float, limit: int) -> Sele
     start) is older than their limit; locked, skipping rows another worker (or a heartbeat)
     holds, so replicas never mark one twice."""
     limit_s = func.coalesce(Experiment.stale_after_s, default_after_s)
-    last_sign = func.greatest(Experiment.last_seen_at, Experiment.started_at)
+    # an epoch of the MLflow API's SQL path not folded into the run's row yet is one too
+    owed = (
+        select(PendingEpochs.fold_seen_at)
+        .where(PendingEpochs.experiment_id == Experiment.id)
+        .scalar_subquery()
+    )
+    last_sign = func.greatest(Experiment.last_seen_at, Experiment.started_at, owed)
     return (
         select(Experiment)
         .where(

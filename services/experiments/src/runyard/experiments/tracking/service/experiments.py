@@ -120,6 +120,8 @@ async def update_experiment(
     experiment = await get_writable_experiment(
         session, principal=principal, experiment_id=experiment_id
     )
+    # the summaries as of now (a new best metric is computed over every epoch logged)
+    await epoch_events.fold(session, experiment)
     changes = requested_changes(data, not_nullable=NOT_NULLABLE)
     if changes.get("dataset_id") is not None:
         await usable_dataset(session, principal, experiment.owner_id, changes["dataset_id"])

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from runyard.experiments.models import Experiment
 from runyard.experiments.tracking.repository import liveness as repository
+from runyard.experiments.tracking.service import epoch_events
 from runyard.experiments.tracking.service.experiments import get_writable_experiment, summary
 from runyard.shared.contracts.experiments import ExperimentResumed, ExperimentStalled
 from runyard.shared.db import utcnow
@@ -86,6 +87,7 @@ async def mark_stalled(
         )
     ).all()
     for experiment in found:
+        await epoch_events.fold(session, experiment)  # its last epochs' summaries first
         experiment.stalled_at = now
         experiment.version += 1
         await session.flush()

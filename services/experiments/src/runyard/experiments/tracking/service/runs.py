@@ -47,6 +47,8 @@ async def log_runs(
     )
     if experiment.status in TERMINAL:
         raise errors.ExperimentFinished(experiment.status)
+    # the summaries as of now: what the MLflow API's SQL path left to fold comes first
+    await epoch_events.fold(session, experiment)
     repeated = sorted(epoch for epoch, n in Counter(r.epoch for r in runs).items() if n > 1)
     if repeated:
         raise errors.RepeatedEpochs(repeated)
