@@ -234,11 +234,11 @@ async def search_runs(
     query = runs.where(*conditions).order_by(*ordering)
     if _by_metrics(filter, order_by):
         # latest metrics the SQL path has not folded into the runs' rows yet: folded first
-        owed = select(Experiment.id).where(
-            runs_of(principal, experiment_ids),
-            Experiment.id.in_(
-                select(PendingEpochs.experiment_id).where(PendingEpochs.fold_blocks.is_not(None))
-            ),
+        # from the pending rows (at most one per running run), not from the runs
+        owed = (
+            select(PendingEpochs.experiment_id)
+            .join(Experiment, Experiment.id == PendingEpochs.experiment_id)
+            .where(PendingEpochs.fold_blocks.is_not(None), runs_of(principal, experiment_ids))
         )
         if scope is not None:
             owed = owed.where(scope)
