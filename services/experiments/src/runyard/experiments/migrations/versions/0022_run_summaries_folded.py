@@ -168,6 +168,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """0019's function back and the fold's columns dropped: what a pending row owes then is
+    lost, so downgrade with the writers stopped and the worker's last window written."""
     op.execute(_function_0019())
     op.execute(
         f"ALTER TABLE {SCHEMA}.pending_epochs "
