@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from runyard.shared.db import asyncpg_dsn
 from runyard.shared.testing import ServiceDatabase, identity_headers
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,19 +40,25 @@ async def fetch(db: ServiceDatabase, query: str, *args: Any) -> list[asyncpg.Rec
         await conn.close()
 
 
-async def write_epoch_events(db: ServiceDatabase) -> int:
-    """What the ``epoch-events`` worker does (the tests' apps run no workers), with no window:
-    the pending ``experiment.epochs_logged`` events go to the outbox. Returns how many."""
-    from runyard.experiments.tracking.service import epoch_events
+async def in_session(db: ServiceDatabase, work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work(session)`` in one transaction of the service's database, as a worker runs it."""
     from runyard.shared.db import create_engine, create_sessionmaker
 
     engine = create_engine(db.url, pool_size=1)
     try:
         sessionmaker = create_sessionmaker(engine, schema="experiments")
         async with sessionmaker() as session, session.begin():
-            return await epoch_events.write_due(session, window_s=0)
+            return await work(session)
     finally:
         await engine.dispose()
+
+
+async def write_epoch_events(db: ServiceDatabase) -> int:
+    """What the ``epoch-events`` worker does (the tests' apps run no workers), with no window:
+    the pending ``experiment.epochs_logged`` events go to the outbox. Returns how many."""
+    from runyard.experiments.tracking.service import epoch_events
+
+    return await in_session(db, lambda session: epoch_events.write_due(session, window_s=0))
 
 
 async def fold_summaries(db: ServiceDatabase) -> int:
@@ -57,15 +66,8 @@ async def fold_summaries(db: ServiceDatabase) -> int:
     workers): the summaries the MLflow API's SQL path left owed written into the runs' rows and
     history blocks, the pending events kept. Returns how many runs were folded."""
     from runyard.experiments.tracking.service import epoch_events
-    from runyard.shared.db import create_engine, create_sessionmaker
 
-    engine = create_engine(db.url, pool_size=1)
-    try:
-        sessionmaker = create_sessionmaker(engine, schema="experiments")
-        async with sessionmaker() as session, session.begin():
-            return await epoch_events.fold_owned(session, None)
-    finally:
-        await engine.dispose()
+    return await in_session(db, epoch_events.fold_owned)
 
 
 async def outbox(db: ServiceDatabase) -> list[dict[str, Any]]:

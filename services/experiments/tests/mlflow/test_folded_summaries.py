@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runyard.experiments.tracking.service import liveness
-from runyard.shared.db import create_engine, create_sessionmaker
 from runyard.shared.testing import ServiceDatabase
 from services.experiments.tests.experiments_helpers import (
     Caller,
     expected_blocks,
     fetch,
+    in_session,
     outbox,
     stored_blocks,
 )
@@ -133,26 +133,17 @@ async def test_an_owed_epoch_is_a_sign_of_life(
         uuid.UUID(run_id),
         long_ago,
     )
-    engine = create_engine(db.url, pool_size=1)
-    try:
-        sessionmaker = create_sessionmaker(engine, schema="experiments")
-        async with sessionmaker() as session, session.begin():
-            stalled = await liveness.mark_stalled(
-                session, now=datetime.now(UTC), default_after_s=600
-            )
-        assert stalled == 0
-        # once the owed epoch is as old as the rest, the run is silent
-        await fetch(
-            db,
-            "UPDATE experiments.pending_epochs SET fold_seen_at = $2 WHERE experiment_id = $1",
-            uuid.UUID(run_id),
-            long_ago,
-        )
-        async with sessionmaker() as session, session.begin():
-            stalled = await liveness.mark_stalled(
-                session, now=datetime.now(UTC), default_after_s=600
-            )
-        assert stalled == 1
-    finally:
-        await engine.dispose()
+
+    def sweep(session: Any) -> Any:
+        return liveness.mark_stalled(session, now=datetime.now(UTC), default_after_s=600)
+
+    assert await in_session(db, sweep) == 0
+    # once the owed epoch is as old as the rest, the run is silent
+    await fetch(
+        db,
+        "UPDATE experiments.pending_epochs SET fold_seen_at = $2 WHERE experiment_id = $1",
+        uuid.UUID(run_id),
+        long_ago,
+    )
+    assert await in_session(db, sweep) == 1
     assert not await owed(db, run_id)  # folded before the run was marked

@@ -45,7 +45,7 @@ from runyard.experiments.mlflow.filter import (
     run_order,
 )
 from runyard.experiments.mlflow.ids import DEFAULT_EXPERIMENT_NAME
-from runyard.experiments.models import Experiment, PendingEpochs, Project
+from runyard.experiments.models import Experiment, Project
 from runyard.experiments.tracking.service import epoch_events
 from runyard.shared.identity import Principal
 
@@ -234,15 +234,8 @@ async def search_runs(
     query = runs.where(*conditions).order_by(*ordering)
     if _by_metrics(filter, order_by):
         # latest metrics the SQL path has not folded into the runs' rows yet: folded first
-        # from the pending rows (at most one per running run), not from the runs
-        owed = (
-            select(PendingEpochs.experiment_id)
-            .join(Experiment, Experiment.id == PendingEpochs.experiment_id)
-            .where(PendingEpochs.fold_blocks.is_not(None), runs_of(principal, experiment_ids))
-        )
-        if scope is not None:
-            owed = owed.where(scope)
-        await epoch_events.fold_owned(session, list((await session.scalars(owed)).all()))
+        readable = [runs_of(principal, experiment_ids), *([] if scope is None else [scope])]
+        await epoch_events.fold_owned(session, *readable)
     if view_type == "ACTIVE_ONLY":
         query = query.where(Experiment.deleted_at.is_(None))
     elif view_type == "DELETED_ONLY":

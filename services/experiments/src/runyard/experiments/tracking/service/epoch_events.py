@@ -25,12 +25,10 @@ lock before the pending row's, the worker too: none waits for another in the opp
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, bindparam, case, delete, func, select, text
+from sqlalchemy import ColumnElement, Float, Integer, bindparam, case, delete, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import DateTime
@@ -182,13 +180,16 @@ async def fold(session: AsyncSession, experiment: Experiment) -> bool:
     return True
 
 
-async def fold_owned(session: AsyncSession, experiment_ids: Sequence[uuid.UUID] | None) -> int:
-    """Fold the runs among ``experiment_ids`` (None: every run) whose summaries owe anything,
-    for a read that must see them as of now (a search by metrics). Each run is locked in id
-    order, as the worker locks them. How many were folded."""
-    owed = select(_TABLE.c.experiment_id).where(_TABLE.c.fold_blocks.is_not(None))
-    if experiment_ids is not None:
-        owed = owed.where(_TABLE.c.experiment_id.in_(experiment_ids))
+async def fold_owned(session: AsyncSession, *conditions: ColumnElement[bool]) -> int:
+    """Fold the runs meeting ``conditions`` (on ``Experiment``; none: every run) whose
+    summaries owe anything, for a read that must see them as of now (a search by metrics).
+    They are found from the pending rows (at most one per running run), not from the runs, and
+    each is locked in id order, as the worker locks them. How many were folded."""
+    owed = (
+        select(_TABLE.c.experiment_id)
+        .join(Experiment, Experiment.id == _TABLE.c.experiment_id)
+        .where(_TABLE.c.fold_blocks.is_not(None), *conditions)
+    )
     ids = list((await session.scalars(owed)).all())
     if not ids:
         return 0
